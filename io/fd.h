@@ -1,0 +1,77 @@
+// Move-only owner of a file descriptor and the plain-syscall file helpers the rest of the
+// project uses for metadata-sized I/O (descriptors, manifests, locks). Bulk data goes through
+// io::Queue instead.
+#ifndef CHUNKFERRY_IO_FD_H_
+#define CHUNKFERRY_IO_FD_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+
+namespace chunkferry::io {
+
+// Owns one file descriptor and closes it in its destructor. Not thread-safe; movable.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(other.Release()) {}
+  Fd& operator=(Fd&& other) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { Reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // Gives up ownership without closing.
+  int Release();
+  // Closes the descriptor (if any); errors from close(2) are ignored here, use Close() to see them.
+  void Reset();
+  // Closes the descriptor and reports what close(2) said.
+  [[nodiscard]] absl::Status Close();
+
+ private:
+  int fd_ = -1;
+};
+
+// Makes a Status from an errno value: "<op> <path>: <strerror>", with a code that fits the errno
+// (ENOENT → NotFound, ENOSPC → ResourceExhausted, EACCES → PermissionDenied, else Internal...).
+absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
+
+// Opens `path` with open(2) flags and mode; the error names the path.
+[[nodiscard]] absl::StatusOr<Fd> OpenFile(const std::string& path, int flags, int mode = 0644);
+
+// Opens `path` with O_DIRECT added to `flags` when the file system supports it (tmpfs and
+// pipes do not), else without; *direct tells which. Direct I/O needs buffers, offsets and
+// lengths aligned to kDirectAlignment (io/buffer.h), except a read that ends at end of file.
+[[nodiscard]] absl::StatusOr<Fd> OpenMaybeDirect(const std::string& path, int flags, bool* direct,
+                                                 int mode = 0644);
+
+// Reads exactly `out.size()` bytes at `offset`, retrying short reads; a read past EOF is an
+// OutOfRange error. Returns the bytes read otherwise.
+[[nodiscard]] absl::Status PreadFull(int fd, absl::Span<uint8_t> out, uint64_t offset);
+// Writes all of `data` at `offset`, retrying short writes.
+[[nodiscard]] absl::Status PwriteFull(int fd, absl::Span<const uint8_t> data, uint64_t offset);
+// Reads up to out.size() bytes from the current position (pipes, stdin), retrying until the
+// buffer is full or EOF. Returns the number of bytes read; fewer than out.size() means EOF.
+[[nodiscard]] absl::StatusOr<size_t> ReadFully(int fd, absl::Span<uint8_t> out);
+
+// Reads a whole (small) file into a string.
+[[nodiscard]] absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// Replaces `path` durably and atomically: write `path.tmp.<pid>`, fsync, rename over `path`,
+// fsync the directory. Readers see either the old or the new content, never a mix.
+[[nodiscard]] absl::Status WriteFileAtomic(const std::string& path, std::string_view data);
+// fsyncs a directory so that renames and creations inside it are durable.
+[[nodiscard]] absl::Status FsyncDir(const std::string& dir);
+// fsyncs an open file.
+[[nodiscard]] absl::Status Fsync(int fd, std::string_view what);
+// Returns the size of an open file.
+[[nodiscard]] absl::StatusOr<uint64_t> FileSize(int fd, std::string_view what);
+
+}  // namespace chunkferry::io
+
+#endif  // CHUNKFERRY_IO_FD_H_

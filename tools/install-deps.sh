@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything chunkferry needs to build, test and benchmark, from Debian 12's packages.
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config git
+      liburing-dev libxxhash-dev libzstd-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+      zstd xxhash)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
