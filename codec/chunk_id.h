@@ -3,10 +3,12 @@
 #ifndef CHUNKFERRY_CODEC_CHUNK_ID_H_
 #define CHUNKFERRY_CODEC_CHUNK_ID_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,7 +22,9 @@ struct ChunkId {
   uint64_t lo = 0;
   uint64_t hi = 0;
 
-  friend bool operator==(const ChunkId& a, const ChunkId& b) { return a.lo == b.lo && a.hi == b.hi; }
+  friend bool operator==(const ChunkId& a, const ChunkId& b) {
+    return a.lo == b.lo && a.hi == b.hi;
+  }
   friend bool operator!=(const ChunkId& a, const ChunkId& b) { return !(a == b); }
   friend bool operator<(const ChunkId& a, const ChunkId& b) {
     return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo;
@@ -36,7 +40,8 @@ struct ChunkId {
   static ChunkId DecodeFrom(const uint8_t* in);
   // 32 lowercase hex characters of the 16 encoded bytes.
   std::string ToHex() const;
-  // Parses 32 hex characters; anything else is InvalidArgument.
+  // Parses 32 hex characters (either case); anything else is InvalidArgument naming the length
+  // or the position of the first bad character.
   static absl::StatusOr<ChunkId> FromHex(std::string_view hex);
 };
 
@@ -54,8 +59,9 @@ class ChunkHasher {
 
   ChunkId Hash(absl::Span<const uint8_t> data) const;
   bool keyed() const { return !secret_.empty(); }
-  // A 64-bit fingerprint of the key (0 when unkeyed) that two stores compare to know whether
-  // their ids agree; it does not reveal the key.
+  // A 64-bit fingerprint of the key (0 when unkeyed, never 0 when keyed) that two stores compare
+  // to know whether their ids agree; it does not reveal the key. It is XXH3-64 of the string
+  // "chunkferry/key-fingerprint/v1" under the derived secret, so it is stable across builds.
   uint64_t key_fingerprint() const { return fingerprint_; }
 
  private:

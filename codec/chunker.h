@@ -4,11 +4,13 @@
 #ifndef CHUNKFERRY_CODEC_CHUNKER_H_
 #define CHUNKFERRY_CODEC_CHUNKER_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
@@ -27,6 +29,9 @@ struct ChunkerSpec {
   // Parses the text form; rejects sizes out of range (fixed: power of two in [4 KiB, 4 MiB];
   // cdc: 64 B ≤ min < avg < max ≤ 4 MiB, avg a power of two) with a precise message.
   static absl::StatusOr<ChunkerSpec> Parse(std::string_view text);
+  // Checks the ranges above for a spec built in code (Parse already does); InvalidArgument
+  // saying which bound is violated.
+  absl::Status Validate() const;
   // Canonical text form with plain byte counts ("fixed:4096").
   std::string ToString() const;
 };
@@ -43,6 +48,8 @@ class Chunker {
   virtual const ChunkerSpec& spec() const = 0;
 };
 
+// Makes the chunker for `spec`; returns nullptr when spec.Validate() fails (specs from Parse
+// never do).
 std::unique_ptr<Chunker> MakeChunker(const ChunkerSpec& spec);
 
 }  // namespace chunkferry::codec

@@ -2,6 +2,7 @@
 #ifndef CHUNKFERRY_CODEC_COMPRESSOR_H_
 #define CHUNKFERRY_CODEC_COMPRESSOR_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -29,8 +30,11 @@ class Compressor {
   Compressor(Compressor&&) noexcept;
   Compressor& operator=(Compressor&&) noexcept;
 
-  // Compresses the concatenation of `inputs` as one zstd frame into `out` (capacity at least
-  // CompressBound of the total). Returns the frame size. Errors are Internal with zstd's message.
+  // Compresses the concatenation of `inputs` as one zstd frame into `out` and returns the frame
+  // size. With capacity of at least CompressBound of the total the frame always fits; with less,
+  // a frame that would not fit is ResourceExhausted (EncodeRecord uses this to stop as soon as
+  // compression does not pay). Other errors are Internal with zstd's message. Inputs that are
+  // adjacent in memory are compressed in place, without a copy through zstd's stream buffers.
   [[nodiscard]] absl::StatusOr<size_t> Compress(absl::Span<const absl::Span<const uint8_t>> inputs,
                                                 absl::Span<uint8_t> out);
   int level() const { return level_; }

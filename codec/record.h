@@ -45,17 +45,21 @@ struct ChunkRef {
 constexpr size_t RecordHeaderSize(size_t chunk_count) {
   return kRecordFixedHeaderSize + chunk_count * kRecordChunkEntrySize;
 }
-// Largest record that EncodeRecord can produce for these chunks.
+// Largest record that EncodeRecord can produce for these chunks: RecordHeaderSize(chunk_count)
+// + raw_length, since a zstd frame is kept only when it is smaller than the raw bytes.
 size_t MaxRecordSize(size_t chunk_count, size_t raw_length);
 
 // Encodes one record holding `chunks` (raw bytes, in order) named by `refs` (same length; each
 // ref's raw_length equals its chunk's size) into `out`, which must hold
 // MaxRecordSize(chunks.size(), total). Compresses with `compressor` when compressor != nullptr
 // and the frame is smaller than the raw bytes; else stores raw. Returns the record's size.
-// InvalidArgument when the chunk count or raw length is out of bounds.
-[[nodiscard]] absl::StatusOr<size_t> EncodeRecord(absl::Span<const ChunkRef> refs,
-                                                  absl::Span<const absl::Span<const uint8_t>> chunks,
-                                                  Compressor* compressor, absl::Span<uint8_t> out);
+// InvalidArgument when the chunk count or raw length is out of bounds, a chunk is empty or does
+// not match its ref's raw_length, or `out` is too small; a compressor failure other than "the
+// frame would not be smaller" is passed on (Internal). The ids in `refs` are written as given,
+// not recomputed.
+[[nodiscard]] absl::StatusOr<size_t> EncodeRecord(
+    absl::Span<const ChunkRef> refs, absl::Span<const absl::Span<const uint8_t>> chunks,
+    Compressor* compressor, absl::Span<uint8_t> out);
 
 // A parsed record; points into the bytes it was parsed from, which must outlive it.
 struct RecordView {
@@ -64,9 +68,9 @@ struct RecordView {
   uint32_t raw_length = 0;
   uint32_t stored_length = 0;
   uint64_t payload_checksum = 0;
-  const uint8_t* table = nullptr;      // chunk_count entries of kRecordChunkEntrySize
+  const uint8_t* table = nullptr;  // chunk_count entries of kRecordChunkEntrySize
   absl::Span<const uint8_t> payload;
-  size_t size = 0;                     // header + table + payload
+  size_t size = 0;  // header + table + payload
 
   ChunkRef chunk(size_t i) const;
   // Offset of chunk i within the raw (decompressed) bytes.
@@ -75,12 +79,15 @@ struct RecordView {
 
 // Reads the fixed header at the start of `bytes` (at least kRecordFixedHeaderSize) and returns
 // the record's total size, after checking magic, version, codec and bounds (not checksums).
-// DataLoss for a damaged header; FailedPrecondition for a version newer than this build.
+// OutOfRange when `bytes` is shorter than the fixed header; DataLoss for a damaged header;
+// FailedPrecondition for a version newer than this build.
 [[nodiscard]] absl::StatusOr<size_t> PeekRecordSize(absl::Span<const uint8_t> bytes);
 
 // Parses the record at the start of `bytes` and checks its header checksum (not the payload).
 // OutOfRange when `bytes` ends before the record does (a torn tail); DataLoss when the header is
-// damaged; FailedPrecondition for a newer version.
+// damaged (including a table whose lengths are zero or do not sum to raw_length);
+// FailedPrecondition for a newer version. Bytes after the record are ignored (view.size says
+// where the next record starts).
 [[nodiscard]] absl::StatusOr<RecordView> ParseRecord(absl::Span<const uint8_t> bytes);
 
 // Checks the payload against payload_checksum: the cheap check of stored bytes. DataLoss.
@@ -88,7 +95,8 @@ struct RecordView {
 
 // Decodes the payload into `raw_out` (exactly raw_length bytes), after checking the payload
 // checksum. With `hasher`, also recomputes every chunk's id and compares it with the table: the
-// full verification. DataLoss naming the first chunk (index and id) that does not match.
+// full verification. DataLoss naming the first chunk (index and id) that does not match, or for
+// a damaged payload; InvalidArgument when raw_out.size() != raw_length.
 [[nodiscard]] absl::Status DecodeRecord(const RecordView& record, Decompressor& decompressor,
                                         const ChunkHasher* hasher, absl::Span<uint8_t> raw_out);
 

@@ -42,7 +42,7 @@ class Fd {
 // (ENOENT → NotFound, ENOSPC → ResourceExhausted, EACCES → PermissionDenied, else Internal...).
 absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 
-// Opens `path` with open(2) flags and mode; the error names the path.
+// Opens `path` with open(2) flags and mode, adding O_CLOEXEC; the error names the path.
 [[nodiscard]] absl::StatusOr<Fd> OpenFile(const std::string& path, int flags, int mode = 0644);
 
 // Opens `path` with O_DIRECT added to `flags` when the file system supports it (tmpfs and
@@ -51,8 +51,9 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 [[nodiscard]] absl::StatusOr<Fd> OpenMaybeDirect(const std::string& path, int flags, bool* direct,
                                                  int mode = 0644);
 
-// Reads exactly `out.size()` bytes at `offset`, retrying short reads; a read past EOF is an
-// OutOfRange error. Returns the bytes read otherwise.
+// Reads exactly `out.size()` bytes at `offset`, retrying short reads and EINTR. Returns
+// OutOfRange when the file ends first (the bytes before EOF are in `out`), the errno as a
+// Status on other failures.
 [[nodiscard]] absl::Status PreadFull(int fd, absl::Span<uint8_t> out, uint64_t offset);
 // Writes all of `data` at `offset`, retrying short writes.
 [[nodiscard]] absl::Status PwriteFull(int fd, absl::Span<const uint8_t> data, uint64_t offset);

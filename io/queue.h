@@ -46,15 +46,23 @@ struct Completion {
   int64_t result = 0;
 };
 
-// A queue of in-flight file operations. One Queue per thread: not thread-safe. Requests
-// complete in any order. Short reads and writes are resubmitted internally for the remainder,
-// so callers never see them (except a read that reaches end of file).
+// A queue of in-flight file operations. One Queue per thread: not thread-safe. The io_uring
+// backend binds to the first thread that hands it work to the kernel (Reap); Reap from another
+// thread then fails with FailedPrecondition, and a queue with requests in flight must be
+// destroyed on that thread (an idle one anywhere). Requests complete in any order. Short reads and
+// writes are resubmitted internally for the remainder, so callers never see them (except a read
+// that reaches end of file). The destructor waits for every request in flight, since the kernel
+// may write into their buffers until then; on io_uring, requests that make no progress for a
+// second (a read on an idle pipe) are cancelled instead of waited for.
 class Queue {
  public:
   virtual ~Queue() = default;
 
   // Queues a request. Submission to the kernel may be deferred until Reap() so that requests go
-  // in batches. Fails with ResourceExhausted when depth() requests are already in flight.
+  // in batches. Fails with ResourceExhausted when depth() requests are already in flight (a
+  // request counts until its completion has been reaped), InvalidArgument for a bad request
+  // (no buffer, unregistered buf_index). Errors of the operation itself (bad fd, EIO) come
+  // back in its Completion, not here.
   [[nodiscard]] virtual absl::Status Submit(const Request& request) = 0;
 
   // Submits everything queued, waits until at least `min_complete` completions are ready
@@ -67,6 +75,7 @@ class Queue {
   // name them by buf_index. A no-op on the threads backend. At most once per Queue.
   [[nodiscard]] virtual absl::Status RegisterBuffers(absl::Span<const iovec> buffers) = 0;
 
+  // Requests submitted and not yet reaped.
   virtual size_t in_flight() const = 0;
   virtual size_t depth() const = 0;
   virtual Backend backend() const = 0;
@@ -74,15 +83,19 @@ class Queue {
 
 struct QueueOptions {
   Backend backend = Backend::kAuto;
-  unsigned depth = 64;    // maximum requests in flight
-  unsigned threads = 4;   // workers of the threads backend
+  unsigned depth = 64;   // maximum requests in flight
+  unsigned threads = 4;  // workers of the threads backend
 };
 
-// Makes a queue. With kAuto, falls back to the threads backend when io_uring cannot be set up.
+// Makes a queue. With kAuto, falls back to the threads backend when io_uring cannot be set up;
+// with kUring that is an Unavailable error saying why. Setting CHUNKFERRY_DISABLE_URING=1 in the
+// environment makes io_uring count as unavailable. InvalidArgument for a depth of 0 or above
+// 32768 (the io_uring limit) or zero threads.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Queue>> MakeQueue(const QueueOptions& options);
 
 // Runs one request to completion on `queue` (a convenience for cold paths and tests); returns
-// its result (bytes or -errno) or a queue error.
+// its result (bytes or -errno) or a queue error. The queue must have nothing in flight
+// (FailedPrecondition otherwise), since other requests' completions would be lost.
 [[nodiscard]] absl::StatusOr<int64_t> RunOne(Queue& queue, const Request& request);
 
 }  // namespace chunkferry::io

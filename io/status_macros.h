@@ -3,6 +3,8 @@
 #ifndef CHUNKFERRY_IO_STATUS_MACROS_H_
 #define CHUNKFERRY_IO_STATUS_MACROS_H_
 
+#include <utility>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -10,10 +12,10 @@
 #define CF_CONCAT_(a, b) CF_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing function when not OK.
-#define CF_RETURN_IF_ERROR(expr)                      \
-  do {                                                \
-    ::absl::Status cf_status_ = (expr);               \
-    if (!cf_status_.ok()) return cf_status_;          \
+#define CF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    ::absl::Status cf_status_ = (expr);      \
+    if (!cf_status_.ok()) return cf_status_; \
   } while (0)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else moves the value

@@ -1,0 +1,36 @@
+// Builds the VolumeBackupInventory JSON of the sync API contract
+// (shared/api/SyncVmBackupFromImageStoreBackupStorage.md): fields in the contract's order, null
+// fields omitted, sizes as integers, dates as "Nov 14, 2017 10:20:57 PM".
+#ifndef CHUNKFERRY_CONTROL_INVENTORY_H_
+#define CHUNKFERRY_CONTROL_INVENTORY_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/volume_backup.h"
+
+namespace chunkferry::control {
+
+using Json = nlohmann::ordered_json;
+
+// One backup storage that holds a volume backup (VolumeBackupStorageRefInventory).
+struct StorageRef {
+  std::string backup_storage_uuid;
+  std::string install_path;
+  std::string status = "Ready";
+  int64_t create_date = 0;
+  int64_t last_op_date = 0;
+};
+
+// Formats seconds since the epoch (UTC) the way the platform's clients parse dates.
+std::string FormatDate(int64_t seconds);
+
+// The inventory of one volume backup with its storage refs.
+Json VolumeBackupInventory(const engine::VolumeBackupMeta& meta,
+                           const std::vector<StorageRef>& refs);
+
+}  // namespace chunkferry::control
+
+#endif  // CHUNKFERRY_CONTROL_INVENTORY_H_

@@ -1,0 +1,385 @@
+#include "engine/importer.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "codec/chunker.h"
+#include "codec/compressor.h"
+#include "codec/record.h"
+#include "codec/zero.h"
+#include "io/buffer.h"
+#include "io/fd.h"
+#include "io/status_macros.h"
+
+namespace chunkferry::engine {
+namespace {
+
+constexpr size_t kReadBlock = 1 << 20;
+
+// The image being imported: a seekable file or device read through the queue, or a stream.
+struct Input {
+  io::Fd owned;
+  int fd = -1;
+  bool seekable = false;
+  bool direct = false;
+  uint64_t size = 0;  // when seekable
+};
+
+absl::StatusOr<Input> OpenInput(const std::string& source) {
+  Input in;
+  if (source == "-") {
+    in.fd = STDIN_FILENO;
+  } else {
+    CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
+    in.fd = in.owned.get();
+  }
+  struct stat st;
+  if (::fstat(in.fd, &st) != 0) return io::ErrnoStatus(errno, "stat", source);
+  if (S_ISREG(st.st_mode)) {
+    in.seekable = true;
+    in.size = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISBLK(st.st_mode)) {
+    in.seekable = true;
+    if (::ioctl(in.fd, BLKGETSIZE64, &in.size) != 0) {
+      return io::ErrnoStatus(errno, "BLKGETSIZE64", source);
+    }
+  } else if (S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, " is a directory, not an image"));
+  }
+  if (!in.seekable && in.direct) {
+    // Pipes and character devices: plain reads.
+    int flags = ::fcntl(in.fd, F_GETFL);
+    ::fcntl(in.fd, F_SETFL, flags & ~O_DIRECT);
+    in.direct = false;
+  }
+  return in;
+}
+
+// One chunk of the current window.
+struct Chunk {
+  uint32_t offset;  // in the window's data
+  uint32_t length;
+  bool zero;
+  bool fresh;  // first time seen: goes into a record
+  codec::ChunkId id;
+};
+
+// A record to build: chunks [first, last) of the window's fresh list.
+struct RecordPlan {
+  size_t first, last;
+  uint32_t raw;
+  size_t out_offset;  // in the output arena
+  size_t out_size;
+  absl::Status status;
+};
+
+class Importer {
+ public:
+  Importer(LocalStore& store, WorkerPool& pool, const ImportOptions& options, ImportStats* stats,
+           const ProgressFn* progress)
+      : store_(store),
+        pool_(pool),
+        options_(options),
+        stats_(*stats),
+        ticker_(progress, "import"),
+        chunker_(codec::MakeChunker(store.info().chunker)) {
+    for (size_t i = 0; i < pool.slots(); ++i) compressors_.emplace_back(store.info().zstd_level);
+  }
+
+  absl::StatusOr<VolumeBackupMeta> Run();
+
+ private:
+  absl::Status SubmitWindowReads(int which, uint64_t file_offset);
+  absl::StatusOr<size_t> WaitWindow(int which);
+  absl::StatusOr<size_t> ProcessWindow(const uint8_t* data, size_t n, bool last);
+
+  LocalStore& store_;
+  WorkerPool& pool_;
+  const ImportOptions& options_;
+  ImportStats& stats_;
+  ProgressTicker ticker_;
+  std::unique_ptr<codec::Chunker> chunker_;
+  std::vector<codec::Compressor> compressors_;
+  Input input_;
+  size_t gap_ = 0;
+  size_t window_ = 0;
+  io::AlignedBuffer bufs_[2];
+  // After the buffers: destroyed first, so reads still in flight finish before they are freed.
+  std::unique_ptr<io::Queue> queue_;
+  size_t pending_[2] = {0, 0};  // reads in flight per buffer
+  size_t got_[2] = {0, 0};      // bytes of image per buffer
+  bool probe_holes_ = true;
+  absl::Status read_error_;
+  std::unique_ptr<ManifestWriter> manifest_;
+  std::vector<Chunk> chunks_;
+  std::vector<size_t> fresh_;
+  std::vector<RecordPlan> plans_;
+  io::AlignedBuffer out_;
+  absl::flat_hash_set<codec::ChunkId> window_new_;
+};
+
+absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
+  got_[which] = 0;
+  if (!input_.seekable) {
+    CF_ASSIGN_OR_RETURN(
+        got_[which], io::ReadFully(input_.fd, absl::MakeSpan(bufs_[which].data() + gap_, window_)));
+    return absl::OkStatus();
+  }
+  const uint64_t end = file_offset + std::min<uint64_t>(window_, input_.size - file_offset);
+  got_[which] = end - file_offset;
+  uint8_t* base = bufs_[which].data() + gap_ - file_offset;
+  for (uint64_t pos = file_offset; pos < end;) {
+    // Sparse images: holes are zeros without reading them (SEEK_DATA/SEEK_HOLE).
+    uint64_t data_begin = pos, data_end = end;
+    if (probe_holes_) {
+      const off_t d = ::lseek(input_.fd, static_cast<off_t>(pos), SEEK_DATA);
+      if (d >= 0 || errno == ENXIO) {
+        data_begin = d < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(d), end);
+        if (data_begin < end) {
+          const off_t h = ::lseek(input_.fd, static_cast<off_t>(data_begin), SEEK_HOLE);
+          if (h >= 0) data_end = std::min<uint64_t>(static_cast<uint64_t>(h), end);
+        }
+        // Keep direct reads aligned; the extra bytes are zeros of the hole anyway.
+        data_begin = std::max(pos, data_begin & ~(io::kDirectAlignment - 1));
+        data_end = std::min(end, io::AlignUp(data_end, io::kDirectAlignment));
+      } else {
+        probe_holes_ = false;  // not supported here (some block devices, old file systems)
+      }
+    }
+    std::memset(base + pos, 0, data_begin - pos);
+    for (uint64_t off = data_begin; off < data_end; off += kReadBlock) {
+      const uint64_t len = std::min<uint64_t>(kReadBlock, data_end - off);
+      io::Request r;
+      r.op = io::Request::Op::kRead;
+      r.fd = input_.fd;
+      r.buf = base + off;
+      // O_DIRECT lengths must be aligned; the file simply ends earlier.
+      r.len = static_cast<uint32_t>(io::AlignUp(len, io::kDirectAlignment));
+      r.offset = off;
+      r.tag = (static_cast<uint64_t>(which) << 32) | len;
+      CF_RETURN_IF_ERROR(queue_->Submit(r));
+      ++pending_[which];
+    }
+    pos = data_end;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> Importer::WaitWindow(int which) {
+  io::Completion done[16];
+  while (pending_[which] > 0) {
+    CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
+    for (size_t i = 0; i < n; ++i) {
+      const int w = static_cast<int>(done[i].tag >> 32);
+      const uint64_t expect = done[i].tag & 0xffffffffu;
+      --pending_[w];
+      if (done[i].result < 0) {
+        if (read_error_.ok()) {
+          read_error_ = io::ErrnoStatus(static_cast<int>(-done[i].result), "read", options_.source);
+        }
+      } else if (static_cast<uint64_t>(done[i].result) < expect && read_error_.ok()) {
+        read_error_ = absl::DataLossError(
+            absl::StrCat(options_.source, " got shorter while it was being imported"));
+      }
+    }
+  }
+  CF_RETURN_IF_ERROR(read_error_);
+  return got_[which];
+}
+
+absl::StatusOr<size_t> Importer::ProcessWindow(const uint8_t* data, size_t n, bool last) {
+  // 1. Boundaries (serial: content-defined cuts depend on what came before).
+  chunks_.clear();
+  size_t pos = 0;
+  while (pos < n) {
+    const size_t len = chunker_->FindBoundary(absl::MakeConstSpan(data + pos, n - pos), last);
+    if (len == 0) break;
+    chunks_.push_back(
+        Chunk{static_cast<uint32_t>(pos), static_cast<uint32_t>(len), false, false, {}});
+    pos += len;
+  }
+  // 2. Zero detection and ids on every core.
+  const size_t tasks = std::min<size_t>(chunks_.size(), pool_.slots() * 4);
+  const codec::ChunkHasher& hasher = store_.hasher();
+  pool_.Run(tasks, [&](size_t t, size_t) {
+    const size_t b = chunks_.size() * t / tasks, e = chunks_.size() * (t + 1) / tasks;
+    for (size_t i = b; i < e; ++i) {
+      Chunk& c = chunks_[i];
+      const auto bytes = absl::MakeConstSpan(data + c.offset, c.length);
+      c.zero = codec::IsAllZero(bytes);
+      if (!c.zero) c.id = hasher.Hash(bytes);
+    }
+  });
+  // 3. Dedupe and the manifest, in order; fresh chunks grouped into records.
+  fresh_.clear();
+  plans_.clear();
+  window_new_.clear();
+  const uint32_t target = store_.info().record_target;
+  for (size_t i = 0; i < chunks_.size(); ++i) {
+    Chunk& c = chunks_[i];
+    ++stats_.chunks;
+    if (c.zero) {
+      ++stats_.zero_chunks;
+      stats_.zero_bytes += c.length;
+      CF_RETURN_IF_ERROR(manifest_->AddZero(c.length));
+      continue;
+    }
+    CF_RETURN_IF_ERROR(manifest_->AddData(c.id, c.length));
+    if (store_.index().Contains(c.id) || !window_new_.insert(c.id).second) {
+      ++stats_.duplicate_chunks;
+      continue;
+    }
+    c.fresh = true;
+    ++stats_.new_chunks;
+    stats_.new_raw_bytes += c.length;
+    if (plans_.empty() || plans_.back().raw + c.length > target ||
+        plans_.back().last - plans_.back().first >= codec::kMaxRecordChunks) {
+      plans_.push_back(RecordPlan{fresh_.size(), fresh_.size(), 0, 0, 0, {}});
+    }
+    fresh_.push_back(i);
+    plans_.back().last = fresh_.size();
+    plans_.back().raw += c.length;
+  }
+  // 4. Encode records on every core into one arena.
+  size_t arena = 0;
+  for (auto& p : plans_) {
+    p.out_offset = arena;
+    arena += codec::MaxRecordSize(p.last - p.first, p.raw);
+  }
+  if (out_.size() < arena) out_ = io::AlignedBuffer(arena + (arena >> 3));
+  pool_.Run(plans_.size(), [&](size_t r, size_t slot) {
+    RecordPlan& p = plans_[r];
+    std::vector<codec::ChunkRef> refs;
+    std::vector<absl::Span<const uint8_t>> parts;
+    refs.reserve(p.last - p.first);
+    parts.reserve(p.last - p.first);
+    for (size_t k = p.first; k < p.last; ++k) {
+      const Chunk& c = chunks_[fresh_[k]];
+      refs.push_back(codec::ChunkRef{c.id, c.length});
+      parts.push_back(absl::MakeConstSpan(data + c.offset, c.length));
+    }
+    auto size = codec::EncodeRecord(
+        refs, parts, &compressors_[slot],
+        absl::MakeSpan(out_.data() + p.out_offset, codec::MaxRecordSize(refs.size(), p.raw)));
+    if (size.ok()) {
+      p.out_size = *size;
+    } else {
+      p.status = size.status();
+    }
+  });
+  // 5. Append in order.
+  for (const auto& p : plans_) {
+    CF_RETURN_IF_ERROR(p.status);
+    const auto bytes = absl::MakeConstSpan(out_.data() + p.out_offset, p.out_size);
+    CF_ASSIGN_OR_RETURN(codec::RecordView view, codec::ParseRecord(bytes));
+    CF_RETURN_IF_ERROR(store_.AppendRecord(bytes, view).status());
+    ++stats_.records;
+    stats_.stored_bytes += p.out_size;
+  }
+  stats_.bytes_read += pos;
+  ticker_.state().bytes_done = stats_.bytes_read;
+  ticker_.state().chunks_done = stats_.chunks;
+  ticker_.Tick();
+  return pos;
+}
+
+absl::StatusOr<VolumeBackupMeta> Importer::Run() {
+  VolumeBackupMeta meta = options_.meta;
+  if (meta.uuid.empty()) meta.uuid = NewUuid();
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  if (meta.create_date == 0) meta.create_date = now;
+  meta.last_op_date = now;
+  meta.chunker = store_.info().chunker.ToString();
+  if (meta.install_path.empty()) meta.install_path = DefaultInstallPath(meta.group_uuid, meta.uuid);
+  CF_RETURN_IF_ERROR(ValidateMeta(meta));
+  struct stat st;
+  if (::stat(store_.ManifestPath(meta.uuid).c_str(), &st) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("store ", store_.location(), " already holds volume backup ", meta.uuid));
+  }
+  CF_ASSIGN_OR_RETURN(input_, OpenInput(options_.source));
+  stats_.direct_io = input_.direct;
+  ticker_.state().bytes_total = input_.size;
+  io::QueueOptions qo;
+  qo.backend = store_.queue().backend();
+  qo.depth = 32;
+  CF_ASSIGN_OR_RETURN(queue_, io::MakeQueue(qo));
+  CF_ASSIGN_OR_RETURN(manifest_, ManifestWriter::Create(store_.NewTmpPath("manifest")));
+
+  gap_ = io::AlignUp(chunker_->max_size(), io::kDirectAlignment);
+  window_ = std::max<size_t>(io::AlignUp(options_.window, kReadBlock), kReadBlock);
+  for (auto& b : bufs_) b = io::AlignedBuffer(gap_ + window_);
+
+  size_t carry = 0;
+  uint64_t offset = 0;
+  int cur = 0;
+  CF_RETURN_IF_ERROR(SubmitWindowReads(cur, 0));
+  for (;;) {
+    CF_ASSIGN_OR_RETURN(size_t got, WaitWindow(cur));
+    const bool last = input_.seekable ? offset + got >= input_.size : got < window_;
+    offset += got;
+    // Read the next window while this one is worked on.
+    if (!last) CF_RETURN_IF_ERROR(SubmitWindowReads(1 - cur, offset));
+    uint8_t* data = bufs_[cur].data() + gap_ - carry;
+    const size_t n = carry + got;
+    CF_ASSIGN_OR_RETURN(size_t used, ProcessWindow(data, n, last));
+    if (last) break;
+    carry = n - used;
+    if (carry > gap_) return absl::InternalError("chunker left more than its maximum unconsumed");
+    std::memmove(bufs_[1 - cur].data() + gap_ - carry, data + used, carry);
+    cur = 1 - cur;
+  }
+  meta.size = stats_.bytes_read;
+  CF_RETURN_IF_ERROR(store_.Flush());
+  CF_RETURN_IF_ERROR(manifest_->Finish(meta, store_.ManifestPath(meta.uuid)));
+  if (options_.add_to_group) CF_RETURN_IF_ERROR(AddToGroup(store_, meta));
+  stats_.seconds = ticker_.Elapsed();
+  ticker_.Tick(true);
+  return meta;
+}
+
+}  // namespace
+
+absl::StatusOr<VolumeBackupMeta> ImportVolume(LocalStore& store, WorkerPool& pool,
+                                              const ImportOptions& options, ImportStats* stats,
+                                              const ProgressFn* progress) {
+  ImportStats local;
+  if (stats == nullptr) stats = &local;
+  auto result = Importer(store, pool, options, stats, progress).Run();
+  if (!result.ok()) (void)store.Rollback();
+  return result;
+}
+
+absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta) {
+  GroupRecord group;
+  auto existing = store.GetGroup(meta.group_uuid);
+  if (existing.ok()) {
+    group = *std::move(existing);
+  } else if (absl::IsNotFound(existing.status())) {
+    group.group_uuid = meta.group_uuid;
+    group.vm_instance_uuid = meta.vm_instance_uuid;
+    group.create_date = meta.create_date;
+  } else {
+    return existing.status();
+  }
+  if (std::find(group.volume_uuids.begin(), group.volume_uuids.end(), meta.uuid) ==
+      group.volume_uuids.end()) {
+    if (meta.type == "Root") {
+      group.volume_uuids.insert(group.volume_uuids.begin(), meta.uuid);
+    } else {
+      group.volume_uuids.push_back(meta.uuid);
+    }
+  }
+  return store.PutGroup(group);
+}
+
+}  // namespace chunkferry::engine

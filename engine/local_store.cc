@@ -1,0 +1,811 @@
+#include "engine/local_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "engine/byte_io.h"
+#include "io/status_macros.h"
+
+namespace chunkferry::engine {
+namespace {
+
+constexpr char kFormatName[] = "chunkferry-store";
+constexpr int kFormatVersion = 1;
+constexpr size_t kWriteBufferSize = 8 << 20;
+constexpr size_t kWriteBuffers = 3;
+constexpr size_t kReadRangeMax = 1 << 20;
+constexpr uint64_t kReadGapMax = 64 << 10;
+constexpr uint64_t kWriteTagBit = 1ull << 63;
+
+absl::Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    return io::ErrnoStatus(errno, "mkdir", path);
+  }
+  return absl::OkStatus();
+}
+
+// Lists the names in `dir` that end in `suffix`, without the suffix.
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir, absl::string_view suffix) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return io::ErrnoStatus(errno, "opendir", dir);
+  std::vector<std::string> out;
+  while (dirent* e = ::readdir(d)) {
+    absl::string_view name(e->d_name);
+    if (name == "." || name == "..") continue;
+    if (name.size() > suffix.size() && absl::EndsWith(name, suffix)) {
+      out.emplace_back(name.substr(0, name.size() - suffix.size()));
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string FormatDescriptor(const StoreInfo& info) {
+  return absl::StrCat("format=", kFormatName, "\nversion=", kFormatVersion, "\nuuid=", info.uuid,
+                      "\nchunker=", info.chunker.ToString(), "\nzstd_level=", info.zstd_level,
+                      "\nrecord_target=", info.record_target, "\n");
+}
+
+absl::StatusOr<StoreInfo> ParseDescriptor(const std::string& text, const std::string& path) {
+  StoreInfo info;
+  bool have_format = false, have_version = false, have_uuid = false, have_chunker = false;
+  auto bad = [&path](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat("store descriptor ", path, ": ", why));
+  };
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    const size_t eq = line.find('=');
+    if (eq == absl::string_view::npos)
+      return bad(absl::StrCat("line '", line, "' is not key=value"));
+    const absl::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
+    if (key == "format") {
+      if (value != kFormatName)
+        return bad(absl::StrCat("format '", value, "' is not ", kFormatName));
+      have_format = true;
+    } else if (key == "version") {
+      int v = 0;
+      if (!absl::SimpleAtoi(value, &v)) return bad("version is not a number");
+      if (v != kFormatVersion) {
+        return absl::FailedPreconditionError(absl::StrCat("store ", path, " has format version ", v,
+                                                          "; this build reads version ",
+                                                          kFormatVersion));
+      }
+      have_version = true;
+    } else if (key == "uuid") {
+      if (!IsValidUuid(value)) return bad("uuid is malformed");
+      info.uuid = std::string(value);
+      have_uuid = true;
+    } else if (key == "chunker") {
+      auto spec = codec::ChunkerSpec::Parse(std::string(value));
+      if (!spec.ok()) return bad(spec.status().message());
+      info.chunker = *spec;
+      have_chunker = true;
+    } else if (key == "zstd_level") {
+      if (!absl::SimpleAtoi(value, &info.zstd_level)) return bad("zstd_level is not a number");
+    } else if (key == "record_target") {
+      if (!absl::SimpleAtoi(value, &info.record_target) || info.record_target == 0 ||
+          info.record_target > codec::kMaxRecordRawLength) {
+        return bad("record_target is out of range");
+      }
+    } else {
+      return bad(absl::StrCat("unknown key '", key, "'"));
+    }
+  }
+  if (!have_format || !have_version || !have_uuid || !have_chunker) {
+    return bad("format, version, uuid or chunker is missing");
+  }
+  return info;
+}
+
+}  // namespace
+
+absl::Status LocalStore::Init(const std::string& dir, const StoreInitOptions& options) {
+  CF_RETURN_IF_ERROR(MakeDir(dir));
+  {
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return io::ErrnoStatus(errno, "opendir", dir);
+    bool empty = true;
+    while (dirent* e = ::readdir(d)) {
+      if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) empty = false;
+    }
+    ::closedir(d);
+    if (!empty) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("cannot create a store in ", dir, ": the directory is not empty"));
+    }
+  }
+  StoreInfo info;
+  info.uuid = options.uuid.empty() ? NewUuid() : options.uuid;
+  if (!IsValidUuid(info.uuid)) {
+    return absl::InvalidArgumentError(absl::StrCat("store uuid '", info.uuid, "' is malformed"));
+  }
+  info.chunker = options.chunker;
+  info.zstd_level = options.zstd_level;
+  info.record_target = options.record_target;
+  if (info.record_target == 0 || info.record_target > codec::kMaxRecordRawLength) {
+    return absl::InvalidArgumentError("record target must be between 1 byte and 16 MiB");
+  }
+  for (const char* sub : {"packs", "index", "volumes", "groups", "tmp"}) {
+    CF_RETURN_IF_ERROR(MakeDir(absl::StrCat(dir, "/", sub)));
+  }
+  if (!options.id_key_hex.empty()) {
+    for (char c : options.id_key_hex) {
+      if (!std::isxdigit(static_cast<unsigned char>(c))) {
+        return absl::InvalidArgumentError("id key must be hex");
+      }
+    }
+    if (options.id_key_hex.size() < 32 || options.id_key_hex.size() % 2 != 0) {
+      return absl::InvalidArgumentError("id key must be at least 16 bytes (32 hex characters)");
+    }
+    const std::string path = absl::StrCat(dir, "/ID_KEY");
+    CF_RETURN_IF_ERROR(io::WriteFileAtomic(path, options.id_key_hex + "\n"));
+    if (::chmod(path.c_str(), 0600) != 0) return io::ErrnoStatus(errno, "chmod", path);
+  }
+  // The descriptor goes last: a directory without one is not a store.
+  CF_RETURN_IF_ERROR(io::WriteFileAtomic(absl::StrCat(dir, "/STORE"), FormatDescriptor(info)));
+  return io::FsyncDir(dir);
+}
+
+LocalStore::LocalStore(std::string dir, LocalStoreOptions options)
+    : dir_(std::move(dir)), options_(std::move(options)) {}
+
+absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& dir,
+                                                             const LocalStoreOptions& options) {
+  std::unique_ptr<LocalStore> s(new LocalStore(dir, options));
+  const std::string desc_path = absl::StrCat(dir, "/STORE");
+  auto text = io::ReadFileToString(desc_path);
+  if (!text.ok()) {
+    if (absl::IsNotFound(text.status())) {
+      return absl::NotFoundError(absl::StrCat(dir, " is not a chunkferry store (no STORE file)"));
+    }
+    return text.status();
+  }
+  CF_ASSIGN_OR_RETURN(s->info_, ParseDescriptor(*text, desc_path));
+  auto key = io::ReadFileToString(absl::StrCat(dir, "/ID_KEY"));
+  if (key.ok()) {
+    absl::string_view hex = absl::StripAsciiWhitespace(*key);
+    const std::string bytes = absl::HexStringToBytes(hex);
+    CF_ASSIGN_OR_RETURN(s->hasher_, codec::ChunkHasher::Make(AsBytes(bytes)));
+    s->info_.key_fingerprint = s->hasher_.key_fingerprint();
+  } else if (!absl::IsNotFound(key.status())) {
+    return key.status();
+  }
+
+  if (options.writable) {
+    const std::string lock_path = absl::StrCat(dir, "/LOCK");
+    CF_ASSIGN_OR_RETURN(s->lock_fd_, io::OpenFile(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (::flock(s->lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      if (err == EWOULDBLOCK) {
+        auto holder = io::ReadFileToString(lock_path);
+        return absl::FailedPreconditionError(
+            absl::StrCat("store ", dir, " is being written by another process (pid ",
+                         holder.ok() ? std::string(absl::StripAsciiWhitespace(*holder)) : "unknown",
+                         "); try again when it has finished"));
+      }
+      return io::ErrnoStatus(err, "flock", lock_path);
+    }
+    const std::string pid = absl::StrCat(::getpid(), "\n");
+    if (::ftruncate(s->lock_fd_.get(), 0) != 0)
+      return io::ErrnoStatus(errno, "ftruncate", lock_path);
+    CF_RETURN_IF_ERROR(io::PwriteFull(s->lock_fd_.get(), AsBytes(pid), 0));
+    // Leftovers of an interrupted run: never referenced by anything.
+    auto tmps = ListDir(absl::StrCat(dir, "/tmp"), "");
+    if (tmps.ok()) {
+      for (const auto& t : *tmps) ::unlink(absl::StrCat(dir, "/tmp/", t).c_str());
+    }
+  }
+  CF_ASSIGN_OR_RETURN(s->queue_, io::MakeQueue(options.queue));
+  CF_RETURN_IF_ERROR(s->LoadIndexAndPacks());
+  const size_t slots = options.pool ? options.pool->slots() : 1;
+  s->decompressors_.resize(slots);
+  s->scratch_.resize(slots);
+  return s;
+}
+
+LocalStore::~LocalStore() { (void)Close(); }
+
+absl::Status LocalStore::CheckUsable() const {
+  if (closed_) return absl::FailedPreconditionError(absl::StrCat("store ", dir_, " is closed"));
+  if (!options_.writable) {
+    return absl::FailedPreconditionError(absl::StrCat("store ", dir_, " was opened read-only"));
+  }
+  if (!failed_.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", dir_, " refuses writes after an earlier error: ", failed_.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::LoadIndexAndPacks() {
+  const std::string packs_dir = absl::StrCat(dir_, "/packs");
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(packs_dir, ".pack"));
+  std::vector<uint32_t> ids;
+  for (const auto& n : names) {
+    uint32_t id = 0;
+    if (n.size() == 8 && absl::SimpleHexAtoi(n, &id) && id != 0) ids.push_back(id);
+  }
+  auto loaded = ChunkIndex::Load(absl::StrCat(dir_, "/index/chunks.idx"));
+  if (loaded.ok()) {
+    index_ = std::move(*loaded);
+  } else if (absl::IsNotFound(loaded.status())) {
+    report_.index_problem = "no index snapshot";
+  } else {
+    report_.index_problem = std::string(loaded.status().message());
+  }
+  // Opens every pack and learns its size; a pack shorter than the snapshot says, or one the
+  // snapshot names but that is gone, makes the snapshot untrustworthy.
+  for (uint32_t id : ids) {
+    const std::string path = absl::StrCat(packs_dir, "/", PackFileName(id));
+    CF_ASSIGN_OR_RETURN(io::Fd fd,
+                        io::OpenFile(path, (options_.writable ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+    CF_ASSIGN_OR_RETURN(uint64_t size, io::FileSize(fd.get(), path));
+    if (size < kPackHeaderSize) {
+      // Created, then the process died before the header was durable: it holds nothing.
+      if (options_.writable) ::unlink(path.c_str());
+      continue;
+    }
+    uint8_t header[kPackHeaderSize];
+    CF_RETURN_IF_ERROR(io::PreadFull(fd.get(), absl::MakeSpan(header), 0));
+    CF_RETURN_IF_ERROR(CheckPackHeader(header, id, info_.uuid, path));
+    Pack& p = packs_[id];
+    p.fd = std::move(fd);
+    p.size = size;
+  }
+  if (report_.index_problem.empty()) {
+    for (const auto& [id, covered] : index_.coverage()) {
+      auto it = packs_.find(id);
+      if (it == packs_.end() || it->second.size < covered) {
+        report_.index_problem = absl::StrCat("pack ", PackFileName(id),
+                                             " is missing or shorter "
+                                             "than the index says");
+        break;
+      }
+    }
+  }
+  if (!report_.index_problem.empty()) {
+    index_.Clear();
+    report_.index_rebuilt = true;
+  }
+  for (auto& [id, p] : packs_) {
+    auto cov = index_.coverage().find(id);
+    const uint64_t start = cov == index_.coverage().end() ? kPackHeaderSize : cov->second;
+    if (p.size > start) {
+      CF_ASSIGN_OR_RETURN(PackScan scan,
+                          ScanPack(p.fd.get(), id, start, p.size,
+                                   [&](const RecordLocation& loc, const codec::RecordView& view) {
+                                     index_.InsertRecord(loc, view);
+                                     ++report_.tail_records_recovered;
+                                   }));
+      for (const auto& [b, e] : scan.damaged) {
+        report_.damaged_regions.push_back(absl::StrCat(PackFileName(id), ":", b, "..", e));
+      }
+      if (scan.torn_tail) {
+        report_.torn_tails_cut.push_back(
+            absl::StrCat(PackFileName(id), ":", scan.valid_end, "..", p.size));
+        if (options_.writable) {
+          if (::ftruncate(p.fd.get(), static_cast<off_t>(scan.valid_end)) != 0) {
+            return io::ErrnoStatus(errno, "ftruncate", PackFileName(id));
+          }
+          CF_RETURN_IF_ERROR(io::Fsync(p.fd.get(), PackFileName(id)));
+        }
+        p.size = scan.valid_end;
+      }
+      index_.coverage()[id] = p.size;
+      unsaved_entries_ += 1;
+    } else {
+      index_.coverage()[id] = std::max<uint64_t>(start, p.size);
+    }
+    p.submitted = p.durable = p.size;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LocalStore::Pack*> LocalStore::OpenPack(uint32_t id) {
+  auto it = packs_.find(id);
+  if (it == packs_.end()) {
+    return absl::DataLossError(absl::StrCat("store ", dir_, " has no pack ", PackFileName(id)));
+  }
+  return &it->second;
+}
+
+absl::Status LocalStore::StartNewPack() {
+  CF_RETURN_IF_ERROR(SubmitBuffer());
+  const uint32_t id = packs_.empty() ? 1 : packs_.rbegin()->first + 1;
+  const std::string path = absl::StrCat(dir_, "/packs/", PackFileName(id));
+  CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  const std::string header = EncodePackHeader(id, info_.uuid);
+  CF_RETURN_IF_ERROR(io::PwriteFull(fd.get(), AsBytes(header), 0));
+  Pack& p = packs_[id];
+  p.fd = std::move(fd);
+  p.size = p.submitted = header.size();
+  p.durable = 0;
+  p.created_now = true;
+  current_pack_ = id;
+  packs_dir_dirty_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t> bytes,
+                                                        const codec::RecordView& view) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  if (current_pack_ == 0 && !packs_.empty() && report_.damaged_regions.empty() &&
+      packs_.rbegin()->second.size < options_.pack_target) {
+    current_pack_ = packs_.rbegin()->first;  // keep filling the last pack
+  }
+  if (current_pack_ == 0 || packs_[current_pack_].size + bytes.size() > options_.pack_target) {
+    CF_RETURN_IF_ERROR(StartNewPack());
+  }
+  Pack& pack = packs_[current_pack_];
+  const RecordLocation loc{current_pack_, static_cast<uint32_t>(bytes.size()), pack.size};
+  if (buffers_.empty()) {
+    buffers_.resize(kWriteBuffers);
+    for (auto& b : buffers_) b.buf = io::AlignedBuffer(kWriteBufferSize);
+  }
+  if (bytes.size() > kWriteBufferSize) {
+    // Larger than a buffer: write it in place, after what is queued before it.
+    CF_RETURN_IF_ERROR(SubmitBuffer());
+    CF_RETURN_IF_ERROR(DrainWrites());
+    absl::Status st = io::PwriteFull(pack.fd.get(), bytes, pack.size);
+    if (!st.ok()) {
+      failed_ = st;
+      return st;
+    }
+    pack.size += bytes.size();
+    pack.submitted = pack.size;
+  } else {
+    if (buffers_[current_buffer_].fill + bytes.size() > kWriteBufferSize) {
+      CF_RETURN_IF_ERROR(SubmitBuffer());
+    }
+    WriteBuffer& wb = buffers_[current_buffer_];
+    if (wb.fill == 0) {
+      wb.pack = current_pack_;
+      wb.offset = pack.size;
+    }
+    std::memcpy(wb.buf.data() + wb.fill, bytes.data(), bytes.size());
+    wb.fill += bytes.size();
+    pack.size += bytes.size();
+  }
+  index_.InsertRecord(loc, view);
+  index_.coverage()[current_pack_] = pack.size;
+  unsaved_entries_ += view.chunk_count;
+  return loc;
+}
+
+absl::Status LocalStore::SubmitBuffer() {
+  if (buffers_.empty() || buffers_[current_buffer_].fill == 0) return absl::OkStatus();
+  WriteBuffer& wb = buffers_[current_buffer_];
+  if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
+  CF_ASSIGN_OR_RETURN(Pack * pack, OpenPack(wb.pack));
+  io::Request r;
+  r.op = io::Request::Op::kWrite;
+  r.fd = pack->fd.get();
+  r.buf = wb.buf.data();
+  r.len = static_cast<uint32_t>(wb.fill);
+  r.offset = wb.offset;
+  r.tag = kWriteTagBit | current_buffer_;
+  CF_RETURN_IF_ERROR(queue_->Submit(r));
+  wb.in_flight = true;
+  pack->submitted = wb.offset + wb.fill;
+  ++writes_in_flight_;
+  current_buffer_ = (current_buffer_ + 1) % buffers_.size();
+  while (buffers_[current_buffer_].in_flight) CF_RETURN_IF_ERROR(ReapWrites(1));
+  return failed_;
+}
+
+absl::Status LocalStore::ReapWrites(size_t min_complete) {
+  io::Completion done[8];
+  CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), min_complete));
+  for (size_t i = 0; i < n; ++i) {
+    const size_t b = static_cast<size_t>(done[i].tag & ~kWriteTagBit);
+    if ((done[i].tag & kWriteTagBit) == 0 || b >= buffers_.size()) {
+      return absl::InternalError("unexpected completion on the store's queue");
+    }
+    WriteBuffer& wb = buffers_[b];
+    if (done[i].result != static_cast<int64_t>(wb.fill) && failed_.ok()) {
+      failed_ = done[i].result < 0
+                    ? io::ErrnoStatus(static_cast<int>(-done[i].result), "write",
+                                      absl::StrCat(dir_, "/packs/", PackFileName(wb.pack)))
+                    : absl::DataLossError(absl::StrCat("short write to ", PackFileName(wb.pack)));
+    }
+    wb.in_flight = false;
+    wb.fill = 0;
+    --writes_in_flight_;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::DrainWrites() {
+  while (writes_in_flight_ > 0) CF_RETURN_IF_ERROR(ReapWrites(writes_in_flight_));
+  return failed_;
+}
+
+absl::Status LocalStore::Flush() {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(SubmitBuffer());
+  CF_RETURN_IF_ERROR(DrainWrites());
+  // fsync every pack that grew, all at once through the queue.
+  std::vector<uint32_t> dirty;
+  for (auto& [id, p] : packs_) {
+    if (p.size > p.durable) dirty.push_back(id);
+  }
+  size_t next = 0, in_flight = 0;
+  io::Completion done[8];
+  while (next < dirty.size() || in_flight > 0) {
+    while (next < dirty.size() && queue_->in_flight() < queue_->depth()) {
+      io::Request r;
+      r.op = io::Request::Op::kFsync;
+      r.fd = packs_[dirty[next]].fd.get();
+      r.tag = next++;
+      CF_RETURN_IF_ERROR(queue_->Submit(r));
+      ++in_flight;
+    }
+    CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
+    for (size_t i = 0; i < n; ++i) {
+      --in_flight;
+      if (done[i].result < 0) {
+        failed_ = io::ErrnoStatus(static_cast<int>(-done[i].result), "fsync",
+                                  PackFileName(dirty[done[i].tag]));
+      }
+    }
+  }
+  CF_RETURN_IF_ERROR(failed_);
+  if (packs_dir_dirty_) {
+    CF_RETURN_IF_ERROR(io::FsyncDir(absl::StrCat(dir_, "/packs")));
+    packs_dir_dirty_ = false;
+  }
+  for (uint32_t id : dirty) packs_[id].durable = packs_[id].size;
+  // The snapshot is an optimisation (open scans tails it does not cover), so it is saved only
+  // when enough has changed to make that scan slow.
+  if (unsaved_entries_ > std::max<uint64_t>(1 << 20, index_.size() / 4)) {
+    CF_RETURN_IF_ERROR(index_.Save(absl::StrCat(dir_, "/index/chunks.idx")));
+    unsaved_entries_ = 0;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::Rollback() {
+  if (!options_.writable || closed_) return absl::OkStatus();
+  while (writes_in_flight_ > 0) {
+    if (!ReapWrites(writes_in_flight_).ok()) break;
+  }
+  for (auto& b : buffers_) b.fill = 0;
+  absl::Status result;
+  for (auto it = packs_.begin(); it != packs_.end();) {
+    Pack& p = it->second;
+    const std::string path = absl::StrCat(dir_, "/packs/", PackFileName(it->first));
+    if (p.created_now && p.durable <= kPackHeaderSize) {
+      ::unlink(path.c_str());
+      index_.coverage().erase(it->first);
+      if (current_pack_ == it->first) current_pack_ = 0;
+      it = packs_.erase(it);
+      continue;
+    }
+    if (p.size > p.durable) {
+      if (::ftruncate(p.fd.get(), static_cast<off_t>(p.durable)) != 0 && result.ok()) {
+        result = io::ErrnoStatus(errno, "ftruncate", path);
+      }
+      p.size = p.submitted = p.durable;
+      index_.coverage()[it->first] = p.durable;
+    }
+    ++it;
+  }
+  // Forget chunks whose records are no longer there.
+  ChunkIndex kept;
+  kept.coverage() = index_.coverage();
+  index_.ForEach([&](const codec::ChunkId& id, const ChunkLocation& loc) {
+    auto p = packs_.find(loc.record.pack);
+    if (p != packs_.end() && loc.record.offset + loc.record.size <= p->second.durable) {
+      kept.Insert(id, loc);
+    }
+  });
+  index_ = std::move(kept);
+  failed_ = absl::OkStatus();
+  return result;
+}
+
+absl::Status LocalStore::Close() {
+  if (closed_) return absl::OkStatus();
+  absl::Status st;
+  if (options_.writable) {
+    if (failed_.ok()) {
+      st = Flush();
+      if (st.ok() && unsaved_entries_ > 0) {
+        st = index_.Save(absl::StrCat(dir_, "/index/chunks.idx"));
+      }
+    }
+    if (!failed_.ok() || !st.ok()) {
+      absl::Status rb = Rollback();
+      if (st.ok()) st = rb;
+    }
+  }
+  closed_ = true;
+  packs_.clear();
+  lock_fd_.Reset();
+  return st;
+}
+
+absl::Status LocalStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::vector<bool>* have) {
+  have->resize(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) (*have)[i] = index_.Contains(ids[i]);
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
+                                     const LocatedSink& sink) {
+  if (options_.writable && !closed_ && !buffers_.empty()) {
+    // Records still in write buffers are read back from the file, so write them out first.
+    CF_RETURN_IF_ERROR(SubmitBuffer());
+    CF_RETURN_IF_ERROR(DrainWrites());
+  }
+  std::vector<size_t> order(locations.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return locations[a] < locations[b]; });
+  struct Range {
+    uint32_t pack;
+    uint64_t offset;
+    uint64_t length;
+    size_t first, last;  // [first, last) in `order`
+  };
+  std::vector<Range> ranges;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const RecordLocation& l = locations[order[k]];
+    if (!ranges.empty()) {
+      Range& r = ranges.back();
+      const uint64_t end = r.offset + r.length;
+      if (r.pack == l.pack && l.offset >= r.offset && l.offset <= end + kReadGapMax &&
+          std::max(end, l.offset + l.size) - r.offset <= kReadRangeMax) {
+        r.length = std::max(end, l.offset + l.size) - r.offset;
+        r.last = k + 1;
+        continue;
+      }
+    }
+    ranges.push_back(Range{l.pack, l.offset, l.size, k, k + 1});
+  }
+  const size_t slots = std::max<size_t>(1, std::min<size_t>(queue_->depth(), 16));
+  std::vector<io::AlignedBuffer> bufs(slots);
+  std::vector<size_t> slot_range(slots);
+  std::vector<size_t> free_slots;
+  for (size_t s = 0; s < slots; ++s) free_slots.push_back(slots - 1 - s);
+  size_t next = 0, in_flight = 0;
+  absl::Status status;
+  io::Completion done[16];
+  while ((next < ranges.size() && status.ok()) || in_flight > 0) {
+    while (status.ok() && next < ranges.size() && !free_slots.empty()) {
+      const Range& r = ranges[next];
+      const size_t s = free_slots.back();
+      if (bufs[s].size() < r.length)
+        bufs[s] = io::AlignedBuffer(std::max<uint64_t>(r.length, kReadRangeMax));
+      auto pack = OpenPack(r.pack);
+      if (!pack.ok()) {
+        status = pack.status();
+        break;
+      }
+      io::Request req;
+      req.op = io::Request::Op::kRead;
+      req.fd = (*pack)->fd.get();
+      req.buf = bufs[s].data();
+      req.len = static_cast<uint32_t>(r.length);
+      req.offset = r.offset;
+      req.tag = s;
+      status = queue_->Submit(req);
+      if (!status.ok()) break;
+      free_slots.pop_back();
+      slot_range[s] = next++;
+      ++in_flight;
+    }
+    if (in_flight == 0) break;
+    CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
+    for (size_t i = 0; i < n; ++i) {
+      const size_t s = static_cast<size_t>(done[i].tag);
+      const Range& r = ranges[slot_range[s]];
+      --in_flight;
+      if (status.ok() && done[i].result != static_cast<int64_t>(r.length)) {
+        status =
+            done[i].result < 0
+                ? io::ErrnoStatus(static_cast<int>(-done[i].result), "read", PackFileName(r.pack))
+                : absl::DataLossError(absl::StrCat("pack ", PackFileName(r.pack), " in ", dir_,
+                                                   " ends before offset ", r.offset + r.length,
+                                                   " that the index points at"));
+      }
+      for (size_t k = r.first; k < r.last && status.ok(); ++k) {
+        const RecordLocation& l = locations[order[k]];
+        status =
+            sink(order[k], absl::MakeConstSpan(bufs[s].data() + (l.offset - r.offset), l.size));
+      }
+      free_slots.push_back(s);
+    }
+  }
+  return status;
+}
+
+absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
+                                        const RecordSink& sink) {
+  std::vector<RecordLocation> locs;
+  locs.reserve(ids.size());
+  for (const auto& id : ids) {
+    const ChunkLocation* loc = index_.Find(id);
+    if (loc == nullptr) {
+      return absl::NotFoundError(absl::StrCat("store ", dir_, " does not hold chunk ", id.ToHex()));
+    }
+    locs.push_back(loc->record);
+  }
+  std::sort(locs.begin(), locs.end());
+  locs.erase(std::unique(locs.begin(), locs.end()), locs.end());
+  return ReadRecords(locs, [&](size_t, absl::Span<const uint8_t> bytes) { return sink(bytes); });
+}
+
+absl::Status LocalStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
+                                       VerifyMode mode, AppendStats* stats) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  std::vector<codec::RecordView> views(records.size());
+  std::vector<absl::Status> checks(records.size());
+  auto check = [&](size_t i, size_t slot) {
+    auto view = codec::ParseRecord(records[i]);
+    if (!view.ok()) {
+      checks[i] = view.status();
+      return;
+    }
+    if (view->size != records[i].size()) {
+      checks[i] = absl::DataLossError("record has trailing bytes");
+      return;
+    }
+    views[i] = *view;
+    if (mode == VerifyMode::kChecksum) {
+      checks[i] = codec::CheckPayload(*view);
+    } else {
+      scratch_[slot].resize(view->raw_length);
+      checks[i] = codec::DecodeRecord(*view, decompressors_[slot], &hasher_,
+                                      absl::MakeSpan(scratch_[slot]));
+    }
+  };
+  if (options_.pool != nullptr) {
+    options_.pool->Run(records.size(), check);
+  } else {
+    for (size_t i = 0; i < records.size(); ++i) check(i, 0);
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!checks[i].ok()) {
+      return absl::Status(checks[i].code(),
+                          absl::StrCat("store ", dir_, " rejected a received record (", i + 1,
+                                       " of ", records.size(), "): ", checks[i].message()));
+    }
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (stats) ++stats->records_received;
+    size_t lacking = 0;
+    for (uint32_t c = 0; c < views[i].chunk_count; ++c) {
+      if (!index_.Contains(views[i].chunk(c).id)) ++lacking;
+    }
+    if (lacking == 0) continue;
+    CF_RETURN_IF_ERROR(AppendRecord(records[i], views[i]).status());
+    if (stats) {
+      ++stats->records_appended;
+      stats->bytes_appended += records[i].size();
+      stats->chunks_added += lacking;
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string LocalStore::ManifestPath(const std::string& backup_uuid) const {
+  return absl::StrCat(dir_, "/volumes/", backup_uuid, ".manifest");
+}
+
+std::string LocalStore::NewTmpPath(absl::string_view what) {
+  return absl::StrCat(dir_, "/tmp/", what, ".", ::getpid(), ".", ++tmp_counter_);
+}
+
+absl::Status LocalStore::PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(ValidateMeta(meta));
+  entries.Rewind();
+  CF_ASSIGN_OR_RETURN(auto writer, ManifestWriter::Create(NewTmpPath("manifest")));
+  std::vector<ManifestEntry> batch;
+  for (;;) {
+    CF_ASSIGN_OR_RETURN(size_t n, entries.Next(&batch, 4096));
+    if (n == 0) break;
+    for (const auto& e : batch) {
+      if (!e.zero) {
+        const ChunkLocation* loc = index_.Find(e.id);
+        if (loc == nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(), " that store ",
+                           dir_, " does not hold"));
+        }
+        if (loc->record.offset + loc->record.size > packs_[loc->record.pack].durable) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(),
+                           " that is not durable yet in ", dir_, " (flush first)"));
+        }
+      }
+      CF_RETURN_IF_ERROR(writer->Add(e));
+    }
+  }
+  return writer->Finish(meta, ManifestPath(meta.uuid));
+}
+
+absl::StatusOr<std::unique_ptr<ManifestReader>> LocalStore::OpenManifestReader(
+    const std::string& backup_uuid) {
+  if (!IsValidUuid(backup_uuid)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("volume backup uuid '", backup_uuid, "' is malformed"));
+  }
+  auto r = ManifestReader::Open(ManifestPath(backup_uuid));
+  if (absl::IsNotFound(r.status())) {
+    return absl::NotFoundError(absl::StrCat("store ", dir_, " has no volume backup ", backup_uuid));
+  }
+  return r;
+}
+
+absl::StatusOr<std::unique_ptr<ManifestSource>> LocalStore::OpenManifest(
+    const std::string& backup_uuid) {
+  CF_ASSIGN_OR_RETURN(auto r, OpenManifestReader(backup_uuid));
+  return std::unique_ptr<ManifestSource>(std::move(r));
+}
+
+absl::StatusOr<std::vector<std::string>> LocalStore::ListManifests() {
+  CF_ASSIGN_OR_RETURN(auto names, ListDir(absl::StrCat(dir_, "/volumes"), ".manifest"));
+  std::vector<std::string> out;
+  for (auto& n : names) {
+    if (IsValidUuid(n)) out.push_back(std::move(n));
+  }
+  return out;
+}
+
+absl::Status LocalStore::PutGroup(const GroupRecord& group) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  if (!IsValidUuid(group.group_uuid)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("group uuid '", group.group_uuid, "' is malformed"));
+  }
+  for (const auto& v : group.volume_uuids) {
+    struct stat st;
+    if (!IsValidUuid(v) || ::stat(ManifestPath(v).c_str(), &st) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat("group ", group.group_uuid,
+                                                        " names volume backup ", v, " that store ",
+                                                        dir_, " does not hold"));
+    }
+  }
+  return io::WriteFileAtomic(absl::StrCat(dir_, "/groups/", group.group_uuid, ".group"),
+                             EncodeGroup(group));
+}
+
+absl::StatusOr<GroupRecord> LocalStore::GetGroup(const std::string& group_uuid) {
+  if (!IsValidUuid(group_uuid)) {
+    return absl::InvalidArgumentError(absl::StrCat("group uuid '", group_uuid, "' is malformed"));
+  }
+  const std::string path = absl::StrCat(dir_, "/groups/", group_uuid, ".group");
+  auto bytes = io::ReadFileToString(path);
+  if (absl::IsNotFound(bytes.status())) {
+    return absl::NotFoundError(absl::StrCat("store ", dir_, " has no group ", group_uuid));
+  }
+  if (!bytes.ok()) return bytes.status();
+  return DecodeGroup(*bytes, path);
+}
+
+absl::StatusOr<std::vector<std::string>> LocalStore::ListGroups() {
+  CF_ASSIGN_OR_RETURN(auto names, ListDir(absl::StrCat(dir_, "/groups"), ".group"));
+  std::vector<std::string> out;
+  for (auto& n : names) {
+    if (IsValidUuid(n)) out.push_back(std::move(n));
+  }
+  return out;
+}
+
+}  // namespace chunkferry::engine

@@ -1,0 +1,165 @@
+// A local image store: a directory of append-only pack files, a chunk index, volume manifests
+// and group records (docs/FORMATS.md). One writer at a time (a lock file, with a clear error for
+// the second); readers need no lock and see only what was committed.
+//
+//   STORE           descriptor (text): format, version, uuid, chunker, zstd level, record size
+//   ID_KEY          optional: the secret that keys chunk ids (hex, mode 0600)
+//   LOCK            flock(2)ed by the writer; holds its pid
+//   packs/*.pack    chunk records
+//   index/chunks.idx  index snapshot
+//   volumes/<uuid>.manifest, groups/<uuid>.group, tmp/
+#ifndef CHUNKFERRY_ENGINE_LOCAL_STORE_H_
+#define CHUNKFERRY_ENGINE_LOCAL_STORE_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "codec/chunk_id.h"
+#include "codec/compressor.h"
+#include "engine/chunk_index.h"
+#include "engine/store.h"
+#include "engine/worker_pool.h"
+#include "io/buffer.h"
+#include "io/fd.h"
+#include "io/queue.h"
+
+namespace chunkferry::engine {
+
+struct StoreInitOptions {
+  codec::ChunkerSpec chunker;  // default fixed 4 KiB: see docs/FORMATS.md
+  int zstd_level = 1;
+  uint32_t record_target = 64 << 10;
+  std::string id_key_hex;  // empty: unkeyed ids
+  std::string uuid;        // empty: a new random uuid
+};
+
+struct LocalStoreOptions {
+  bool writable = true;  // takes the lock; cuts torn pack tails back
+  io::QueueOptions queue;
+  WorkerPool* pool = nullptr;         // for checking received records in parallel; not owned
+  uint64_t pack_target = 1ull << 30;  // start a new pack past this size
+};
+
+// What opening found and repaired.
+struct OpenReport {
+  bool index_rebuilt = false;
+  std::string index_problem;                 // why it was rebuilt, when it was
+  uint64_t tail_records_recovered = 0;       // records found past the snapshot
+  std::vector<std::string> torn_tails_cut;   // "pack:offset..size" cut back
+  std::vector<std::string> damaged_regions;  // "pack:begin..end" left for verify to report
+};
+
+class LocalStore final : public Store {
+ public:
+  // Creates an empty store in `dir` (created if missing; must be empty if it exists).
+  [[nodiscard]] static absl::Status Init(const std::string& dir, const StoreInitOptions& options);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LocalStore>> Open(
+      const std::string& dir, const LocalStoreOptions& options);
+  // Closes (see Close()); errors are lost, call Close() to see them.
+  ~LocalStore() override;
+
+  // Makes appended records durable, saves the index and releases the lock. After a failed write
+  // the store is rolled back to its last durable state instead.
+  [[nodiscard]] absl::Status Close();
+
+  // Store interface.
+  const StoreInfo& info() const override { return info_; }
+  const std::string& location() const override { return dir_; }
+  absl::Status HaveChunks(absl::Span<const codec::ChunkId> ids, std::vector<bool>* have) override;
+  absl::Status ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
+                              const RecordSink& sink) override;
+  absl::Status AppendRecords(absl::Span<const absl::Span<const uint8_t>> records, VerifyMode mode,
+                             AppendStats* stats) override;
+  absl::Status Flush() override;
+  absl::Status PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) override;
+  absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
+      const std::string& backup_uuid) override;
+  absl::Status PutGroup(const GroupRecord& group) override;
+  absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
+  absl::StatusOr<std::vector<std::string>> ListGroups() override;
+
+  // Local-only operations used by import, restore and verify.
+  const codec::ChunkHasher& hasher() const { return hasher_; }
+  const ChunkIndex& index() const { return index_; }
+  const OpenReport& open_report() const { return report_; }
+  io::Queue& queue() { return *queue_; }
+
+  // Appends one record (`bytes`, parsed as `view`) that this process encoded or already checked,
+  // and indexes its chunks. The bytes are copied; not durable until Flush().
+  [[nodiscard]] absl::StatusOr<RecordLocation> AppendRecord(absl::Span<const uint8_t> bytes,
+                                                            const codec::RecordView& view);
+
+  using LocatedSink = std::function<absl::Status(size_t i, absl::Span<const uint8_t> record)>;
+  // Reads the records at `locations` (through the queue, coalescing neighbours, many in flight)
+  // and calls sink(i, bytes) for each as it arrives, in any order; bytes are valid only during
+  // the call. A short read (a pack cut shorter than the index says) is DataLoss.
+  [[nodiscard]] absl::Status ReadRecords(absl::Span<const RecordLocation> locations,
+                                         const LocatedSink& sink);
+
+  // Names of all manifests (backup uuids), for verify.
+  [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListManifests();
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<ManifestReader>> OpenManifestReader(
+      const std::string& backup_uuid);
+  // A fresh path in tmp/ for a file being built (e.g. a manifest).
+  std::string NewTmpPath(absl::string_view what);
+  std::string ManifestPath(const std::string& backup_uuid) const;
+
+  // Truncates packs back to their last durable size and forgets the chunks beyond it: what a
+  // failed operation calls so that the store is left as it was.
+  [[nodiscard]] absl::Status Rollback();
+
+ private:
+  struct Pack {
+    io::Fd fd;
+    uint64_t size = 0;         // bytes appended, including buffered ones
+    uint64_t submitted = 0;    // bytes handed to the queue
+    uint64_t durable = 0;      // bytes known fsynced
+    bool created_now = false;  // made by this process (removed by Rollback if empty)
+  };
+  struct WriteBuffer {
+    io::AlignedBuffer buf;
+    size_t fill = 0;
+    uint32_t pack = 0;
+    uint64_t offset = 0;
+    bool in_flight = false;
+  };
+
+  LocalStore(std::string dir, LocalStoreOptions options);
+  absl::Status LoadIndexAndPacks();
+  absl::StatusOr<Pack*> OpenPack(uint32_t id);
+  absl::Status StartNewPack();
+  absl::Status SubmitBuffer();
+  absl::Status ReapWrites(size_t min_complete);
+  absl::Status DrainWrites();
+  absl::Status CheckUsable() const;
+
+  std::string dir_;
+  LocalStoreOptions options_;
+  StoreInfo info_;
+  codec::ChunkHasher hasher_;
+  ChunkIndex index_;
+  OpenReport report_;
+  io::Fd lock_fd_;
+  std::unique_ptr<io::Queue> queue_;
+  std::map<uint32_t, Pack> packs_;
+  uint32_t current_pack_ = 0;  // 0: none open for appending yet
+  std::vector<WriteBuffer> buffers_;
+  size_t current_buffer_ = 0;
+  size_t writes_in_flight_ = 0;
+  bool packs_dir_dirty_ = false;
+  uint64_t unsaved_entries_ = 0;
+  bool closed_ = false;
+  absl::Status failed_;  // first write error: the store refuses further writes
+  std::vector<codec::Decompressor> decompressors_;  // one per pool slot
+  std::vector<std::vector<uint8_t>> scratch_;       // one per pool slot
+  uint64_t tmp_counter_ = 0;
+};
+
+}  // namespace chunkferry::engine
+
+#endif  // CHUNKFERRY_ENGINE_LOCAL_STORE_H_

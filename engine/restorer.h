@@ -1,0 +1,40 @@
+// Restore: a volume backup back into a byte-identical image. Records are read through the
+// store's queue a window at a time, decoded and verified on all cores, and written through a
+// second queue while the next window is read; zero runs stay holes in a regular file.
+#ifndef CHUNKFERRY_ENGINE_RESTORER_H_
+#define CHUNKFERRY_ENGINE_RESTORER_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "engine/local_store.h"
+#include "engine/progress.h"
+#include "engine/worker_pool.h"
+
+namespace chunkferry::engine {
+
+struct RestoreOptions {
+  std::string output;        // a path, or "-" for standard output
+  bool overwrite = false;    // replace an existing file
+  bool verify_ids = true;    // recompute every chunk id (else: stored-bytes checksum only)
+  size_t window = 16 << 20;  // bytes of output worked on at once
+};
+
+struct RestoreStats {
+  uint64_t bytes = 0;       // size of the image
+  uint64_t data_bytes = 0;  // bytes written
+  uint64_t hole_bytes = 0;  // bytes left as holes
+  uint64_t records_read = 0;
+  double seconds = 0;
+};
+
+// Restores volume backup `backup_uuid`. A regular output is built as "<output>.partial" and
+// renamed into place only when complete, so a failure leaves no half image behind.
+[[nodiscard]] absl::Status RestoreVolume(LocalStore& store, WorkerPool& pool,
+                                         const std::string& backup_uuid,
+                                         const RestoreOptions& options, RestoreStats* stats,
+                                         const ProgressFn* progress = nullptr);
+
+}  // namespace chunkferry::engine
+
+#endif  // CHUNKFERRY_ENGINE_RESTORER_H_

@@ -1,0 +1,89 @@
+// The Store interface: what the copier needs from any image store, local (a directory) or
+// remote (a daemon on another node, reached through the wire protocol). The copier only talks to
+// this interface, so one pipeline copies from any store to any store.
+#ifndef CHUNKFERRY_ENGINE_STORE_H_
+#define CHUNKFERRY_ENGINE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "codec/chunk_id.h"
+#include "codec/chunker.h"
+#include "engine/manifest.h"
+#include "engine/volume_backup.h"
+
+namespace chunkferry::engine {
+
+// How a receiving store checks a record before accepting it.
+enum class VerifyMode : uint8_t {
+  kFull,      // decompress and recompute every chunk id (the default)
+  kChecksum,  // check the stored bytes against the record's checksum only
+};
+
+struct StoreInfo {
+  std::string uuid;
+  codec::ChunkerSpec chunker;
+  int zstd_level = 1;
+  uint32_t record_target = 64 << 10;  // raw bytes grouped into one record
+  uint64_t key_fingerprint = 0;       // 0: unkeyed chunk ids
+};
+
+struct AppendStats {
+  uint64_t records_received = 0;
+  uint64_t records_appended = 0;  // the rest held only chunks the store already had
+  uint64_t bytes_appended = 0;
+  uint64_t chunks_added = 0;
+};
+
+// An image store. Implementations are not thread-safe: one thread drives a Store at a time.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual const StoreInfo& info() const = 0;
+  // Where the store is (a path or an address), for messages.
+  virtual const std::string& location() const = 0;
+
+  // Sets have[i] to whether the store holds ids[i]. Answered from the index: no pack is read.
+  [[nodiscard]] virtual absl::Status HaveChunks(absl::Span<const codec::ChunkId> ids,
+                                                std::vector<bool>* have) = 0;
+
+  using RecordSink = std::function<absl::Status(absl::Span<const uint8_t> record)>;
+  // Streams the records that hold `ids`, each record once, in an order the store picks for fast
+  // reads. `sink` runs on the calling thread; its bytes are valid only during the call. An id the
+  // store lacks is NotFound; an error from `sink` stops the stream and is returned.
+  [[nodiscard]] virtual absl::Status ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
+                                                    const RecordSink& sink) = 0;
+
+  // Receives records, checks every one (`mode`) before accepting any of the batch, and appends
+  // those holding chunks the store lacks. Not durable until Flush().
+  [[nodiscard]] virtual absl::Status AppendRecords(
+      absl::Span<const absl::Span<const uint8_t>> records, VerifyMode mode, AppendStats* stats) = 0;
+
+  // Makes every appended record durable.
+  [[nodiscard]] virtual absl::Status Flush() = 0;
+
+  // Writes the manifest of one volume backup from `entries` (its meta comes from `meta`). Every
+  // chunk it names must already be durable in this store (FailedPrecondition otherwise).
+  [[nodiscard]] virtual absl::Status PutManifest(const VolumeBackupMeta& meta,
+                                                 ManifestSource& entries) = 0;
+  // NotFound when the store has no such volume backup.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
+      const std::string& backup_uuid) = 0;
+
+  // Publishes a group; every volume it names must have a manifest here.
+  [[nodiscard]] virtual absl::Status PutGroup(const GroupRecord& group) = 0;
+  // NotFound when the store has no such group.
+  [[nodiscard]] virtual absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListGroups() = 0;
+};
+
+}  // namespace chunkferry::engine
+
+#endif  // CHUNKFERRY_ENGINE_STORE_H_

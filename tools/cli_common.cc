@@ -1,0 +1,103 @@
+#include "tools/cli_common.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+
+namespace chunkferry::tools {
+
+std::vector<FlagSpec> CommonFlags() {
+  return {
+      {"io", "I/O backend: auto, uring or threads", true, "auto"},
+      {"threads", "worker threads for hashing, compression and checks (0: cores - 1)", true, "0"},
+      {"json", "print the result as JSON on stdout", false, ""},
+      {"quiet", "no progress line", false, ""},
+      {"help", "show this help", false, ""},
+  };
+}
+
+std::string HumanBytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.1f %s", v, kUnits[u]);
+}
+
+std::string HumanRate(uint64_t bytes, double seconds) {
+  if (seconds <= 0) return "-";
+  return absl::StrFormat("%.0f MB/s", static_cast<double>(bytes) / seconds / 1e6);
+}
+
+absl::StatusOr<Context> MakeContext(const Flags& flags) {
+  Context ctx;
+  auto backend = io::ParseBackend(flags.Get("io"));
+  if (!backend.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--io: ", backend.status().message()));
+  ctx.queue.backend = *backend;
+  auto threads = flags.GetInt("threads");
+  if (!threads.ok()) return threads.status();
+  if (*threads < 0 || *threads > 256) return absl::InvalidArgumentError("--threads must be 0..256");
+  const size_t workers =
+      *threads == 0 ? engine::WorkerPool::DefaultWorkers() : static_cast<size_t>(*threads - 1);
+  ctx.pool = std::make_unique<engine::WorkerPool>(workers);
+  ctx.json = flags.GetBool("json");
+  ctx.quiet = flags.GetBool("quiet");
+  if (!ctx.quiet && ::isatty(STDERR_FILENO)) {
+    ctx.progress = [](const engine::ProgressState& s) {
+      std::string line = absl::StrCat(s.phase, ": ", HumanBytes(s.bytes_done));
+      if (s.bytes_total > 0) {
+        absl::StrAppend(&line, " / ", HumanBytes(s.bytes_total),
+                        absl::StrFormat(" (%.0f%%)", 100.0 * static_cast<double>(s.bytes_done) /
+                                                         static_cast<double>(s.bytes_total)));
+      }
+      absl::StrAppend(&line, "  ", HumanRate(s.bytes_done, s.seconds));
+      if (s.bytes_total > s.bytes_done && s.bytes_done > 0 && s.seconds > 0) {
+        const double eta = s.seconds * static_cast<double>(s.bytes_total - s.bytes_done) /
+                           static_cast<double>(s.bytes_done);
+        absl::StrAppend(&line, absl::StrFormat("  ETA %.0fs", eta));
+      }
+      std::fprintf(stderr, "\r\033[K%s%s", line.c_str(), s.final ? "\n" : "");
+      std::fflush(stderr);
+    };
+  }
+  return ctx;
+}
+
+absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text) {
+  if (text == "full") return engine::VerifyMode::kFull;
+  if (text == "checksum") return engine::VerifyMode::kChecksum;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--verify must be full or checksum, not '", text, "'"));
+}
+
+absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,
+                                                              const std::string& dir,
+                                                              bool writable) {
+  engine::LocalStoreOptions o;
+  o.writable = writable;
+  o.queue = ctx.queue;
+  o.pool = ctx.pool.get();
+  return engine::LocalStore::Open(dir, o);
+}
+
+int Fail(absl::string_view cmd, const absl::Status& status) {
+  std::fprintf(stderr, "chunkferry %.*s: %.*s\n", static_cast<int>(cmd.size()), cmd.data(),
+               static_cast<int>(status.message().size()), status.message().data());
+  return kExitFailed;
+}
+
+int Usage(absl::string_view cmd, absl::string_view message, const std::string& help) {
+  std::fprintf(stderr, "chunkferry %.*s: %.*s\n\n%s", static_cast<int>(cmd.size()), cmd.data(),
+               static_cast<int>(message.size()), message.data(), help.c_str());
+  return kExitUsage;
+}
+
+}  // namespace chunkferry::tools

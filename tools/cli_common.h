@@ -1,0 +1,67 @@
+// What the subcommands of the `chunkferry` CLI share: opening stores with the I/O and thread
+// flags, progress lines on a terminal, JSON results, and exit codes.
+#ifndef CHUNKFERRY_TOOLS_CLI_COMMON_H_
+#define CHUNKFERRY_TOOLS_CLI_COMMON_H_
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "engine/local_store.h"
+#include "engine/progress.h"
+#include "engine/worker_pool.h"
+#include "tools/flags.h"
+
+namespace chunkferry::tools {
+
+using Json = nlohmann::ordered_json;
+
+// Exit codes.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;  // the operation failed, or verify found damage
+inline constexpr int kExitUsage = 2;   // bad flags
+
+// Flags every data command takes: --io, --threads, --json, --quiet.
+std::vector<FlagSpec> CommonFlags();
+
+// The engine context a command runs with.
+struct Context {
+  std::unique_ptr<engine::WorkerPool> pool;
+  io::QueueOptions queue;
+  bool json = false;
+  bool quiet = false;
+  engine::ProgressFn progress;  // empty when no progress is shown
+};
+absl::StatusOr<Context> MakeContext(const Flags& flags);
+
+absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text);
+
+absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,
+                                                              const std::string& dir,
+                                                              bool writable);
+
+// "1.5 GiB"
+std::string HumanBytes(uint64_t bytes);
+// "850 MB/s"
+std::string HumanRate(uint64_t bytes, double seconds);
+
+// Prints "chunkferry <cmd>: <message>" to stderr and returns kExitFailed.
+int Fail(absl::string_view cmd, const absl::Status& status);
+// Prints a usage error and the command's help; returns kExitUsage.
+int Usage(absl::string_view cmd, absl::string_view message, const std::string& help);
+
+// Subcommands: each takes the arguments after its name.
+int CmdStore(const std::vector<std::string>& args);
+int CmdImport(const std::vector<std::string>& args);
+int CmdRestore(const std::vector<std::string>& args);
+int CmdCopy(const std::vector<std::string>& args);
+int CmdVerify(const std::vector<std::string>& args);
+int CmdLs(const std::vector<std::string>& args);
+int CmdInventory(const std::vector<std::string>& args);
+
+}  // namespace chunkferry::tools
+
+#endif  // CHUNKFERRY_TOOLS_CLI_COMMON_H_

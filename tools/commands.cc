@@ -1,0 +1,421 @@
+// The data subcommands of the chunkferry CLI: store init, import, restore, copy, verify, ls and
+// inventory. Each parses its flags, runs one engine operation and reports it in words (or JSON).
+#include <cstdio>
+#include <ctime>
+#include <optional>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
+#include "codec/chunker.h"
+#include "control/inventory.h"
+#include "engine/copier.h"
+#include "engine/importer.h"
+#include "engine/restorer.h"
+#include "engine/verifier.h"
+#include "io/fd.h"
+#include "tools/cli_common.h"
+
+namespace chunkferry::tools {
+namespace {
+
+// Parses a subcommand's flags. Returns an exit code when the command should stop now (a usage
+// error, or --help), nullopt to go on.
+std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,
+                              std::vector<FlagSpec> specs, const std::vector<std::string>& args,
+                              Flags* out) {
+  for (auto& s : CommonFlags()) specs.push_back(s);
+  const std::string help =
+      absl::StrCat("usage: chunkferry ", cmd, " ", synopsis, "\n\nflags:\n", FlagsHelp(specs));
+  auto flags = Flags::Parse(specs, args);
+  if (!flags.ok()) return Usage(cmd, flags.status().message(), help);
+  if (flags->GetBool("help")) {
+    std::fputs(help.c_str(), stdout);
+    return kExitOk;
+  }
+  *out = *std::move(flags);
+  return std::nullopt;
+}
+
+void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+}  // namespace
+
+int CmdStore(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] != "init") {
+    return Usage("store", "the store command takes a subcommand: init",
+                 "usage: chunkferry store init --store DIR [flags]\n");
+  }
+  Flags f;
+  if (auto rc = ParseFlags(
+          "store init", "--store DIR [--chunker SPEC] [--zstd-level N] [--record-size SIZE]",
+          {{"store", "directory of the new store"},
+           {"chunker", "how volumes are cut: fixed:SIZE or cdc:MIN:AVG:MAX", true, "fixed:4k"},
+           {"zstd-level", "zstd level of new records", true, "1"},
+           {"record-size", "raw bytes of fresh chunks grouped into one record", true, "64k"},
+           {"id-key-file", "file holding a hex secret that keys chunk ids", true, ""},
+           {"uuid", "store uuid (default: a new random one)", true, ""}},
+          std::vector<std::string>(args.begin() + 1, args.end()), &f)) {
+    return *rc;
+  }
+  engine::StoreInitOptions o;
+  auto dir = f.Require("store");
+  if (!dir.ok()) return Usage("store init", dir.status().message(), "");
+  auto spec = codec::ChunkerSpec::Parse(f.Get("chunker"));
+  if (!spec.ok())
+    return Usage("store init", absl::StrCat("--chunker: ", spec.status().message()), "");
+  o.chunker = *spec;
+  auto level = f.GetInt("zstd-level");
+  if (!level.ok() || *level < -7 || *level > 22) {
+    return Usage("store init", "--zstd-level must be a whole number from -7 to 22", "");
+  }
+  o.zstd_level = static_cast<int>(*level);
+  auto rs = f.GetSize("record-size");
+  if (!rs.ok()) return Usage("store init", rs.status().message(), "");
+  o.record_target = static_cast<uint32_t>(std::min<uint64_t>(*rs, UINT32_MAX));
+  if (f.Has("id-key-file")) {
+    auto key = io::ReadFileToString(f.Get("id-key-file"));
+    if (!key.ok()) return Fail("store init", key.status());
+    o.id_key_hex = std::string(absl::StripAsciiWhitespace(*key));
+  }
+  o.uuid = f.Get("uuid");
+  absl::Status st = engine::LocalStore::Init(*dir, o);
+  if (!st.ok()) return Fail("store init", st);
+  engine::LocalStoreOptions ro;
+  ro.writable = false;
+  auto opened = engine::LocalStore::Open(*dir, ro);
+  if (!opened.ok()) return Fail("store init", opened.status());
+  if (f.GetBool("json")) {
+    PrintJson(Json{{"store", *dir},
+                   {"uuid", (*opened)->info().uuid},
+                   {"chunker", (*opened)->info().chunker.ToString()}});
+  } else {
+    std::printf("created store %s (uuid %s, chunker %s)\n", dir->c_str(),
+                (*opened)->info().uuid.c_str(), (*opened)->info().chunker.ToString().c_str());
+  }
+  return kExitOk;
+}
+
+int CmdImport(const std::vector<std::string>& args) {
+  Flags f;
+  if (auto rc =
+          ParseFlags("import", "--store DIR --image PATH|- --group UUID --volume UUID [flags]",
+                     {{"store", "the local store"},
+                      {"image", "raw image: a file, a block device, or - for stdin"},
+                      {"group", "VM backup group uuid"},
+                      {"volume", "uuid of the backed-up volume"},
+                      {"vm", "VM instance uuid"},
+                      {"type", "volume type: Root, Data, Memory or Cache", true, "Root"},
+                      {"name", "name of the volume backup"},
+                      {"description", "description of the volume backup"},
+                      {"uuid", "uuid of the new volume backup (default: random)"},
+                      {"mode", "backup mode: full, incremental or auto", true, "full"},
+                      {"metadata", "opaque metadata string"}},
+                     args, &f)) {
+    return *rc;
+  }
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage("import", ctx.status().message(), "");
+  engine::ImportOptions o;
+  for (const char* req : {"store", "image", "group", "volume"}) {
+    if (!f.Has(req)) return Usage("import", absl::StrCat("--", req, " is required"), "");
+  }
+  o.source = f.Get("image");
+  o.meta.uuid = f.Get("uuid");
+  o.meta.group_uuid = f.Get("group");
+  o.meta.volume_uuid = f.Get("volume");
+  o.meta.type = f.Get("type");
+  o.meta.mode = f.Get("mode");
+  if (f.Has("vm")) o.meta.vm_instance_uuid = f.Get("vm");
+  if (f.Has("name")) o.meta.name = f.Get("name");
+  if (f.Has("description")) o.meta.description = f.Get("description");
+  if (f.Has("metadata")) o.meta.metadata = f.Get("metadata");
+  {
+    engine::VolumeBackupMeta probe = o.meta;
+    if (probe.uuid.empty()) probe.uuid = engine::NewUuid();
+    absl::Status valid = engine::ValidateMeta(probe);
+    if (!valid.ok()) return Usage("import", valid.message(), "");
+  }
+  auto store = OpenStore(*ctx, f.Get("store"), true);
+  if (!store.ok()) return Fail("import", store.status());
+  engine::ImportStats stats;
+  auto meta = engine::ImportVolume(**store, *ctx->pool, o, &stats,
+                                   ctx->progress ? &ctx->progress : nullptr);
+  if (!meta.ok()) return Fail("import", meta.status());
+  absl::Status closed = (*store)->Close();
+  if (!closed.ok()) return Fail("import", closed);
+  if (ctx->json) {
+    PrintJson(Json{{"uuid", meta->uuid},
+                   {"groupUuid", meta->group_uuid},
+                   {"size", meta->size},
+                   {"chunks", stats.chunks},
+                   {"zeroChunks", stats.zero_chunks},
+                   {"duplicateChunks", stats.duplicate_chunks},
+                   {"newChunks", stats.new_chunks},
+                   {"newRawBytes", stats.new_raw_bytes},
+                   {"records", stats.records},
+                   {"storedBytes", stats.stored_bytes},
+                   {"directIo", stats.direct_io},
+                   {"seconds", stats.seconds}});
+  } else {
+    std::printf(
+        "imported %s (%s %s): %s in %.2f s (%s); %s new stored (%llu new chunks, %llu "
+        "deduped, %llu zero)\n",
+        meta->uuid.c_str(), meta->type.c_str(), meta->name.value_or("").c_str(),
+        HumanBytes(meta->size).c_str(), stats.seconds, HumanRate(meta->size, stats.seconds).c_str(),
+        HumanBytes(stats.stored_bytes).c_str(), static_cast<unsigned long long>(stats.new_chunks),
+        static_cast<unsigned long long>(stats.duplicate_chunks),
+        static_cast<unsigned long long>(stats.zero_chunks));
+  }
+  return kExitOk;
+}
+
+int CmdRestore(const std::vector<std::string>& args) {
+  Flags f;
+  if (auto rc = ParseFlags("restore", "--store DIR --backup UUID --output PATH|- [flags]",
+                           {{"store", "the local store"},
+                            {"backup", "volume backup uuid"},
+                            {"output", "image to write: a path, or - for stdout"},
+                            {"force", "replace an existing output file", false, ""},
+                            {"verify", "check chunks by: full (ids) or checksum", true, "full"}},
+                           args, &f)) {
+    return *rc;
+  }
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage("restore", ctx.status().message(), "");
+  for (const char* req : {"store", "backup", "output"}) {
+    if (!f.Has(req)) return Usage("restore", absl::StrCat("--", req, " is required"), "");
+  }
+  auto mode = ParseVerifyMode(f.Get("verify"));
+  if (!mode.ok()) return Usage("restore", mode.status().message(), "");
+  engine::RestoreOptions o;
+  o.output = f.Get("output");
+  o.overwrite = f.GetBool("force");
+  o.verify_ids = *mode == engine::VerifyMode::kFull;
+  auto store = OpenStore(*ctx, f.Get("store"), false);
+  if (!store.ok()) return Fail("restore", store.status());
+  engine::RestoreStats stats;
+  absl::Status st = engine::RestoreVolume(**store, *ctx->pool, f.Get("backup"), o, &stats,
+                                          ctx->progress ? &ctx->progress : nullptr);
+  if (!st.ok()) return Fail("restore", st);
+  if (ctx->json) {
+    PrintJson(Json{{"backup", f.Get("backup")},
+                   {"output", o.output},
+                   {"size", stats.bytes},
+                   {"dataBytes", stats.data_bytes},
+                   {"holeBytes", stats.hole_bytes},
+                   {"records", stats.records_read},
+                   {"seconds", stats.seconds}});
+  } else if (o.output != "-") {
+    std::printf("restored %s to %s: %s in %.2f s (%s), %s of it holes\n", f.Get("backup").c_str(),
+                o.output.c_str(), HumanBytes(stats.bytes).c_str(), stats.seconds,
+                HumanRate(stats.bytes, stats.seconds).c_str(),
+                HumanBytes(stats.hole_bytes).c_str());
+  }
+  return kExitOk;
+}
+
+int CmdCopy(const std::vector<std::string>& args) {
+  Flags f;
+  if (auto rc =
+          ParseFlags("copy", "--from DIR --to DIR --group UUID [flags]",
+                     {{"from", "source store"},
+                      {"to", "destination store"},
+                      {"group", "VM backup group uuid"},
+                      {"verify", "destination checks records by: full or checksum", true, "full"}},
+                     args, &f)) {
+    return *rc;
+  }
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage("copy", ctx.status().message(), "");
+  for (const char* req : {"from", "to", "group"}) {
+    if (!f.Has(req)) return Usage("copy", absl::StrCat("--", req, " is required"), "");
+  }
+  auto mode = ParseVerifyMode(f.Get("verify"));
+  if (!mode.ok()) return Usage("copy", mode.status().message(), "");
+  auto src = OpenStore(*ctx, f.Get("from"), false);
+  if (!src.ok()) return Fail("copy", src.status());
+  auto dst = OpenStore(*ctx, f.Get("to"), true);
+  if (!dst.ok()) return Fail("copy", dst.status());
+  engine::CopyOptions o;
+  o.verify = *mode;
+  engine::CopyStats stats;
+  absl::Status st = engine::CopyGroup(**src, **dst, f.Get("group"), o, &stats,
+                                      ctx->progress ? &ctx->progress : nullptr);
+  absl::Status closed = (*dst)->Close();
+  if (!st.ok()) return Fail("copy", st);
+  if (!closed.ok()) return Fail("copy", closed);
+  if (ctx->json) {
+    PrintJson(Json{{"group", f.Get("group")},
+                   {"volumes", stats.volumes},
+                   {"logicalBytes", stats.logical_bytes},
+                   {"chunksReferenced", stats.chunks_referenced},
+                   {"chunksMissing", stats.chunks_missing},
+                   {"recordsSent", stats.records_sent},
+                   {"bytesSent", stats.bytes_sent},
+                   {"bytesAppended", stats.appended.bytes_appended},
+                   {"seconds", stats.seconds}});
+  } else {
+    std::printf(
+        "copied group %s (%llu volumes, %s): %s of records moved in %.2f s (%s), %llu of "
+        "%llu chunks were missing\n",
+        f.Get("group").c_str(), static_cast<unsigned long long>(stats.volumes),
+        HumanBytes(stats.logical_bytes).c_str(), HumanBytes(stats.bytes_sent).c_str(),
+        stats.seconds, HumanRate(stats.logical_bytes, stats.seconds).c_str(),
+        static_cast<unsigned long long>(stats.chunks_missing),
+        static_cast<unsigned long long>(stats.chunks_queried));
+  }
+  return kExitOk;
+}
+
+int CmdVerify(const std::vector<std::string>& args) {
+  Flags f;
+  if (auto rc = ParseFlags(
+          "verify", "--store DIR [flags]",
+          {{"store", "the local store"},
+           {"verify", "check records by: full (decompress, ids) or checksum", true, "full"}},
+          args, &f)) {
+    return *rc;
+  }
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage("verify", ctx.status().message(), "");
+  if (!f.Has("store")) return Usage("verify", "--store is required", "");
+  auto mode = ParseVerifyMode(f.Get("verify"));
+  if (!mode.ok()) return Usage("verify", mode.status().message(), "");
+  auto store = OpenStore(*ctx, f.Get("store"), false);
+  if (!store.ok()) return Fail("verify", store.status());
+  auto report =
+      engine::VerifyStore(**store, *ctx->pool, *mode, ctx->progress ? &ctx->progress : nullptr);
+  if (!report.ok()) return Fail("verify", report.status());
+  if (ctx->json) {
+    Json damaged = Json::array();
+    for (const auto& d : report->damaged) {
+      damaged.push_back(Json{{"uuid", d.uuid},
+                             {"groupUuid", d.group_uuid},
+                             {"name", d.name},
+                             {"damagedChunks", d.damaged_chunks},
+                             {"missingChunks", d.missing_chunks},
+                             {"problem", d.problem}});
+    }
+    PrintJson(Json{{"ok", report->ok()},
+                   {"records", report->records},
+                   {"chunks", report->chunks},
+                   {"storedBytes", report->stored_bytes},
+                   {"badRecords", report->bad_records},
+                   {"manifests", report->manifests},
+                   {"groups", report->groups},
+                   {"problems", report->problems},
+                   {"damagedBackups", damaged}});
+  } else {
+    for (const auto& p : report->problems) std::printf("problem: %s\n", p.c_str());
+    for (const auto& d : report->damaged) {
+      std::printf("damaged backup %s (group %s, %s): %llu damaged and %llu missing chunks%s%s\n",
+                  d.uuid.c_str(), d.group_uuid.c_str(), d.name.c_str(),
+                  static_cast<unsigned long long>(d.damaged_chunks),
+                  static_cast<unsigned long long>(d.missing_chunks), d.problem.empty() ? "" : "; ",
+                  d.problem.c_str());
+    }
+    std::printf(
+        "%s: %llu records, %llu chunks, %s checked in %.2f s; %llu manifests, %llu groups\n",
+        report->ok() ? "ok" : "DAMAGED", static_cast<unsigned long long>(report->records),
+        static_cast<unsigned long long>(report->chunks), HumanBytes(report->stored_bytes).c_str(),
+        report->seconds, static_cast<unsigned long long>(report->manifests),
+        static_cast<unsigned long long>(report->groups));
+  }
+  return report->ok() ? kExitOk : kExitFailed;
+}
+
+namespace {
+
+// Loads a group's manifests' metadata, in the group's order.
+absl::StatusOr<std::vector<engine::VolumeBackupMeta>> GroupMetas(engine::LocalStore& store,
+                                                                 const std::string& group) {
+  auto g = store.GetGroup(group);
+  if (!g.ok()) return g.status();
+  std::vector<engine::VolumeBackupMeta> out;
+  for (const auto& v : g->volume_uuids) {
+    auto r = store.OpenManifestReader(v);
+    if (!r.ok()) return r.status();
+    out.push_back((*r)->meta());
+  }
+  return out;
+}
+
+}  // namespace
+
+int CmdLs(const std::vector<std::string>& args) {
+  Flags f;
+  if (auto rc =
+          ParseFlags("ls", "--store DIR [--group UUID]",
+                     {{"store", "the local store"}, {"group", "only this group"}}, args, &f)) {
+    return *rc;
+  }
+  if (!f.Has("store")) return Usage("ls", "--store is required", "");
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage("ls", ctx.status().message(), "");
+  auto store = OpenStore(*ctx, f.Get("store"), false);
+  if (!store.ok()) return Fail("ls", store.status());
+  std::vector<std::string> groups;
+  if (f.Has("group")) {
+    groups.push_back(f.Get("group"));
+  } else {
+    auto all = (*store)->ListGroups();
+    if (!all.ok()) return Fail("ls", all.status());
+    groups = *all;
+  }
+  Json out = Json::array();
+  for (const auto& g : groups) {
+    auto metas = GroupMetas(**store, g);
+    if (!metas.ok()) return Fail("ls", metas.status());
+    Json vols = Json::array();
+    if (!ctx->json) std::printf("group %s\n", g.c_str());
+    for (const auto& m : *metas) {
+      if (ctx->json) {
+        vols.push_back(Json{{"uuid", m.uuid},
+                            {"type", m.type},
+                            {"name", m.name.value_or("")},
+                            {"size", m.size},
+                            {"status", m.status}});
+      } else {
+        std::printf("  %s  %-5s %10s  %s  %s\n", m.uuid.c_str(), m.type.c_str(),
+                    HumanBytes(m.size).c_str(), m.status.c_str(), m.name.value_or("").c_str());
+      }
+    }
+    if (ctx->json) out.push_back(Json{{"group", g}, {"volumes", vols}});
+  }
+  if (ctx->json) PrintJson(out);
+  return kExitOk;
+}
+
+int CmdInventory(const std::vector<std::string>& args) {
+  Flags f;
+  if (auto rc = ParseFlags("inventory", "--store DIR --group UUID [--backup-storage UUID]",
+                           {{"store", "the local store"},
+                            {"group", "VM backup group uuid"},
+                            {"backup-storage",
+                             "backup storage uuid to name in the refs (default: "
+                             "the store's uuid)"}},
+                           args, &f)) {
+    return *rc;
+  }
+  for (const char* req : {"store", "group"}) {
+    if (!f.Has(req)) return Usage("inventory", absl::StrCat("--", req, " is required"), "");
+  }
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage("inventory", ctx.status().message(), "");
+  auto store = OpenStore(*ctx, f.Get("store"), false);
+  if (!store.ok()) return Fail("inventory", store.status());
+  auto metas = GroupMetas(**store, f.Get("group"));
+  if (!metas.ok()) return Fail("inventory", metas.status());
+  const std::string bs = f.Has("backup-storage") ? f.Get("backup-storage") : (*store)->info().uuid;
+  Json inventories = Json::array();
+  for (const auto& m : *metas) {
+    control::StorageRef ref{bs, m.install_path, m.status, m.create_date, m.last_op_date};
+    inventories.push_back(control::VolumeBackupInventory(m, {ref}));
+  }
+  std::printf("%s\n", Json{{"inventories", inventories}}.dump(2).c_str());
+  return kExitOk;
+}
+
+}  // namespace chunkferry::tools

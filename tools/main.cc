@@ -1,0 +1,44 @@
+// chunkferry: replicate VM backup groups between image stores. Dispatches to subcommands.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tools/cli_common.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: chunkferry COMMAND [flags]   (chunkferry COMMAND --help for its flags)\n"
+    "\n"
+    "commands:\n"
+    "  store init   create an empty image store\n"
+    "  import       import a raw volume image as a volume backup\n"
+    "  restore      write a volume backup back out as a byte-identical image\n"
+    "  copy         copy a VM backup group from one store to another (deduped, verified)\n"
+    "  verify       check every chunk of a store and name the backups damage breaks\n"
+    "  ls           list groups and their volume backups\n"
+    "  inventory    a group's VolumeBackupInventory JSON\n"
+    "\n"
+    "exit codes: 0 ok, 1 failed (or damage found), 2 usage error\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace chunkferry::tools;
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? kExitUsage : kExitOk;
+  }
+  const std::string cmd = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd == "store") return CmdStore(args);
+  if (cmd == "import") return CmdImport(args);
+  if (cmd == "restore") return CmdRestore(args);
+  if (cmd == "copy") return CmdCopy(args);
+  if (cmd == "verify") return CmdVerify(args);
+  if (cmd == "ls") return CmdLs(args);
+  if (cmd == "inventory") return CmdInventory(args);
+  std::fprintf(stderr, "chunkferry: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  return kExitUsage;
+}
