@@ -1,0 +1,202 @@
+// The chunkferry CLI end to end: store init, import two volumes, copy to a second store, verify
+// (JSON), restore and compare, ls and inventory JSON in the sync API contract's field order.
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/volume_backup.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace chunkferry {
+namespace {
+
+using ::chunkferry::testing::TempDir;
+using Json = nlohmann::ordered_json;
+
+constexpr size_t kMiB = 1 << 20;
+
+class CliTest : public ::testing::TestWithParam<io::Backend> {
+ protected:
+  void SetUp() override { CF_SKIP_IF_NO_URING(GetParam()); }
+
+  // Runs the CLI with `args` plus --io for this backend; expects exit code `want`.
+  testing::ProcessResult Run(std::vector<std::string> args, int want = 0) {
+    args.insert(args.begin(), CHUNKFERRY_CLI);
+    if (args.size() > 1 && args[1] != "store") {
+      args.push_back(GetParam() == io::Backend::kUring ? "--io=uring" : "--io=threads");
+    }
+    auto r = testing::RunProcess(args);
+    EXPECT_EQ(r.exit_code, want) << absl::StrJoin(args, " ") << "\nstdout: " << r.out
+                                 << "\nstderr: " << r.err;
+    return r;
+  }
+
+  static Json ParseJson(const std::string& text) {
+    Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << text;
+    return j;
+  }
+
+  TempDir tmp_;
+};
+
+// Fields of VolumeBackupInventory in the contract's order.
+const std::vector<std::string>& ContractOrder() {
+  static const std::vector<std::string> order = {
+      "uuid",   "volumeUuid", "name",      "description",    "type",
+      "state",  "status",     "size",      "metadata",       "groupUuid",
+      "mode",   "vmInstanceUuid", "createDate", "lastOpDate", "backupStorageRefs"};
+  return order;
+}
+
+void ExpectContractOrder(const Json& inv) {
+  ASSERT_TRUE(inv.is_object());
+  std::vector<std::string> keys;
+  for (auto it = inv.begin(); it != inv.end(); ++it) keys.push_back(it.key());
+  ASSERT_FALSE(keys.empty());
+  EXPECT_EQ(keys.front(), "uuid");
+  EXPECT_EQ(keys.back(), "backupStorageRefs");
+  // The keys are the contract's, in its order (null fields omitted).
+  size_t pos = 0;
+  for (const auto& k : keys) {
+    const auto& order = ContractOrder();
+    while (pos < order.size() && order[pos] != k) ++pos;
+    ASSERT_LT(pos, order.size()) << "field '" << k << "' is unknown or out of order in "
+                                 << inv.dump();
+  }
+  for (const auto& v : inv) EXPECT_FALSE(v.is_null()) << inv.dump();
+}
+
+TEST_P(CliTest, EndToEnd) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  const std::string root = tmp_.Sub("root.img"), data = tmp_.Sub("data.img");
+  testing::WriteMixedFile(root, 5 * kMiB + 123, 1);
+  testing::WriteTextFile(data, 3 * kMiB, 2);
+  const std::string group = engine::NewUuid(), vm = engine::NewUuid();
+
+  auto init_a = Run({"store", "init", "--store", a, "--chunker", "cdc:2k:8k:64k", "--json"});
+  const Json ja = ParseJson(init_a.out);
+  EXPECT_EQ(ja.value("chunker", ""), "cdc:2048:8192:65536");
+  EXPECT_TRUE(engine::IsValidUuid(ja.value("uuid", ""))) << init_a.out;
+  Run({"store", "init", "--store", b, "--chunker", "cdc:2k:8k:64k"});
+  // A second init of the same directory fails and leaves it alone.
+  Run({"store", "init", "--store", a}, 1);
+
+  // Import the data volume first: the Root still comes first in the group.
+  const Json data_import =
+      ParseJson(Run({"import", "--store", a, "--image", data, "--group", group, "--volume",
+                     engine::NewUuid(), "--type", "Data", "--vm", vm, "--name", "data disk",
+                     "--json", "--quiet"})
+                    .out);
+  const Json root_import =
+      ParseJson(Run({"import", "--store", a, "--image", root, "--group", group, "--volume",
+                     engine::NewUuid(), "--type", "Root", "--vm", vm, "--name", "root disk",
+                     "--metadata", "{\"os\":\"debian\"}", "--json", "--quiet"})
+                    .out);
+  const std::string data_uuid = data_import.value("uuid", "");
+  const std::string root_uuid = root_import.value("uuid", "");
+  ASSERT_TRUE(engine::IsValidUuid(data_uuid)) << data_import.dump();
+  ASSERT_TRUE(engine::IsValidUuid(root_uuid)) << root_import.dump();
+  EXPECT_EQ(root_import.value("size", uint64_t{0}), 5 * kMiB + 123);
+  EXPECT_EQ(root_import.value("groupUuid", ""), group);
+  EXPECT_GT(root_import.value("newChunks", uint64_t{0}), 0u);
+
+  // Copy to B, then again (nothing to send).
+  const Json copy = ParseJson(
+      Run({"copy", "--from", a, "--to", b, "--group", group, "--json", "--quiet"}).out);
+  EXPECT_EQ(copy.value("volumes", 0), 2);
+  EXPECT_EQ(copy.value("logicalBytes", uint64_t{0}), 8 * kMiB + 123);
+  EXPECT_GT(copy.value("bytesSent", uint64_t{0}), 0u);
+  const Json copy2 = ParseJson(
+      Run({"copy", "--from", a, "--to", b, "--group", group, "--json", "--quiet"}).out);
+  EXPECT_EQ(copy2.value("bytesSent", uint64_t{1}), 0u);
+  EXPECT_EQ(copy2.value("chunksMissing", uint64_t{1}), 0u);
+
+  // Verify both stores.
+  for (const auto& store : {a, b}) {
+    const Json v = ParseJson(Run({"verify", "--store", store, "--json", "--quiet"}).out);
+    EXPECT_EQ(v.value("ok", false), true) << v.dump();
+    EXPECT_EQ(v.value("manifests", 0), 2);
+    EXPECT_EQ(v.value("groups", 0), 1);
+    EXPECT_EQ(v.value("badRecords", 1), 0);
+  }
+
+  // Restore from B and compare; a second restore to the same path needs --force.
+  const std::string out_root = tmp_.Sub("out-root"), out_data = tmp_.Sub("out-data");
+  Run({"restore", "--store", b, "--backup", root_uuid, "--output", out_root, "--quiet"});
+  Run({"restore", "--store", b, "--backup", data_uuid, "--output", out_data, "--quiet"});
+  EXPECT_TRUE(testing::FilesEqual(root, out_root));
+  EXPECT_TRUE(testing::FilesEqual(data, out_data));
+  auto again = Run({"restore", "--store", b, "--backup", root_uuid, "--output", out_root}, 1);
+  EXPECT_TRUE(absl::StrContains(again.err, "exists")) << again.err;
+  Run({"restore", "--store", b, "--backup", root_uuid, "--output", out_root, "--force",
+       "--verify", "checksum", "--quiet"});
+  EXPECT_TRUE(testing::FilesEqual(root, out_root));
+
+  // ls --json names both volumes, Root first.
+  const Json ls = ParseJson(Run({"ls", "--store", b, "--json"}).out);
+  ASSERT_TRUE(ls.is_array()) << ls.dump();
+  ASSERT_EQ(ls.size(), 1u);
+  EXPECT_EQ(ls[0].value("group", ""), group);
+  ASSERT_EQ(ls[0]["volumes"].size(), 2u);
+  EXPECT_EQ(ls[0]["volumes"][0].value("uuid", ""), root_uuid);
+  EXPECT_EQ(ls[0]["volumes"][1].value("uuid", ""), data_uuid);
+
+  // Inventory on both stores: contract order, same install paths, refs naming the store.
+  std::vector<std::string> install_paths[2];
+  for (int k = 0; k < 2; ++k) {
+    const std::string store = k == 0 ? a : b;
+    const std::string bs = engine::NewUuid();
+    const Json inv = ParseJson(
+        Run({"inventory", "--store", store, "--group", group, "--backup-storage", bs}).out);
+    ASSERT_TRUE(inv.contains("inventories")) << inv.dump();
+    const Json& list = inv["inventories"];
+    ASSERT_EQ(list.size(), 2u);
+    EXPECT_EQ(list[0].value("uuid", ""), root_uuid);
+    EXPECT_EQ(list[0].value("type", ""), "Root");
+    EXPECT_EQ(list[0].value("name", ""), "root disk");
+    EXPECT_EQ(list[0].value("metadata", ""), "{\"os\":\"debian\"}");
+    EXPECT_EQ(list[0].value("vmInstanceUuid", ""), vm);
+    EXPECT_TRUE(list[0]["size"].is_number_integer()) << list[0].dump();
+    EXPECT_EQ(list[0]["size"].get<uint64_t>(), 5 * kMiB + 123);
+    EXPECT_EQ(list[1].value("uuid", ""), data_uuid);
+    EXPECT_FALSE(list[1].contains("metadata")) << "null fields are omitted";
+    EXPECT_FALSE(list[1].contains("description"));
+    for (const auto& item : list) {
+      ExpectContractOrder(item);
+      EXPECT_EQ(item.value("groupUuid", ""), group);
+      EXPECT_EQ(item.value("status", ""), "Ready");
+      const Json& refs = item["backupStorageRefs"];
+      ASSERT_EQ(refs.size(), 1u);
+      EXPECT_EQ(refs[0].value("volumeBackupUuid", ""), item.value("uuid", ""));
+      EXPECT_EQ(refs[0].value("backupStorageUuid", ""), bs);
+      std::vector<std::string> ref_keys;
+      for (auto it = refs[0].begin(); it != refs[0].end(); ++it) ref_keys.push_back(it.key());
+      EXPECT_EQ(ref_keys,
+                (std::vector<std::string>{"volumeBackupUuid", "backupStorageUuid", "installPath",
+                                          "status", "createDate", "lastOpDate"}));
+      install_paths[k].push_back(refs[0].value("installPath", ""));
+    }
+  }
+  EXPECT_EQ(install_paths[0], install_paths[1]) << "install paths must survive the copy";
+
+  // Verify finds damage and says so with exit code 1.
+  const std::string pack = testing::PackPath(b, 1);
+  testing::FlipByte(pack, static_cast<uint64_t>(testing::FileSize(pack)) - 5, 0x01);
+  const Json bad = ParseJson(Run({"verify", "--store", b, "--json", "--quiet"}, 1).out);
+  EXPECT_EQ(bad.value("ok", true), false);
+  EXPECT_EQ(bad.value("badRecords", 0), 1);
+  ASSERT_TRUE(bad.contains("damagedBackups"));
+  EXPECT_EQ(bad["damagedBackups"].size(), 1u) << bad.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CliTest, ::testing::ValuesIn(testing::AllBackends()),
+                         testing::BackendParamName);
+
+}  // namespace
+}  // namespace chunkferry

@@ -1,0 +1,209 @@
+// Crash safety: a store damaged the way a crash damages it (torn pack tails, a lost index) opens
+// cleanly, and an import killed with SIGKILL at any point leaves either the whole backup or
+// nothing of it.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/importer.h"
+#include "engine/local_store.h"
+#include "engine/verifier.h"
+#include "engine/worker_pool.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace chunkferry {
+namespace {
+
+using ::chunkferry::testing::FileExists;
+using ::chunkferry::testing::TempDir;
+
+constexpr size_t kMiB = 1 << 20;
+
+class CrashTest : public ::testing::TestWithParam<io::Backend> {
+ protected:
+  void SetUp() override {
+    CF_SKIP_IF_NO_URING(GetParam());
+    dir_ = tmp_.Sub("store");
+    testing::InitStore(dir_);
+  }
+
+  std::unique_ptr<engine::LocalStore> OpenOk(bool writable) {
+    auto s = testing::OpenStore(dir_, GetParam(), writable, &pool_);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  // Checks that every manifest's chunks are in the index and the store verifies.
+  void ExpectConsistent(engine::LocalStore& store) {
+    auto report = engine::VerifyStore(store, pool_, engine::VerifyMode::kFull);
+    ASSERT_TRUE(report.ok()) << report.status();
+    std::string why;
+    for (const auto& p : report->problems) absl::StrAppend(&why, "\n", p);
+    EXPECT_TRUE(report->ok()) << why;
+    auto manifests = store.ListManifests();
+    ASSERT_TRUE(manifests.ok());
+    for (const auto& m : *manifests) {
+      for (const auto& e : testing::ManifestEntries(store, m)) {
+        if (!e.zero) {
+          ASSERT_TRUE(store.index().Contains(e.id)) << m << " names a chunk the store lacks";
+        }
+      }
+    }
+  }
+
+  std::string Cli() const { return CHUNKFERRY_CLI; }
+  std::string IoFlag() const {
+    return absl::StrCat("--io=", GetParam() == io::Backend::kUring ? "uring" : "threads");
+  }
+
+  engine::WorkerPool pool_{1};
+  TempDir tmp_;
+  std::string dir_;
+};
+
+TEST_P(CrashTest, GarbageAndHalfRecordAfterACommitAndNoIndex) {
+  const std::string img1 = tmp_.Sub("img1"), img2 = tmp_.Sub("img2");
+  testing::WriteMixedFile(img1, 3 * kMiB + 11, 1);
+  testing::WriteRandomFile(img2, 2 * kMiB, 2);
+  std::vector<std::string> uuids;
+  {
+    auto s = OpenOk(true);
+    ASSERT_NE(s, nullptr);
+    const std::string group = engine::NewUuid();
+    for (const auto& img : {img1, img2}) {
+      auto m = testing::Import(*s, pool_, img, group);
+      ASSERT_TRUE(m.ok()) << m.status();
+      uuids.push_back(m->uuid);
+    }
+    ASSERT_TRUE(s->Close().ok());
+  }
+  const std::string pack = testing::PackPath(dir_, 1);
+  const int64_t committed = testing::FileSize(pack);
+  // What a crash in the middle of the next import leaves: some bytes of a buffer that never
+  // became a record, then the first part of a record.
+  std::vector<uint8_t> garbage(3000, 0xab);
+  testing::AppendToFile(pack, garbage);
+  std::vector<uint8_t> half;
+  {
+    // Take a real record from the pack and keep its first half.
+    auto s = OpenOk(false);
+    ASSERT_NE(s, nullptr);
+    const auto recs = testing::IndexedRecords(*s);
+    ASSERT_FALSE(recs.empty());
+    const auto all = testing::ReadFile(pack);
+    const auto& r = recs.back();
+    half.assign(all.begin() + static_cast<long>(r.offset),
+                all.begin() + static_cast<long>(r.offset + r.size / 2));
+  }
+  testing::AppendToFile(pack, half);
+  ASSERT_EQ(::unlink((dir_ + "/index/chunks.idx").c_str()), 0);
+
+  auto s = OpenOk(true);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->open_report().index_rebuilt);
+  ASSERT_EQ(s->open_report().torn_tails_cut.size(), 1u);
+  EXPECT_EQ(testing::FileSize(pack), committed);
+  ExpectConsistent(*s);
+  for (size_t i = 0; i < uuids.size(); ++i) {
+    EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, uuids[i], i == 0 ? img1 : img2,
+                                           tmp_.Sub(absl::StrCat("out", i))));
+  }
+  // And the store takes new imports.
+  const std::string img3 = tmp_.Sub("img3");
+  testing::WriteTextFile(img3, 1 * kMiB, 3);
+  auto m = testing::Import(*s, pool_, img3, engine::NewUuid());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, m->uuid, img3, tmp_.Sub("out3")));
+}
+
+// Kills `chunkferry import` at several points of a 64 MiB import.
+TEST_P(CrashTest, ImportKilledWithSigkillLeavesAllOrNothing) {
+  const std::string img = tmp_.Sub("big.img");
+  testing::WriteRandomFile(img, 64 * kMiB, 7);
+  const std::string group = engine::NewUuid(), volume = engine::NewUuid();
+  // Kill points: right away, and once the packs have grown past a threshold.
+  struct Kill {
+    int delay_ms;
+    uint64_t pack_bytes;
+  };
+  const std::vector<Kill> kills = {{5, 0}, {0, 8 * kMiB}, {0, 40 * kMiB}, {0, 64 * kMiB}};
+  int complete = 0, absent = 0;
+  for (size_t k = 0; k < kills.size(); ++k) {
+    SCOPED_TRACE(absl::StrCat("kill point ", k));
+    // A fresh store each time, so that every import has all 64 MiB to write.
+    dir_ = tmp_.Sub(absl::StrCat("store", k));
+    testing::InitStore(dir_);
+    const std::string uuid = engine::NewUuid();
+    const uint64_t before = testing::TotalPackBytes(dir_);
+    const pid_t pid = testing::StartProcess(
+        {Cli(), "import", "--store", dir_, "--image", img, "--group", group, "--volume", volume,
+         "--uuid", uuid, "--quiet", "--threads=2", IoFlag()});
+    ASSERT_GT(pid, 0);
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid) {
+        // It finished before the kill point.
+        break;
+      }
+      const auto elapsed = std::chrono::steady_clock::now() - start;
+      const bool time_up =
+          kills[k].delay_ms > 0 && elapsed >= std::chrono::milliseconds(kills[k].delay_ms);
+      const bool grown =
+          kills[k].pack_bytes > 0 && testing::TotalPackBytes(dir_) >= before + kills[k].pack_bytes;
+      if (time_up || grown || elapsed > std::chrono::seconds(60)) {
+        ::kill(pid, SIGKILL);
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+
+    auto s = OpenOk(true);
+    ASSERT_NE(s, nullptr);
+    ExpectConsistent(*s);
+    EXPECT_TRUE(testing::ListFiles(dir_ + "/tmp").empty());
+    const bool has_manifest = FileExists(s->ManifestPath(uuid));
+    auto g = s->GetGroup(group);
+    if (g.ok() && std::find(g->volume_uuids.begin(), g->volume_uuids.end(), uuid) !=
+                      g->volume_uuids.end()) {
+      EXPECT_TRUE(has_manifest) << "the group names a backup without a manifest";
+    }
+    if (has_manifest) {
+      ++complete;
+      EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, uuid, img, tmp_.Sub("out")));
+    } else {
+      ++absent;
+      // Rerunning the import completes it.
+      auto again = testing::Import(*s, pool_, img, group);
+      ASSERT_TRUE(again.ok()) << again.status();
+      EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, again->uuid, img, tmp_.Sub("out")));
+    }
+    ASSERT_TRUE(s->Close().ok());
+  }
+  // The early kills must have caught an import in flight.
+  EXPECT_GE(absent, 1) << complete << " complete";
+  // After everything, a full CLI import of the same image still works and stores nothing new.
+  const uint64_t packs = testing::TotalPackBytes(dir_);
+  const auto r = testing::RunProcess({Cli(), "import", "--store", dir_, "--image", img, "--group",
+                                      group, "--volume", volume, "--quiet", IoFlag()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(testing::TotalPackBytes(dir_), packs);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CrashTest, ::testing::ValuesIn(testing::AllBackends()),
+                         testing::BackendParamName);
+
+}  // namespace
+}  // namespace chunkferry
