@@ -24,6 +24,7 @@ namespace chunkferry::engine {
 namespace {
 
 constexpr size_t kReadBlock = 1 << 20;
+constexpr uint64_t kMergeHoleBelow = 256 << 10;
 
 // The image being imported: a seekable file or device read through the queue, or a stream.
 struct Input {
@@ -100,6 +101,8 @@ class Importer {
  private:
   absl::Status SubmitWindowReads(int which, uint64_t file_offset);
   absl::StatusOr<size_t> WaitWindow(int which);
+  // Collects at least `min_complete` read completions (of either window).
+  absl::Status ReapReads(size_t min_complete);
   absl::StatusOr<size_t> ProcessWindow(const uint8_t* data, size_t n, bool last);
 
   LocalStore& store_;
@@ -144,9 +147,18 @@ absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
       const off_t d = ::lseek(input_.fd, static_cast<off_t>(pos), SEEK_DATA);
       if (d >= 0 || errno == ENXIO) {
         data_begin = d < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(d), end);
-        if (data_begin < end) {
-          const off_t h = ::lseek(input_.fd, static_cast<off_t>(data_begin), SEEK_HOLE);
-          if (h >= 0) data_end = std::min<uint64_t>(static_cast<uint64_t>(h), end);
+        // Extents separated by small holes are read as one: a few KiB of zeros cost less
+        // than another request.
+        for (uint64_t from = data_begin; from < end;) {
+          const off_t h = ::lseek(input_.fd, static_cast<off_t>(from), SEEK_HOLE);
+          data_end = h < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(h), end);
+          const off_t next =
+              data_end < end ? ::lseek(input_.fd, static_cast<off_t>(data_end), SEEK_DATA) : -1;
+          if (next < 0 || static_cast<uint64_t>(next) >= end ||
+              static_cast<uint64_t>(next) - data_end > kMergeHoleBelow) {
+            break;
+          }
+          from = static_cast<uint64_t>(next);
         }
         // Keep direct reads aligned; the extra bytes are zeros of the hole anyway.
         data_begin = std::max(pos, data_begin & ~(io::kDirectAlignment - 1));
@@ -166,6 +178,7 @@ absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
       r.len = static_cast<uint32_t>(io::AlignUp(len, io::kDirectAlignment));
       r.offset = off;
       r.tag = (static_cast<uint64_t>(which) << 32) | len;
+      if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapReads(1));
       CF_RETURN_IF_ERROR(queue_->Submit(r));
       ++pending_[which];
     }
@@ -174,24 +187,27 @@ absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> Importer::WaitWindow(int which) {
+absl::Status Importer::ReapReads(size_t min_complete) {
   io::Completion done[16];
-  while (pending_[which] > 0) {
-    CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
-    for (size_t i = 0; i < n; ++i) {
-      const int w = static_cast<int>(done[i].tag >> 32);
-      const uint64_t expect = done[i].tag & 0xffffffffu;
-      --pending_[w];
-      if (done[i].result < 0) {
-        if (read_error_.ok()) {
-          read_error_ = io::ErrnoStatus(static_cast<int>(-done[i].result), "read", options_.source);
-        }
-      } else if (static_cast<uint64_t>(done[i].result) < expect && read_error_.ok()) {
-        read_error_ = absl::DataLossError(
-            absl::StrCat(options_.source, " got shorter while it was being imported"));
+  CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), min_complete));
+  for (size_t i = 0; i < n; ++i) {
+    const int w = static_cast<int>(done[i].tag >> 32);
+    const uint64_t expect = done[i].tag & 0xffffffffu;
+    --pending_[w];
+    if (done[i].result < 0) {
+      if (read_error_.ok()) {
+        read_error_ = io::ErrnoStatus(static_cast<int>(-done[i].result), "read", options_.source);
       }
+    } else if (static_cast<uint64_t>(done[i].result) < expect && read_error_.ok()) {
+      read_error_ = absl::DataLossError(
+          absl::StrCat(options_.source, " got shorter while it was being imported"));
     }
   }
+  return read_error_;
+}
+
+absl::StatusOr<size_t> Importer::WaitWindow(int which) {
+  while (pending_[which] > 0) CF_RETURN_IF_ERROR(ReapReads(1));
   CF_RETURN_IF_ERROR(read_error_);
   return got_[which];
 }
@@ -306,6 +322,12 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
     return absl::AlreadyExistsError(
         absl::StrCat("store ", store_.location(), " already holds volume backup ", meta.uuid));
   }
+  if (options_.add_to_group) {
+    // A group record that cannot be read would fail the import after its data is in: find out
+    // before reading a byte.
+    auto group = store_.GetGroup(meta.group_uuid);
+    if (!group.ok() && !absl::IsNotFound(group.status())) return group.status();
+  }
   CF_ASSIGN_OR_RETURN(input_, OpenInput(options_.source));
   stats_.direct_io = input_.direct;
   ticker_.state().bytes_total = input_.size;
@@ -341,7 +363,14 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   meta.size = stats_.bytes_read;
   CF_RETURN_IF_ERROR(store_.Flush());
   CF_RETURN_IF_ERROR(manifest_->Finish(meta, store_.ManifestPath(meta.uuid)));
-  if (options_.add_to_group) CF_RETURN_IF_ERROR(AddToGroup(store_, meta));
+  if (options_.add_to_group) {
+    absl::Status grouped = AddToGroup(store_, meta);
+    if (!grouped.ok()) {
+      // The backup is not part of any group: take its manifest back, as if it never came.
+      ::unlink(store_.ManifestPath(meta.uuid).c_str());
+      return grouped;
+    }
+  }
   stats_.seconds = ticker_.Elapsed();
   ticker_.Tick(true);
   return meta;

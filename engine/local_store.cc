@@ -356,29 +356,16 @@ absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t
     buffers_.resize(kWriteBuffers);
     for (auto& b : buffers_) b.buf = io::AlignedBuffer(kWriteBufferSize);
   }
-  if (bytes.size() > kWriteBufferSize) {
-    // Larger than a buffer: write it in place, after what is queued before it.
-    CF_RETURN_IF_ERROR(SubmitBuffer());
-    CF_RETURN_IF_ERROR(DrainWrites());
-    absl::Status st = io::PwriteFull(pack.fd.get(), bytes, pack.size);
-    if (!st.ok()) {
-      failed_ = st;
-      return st;
-    }
-    pack.size += bytes.size();
-    pack.submitted = pack.size;
-  } else {
-    if (buffers_[current_buffer_].fill + bytes.size() > kWriteBufferSize) {
-      CF_RETURN_IF_ERROR(SubmitBuffer());
-    }
+  // Records run across buffer boundaries, so every full buffer is one aligned write.
+  while (!bytes.empty()) {
+    if (!buffer_open_) CF_RETURN_IF_ERROR(OpenBuffer());
     WriteBuffer& wb = buffers_[current_buffer_];
-    if (wb.fill == 0) {
-      wb.pack = current_pack_;
-      wb.offset = pack.size;
-    }
-    std::memcpy(wb.buf.data() + wb.fill, bytes.data(), bytes.size());
-    wb.fill += bytes.size();
-    pack.size += bytes.size();
+    const size_t n = std::min(bytes.size(), kWriteBufferSize - wb.fill);
+    std::memcpy(wb.buf.data() + wb.fill, bytes.data(), n);
+    wb.fill += n;
+    pack.size += n;
+    bytes.remove_prefix(n);
+    if (wb.fill == kWriteBufferSize) CF_RETURN_IF_ERROR(SubmitBuffer());
   }
   index_.InsertRecord(loc, view);
   index_.coverage()[current_pack_] = pack.size;
@@ -386,23 +373,60 @@ absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t
   return loc;
 }
 
-absl::Status LocalStore::SubmitBuffer() {
-  if (buffers_.empty() || buffers_[current_buffer_].fill == 0) return absl::OkStatus();
+absl::Status LocalStore::OpenBuffer() {
   WriteBuffer& wb = buffers_[current_buffer_];
-  if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
+  Pack& pack = packs_[current_pack_];
+  if (!pack.wfd.valid()) {
+    const std::string path = absl::StrCat(dir_, "/packs/", PackFileName(current_pack_));
+    bool direct = false;
+    CF_ASSIGN_OR_RETURN(pack.wfd, io::OpenMaybeDirect(path, O_WRONLY | O_CLOEXEC, &direct));
+  }
+  wb.pack = current_pack_;
+  wb.offset = pack.size & ~(io::kDirectAlignment - 1);
+  wb.fill = static_cast<size_t>(pack.size - wb.offset);
+  // The block the pack ends in is written whole again: its first bytes come from the file,
+  // where the previous (drained) write or the header put them.
+  if (wb.fill > 0) {
+    CF_RETURN_IF_ERROR(
+        io::PreadFull(pack.fd.get(), absl::MakeSpan(wb.buf.data(), wb.fill), wb.offset));
+  }
+  buffer_open_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::SubmitBuffer() {
+  if (!buffer_open_) return absl::OkStatus();
+  WriteBuffer& wb = buffers_[current_buffer_];
+  buffer_open_ = false;
   CF_ASSIGN_OR_RETURN(Pack * pack, OpenPack(wb.pack));
+  // Direct I/O writes whole blocks: a partial last block is padded with zeros, cut off again
+  // below once the write is done.
+  const size_t len = io::AlignUp(wb.fill, io::kDirectAlignment);
+  std::memset(wb.buf.data() + wb.fill, 0, len - wb.fill);
+  const bool partial = len != wb.fill;
+  if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
   io::Request r;
   r.op = io::Request::Op::kWrite;
-  r.fd = pack->fd.get();
+  r.fd = pack->wfd.get();
   r.buf = wb.buf.data();
-  r.len = static_cast<uint32_t>(wb.fill);
+  r.len = static_cast<uint32_t>(len);
   r.offset = wb.offset;
   r.tag = kWriteTagBit | current_buffer_;
   CF_RETURN_IF_ERROR(queue_->Submit(r));
+  wb.fill = len;
   wb.in_flight = true;
-  pack->submitted = wb.offset + wb.fill;
+  pack->submitted = wb.offset + len;
   ++writes_in_flight_;
   current_buffer_ = (current_buffer_ + 1) % buffers_.size();
+  if (partial) {
+    // The next buffer rewrites this last block: the two writes must not race, and the padding
+    // must not stay in the file.
+    CF_RETURN_IF_ERROR(DrainWrites());
+    if (::ftruncate(pack->fd.get(), static_cast<off_t>(pack->size)) != 0) {
+      failed_ = io::ErrnoStatus(errno, "ftruncate", PackFileName(wb.pack));
+    }
+    pack->submitted = pack->size;
+  }
   while (buffers_[current_buffer_].in_flight) CF_RETURN_IF_ERROR(ReapWrites(1));
   return failed_;
 }
@@ -416,6 +440,21 @@ absl::Status LocalStore::ReapWrites(size_t min_complete) {
       return absl::InternalError("unexpected completion on the store's queue");
     }
     WriteBuffer& wb = buffers_[b];
+    if (done[i].result == -EINVAL && failed_.ok()) {
+      // Direct I/O refuses some writes with EINVAL where buffered I/O says what is really wrong
+      // (a file size limit, a file system quirk): retry buffered to succeed or get that error.
+      auto pack = packs_.find(wb.pack);
+      if (pack != packs_.end()) {
+        absl::Status retried = io::PwriteFull(
+            pack->second.fd.get(), absl::MakeConstSpan(wb.buf.data(), wb.fill), wb.offset);
+        done[i].result = retried.ok() ? static_cast<int64_t>(wb.fill) : -EIO;
+        if (!retried.ok()) {
+          failed_ = absl::Status(
+              retried.code(), absl::StrCat("write ", dir_, "/packs/", PackFileName(wb.pack), ": ",
+                                           retried.message()));
+        }
+      }
+    }
     if (done[i].result != static_cast<int64_t>(wb.fill) && failed_.ok()) {
       failed_ = done[i].result < 0
                     ? io::ErrnoStatus(static_cast<int>(-done[i].result), "write",
@@ -484,6 +523,7 @@ absl::Status LocalStore::Rollback() {
     if (!ReapWrites(writes_in_flight_).ok()) break;
   }
   for (auto& b : buffers_) b.fill = 0;
+  buffer_open_ = false;
   absl::Status result;
   for (auto it = packs_.begin(); it != packs_.end();) {
     Pack& p = it->second;
@@ -547,7 +587,7 @@ absl::Status LocalStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::v
 
 absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
                                      const LocatedSink& sink) {
-  if (options_.writable && !closed_ && !buffers_.empty()) {
+  if (options_.writable && !closed_ && buffer_open_) {
     // Records still in write buffers are read back from the file, so write them out first.
     CF_RETURN_IF_ERROR(SubmitBuffer());
     CF_RETURN_IF_ERROR(DrainWrites());

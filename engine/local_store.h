@@ -115,12 +115,15 @@ class LocalStore final : public Store {
 
  private:
   struct Pack {
-    io::Fd fd;
+    io::Fd fd;                 // reads, fsync, truncation
+    io::Fd wfd;                // appends: O_DIRECT where the file system allows it
     uint64_t size = 0;         // bytes appended, including buffered ones
     uint64_t submitted = 0;    // bytes handed to the queue
     uint64_t durable = 0;      // bytes known fsynced
     bool created_now = false;  // made by this process (removed by Rollback if empty)
   };
+  // A buffer of appended bytes, written as one request at `offset` (block-aligned). It starts
+  // with the partial block the pack ended in, if any.
   struct WriteBuffer {
     io::AlignedBuffer buf;
     size_t fill = 0;
@@ -133,6 +136,8 @@ class LocalStore final : public Store {
   absl::Status LoadIndexAndPacks();
   absl::StatusOr<Pack*> OpenPack(uint32_t id);
   absl::Status StartNewPack();
+  absl::Status OpenBuffer();
+  // Writes the open buffer out (padded to a block when partial) and moves to the next one.
   absl::Status SubmitBuffer();
   absl::Status ReapWrites(size_t min_complete);
   absl::Status DrainWrites();
@@ -150,6 +155,7 @@ class LocalStore final : public Store {
   uint32_t current_pack_ = 0;  // 0: none open for appending yet
   std::vector<WriteBuffer> buffers_;
   size_t current_buffer_ = 0;
+  bool buffer_open_ = false;  // buffers_[current_buffer_] is being filled
   size_t writes_in_flight_ = 0;
   bool packs_dir_dirty_ = false;
   uint64_t unsaved_entries_ = 0;
