@@ -17,7 +17,6 @@ class Copier {
 
  private:
   absl::Status Query();
-  absl::Status SendBatch();
 
   Store& src_;
   Store& dst_;
@@ -26,8 +25,6 @@ class Copier {
   ProgressTicker ticker_;
   std::vector<codec::ChunkId> pending_;
   absl::flat_hash_set<codec::ChunkId> pending_set_;
-  std::vector<uint8_t> batch_;
-  std::vector<size_t> batch_ends_;
 };
 
 // Sends the records the destination lacks for the pending ids.
@@ -45,32 +42,16 @@ absl::Status Copier::Query() {
   pending_.clear();
   pending_set_.clear();
   if (missing.empty()) return absl::OkStatus();
-  CF_RETURN_IF_ERROR(src_.ReadRecordsFor(missing, [&](absl::Span<const uint8_t> record) {
-    batch_.insert(batch_.end(), record.begin(), record.end());
-    batch_ends_.push_back(batch_.size());
-    if (batch_.size() >= options_.batch_bytes) return SendBatch();
+  // Batches go straight from the source's read buffers to the destination, which checks them
+  // in parallel and copies them once, into its pack buffers.
+  return src_.ReadRecordsFor(missing, [&](absl::Span<const absl::Span<const uint8_t>> records) {
+    CF_RETURN_IF_ERROR(dst_.AppendRecords(records, options_.verify, &stats_.appended));
+    stats_.records_sent += records.size();
+    for (const auto& r : records) stats_.bytes_sent += r.size();
+    ticker_.state().bytes_done = stats_.bytes_sent;
+    ticker_.Tick();
     return absl::OkStatus();
-  }));
-  return SendBatch();
-}
-
-absl::Status Copier::SendBatch() {
-  if (batch_ends_.empty()) return absl::OkStatus();
-  std::vector<absl::Span<const uint8_t>> records;
-  records.reserve(batch_ends_.size());
-  size_t begin = 0;
-  for (size_t end : batch_ends_) {
-    records.push_back(absl::MakeConstSpan(batch_.data() + begin, end - begin));
-    begin = end;
-  }
-  CF_RETURN_IF_ERROR(dst_.AppendRecords(records, options_.verify, &stats_.appended));
-  stats_.records_sent += records.size();
-  stats_.bytes_sent += batch_.size();
-  ticker_.state().bytes_done = stats_.bytes_sent;
-  ticker_.Tick();
-  batch_.clear();
-  batch_ends_.clear();
-  return absl::OkStatus();
+  });
 }
 
 absl::Status Copier::Run(const std::string& group_uuid) {

@@ -16,7 +16,6 @@ namespace chunkferry::engine {
 struct CopyOptions {
   VerifyMode verify = VerifyMode::kFull;
   size_t ids_per_query = 16384;  // chunk ids per have-query
-  size_t batch_bytes = 8 << 20;  // record bytes handed to the destination at once
 };
 
 struct CopyStats {

@@ -40,7 +40,15 @@ absl::StatusOr<Input> OpenInput(const std::string& source) {
   if (source == "-") {
     in.fd = STDIN_FILENO;
   } else {
-    CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
+    // Only files and block devices take O_DIRECT: on a FIFO it means packet mode, and a
+    // second open (the fallback) would cut the writer off.
+    struct stat pre;
+    if (::stat(source.c_str(), &pre) != 0) return io::ErrnoStatus(errno, "stat", source);
+    if (S_ISREG(pre.st_mode) || S_ISBLK(pre.st_mode)) {
+      CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
+    } else {
+      CF_ASSIGN_OR_RETURN(in.owned, io::OpenFile(source, O_RDONLY | O_CLOEXEC));
+    }
     in.fd = in.owned.get();
   }
   struct stat st;
@@ -55,12 +63,6 @@ absl::StatusOr<Input> OpenInput(const std::string& source) {
     }
   } else if (S_ISDIR(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat(source, " is a directory, not an image"));
-  }
-  if (!in.seekable && in.direct) {
-    // Pipes and character devices: plain reads.
-    int flags = ::fcntl(in.fd, F_GETFL);
-    ::fcntl(in.fd, F_SETFL, flags & ~O_DIRECT);
-    in.direct = false;
   }
   return in;
 }

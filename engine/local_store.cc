@@ -209,7 +209,11 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
       for (const auto& t : *tmps) ::unlink(absl::StrCat(dir, "/tmp/", t).c_str());
     }
   }
-  CF_ASSIGN_OR_RETURN(s->queue_, io::MakeQueue(options.queue));
+  // A store may be driven by different threads in turn (a server's workers): its queue must
+  // not be bound to the first of them.
+  io::QueueOptions queue_options = options.queue;
+  queue_options.single_thread = false;
+  CF_ASSIGN_OR_RETURN(s->queue_, io::MakeQueue(queue_options));
   CF_RETURN_IF_ERROR(s->LoadIndexAndPacks());
   const size_t slots = options.pool ? options.pool->slots() : 1;
   s->decompressors_.resize(slots);
@@ -287,7 +291,8 @@ absl::Status LocalStore::LoadIndexAndPacks() {
     if (p.size > start) {
       CF_ASSIGN_OR_RETURN(PackScan scan,
                           ScanPack(p.fd.get(), id, start, p.size,
-                                   [&](const RecordLocation& loc, const codec::RecordView& view) {
+                                   [&](const RecordLocation& loc, const codec::RecordView& view,
+                                       absl::Span<const uint8_t>) {
                                      index_.InsertRecord(loc, view);
                                      ++report_.tail_records_recovered;
                                    }));
@@ -596,10 +601,11 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return locations[a] < locations[b]; });
+  // Neighbouring records become one block-aligned range, read with O_DIRECT where possible.
   struct Range {
     uint32_t pack;
-    uint64_t offset;
-    uint64_t length;
+    uint64_t offset;     // block-aligned
+    uint64_t length;     // up to the end of the last record (not aligned)
     size_t first, last;  // [first, last) in `order`
   };
   std::vector<Range> ranges;
@@ -608,39 +614,54 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
     if (!ranges.empty()) {
       Range& r = ranges.back();
       const uint64_t end = r.offset + r.length;
+      const uint64_t new_end = std::max(end, l.offset + l.size);
       if (r.pack == l.pack && l.offset >= r.offset && l.offset <= end + kReadGapMax &&
-          std::max(end, l.offset + l.size) - r.offset <= kReadRangeMax) {
-        r.length = std::max(end, l.offset + l.size) - r.offset;
+          new_end - r.offset <= kReadRangeMax) {
+        r.length = new_end - r.offset;
         r.last = k + 1;
         continue;
       }
     }
-    ranges.push_back(Range{l.pack, l.offset, l.size, k, k + 1});
+    const uint64_t start = l.offset & ~(io::kDirectAlignment - 1);
+    ranges.push_back(Range{l.pack, start, l.offset + l.size - start, k, k + 1});
   }
   const size_t slots = std::max<size_t>(1, std::min<size_t>(queue_->depth(), 16));
-  std::vector<io::AlignedBuffer> bufs(slots);
+  // Kept between calls: reallocating megabytes per call would only churn the heap.
+  std::vector<io::AlignedBuffer>& bufs = read_buffers_;
+  if (bufs.size() < slots) bufs.resize(slots);
   std::vector<size_t> slot_range(slots);
   std::vector<size_t> free_slots;
   for (size_t s = 0; s < slots; ++s) free_slots.push_back(slots - 1 - s);
   size_t next = 0, in_flight = 0;
   absl::Status status;
   io::Completion done[16];
+  std::vector<LocatedRecord> batch;
   while ((next < ranges.size() && status.ok()) || in_flight > 0) {
     while (status.ok() && next < ranges.size() && !free_slots.empty()) {
       const Range& r = ranges[next];
       const size_t s = free_slots.back();
-      if (bufs[s].size() < r.length)
-        bufs[s] = io::AlignedBuffer(std::max<uint64_t>(r.length, kReadRangeMax));
+      const uint64_t aligned_len = io::AlignUp(r.length, io::kDirectAlignment);
+      if (bufs[s].size() < aligned_len) {
+        bufs[s] = io::AlignedBuffer(std::max<uint64_t>(aligned_len, kReadRangeMax));
+      }
       auto pack = OpenPack(r.pack);
       if (!pack.ok()) {
         status = pack.status();
         break;
       }
+      Pack& p = **pack;
+      if (!p.rfd_tried) {
+        p.rfd_tried = true;
+        bool direct = false;
+        auto rfd = io::OpenMaybeDirect(absl::StrCat(dir_, "/packs/", PackFileName(r.pack)),
+                                       O_RDONLY | O_CLOEXEC, &direct);
+        if (rfd.ok() && direct) p.rfd = *std::move(rfd);
+      }
       io::Request req;
       req.op = io::Request::Op::kRead;
-      req.fd = (*pack)->fd.get();
+      req.fd = p.rfd.valid() ? p.rfd.get() : p.fd.get();
       req.buf = bufs[s].data();
-      req.len = static_cast<uint32_t>(r.length);
+      req.len = static_cast<uint32_t>(p.rfd.valid() ? aligned_len : r.length);
       req.offset = r.offset;
       req.tag = s;
       status = queue_->Submit(req);
@@ -651,11 +672,14 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
     }
     if (in_flight == 0) break;
     CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
+    // Everything that arrived goes to the sink as one batch (more records to check in parallel),
+    // while the reads just resubmitted keep the disk busy.
+    batch.clear();
     for (size_t i = 0; i < n; ++i) {
       const size_t s = static_cast<size_t>(done[i].tag);
       const Range& r = ranges[slot_range[s]];
       --in_flight;
-      if (status.ok() && done[i].result != static_cast<int64_t>(r.length)) {
+      if (status.ok() && done[i].result < static_cast<int64_t>(r.length)) {
         status =
             done[i].result < 0
                 ? io::ErrnoStatus(static_cast<int>(-done[i].result), "read", PackFileName(r.pack))
@@ -665,13 +689,33 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
       }
       for (size_t k = r.first; k < r.last && status.ok(); ++k) {
         const RecordLocation& l = locations[order[k]];
-        status =
-            sink(order[k], absl::MakeConstSpan(bufs[s].data() + (l.offset - r.offset), l.size));
+        batch.push_back(LocatedRecord{
+            order[k], absl::MakeConstSpan(bufs[s].data() + (l.offset - r.offset), l.size)});
       }
-      free_slots.push_back(s);
     }
+    if (status.ok() && !batch.empty()) status = sink(batch);
+    for (size_t i = 0; i < n; ++i) free_slots.push_back(static_cast<size_t>(done[i].tag));
   }
   return status;
+}
+
+absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
+                                      std::vector<std::string>* problems) {
+  if (options_.writable && !closed_ && buffer_open_) {
+    CF_RETURN_IF_ERROR(SubmitBuffer());
+    CF_RETURN_IF_ERROR(DrainWrites());
+  }
+  for (auto& [id, p] : packs_) {
+    CF_ASSIGN_OR_RETURN(PackScan scan, ScanPack(p.fd.get(), id, kPackHeaderSize, p.size, visit));
+    for (const auto& [b, e] : scan.damaged) {
+      problems->push_back(absl::StrCat("damaged pack region ", PackFileName(id), ":", b, "..", e));
+    }
+    if (scan.torn_tail) {
+      problems->push_back(absl::StrCat("pack ", PackFileName(id), " has unreadable bytes from ",
+                                       scan.valid_end, " to its end at ", p.size));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
@@ -687,7 +731,12 @@ absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
   }
   std::sort(locs.begin(), locs.end());
   locs.erase(std::unique(locs.begin(), locs.end()), locs.end());
-  return ReadRecords(locs, [&](size_t, absl::Span<const uint8_t> bytes) { return sink(bytes); });
+  std::vector<absl::Span<const uint8_t>> records;
+  return ReadRecords(locs, [&](absl::Span<const LocatedRecord> batch) {
+    records.clear();
+    for (const auto& r : batch) records.push_back(r.bytes);
+    return sink(records);
+  });
 }
 
 absl::Status LocalStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,

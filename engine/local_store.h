@@ -94,12 +94,21 @@ class LocalStore final : public Store {
   [[nodiscard]] absl::StatusOr<RecordLocation> AppendRecord(absl::Span<const uint8_t> bytes,
                                                             const codec::RecordView& view);
 
-  using LocatedSink = std::function<absl::Status(size_t i, absl::Span<const uint8_t> record)>;
-  // Reads the records at `locations` (through the queue, coalescing neighbours, many in flight)
-  // and calls sink(i, bytes) for each as it arrives, in any order; bytes are valid only during
-  // the call. A short read (a pack cut shorter than the index says) is DataLoss.
+  struct LocatedRecord {
+    size_t index;                     // in the `locations` asked for
+    absl::Span<const uint8_t> bytes;  // valid only during the sink's call
+  };
+  using LocatedSink = std::function<absl::Status(absl::Span<const LocatedRecord> batch)>;
+  // Reads the records at `locations` (through the queue, coalescing neighbours into block-aligned
+  // O_DIRECT reads, many in flight) and hands them to `sink` in batches, as they arrive, in any
+  // order. A short read (a pack cut shorter than the index says) is DataLoss.
   [[nodiscard]] absl::Status ReadRecords(absl::Span<const RecordLocation> locations,
                                          const LocatedSink& sink);
+
+  // Scans every pack from its first record (not trusting the index) and calls `visit` for each
+  // intact record. Damaged regions and torn tails found are described in `problems`.
+  [[nodiscard]] absl::Status ScanAllPacks(const RecordVisitor& visit,
+                                          std::vector<std::string>* problems);
 
   // Names of all manifests (backup uuids), for verify.
   [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListManifests();
@@ -115,8 +124,10 @@ class LocalStore final : public Store {
 
  private:
   struct Pack {
-    io::Fd fd;                 // reads, fsync, truncation
-    io::Fd wfd;                // appends: O_DIRECT where the file system allows it
+    io::Fd fd;   // reads, fsync, truncation
+    io::Fd wfd;  // appends: O_DIRECT where the file system allows it
+    io::Fd rfd;  // bulk reads: O_DIRECT where the file system allows it
+    bool rfd_tried = false;
     uint64_t size = 0;         // bytes appended, including buffered ones
     uint64_t submitted = 0;    // bytes handed to the queue
     uint64_t durable = 0;      // bytes known fsynced
@@ -161,6 +172,7 @@ class LocalStore final : public Store {
   uint64_t unsaved_entries_ = 0;
   bool closed_ = false;
   absl::Status failed_;  // first write error: the store refuses further writes
+  std::vector<io::AlignedBuffer> read_buffers_;     // ReadRecords' requests in flight
   std::vector<codec::Decompressor> decompressors_;  // one per pool slot
   std::vector<std::vector<uint8_t>> scratch_;       // one per pool slot
   uint64_t tmp_counter_ = 0;

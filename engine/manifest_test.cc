@@ -274,8 +274,7 @@ TEST_F(ManifestTest, AddDataRejectsLengthsOutOfRange) {
   auto w = ManifestWriter::Create(Tmp("r"));
   ASSERT_TRUE(w.ok());
   EXPECT_EQ((*w)->AddData(Id(1), 0).code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*w)->AddData(Id(1), kMaxManifestChunk + 1).code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->AddData(Id(1), kMaxManifestChunk + 1).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE((*w)->AddData(Id(1), kMaxManifestChunk).ok());
   EXPECT_EQ((*w)->logical_size(), kMaxManifestChunk);
 }
@@ -321,9 +320,9 @@ TEST_F(ManifestTest, TruncationsAndExtensionsAreRefused) {
   ASSERT_FALSE(path.empty());
   const std::vector<uint8_t> good = ReadFile(path);
   const std::string damaged = dir_.Sub("short.manifest");
-  for (size_t len : {size_t{0}, size_t{1}, size_t{4}, size_t{15}, size_t{16}, size_t{40},
-                     good.size() / 2, good.size() - 48, good.size() - 40, good.size() - 9,
-                     good.size() - 8, good.size() - 1}) {
+  for (size_t len :
+       {size_t{0}, size_t{1}, size_t{4}, size_t{15}, size_t{16}, size_t{40}, good.size() / 2,
+        good.size() - 48, good.size() - 40, good.size() - 9, good.size() - 8, good.size() - 1}) {
     ASSERT_LT(len, good.size());
     WriteFile(damaged, absl::MakeConstSpan(good.data(), len));
     auto r = ManifestReader::Open(damaged);

@@ -92,27 +92,39 @@ absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint
     return ReadAt(fd, off, n, &buf);
   };
   while (pos < file_size) {
+    if (file_size - pos < codec::kRecordFixedHeaderSize) {
+      scan.torn_tail = true;  // not even a whole fixed header
+      return scan;
+    }
     CF_RETURN_IF_ERROR(ensure(pos, codec::kRecordFixedHeaderSize));
-    absl::StatusOr<codec::RecordView> rec = absl::DataLossError("short");
-    if (file_size - pos >= codec::kRecordFixedHeaderSize) {
-      auto size = codec::PeekRecordSize(bytes_at(pos));
-      if (size.ok() && *size <= file_size - pos) {
-        CF_RETURN_IF_ERROR(ensure(pos, *size));
-        rec = codec::ParseRecord(bytes_at(pos));
-      } else if (!size.ok()) {
-        rec = size.status();
+    const absl::StatusOr<size_t> size = codec::PeekRecordSize(bytes_at(pos));
+    absl::StatusOr<codec::RecordView> rec = absl::DataLossError("damaged record header");
+    if (size.ok()) {
+      CF_RETURN_IF_ERROR(
+          ensure(pos, static_cast<size_t>(std::min<uint64_t>(*size, file_size - pos))));
+      rec = codec::ParseRecord(bytes_at(pos));
+      const uint64_t table_end =
+          codec::RecordHeaderSize(LoadU16(bytes_at(pos).data() + 6));  // chunk_count
+      if (absl::IsOutOfRange(rec.status()) && table_end <= file_size - pos) {
+        // An intact header (its checksum covers the whole table, which is there) says the
+        // record goes on past the end: its write was cut short. Whatever its payload holds is
+        // not a record.
+        scan.torn_tail = true;
+        return scan;
       }
+      // Otherwise the header could not be checked (its table would run past the end): damage
+      // if an intact record follows, a torn tail if not — the search below decides.
+      if (absl::IsOutOfRange(rec.status())) rec = absl::DataLossError("unverifiable header");
     }
     if (rec.ok()) {
       RecordLocation loc{pack_id, static_cast<uint32_t>(rec->size), pos};
-      visit(loc, *rec);
+      visit(loc, *rec, bytes_at(pos).subspan(0, rec->size));
       pos += rec->size;
       scan.valid_end = pos;
       continue;
     }
-    // A record version this build does not know cannot be in a pack of this store's format
-    // version (the store descriptor would say so): it is damage like any other.
-    // Damaged or torn at `pos`: look for the next intact record header.
+    // Damaged at `pos` (a record version this build does not know counts too: the store's
+    // descriptor would have said so): look for the next intact record header.
     uint64_t next = 0;
     for (uint64_t probe = pos + 1; probe + codec::kRecordFixedHeaderSize <= file_size && !next;
          ++probe) {
@@ -121,9 +133,9 @@ absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint
       if (b[0] != codec::kRecordMagic[0] || std::memcmp(b.data(), codec::kRecordMagic, 4) != 0) {
         continue;
       }
-      auto size = codec::PeekRecordSize(b);
-      if (!size.ok() || *size > file_size - probe) continue;
-      CF_RETURN_IF_ERROR(ensure(probe, *size));
+      auto probe_size = codec::PeekRecordSize(b);
+      if (!probe_size.ok() || *probe_size > file_size - probe) continue;
+      CF_RETURN_IF_ERROR(ensure(probe, *probe_size));
       if (codec::ParseRecord(bytes_at(probe)).ok()) next = probe;
     }
     if (next == 0) {

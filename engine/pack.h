@@ -59,13 +59,16 @@ struct PackScan {
   std::vector<std::pair<uint64_t, uint64_t>> damaged;
 };
 
-using RecordVisitor = std::function<void(const RecordLocation&, const codec::RecordView&)>;
+// Called for each intact record with its parsed view and its bytes (valid during the call).
+using RecordVisitor = std::function<void(const RecordLocation&, const codec::RecordView&,
+                                         absl::Span<const uint8_t> bytes)>;
 
 // Reads the pack `fd` (id `pack_id`, `file_size` bytes) from `start` (kPackHeaderSize or the end
 // of what an index already covers) and calls `visit` for every record whose header is intact
-// (payloads are not checked here: that is verify's job). A record that cannot be parsed is
-// either a torn tail (nothing intact follows) or a damaged region (an intact record follows,
-// found by searching for the next valid header).
+// (payloads are not checked here: that is verify's job). A record whose intact header says it
+// runs past the end of the file, or a header cut by the end of the file, is a torn tail. A
+// header that is damaged starts a damaged region when an intact record follows (found by
+// searching for the next valid header), else a torn tail.
 [[nodiscard]] absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start,
                                                 uint64_t file_size, const RecordVisitor& visit);
 

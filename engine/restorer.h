@@ -14,10 +14,12 @@
 namespace chunkferry::engine {
 
 struct RestoreOptions {
-  std::string output;        // a path, or "-" for standard output
-  bool overwrite = false;    // replace an existing file
-  bool verify_ids = true;    // recompute every chunk id (else: stored-bytes checksum only)
-  size_t window = 16 << 20;  // bytes of output worked on at once
+  std::string output;           // a path, or "-" for standard output
+  bool overwrite = false;       // replace an existing file
+  bool verify_ids = true;       // recompute every chunk id (else: stored-bytes checksum only)
+  size_t window = 8 << 20;      // bytes of output worked on at once
+  size_t window_records = 128;  // and at most this many distinct records (bounds memory when
+                                // deduped chunks pull in records for a few chunks each)
 };
 
 struct RestoreStats {

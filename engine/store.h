@@ -54,10 +54,12 @@ class Store {
   [[nodiscard]] virtual absl::Status HaveChunks(absl::Span<const codec::ChunkId> ids,
                                                 std::vector<bool>* have) = 0;
 
-  using RecordSink = std::function<absl::Status(absl::Span<const uint8_t> record)>;
+  using RecordSink =
+      std::function<absl::Status(absl::Span<const absl::Span<const uint8_t>> records)>;
   // Streams the records that hold `ids`, each record once, in an order the store picks for fast
-  // reads. `sink` runs on the calling thread; its bytes are valid only during the call. An id the
-  // store lacks is NotFound; an error from `sink` stops the stream and is returned.
+  // reads, in batches as they arrive. `sink` runs on the calling thread; the bytes are valid only
+  // during the call. An id the store lacks is NotFound; an error from `sink` stops the stream
+  // and is returned.
   [[nodiscard]] virtual absl::Status ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
                                                     const RecordSink& sink) = 0;
 

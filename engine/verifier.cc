@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "codec/compressor.h"
@@ -20,28 +21,22 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
                                          const ProgressFn* progress) {
   VerifyReport report;
   ProgressTicker ticker(progress, "verify");
-  for (const auto& r : store.open_report().damaged_regions) {
-    report.problems.push_back(absl::StrCat("damaged pack region ", r));
-  }
-  // Every record the index points at, once, with the chunks the index expects in it.
-  std::vector<RecordLocation> locs;
-  store.index().ForEach(
-      [&](const codec::ChunkId&, const ChunkLocation& l) { locs.push_back(l.record); });
-  std::sort(locs.begin(), locs.end());
-  locs.erase(std::unique(locs.begin(), locs.end()), locs.end());
-  for (const auto& l : locs) ticker.state().bytes_total += l.size;
-
-  absl::flat_hash_set<RecordLocation> bad;
+  // Every record in every pack, found by scanning (the index is checked against it, not
+  // trusted), checked in parallel batches.
+  uint64_t pack_bytes = 0;
+  for (const auto& [pack, covered] : store.index().coverage()) pack_bytes += covered;
+  ticker.state().bytes_total = pack_bytes;
+  absl::flat_hash_map<RecordLocation, bool> found;  // record → intact
   std::vector<codec::Decompressor> decompressors(pool.slots());
   std::vector<std::vector<uint8_t>> scratch(pool.slots());
   std::vector<uint8_t> batch;
-  std::vector<std::pair<size_t, size_t>> batch_recs;  // (locs index, offset in batch)
+  std::vector<std::pair<RecordLocation, size_t>> batch_recs;  // (where, offset in batch)
   auto check_batch = [&]() {
     std::vector<absl::Status> results(batch_recs.size());
     std::vector<uint32_t> chunk_counts(batch_recs.size(), 0);
     pool.Run(batch_recs.size(), [&](size_t i, size_t slot) {
-      const auto& [li, off] = batch_recs[i];
-      auto view = codec::ParseRecord(absl::MakeConstSpan(batch.data() + off, locs[li].size));
+      const auto& [loc, off] = batch_recs[i];
+      auto view = codec::ParseRecord(absl::MakeConstSpan(batch.data() + off, loc.size));
       if (!view.ok()) {
         results[i] = view.status();
         return;
@@ -56,13 +51,13 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
       }
     });
     for (size_t i = 0; i < batch_recs.size(); ++i) {
-      const RecordLocation& l = locs[batch_recs[i].first];
+      const RecordLocation& l = batch_recs[i].first;
       ++report.records;
       report.chunks += chunk_counts[i];
       report.stored_bytes += l.size;
+      found[l] = results[i].ok();
       if (!results[i].ok()) {
         ++report.bad_records;
-        bad.insert(l);
         report.problems.push_back(absl::StrCat("record at ", PackFileName(l.pack), ":", l.offset,
                                                " (", l.size, " bytes): ", results[i].message()));
       }
@@ -72,22 +67,32 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
     batch.clear();
     batch_recs.clear();
   };
-  auto read = store.ReadRecords(locs, [&](size_t i, absl::Span<const uint8_t> bytes) {
-    batch_recs.emplace_back(i, batch.size());
-    batch.insert(batch.end(), bytes.begin(), bytes.end());
-    if (batch.size() >= kBatchBytes) check_batch();
-    return absl::OkStatus();
-  });
-  if (!read.ok()) {
-    report.problems.push_back(std::string(read.message()));
-  }
+  CF_RETURN_IF_ERROR(store.ScanAllPacks(
+      [&](const RecordLocation& loc, const codec::RecordView&, absl::Span<const uint8_t> bytes) {
+        batch_recs.emplace_back(loc, batch.size());
+        batch.insert(batch.end(), bytes.begin(), bytes.end());
+        if (batch.size() >= kBatchBytes) check_batch();
+      },
+      &report.problems));
   check_batch();
 
-  // Chunks whose record is bad, or that the index places in a record that does not name them.
+  // Chunks the index places in a record that failed its check or that is not there at all.
   absl::flat_hash_set<codec::ChunkId> bad_chunks;
+  uint64_t dangling = 0;
   store.index().ForEach([&](const codec::ChunkId& id, const ChunkLocation& l) {
-    if (bad.contains(l.record)) bad_chunks.insert(id);
+    auto it = found.find(l.record);
+    if (it == found.end()) {
+      ++dangling;
+      bad_chunks.insert(id);
+    } else if (!it->second) {
+      bad_chunks.insert(id);
+    }
   });
+  if (dangling > 0) {
+    report.problems.push_back(absl::StrCat(dangling,
+                                           " chunks of the index point at records that "
+                                           "no pack holds intact"));
+  }
 
   // Name the volume backups that the findings break.
   CF_ASSIGN_OR_RETURN(std::vector<std::string> backups, store.ListManifests());

@@ -29,7 +29,10 @@ TEST(VolumeBackupTest, IsValidUuidAcceptsOnly32LowercaseHex) {
   EXPECT_FALSE(IsValidUuid("01234567-89ab-cdef-0123-456789abcdef"));
   EXPECT_FALSE(IsValidUuid("01234567-89ab-cdef-0123-456789ab"));  // 32 with dashes
   EXPECT_FALSE(IsValidUuid(" 123456789abcdef0123456789abcdef"));
-  EXPECT_FALSE(IsValidUuid(absl::string_view("0123456789abcdef\0" "123456789abcdef", 32)));
+  EXPECT_FALSE(
+      IsValidUuid(absl::string_view("0123456789abcdef\0"
+                                    "123456789abcdef",
+                                    32)));
 }
 
 TEST(VolumeBackupTest, NewUuidIsValidAndFresh) {

@@ -85,6 +85,10 @@ struct QueueOptions {
   Backend backend = Backend::kAuto;
   unsigned depth = 64;   // maximum requests in flight
   unsigned threads = 4;  // workers of the threads backend
+  // Only ever used from the thread that first submits to it: io_uring then binds the ring to
+  // that thread (SINGLE_ISSUER | DEFER_TASKRUN) and skips locking. Set false for a queue that
+  // several threads use in turn (never at once).
+  bool single_thread = true;
 };
 
 // Makes a queue. With kAuto, falls back to the threads backend when io_uring cannot be set up;

@@ -45,6 +45,8 @@ constexpr long long kShutdownGraceSeconds = 1;
 // another. SUBMIT_ALL keeps a batch going past a request that fails at submission.
 constexpr unsigned kPreferredFlags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                                      IORING_SETUP_R_DISABLED | IORING_SETUP_SUBMIT_ALL;
+// A queue that threads take turns at cannot be bound to one of them.
+constexpr unsigned kSharedFlags = IORING_SETUP_SUBMIT_ALL;
 constexpr unsigned kPlainFlags = 0;
 
 // Enables a ring set up with IORING_SETUP_R_DISABLED. liburing 2.3 declares
@@ -148,7 +150,8 @@ absl::StatusOr<std::unique_ptr<Queue>> UringQueue::Make(const QueueOptions& opti
   const unsigned entries = std::bit_ceil(options.depth);
   std::unique_ptr<UringQueue> queue(new UringQueue(options.depth));
   int ret = -EINVAL;
-  for (unsigned flags : {kPreferredFlags, kPlainFlags}) {
+  const unsigned preferred = options.single_thread ? kPreferredFlags : kSharedFlags;
+  for (unsigned flags : {preferred, kPlainFlags}) {
     io_uring_params params;
     std::memset(&params, 0, sizeof(params));
     params.flags = flags;

@@ -210,8 +210,26 @@ TEST_P(BadInputTest, FullDiskThenRetryInTheSameSession) {
   auto again = ImportMeta(img, testing::NewMeta(group_));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(testing::RestoresIdentical(*store_, pool_, again->uuid, img, tmp_.Sub("out")));
-  EXPECT_TRUE(testing::RestoresIdentical(*store_, pool_, first_, tmp_.Sub("first"),
-                                         tmp_.Sub("out-first")));
+  EXPECT_TRUE(
+      testing::RestoresIdentical(*store_, pool_, first_, tmp_.Sub("first"), tmp_.Sub("out-first")));
+}
+
+// ImportVolume promises that on error "no manifest or group changes". A damaged group record
+// makes the group update fail after the volume's data is in: the import must fail without
+// leaving a manifest behind.
+TEST_P(BadInputTest, ImportIntoADamagedGroupFailsWithoutLeavingAManifest) {
+  const std::string group_file = dir_ + "/groups/" + group_ + ".group";
+  ASSERT_TRUE(testing::FileExists(group_file));
+  testing::FlipByte(group_file, 10, 0x01);
+  const std::string img = tmp_.Sub("img");
+  testing::WriteRandomFile(img, 1 * kMiB, 6);
+  const auto manifests = testing::ListFiles(dir_ + "/volumes");
+  engine::VolumeBackupMeta meta = testing::NewMeta(group_);
+  auto m = ImportMeta(img, meta);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss) << m.status();
+  EXPECT_EQ(testing::ListFiles(dir_ + "/volumes"), manifests)
+      << "the failed import left the manifest of " << meta.uuid;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BadInputTest, ::testing::ValuesIn(testing::AllBackends()),
@@ -251,8 +269,7 @@ TEST(BadInputCliTest, MissingStoreFailsWithExitCode1) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"verify", "--store", store},
            {"ls", "--store", store},
-           {"restore", "--store", store, "--backup", engine::NewUuid(), "--output",
-            tmp.Sub("out")},
+           {"restore", "--store", store, "--backup", engine::NewUuid(), "--output", tmp.Sub("out")},
            {"import", "--store", store, "--image", "/dev/null", "--group", engine::NewUuid(),
             "--volume", engine::NewUuid()},
        }) {
@@ -274,8 +291,8 @@ TEST(BadInputCliTest, BadUuidOnTheCommandLineIsAUsageError) {
   const auto files = testing::ListFiles(store);
   const std::string img = tmp.Sub("img");
   testing::WriteRandomFile(img, 64 << 10, 1);
-  const auto r = testing::RunProcess({Cli(), "import", "--store", store, "--image", img,
-                                      "--group", "G1", "--volume", engine::NewUuid()});
+  const auto r = testing::RunProcess({Cli(), "import", "--store", store, "--image", img, "--group",
+                                      "G1", "--volume", engine::NewUuid()});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err, "groupUuid")) << r.err;
   EXPECT_EQ(testing::ListFiles(store), files);

@@ -1,9 +1,8 @@
 // The chunkferry CLI end to end: store init, import two volumes, copy to a second store, verify
 // (JSON), restore and compare, ls and inventory JSON in the sync API contract's field order.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -48,9 +47,9 @@ class CliTest : public ::testing::TestWithParam<io::Backend> {
 // Fields of VolumeBackupInventory in the contract's order.
 const std::vector<std::string>& ContractOrder() {
   static const std::vector<std::string> order = {
-      "uuid",   "volumeUuid", "name",      "description",    "type",
-      "state",  "status",     "size",      "metadata",       "groupUuid",
-      "mode",   "vmInstanceUuid", "createDate", "lastOpDate", "backupStorageRefs"};
+      "uuid",  "volumeUuid",     "name",       "description", "type",
+      "state", "status",         "size",       "metadata",    "groupUuid",
+      "mode",  "vmInstanceUuid", "createDate", "lastOpDate",  "backupStorageRefs"};
   return order;
 }
 
@@ -88,11 +87,10 @@ TEST_P(CliTest, EndToEnd) {
   Run({"store", "init", "--store", a}, 1);
 
   // Import the data volume first: the Root still comes first in the group.
-  const Json data_import =
-      ParseJson(Run({"import", "--store", a, "--image", data, "--group", group, "--volume",
-                     engine::NewUuid(), "--type", "Data", "--vm", vm, "--name", "data disk",
-                     "--json", "--quiet"})
-                    .out);
+  const Json data_import = ParseJson(
+      Run({"import", "--store", a, "--image", data, "--group", group, "--volume", engine::NewUuid(),
+           "--type", "Data", "--vm", vm, "--name", "data disk", "--json", "--quiet"})
+          .out);
   const Json root_import =
       ParseJson(Run({"import", "--store", a, "--image", root, "--group", group, "--volume",
                      engine::NewUuid(), "--type", "Root", "--vm", vm, "--name", "root disk",
@@ -107,13 +105,13 @@ TEST_P(CliTest, EndToEnd) {
   EXPECT_GT(root_import.value("newChunks", uint64_t{0}), 0u);
 
   // Copy to B, then again (nothing to send).
-  const Json copy = ParseJson(
-      Run({"copy", "--from", a, "--to", b, "--group", group, "--json", "--quiet"}).out);
+  const Json copy =
+      ParseJson(Run({"copy", "--from", a, "--to", b, "--group", group, "--json", "--quiet"}).out);
   EXPECT_EQ(copy.value("volumes", 0), 2);
   EXPECT_EQ(copy.value("logicalBytes", uint64_t{0}), 8 * kMiB + 123);
   EXPECT_GT(copy.value("bytesSent", uint64_t{0}), 0u);
-  const Json copy2 = ParseJson(
-      Run({"copy", "--from", a, "--to", b, "--group", group, "--json", "--quiet"}).out);
+  const Json copy2 =
+      ParseJson(Run({"copy", "--from", a, "--to", b, "--group", group, "--json", "--quiet"}).out);
   EXPECT_EQ(copy2.value("bytesSent", uint64_t{1}), 0u);
   EXPECT_EQ(copy2.value("chunksMissing", uint64_t{1}), 0u);
 
@@ -134,8 +132,8 @@ TEST_P(CliTest, EndToEnd) {
   EXPECT_TRUE(testing::FilesEqual(data, out_data));
   auto again = Run({"restore", "--store", b, "--backup", root_uuid, "--output", out_root}, 1);
   EXPECT_TRUE(absl::StrContains(again.err, "exists")) << again.err;
-  Run({"restore", "--store", b, "--backup", root_uuid, "--output", out_root, "--force",
-       "--verify", "checksum", "--quiet"});
+  Run({"restore", "--store", b, "--backup", root_uuid, "--output", out_root, "--force", "--verify",
+       "checksum", "--quiet"});
   EXPECT_TRUE(testing::FilesEqual(root, out_root));
 
   // ls --json names both volumes, Root first.
@@ -193,6 +191,17 @@ TEST_P(CliTest, EndToEnd) {
   EXPECT_EQ(bad.value("badRecords", 0), 1);
   ASSERT_TRUE(bad.contains("damagedBackups"));
   EXPECT_EQ(bad["damagedBackups"].size(), 1u) << bad.dump();
+}
+
+TEST(CliHelpTest, HelpIsExitCodeZeroOnStdout) {
+  for (const char* cmd : {"import", "restore", "copy", "verify", "ls", "inventory"}) {
+    const auto r = testing::RunProcess({CHUNKFERRY_CLI, cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << cmd << ": " << r.err;
+    EXPECT_TRUE(absl::StrContains(r.out, "usage: chunkferry")) << cmd << ": " << r.out;
+  }
+  const auto top = testing::RunProcess({CHUNKFERRY_CLI, "--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_TRUE(absl::StrContains(top.out, "commands:")) << top.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CliTest, ::testing::ValuesIn(testing::AllBackends()),

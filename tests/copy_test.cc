@@ -74,8 +74,7 @@ class CopyTest : public ::testing::TestWithParam<io::Backend> {
     return vols;
   }
 
-  absl::Status Copy(engine::CopyStats* stats,
-                    engine::VerifyMode mode = engine::VerifyMode::kFull) {
+  absl::Status Copy(engine::CopyStats* stats, engine::VerifyMode mode = engine::VerifyMode::kFull) {
     engine::CopyOptions o;
     o.verify = mode;
     return engine::CopyGroup(*a_, *b_, group_, o, stats);
@@ -209,11 +208,10 @@ TEST_P(CopyTest, RelatedGroupSendsOnlyItsNewChunks) {
   EXPECT_EQ(groups->size(), 2u);
 }
 
-TEST_P(CopyTest, SmallQueriesAndBatchesGiveTheSameResult) {
+TEST_P(CopyTest, SmallQueriesGiveTheSameResult) {
   const auto vols = BuildGroup(group_, 4);
   engine::CopyOptions o;
   o.ids_per_query = 7;
-  o.batch_bytes = 1;  // every record alone
   engine::CopyStats stats;
   absl::Status st = engine::CopyGroup(*a_, *b_, group_, o, &stats);
   ASSERT_TRUE(st.ok()) << st;

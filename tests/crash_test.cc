@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "codec/chunk_id.h"
+#include "codec/record.h"
 #include "engine/importer.h"
 #include "engine/local_store.h"
 #include "engine/verifier.h"
@@ -145,9 +147,9 @@ TEST_P(CrashTest, ImportKilledWithSigkillLeavesAllOrNothing) {
     testing::InitStore(dir_);
     const std::string uuid = engine::NewUuid();
     const uint64_t before = testing::TotalPackBytes(dir_);
-    const pid_t pid = testing::StartProcess(
-        {Cli(), "import", "--store", dir_, "--image", img, "--group", group, "--volume", volume,
-         "--uuid", uuid, "--quiet", "--threads=2", IoFlag()});
+    const pid_t pid = testing::StartProcess({Cli(), "import", "--store", dir_, "--image", img,
+                                             "--group", group, "--volume", volume, "--uuid", uuid,
+                                             "--quiet", "--threads=2", IoFlag()});
     ASSERT_GT(pid, 0);
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
@@ -176,8 +178,8 @@ TEST_P(CrashTest, ImportKilledWithSigkillLeavesAllOrNothing) {
     EXPECT_TRUE(testing::ListFiles(dir_ + "/tmp").empty());
     const bool has_manifest = FileExists(s->ManifestPath(uuid));
     auto g = s->GetGroup(group);
-    if (g.ok() && std::find(g->volume_uuids.begin(), g->volume_uuids.end(), uuid) !=
-                      g->volume_uuids.end()) {
+    if (g.ok() &&
+        std::find(g->volume_uuids.begin(), g->volume_uuids.end(), uuid) != g->volume_uuids.end()) {
       EXPECT_TRUE(has_manifest) << "the group names a backup without a manifest";
     }
     if (has_manifest) {
@@ -200,6 +202,62 @@ TEST_P(CrashTest, ImportKilledWithSigkillLeavesAllOrNothing) {
                                       group, "--volume", volume, "--quiet", IoFlag()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(testing::TotalPackBytes(dir_), packs);
+}
+
+// A torn record whose payload holds the bytes of another, intact record (the image being backed
+// up contains a chunkferry pack, e.g. a VM that hosts a store): a crash that leaves part of such
+// a record at the end of a pack is still a torn tail, and is cut back whole.
+TEST_P(CrashTest, TornTailWhosePayloadHoldsARecordIsCut) {
+  // An image of random bytes with one small, valid, raw record embedded in every 64 KiB (one
+  // per record of the store, so that zstd finds nothing to gain and stores them raw).
+  std::vector<uint8_t> image = testing::RandomBytes(1 * kMiB, 1);
+  const codec::ChunkHasher hasher;
+  for (size_t k = 0; k < 16; ++k) {
+    const auto chunk = testing::RandomBytes(4096, 100 + k);
+    const codec::ChunkRef ref{hasher.Hash(chunk), 4096};
+    const std::vector<absl::Span<const uint8_t>> parts = {chunk};
+    std::vector<uint8_t> rec(codec::MaxRecordSize(1, 4096));
+    auto n = codec::EncodeRecord(absl::MakeConstSpan(&ref, 1), parts, nullptr, absl::MakeSpan(rec));
+    ASSERT_TRUE(n.ok()) << n.status();
+    std::copy(rec.begin(), rec.begin() + static_cast<long>(*n),
+              image.begin() + static_cast<long>(k * (64 << 10) + 1000));
+  }
+  const std::string img = tmp_.Sub("img");
+  testing::WriteFile(img, image);
+  std::string uuid;
+  engine::RecordLocation victim;
+  {
+    auto s = OpenOk(true);
+    ASSERT_NE(s, nullptr);
+    auto m = testing::Import(*s, pool_, img, engine::NewUuid());
+    ASSERT_TRUE(m.ok()) << m.status();
+    uuid = m->uuid;
+    const auto recs = testing::IndexedRecords(*s);
+    ASSERT_EQ(recs.size(), 16u);
+    victim = recs[8];
+    ASSERT_TRUE(s->Close().ok());
+  }
+  const std::string pack = testing::PackPath(dir_, 1);
+  const int64_t committed = testing::FileSize(pack);
+  const auto all = testing::ReadFile(pack);
+  const std::vector<uint8_t> whole(all.begin() + static_cast<long>(victim.offset),
+                                   all.begin() + static_cast<long>(victim.offset + victim.size));
+  auto view = codec::ParseRecord(whole);
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->codec, codec::Codec::kRaw) << "premise: the victim record is stored raw";
+  // The crash: 90% of that record (header, table and most of its payload) at the end.
+  testing::AppendToFile(pack, absl::MakeConstSpan(whole.data(), whole.size() * 9 / 10));
+
+  auto s = OpenOk(true);
+  ASSERT_NE(s, nullptr);
+  const auto& report = s->open_report();
+  EXPECT_EQ(report.torn_tails_cut.size(), 1u);
+  EXPECT_TRUE(report.damaged_regions.empty())
+      << "a torn tail was taken for damage followed by an intact record: "
+      << (report.damaged_regions.empty() ? "" : report.damaged_regions[0]);
+  EXPECT_EQ(testing::FileSize(pack), committed) << "the torn tail was not cut back whole";
+  ExpectConsistent(*s);
+  EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, uuid, img, tmp_.Sub("out")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CrashTest, ::testing::ValuesIn(testing::AllBackends()),

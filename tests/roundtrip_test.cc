@@ -1,30 +1,43 @@
 // Import then restore gives back the image byte for byte: every kind of content, sizes that are
 // not multiples of the chunk size, both chunkers, both I/O backends, holes kept sparse.
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "codec/chunk_id.h"
+#include "codec/chunker.h"
 #include "engine/importer.h"
 #include "engine/local_store.h"
+#include "engine/progress.h"
 #include "engine/restorer.h"
 #include "engine/verifier.h"
 #include "engine/worker_pool.h"
 #include "gtest/gtest.h"
+#include "io/fd.h"
 #include "tests/test_util.h"
 
 namespace chunkferry {
 namespace {
 
 using ::chunkferry::testing::AllocatedBytes;
-using ::chunkferry::testing::FilesEqual;
 using ::chunkferry::testing::FileExists;
+using ::chunkferry::testing::FilesEqual;
 using ::chunkferry::testing::FileSize;
 using ::chunkferry::testing::ReadFile;
 using ::chunkferry::testing::TempDir;
@@ -144,8 +157,8 @@ TEST_P(RoundTripTest, MixedImage) {
 }
 
 TEST_P(RoundTripTest, SizesThatAreNotMultiplesOfTheChunkSize) {
-  for (size_t size : {5 * kMiB + 123, size_t{1}, size_t{4095}, size_t{4097}, 1 * kMiB - 1,
-                      8 * kMiB + 1}) {
+  for (size_t size :
+       {5 * kMiB + 123, size_t{1}, size_t{4095}, size_t{4097}, 1 * kMiB - 1, 8 * kMiB + 1}) {
     SCOPED_TRACE(size);
     const std::string img = tmp_.Sub(absl::StrCat("odd-", size, ".img"));
     testing::WriteMixedFile(img, size, size);
@@ -160,6 +173,57 @@ TEST_P(RoundTripTest, EmptyImage) {
   const auto meta = RoundTrip(img, 8 << 20, 16 << 20, &stats);
   EXPECT_EQ(meta.size, 0u);
   EXPECT_EQ(stats.chunks, 0u);
+}
+
+// Sparse sources in many layouts: holes big and small (merged or not into one read), extents at
+// unaligned offsets, across window boundaries, at the very start and end, a file of one hole.
+TEST_P(RoundTripTest, SparseLayouts) {
+  const uint64_t k4 = 4096;
+  const std::vector<std::pair<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>>> layouts = {
+      {16 * kMiB, {}},                                // all hole
+      {16 * kMiB + 1, {{16 * kMiB, 1}}},              // one byte at the end
+      {10 * kMiB, {{0, 100}, {8 * kMiB - 50, 100}}},  // across a window
+      {12 * kMiB + 333,
+       {{k4 * 3 + 7, 5000},
+        {k4 * 3 + 7 + 5000 + 100 * 1024, 70000},
+        {k4 * 200, k4},
+        {6 * kMiB, 3 * kMiB},
+        {12 * kMiB, 333}}},
+      {9 * kMiB, {{1 * kMiB, 1}, {1 * kMiB + 300 * 1024, 1}, {2 * kMiB - 1, 2}}},
+  };
+  int n = 0;
+  for (const auto& [size, extents] : layouts) {
+    SCOPED_TRACE(n);
+    const std::string img = tmp_.Sub(absl::StrCat("sparse-", n++));
+    testing::WriteSparseFile(img, size, extents, 100 + static_cast<uint64_t>(n));
+    RoundTrip(img);
+    RoundTrip(img, 1 << 20, 64 << 10);
+  }
+}
+
+// Preallocated (fallocate) regions read as zeros; data written into some of them must not be
+// mistaken for a hole, nor a hole for data.
+TEST_P(RoundTripTest, PreallocatedImage) {
+  const std::string img = tmp_.Sub("prealloc.img");
+  {
+    io::Fd fd(::open(img.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::fallocate(fd.get(), 0, 0, 10 * kMiB), 0) << std::strerror(errno);
+    ASSERT_EQ(::fallocate(fd.get(), 0, 12 * kMiB, 2 * kMiB), 0);  // hole at 10..12 MiB
+    ASSERT_EQ(::ftruncate(fd.get(), 16 * kMiB + 5), 0);
+    const auto bytes = testing::RandomBytes(300000, 31);
+    ASSERT_TRUE(io::PwriteFull(fd.get(), bytes, 3 * kMiB + 7).ok());
+    ASSERT_TRUE(io::PwriteFull(fd.get(), bytes, 13 * kMiB).ok());
+    ASSERT_TRUE(io::PwriteFull(fd.get(), absl::MakeConstSpan(bytes.data(), 5), 16 * kMiB).ok());
+  }
+  RoundTrip(img);
+  RoundTrip(img, 1 << 20, 64 << 10);
+  // Same again once the data is on disk rather than in the page cache.
+  {
+    io::Fd fd(::open(img.c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_EQ(::fsync(fd.get()), 0);
+  }
+  RoundTrip(img);
 }
 
 // Small windows: chunks and records cross window boundaries on both sides (import carry, restore
@@ -243,6 +307,223 @@ INSTANTIATE_TEST_SUITE_P(All, RoundTripTest,
                                            Param{io::Backend::kUring, "cdc:2k:8k:64k"},
                                            Param{io::Backend::kThreads, "cdc:2k:8k:64k"}),
                          ParamName);
+
+// Tests of store options and sources, on each backend.
+class RoundTripOptionsTest : public ::testing::TestWithParam<io::Backend> {
+ protected:
+  void SetUp() override { CF_SKIP_IF_NO_URING(GetParam()); }
+
+  std::unique_ptr<engine::LocalStore> MakeStore(const std::string& name,
+                                                const engine::StoreInitOptions& o,
+                                                uint64_t pack_target = 1ull << 30) {
+    const std::string dir = tmp_.Sub(name);
+    absl::Status st = engine::LocalStore::Init(dir, o);
+    EXPECT_TRUE(st.ok()) << st;
+    engine::LocalStoreOptions lo;
+    lo.queue.backend = GetParam();
+    lo.pool = &pool_;
+    lo.pack_target = pack_target;
+    auto s = engine::LocalStore::Open(dir, lo);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  engine::WorkerPool pool_{1};
+  TempDir tmp_;
+};
+
+// The largest chunks and records: 4 MiB chunks, 16 MiB records (larger than the store's write
+// buffers), a 1 MiB import window (smaller than a chunk), small packs.
+TEST_P(RoundTripOptionsTest, LargestChunksAndRecords) {
+  engine::StoreInitOptions o;
+  o.chunker = *codec::ChunkerSpec::Parse("fixed:4m");
+  o.record_target = 16 << 20;
+  auto store = MakeStore("big", o, 20 << 20);
+  ASSERT_NE(store, nullptr);
+  // Image 1 through a 1 MiB window: chunks are carried over several windows. Image 2 through a
+  // 32 MiB window: records of 16 MiB, written past the store's buffers.
+  std::vector<std::string> uuids, images;
+  for (int k = 0; k < 2; ++k) {
+    SCOPED_TRACE(k);
+    const std::string img = tmp_.Sub(absl::StrCat("img", k));
+    std::vector<uint8_t> data = testing::RandomBytes(k == 0 ? 13 * kMiB + 5 : 40 * kMiB + 1000,
+                                                     11 + static_cast<uint64_t>(k));
+    std::fill(data.begin() + 8 * kMiB, data.begin() + 12 * kMiB, 0);  // one zero chunk
+    testing::WriteFile(img, data);
+    engine::ImportOptions opts;
+    opts.source = img;
+    opts.meta = testing::NewMeta(engine::NewUuid());
+    opts.window = k == 0 ? 1 << 20 : 32 << 20;
+    engine::ImportStats stats;
+    auto meta = engine::ImportVolume(*store, pool_, opts, &stats);
+    ASSERT_TRUE(meta.ok()) << meta.status();
+    EXPECT_EQ(stats.chunks, k == 0 ? 4u : 11u);
+    EXPECT_EQ(stats.zero_chunks, 1u);
+    if (k == 1) {
+      EXPECT_EQ(stats.records, 3u);
+    }
+    EXPECT_TRUE(testing::RestoresIdentical(*store, pool_, meta->uuid, img, tmp_.Sub("out")));
+    uuids.push_back(meta->uuid);
+    images.push_back(img);
+  }
+  ASSERT_TRUE(store->Close().ok());
+  auto ro = testing::OpenStore(tmp_.Sub("big"), GetParam(), false, &pool_);
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  EXPECT_FALSE((*ro)->open_report().index_rebuilt) << (*ro)->open_report().index_problem;
+  EXPECT_GE(testing::PackSizes(tmp_.Sub("big")).size(), 2u);
+  for (size_t k = 0; k < uuids.size(); ++k) {
+    EXPECT_TRUE(testing::RestoresIdentical(**ro, pool_, uuids[k], images[k], tmp_.Sub("out2")));
+  }
+  auto report = engine::VerifyStore(**ro, pool_, engine::VerifyMode::kFull);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok());
+}
+
+// A keyed store: ids differ from unkeyed ones, everything else works the same.
+TEST_P(RoundTripOptionsTest, KeyedStore) {
+  engine::StoreInitOptions o;
+  o.id_key_hex = "000102030405060708090a0b0c0d0e0f";
+  auto store = MakeStore("keyed", o);
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(store->hasher().keyed());
+  const std::string img = tmp_.Sub("img");
+  testing::WriteMixedFile(img, 2 * kMiB + 3, 12);
+  auto meta = testing::Import(*store, pool_, img, engine::NewUuid());
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_TRUE(testing::RestoresIdentical(*store, pool_, meta->uuid, img, tmp_.Sub("out")));
+  const auto entries = testing::ManifestEntries(*store, meta->uuid);
+  const auto bytes = testing::ReadFile(img);
+  ASSERT_FALSE(entries.empty());
+  ASSERT_FALSE(entries[0].zero);
+  EXPECT_NE(entries[0].id,
+            codec::ChunkHasher().Hash(absl::MakeConstSpan(bytes.data(), entries[0].length)));
+  EXPECT_EQ(entries[0].id,
+            store->hasher().Hash(absl::MakeConstSpan(bytes.data(), entries[0].length)));
+}
+
+// A source that cannot seek (a named pipe, as `--image <(zcat img.gz)` gives): read as a stream,
+// all of it. A writer racing the importer's open is the normal case, so try a few times.
+TEST_P(RoundTripOptionsTest, FifoSource) {
+  auto store = MakeStore("fifo", engine::StoreInitOptions{});
+  ASSERT_NE(store, nullptr);
+  const std::vector<uint8_t> data = testing::MixedBytes(3 * kMiB + 17, 13);
+  const std::string img = tmp_.Sub("img");
+  testing::WriteFile(img, data);
+  // If the import stops reading early, the writer must see EPIPE, not die of SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    SCOPED_TRACE(attempt);
+    const std::string fifo = tmp_.Sub(absl::StrCat("pipe", attempt));
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::atomic<bool> all_written{false};
+    std::thread writer([&] {
+      // Open as soon as a reader is there (a non-blocking open of a FIFO succeeds only then),
+      // and write from the first moment on, as a busy producer does.
+      io::Fd fd;
+      for (int i = 0; i < 20000 && !fd.valid(); ++i) {
+        fd = io::Fd(::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        if (!fd.valid()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+      if (!fd.valid()) return;
+      ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
+      size_t done = 0;
+      while (done < data.size()) {
+        // Small writes first, then 4 KiB at a time, like a shell pipeline writes.
+        const size_t want = done < (16 << 10) ? 1 : 4096;
+        const ssize_t n =
+            ::write(fd.get(), data.data() + done, std::min<size_t>(want, data.size() - done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+      }
+      all_written = done == data.size();
+      fd.Reset();
+      // Should the importer open the FIFO again after the writer gave up (so that nothing
+      // would ever pair with it), release it with an empty write end rather than hang.
+      for (int i = 0; i < 100; ++i) {
+        io::Fd again(::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC));
+        if (again.valid()) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    engine::ImportOptions opts;
+    opts.source = fifo;
+    opts.meta = testing::NewMeta(engine::NewUuid());
+    opts.window = 1 << 20;
+    auto meta = engine::ImportVolume(*store, pool_, opts, nullptr);
+    writer.join();
+    ASSERT_TRUE(all_written) << "the importer closed the FIFO before reading all of it";
+    ASSERT_TRUE(meta.ok()) << meta.status();
+    ASSERT_EQ(meta->size, data.size()) << "the import of a FIFO lost data";
+    ASSERT_TRUE(testing::RestoresIdentical(*store, pool_, meta->uuid, img, tmp_.Sub("out")));
+  }
+}
+
+// A manifest from a peer (PutManifest) whose lengths disagree with the chunks it names must not
+// restore into a wrong image: PutManifest refuses it, or restore fails with DataLoss.
+TEST_P(RoundTripOptionsTest, ManifestLengthsThatDisagreeWithTheChunksNeverRestoreSilently) {
+  auto store = MakeStore("lengths", engine::StoreInitOptions{});
+  ASSERT_NE(store, nullptr);
+  const std::string img = tmp_.Sub("img");
+  testing::WriteRandomFile(img, 64 << 10, 14);
+  auto meta = testing::Import(*store, pool_, img, engine::NewUuid());
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  const auto entries = testing::ManifestEntries(*store, meta->uuid);
+  ASSERT_EQ(entries.size(), 16u);
+  for (uint64_t wrong : {uint64_t{8192}, uint64_t{100}}) {
+    SCOPED_TRACE(wrong);
+    // The first chunk once right, then again with a wrong length.
+    std::vector<engine::ManifestEntry> lying = {entries[0], entries[0]};
+    lying[1].length = wrong;
+    engine::VolumeBackupMeta m = testing::NewMeta(meta->group_uuid);
+    m.size = 4096 + wrong;
+    testing::VectorManifestSource source(m, lying);
+    absl::Status put = store->PutManifest(m, source);
+    if (!put.ok()) continue;  // refused up front: fine
+    for (size_t window : {size_t{16} << 20, size_t{4096}}) {
+      SCOPED_TRACE(window);
+      engine::RestoreOptions ro;
+      ro.output = tmp_.Sub("out");
+      ro.overwrite = true;
+      ro.window = window;
+      absl::Status st = engine::RestoreVolume(*store, pool_, m.uuid, ro, nullptr);
+      EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss)
+          << "a manifest naming a 4096-byte chunk with length " << wrong
+          << " restored without error (restore window " << window << "): " << st;
+    }
+  }
+}
+
+TEST_P(RoundTripOptionsTest, ProgressEndsWithAFinalReportOfEverything) {
+  auto store = MakeStore("progress", engine::StoreInitOptions{});
+  ASSERT_NE(store, nullptr);
+  const std::string img = tmp_.Sub("img");
+  testing::WriteMixedFile(img, 3 * kMiB + 1, 15);
+  std::vector<engine::ProgressState> seen;
+  const engine::ProgressFn fn = [&](const engine::ProgressState& s) { seen.push_back(s); };
+  engine::ImportOptions opts;
+  opts.source = img;
+  opts.meta = testing::NewMeta(engine::NewUuid());
+  auto meta = engine::ImportVolume(*store, pool_, opts, nullptr, &fn);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().final);
+  EXPECT_EQ(seen.back().phase, "import");
+  EXPECT_EQ(seen.back().bytes_done, 3 * kMiB + 1);
+  EXPECT_EQ(seen.back().bytes_total, 3 * kMiB + 1);
+  for (size_t i = 0; i + 1 < seen.size(); ++i) EXPECT_FALSE(seen[i].final);
+  seen.clear();
+  engine::RestoreOptions ro;
+  ro.output = tmp_.Sub("out");
+  ASSERT_TRUE(engine::RestoreVolume(*store, pool_, meta->uuid, ro, nullptr, &fn).ok());
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().final);
+  EXPECT_EQ(seen.back().phase, "restore");
+  EXPECT_EQ(seen.back().bytes_done, 3 * kMiB + 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RoundTripOptionsTest,
+                         ::testing::ValuesIn(testing::AllBackends()), testing::BackendParamName);
 
 }  // namespace
 }  // namespace chunkferry

@@ -60,10 +60,10 @@ void FillRandom(uint8_t* p, size_t n, uint64_t seed) {
 
 void FillText(uint8_t* p, size_t n, uint64_t seed) {
   static constexpr const char* kWords[] = {
-      "volume", "backup", "chunk",  "store",  "the",    "of",     "and",   "replicate",
-      "zstd",   "record", "index",  "pack",   "kernel", "ring",   "queue", "manifest",
-      "group",  "node",   "a",      "to",     "is",     "with",   "data",  "block",
-      "disk",   "image",  "sparse", "hole",   "verify", "commit", "crash", "copy"};
+      "volume", "backup", "chunk",  "store", "the",    "of",     "and",   "replicate",
+      "zstd",   "record", "index",  "pack",  "kernel", "ring",   "queue", "manifest",
+      "group",  "node",   "a",      "to",    "is",     "with",   "data",  "block",
+      "disk",   "image",  "sparse", "hole",  "verify", "commit", "crash", "copy"};
   Rng rng{seed + 77};
   size_t i = 0, words = 0;
   while (i < n) {
@@ -312,6 +312,15 @@ absl::StatusOr<engine::VolumeBackupMeta> Import(engine::LocalStore& store, engin
   absl::Status st = engine::RestoreVolume(store, pool, backup, o, &stats);
   if (!st.ok()) return ::testing::AssertionFailure() << "restore of " << backup << ": " << st;
   return FilesEqual(image, out);
+}
+
+absl::Status ReadRecordsFor(engine::Store& store, absl::Span<const codec::ChunkId> ids,
+                            std::vector<std::vector<uint8_t>>* out) {
+  out->clear();
+  return store.ReadRecordsFor(ids, [out](absl::Span<const absl::Span<const uint8_t>> batch) {
+    for (const auto& r : batch) out->emplace_back(r.begin(), r.end());
+    return absl::OkStatus();
+  });
 }
 
 std::string PackPath(const std::string& dir, uint32_t pack_id) {

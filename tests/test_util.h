@@ -108,12 +108,12 @@ void TruncateFile(const std::string& path, uint64_t size);
 // True when an io_uring queue can be made here (cached).
 bool UringAvailable();
 // Skips the current test when `backend` is kUring and io_uring is unavailable.
-#define CF_SKIP_IF_NO_URING(backend)                                                      \
-  do {                                                                                    \
-    if ((backend) == ::chunkferry::io::Backend::kUring &&                                 \
-        !::chunkferry::testing::UringAvailable()) {                                       \
-      GTEST_SKIP() << "io_uring is not available here";                                   \
-    }                                                                                     \
+#define CF_SKIP_IF_NO_URING(backend)                      \
+  do {                                                    \
+    if ((backend) == ::chunkferry::io::Backend::kUring && \
+        !::chunkferry::testing::UringAvailable()) {       \
+      GTEST_SKIP() << "io_uring is not available here";   \
+    }                                                     \
   } while (0)
 
 // The two backends every store test runs on.
@@ -146,6 +146,10 @@ absl::StatusOr<engine::VolumeBackupMeta> Import(engine::LocalStore& store, engin
                                              const std::string& backup, const std::string& image,
                                              const std::string& out);
 
+// Collects the records that Store::ReadRecordsFor streams for `ids`, in the order they came.
+absl::Status ReadRecordsFor(engine::Store& store, absl::Span<const codec::ChunkId> ids,
+                            std::vector<std::vector<uint8_t>>* out);
+
 // Path of a pack file of the store in `dir`.
 std::string PackPath(const std::string& dir, uint32_t pack_id);
 // Sizes of the store's pack files (name → bytes).
@@ -162,6 +166,25 @@ uint64_t PayloadOffset(const std::string& dir, const engine::RecordLocation& loc
 // All entries of a volume backup's manifest.
 std::vector<engine::ManifestEntry> ManifestEntries(engine::LocalStore& store,
                                                    const std::string& backup);
+
+// A ManifestSource over entries held in memory: what a peer store hands to PutManifest.
+class VectorManifestSource : public engine::ManifestSource {
+ public:
+  VectorManifestSource(engine::VolumeBackupMeta meta, std::vector<engine::ManifestEntry> entries)
+      : meta_(std::move(meta)), entries_(std::move(entries)) {}
+  const engine::VolumeBackupMeta& meta() const override { return meta_; }
+  absl::StatusOr<size_t> Next(std::vector<engine::ManifestEntry>* out, size_t max) override {
+    out->clear();
+    while (pos_ < entries_.size() && out->size() < max) out->push_back(entries_[pos_++]);
+    return out->size();
+  }
+  void Rewind() override { pos_ = 0; }
+
+ private:
+  engine::VolumeBackupMeta meta_;
+  std::vector<engine::ManifestEntry> entries_;
+  size_t pos_ = 0;
+};
 
 // ---- Child processes. ----
 

@@ -1,4 +1,6 @@
 // chunkferry: replicate VM backup groups between image stores. Dispatches to subcommands.
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -26,6 +28,9 @@ constexpr char kUsage[] =
 
 int main(int argc, char** argv) {
   using namespace chunkferry::tools;
+  // Large buffers come from mmap and go back to the system when freed, so the resident size
+  // follows what is really in use (glibc would otherwise raise the threshold and keep them).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? kExitUsage : kExitOk;
