@@ -1,18 +1,24 @@
-// The chunk index: chunk id → where its record lives. Held in memory while a store is open
-// (about 40 bytes per unique chunk) and saved as a snapshot file that also says how much of
-// each pack it covers; whatever the snapshot does not cover is recovered by scanning the packs'
-// tails, and a lost or damaged snapshot is rebuilt from the packs. Layout in docs/FORMATS.md:
+// The chunk index: chunk id → where its record lives. Held in memory while a store is open and
+// saved as a snapshot file that also says how much of each pack it covers; whatever the snapshot
+// does not cover is recovered by scanning the packs' tails, and a lost or damaged snapshot is
+// rebuilt from the packs. Records are kept once in a table, and each chunk names its record by
+// number, so an entry costs 24 bytes of slot (16-byte id, record number, slot) rather than
+// repeating the record's location for each of its chunks. Layout in docs/FORMATS.md:
 //
-//   "CFIX", u16 version, u16 reserved, u32 pack count, u64 entry count,
+//   "CFIX", u16 version, u16 reserved, u32 pack count, u64 record count, u64 entry count,
 //   pack count × (u32 pack id, u64 covered bytes),
-//   entry count × (16-byte id, u32 pack, u64 offset, u32 record size, u16 slot),
+//   record count × (u32 pack, u64 offset, u32 size),
+//   entry count × (16-byte id, u32 record number, u16 slot),
 //   u64 XXH3-64 of everything before it
 #ifndef CHUNKFERRY_ENGINE_CHUNK_INDEX_H_
 #define CHUNKFERRY_ENGINE_CHUNK_INDEX_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -25,26 +31,28 @@ namespace chunkferry::engine {
 // Not thread-safe: owned by one LocalStore.
 class ChunkIndex {
  public:
-  // Returns the chunk's location, or nullptr.
-  const ChunkLocation* Find(const codec::ChunkId& id) const {
+  // Returns the chunk's location, if the index has it.
+  std::optional<ChunkLocation> Find(const codec::ChunkId& id) const {
     auto it = map_.find(id);
-    return it == map_.end() ? nullptr : &it->second;
+    if (it == map_.end()) return std::nullopt;
+    return ChunkLocation{records_[it->second.record], it->second.slot};
   }
   bool Contains(const codec::ChunkId& id) const { return map_.contains(id); }
-  // Adds a chunk; a chunk already present keeps its first location. Returns true when added.
-  bool Insert(const codec::ChunkId& id, const ChunkLocation& loc) {
-    return map_.try_emplace(id, loc).second;
-  }
-  // Adds every chunk of a record found at `loc`.
+  // Adds one chunk; a chunk already present keeps its first location. Returns true when added.
+  bool Insert(const codec::ChunkId& id, const ChunkLocation& loc);
+  // Adds every chunk of a record found at `loc`; chunks already present keep their first place.
   void InsertRecord(const RecordLocation& loc, const codec::RecordView& record);
+  // Forgets the chunks whose record `drop` says is gone (after a rollback).
+  void RemoveIf(const std::function<bool(const RecordLocation&)>& drop);
   size_t size() const { return map_.size(); }
   void Clear() {
     map_.clear();
+    records_.clear();
     coverage_.clear();
   }
   template <typename Fn>
   void ForEach(Fn&& fn) const {
-    for (const auto& [id, loc] : map_) fn(id, loc);
+    for (const auto& [id, e] : map_) fn(id, ChunkLocation{records_[e.record], e.slot});
   }
 
   // Bytes of each pack that the entries account for.
@@ -57,7 +65,12 @@ class ChunkIndex {
   [[nodiscard]] static absl::StatusOr<ChunkIndex> Load(const std::string& path);
 
  private:
-  absl::flat_hash_map<codec::ChunkId, ChunkLocation> map_;
+  struct Entry {
+    uint32_t record;  // in records_
+    uint16_t slot;    // in the record's chunk table
+  };
+  absl::flat_hash_map<codec::ChunkId, Entry> map_;
+  std::vector<RecordLocation> records_;
   std::map<uint32_t, uint64_t> coverage_;
 };
 

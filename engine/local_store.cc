@@ -550,15 +550,10 @@ absl::Status LocalStore::Rollback() {
     ++it;
   }
   // Forget chunks whose records are no longer there.
-  ChunkIndex kept;
-  kept.coverage() = index_.coverage();
-  index_.ForEach([&](const codec::ChunkId& id, const ChunkLocation& loc) {
-    auto p = packs_.find(loc.record.pack);
-    if (p != packs_.end() && loc.record.offset + loc.record.size <= p->second.durable) {
-      kept.Insert(id, loc);
-    }
+  index_.RemoveIf([&](const RecordLocation& loc) {
+    auto p = packs_.find(loc.pack);
+    return p == packs_.end() || loc.offset + loc.size > p->second.durable;
   });
-  index_ = std::move(kept);
   failed_ = absl::OkStatus();
   return result;
 }
@@ -723,8 +718,8 @@ absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
   std::vector<RecordLocation> locs;
   locs.reserve(ids.size());
   for (const auto& id : ids) {
-    const ChunkLocation* loc = index_.Find(id);
-    if (loc == nullptr) {
+    const std::optional<ChunkLocation> loc = index_.Find(id);
+    if (!loc) {
       return absl::NotFoundError(absl::StrCat("store ", dir_, " does not hold chunk ", id.ToHex()));
     }
     locs.push_back(loc->record);
@@ -811,8 +806,8 @@ absl::Status LocalStore::PutManifest(const VolumeBackupMeta& meta, ManifestSourc
     if (n == 0) break;
     for (const auto& e : batch) {
       if (!e.zero) {
-        const ChunkLocation* loc = index_.Find(e.id);
-        if (loc == nullptr) {
+        const std::optional<ChunkLocation> loc = index_.Find(e.id);
+        if (!loc) {
           return absl::FailedPreconditionError(
               absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(), " that store ",
                            dir_, " does not hold"));

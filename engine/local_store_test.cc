@@ -158,6 +158,31 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
     return good;
   }
 
+  // Appends one raw record that ends exactly where the store's first 8 MiB write buffer ends
+  // (the buffer starts at offset 0 with the 32-byte pack header), so that its write is still
+  // in flight with no buffer open; then reads it back at once. Reports on stderr.
+  bool ReadBackAfterAFullBuffer() {
+    auto s = Open();
+    if (!s.ok()) return false;
+    constexpr size_t kBuffer = 8 << 20;
+    const size_t chunk = kBuffer - kPackHeaderSize - codec::RecordHeaderSize(1);
+    const auto bytes = RandomBytes(chunk, 77);
+    const codec::ChunkRef ref{(*s)->hasher().Hash(bytes), static_cast<uint32_t>(chunk)};
+    const std::vector<absl::Span<const uint8_t>> parts = {bytes};
+    std::vector<uint8_t> rec(codec::MaxRecordSize(1, chunk));
+    auto n = codec::EncodeRecord(absl::MakeConstSpan(&ref, 1), parts, nullptr, absl::MakeSpan(rec));
+    if (!n.ok() || kPackHeaderSize + *n != kBuffer) return false;
+    rec.resize(*n);
+    auto view = codec::ParseRecord(rec);
+    if (!view.ok() || !(*s)->AppendRecord(rec, *view).ok()) return false;
+    std::vector<std::vector<uint8_t>> got;
+    absl::Status st = ReadRecordsFor(**s, std::vector<codec::ChunkId>{ref.id}, &got);
+    const bool good = st.ok() && got.size() == 1 && got[0] == rec;
+    std::fprintf(stderr, "%s: %s\n", good ? "read back intact" : "read back wrong",
+                 st.ToString().c_str());
+    return good && (*s)->Close().ok();
+  }
+
   static std::vector<codec::ChunkId> AllIds(const std::vector<TestRecord>& recs) {
     std::vector<codec::ChunkId> ids;
     for (const auto& r : recs) ids.insert(ids.end(), r.ids.begin(), r.ids.end());
@@ -838,6 +863,15 @@ TEST_P(LocalStoreTest, RandomOperationsMatchAModel) {
     }
     EXPECT_EQ(r.value()->index().size(), chunks);
   }
+}
+
+// A record that ends exactly at the end of a write buffer leaves that buffer's write in flight
+// and no buffer open. Reading right then must still wait for the write (and must not take the
+// write's completion for one of its reads). In a child process: the failure can be a crash.
+TEST_P(LocalStoreTest, ReadRightAfterARecordThatFillsAWriteBuffer) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(::_exit(ReadBackAfterAFullBuffer() ? 0 : 1), ::testing::ExitedWithCode(0),
+              "read back intact");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LocalStoreTest, ::testing::ValuesIn(testing::AllBackends()),

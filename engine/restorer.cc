@@ -195,8 +195,8 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
       off += e.length;
       continue;
     }
-    const ChunkLocation* loc = store_.index().Find(e.id);
-    if (loc == nullptr) {
+    const std::optional<ChunkLocation> loc = store_.index().Find(e.id);
+    if (!loc) {
       return absl::DataLossError(absl::StrCat("volume backup needs chunk ", e.id.ToHex(),
                                               " that store ", store_.location(),
                                               " does not hold (run verify)"));
@@ -350,8 +350,8 @@ absl::Status Restorer::Run(const std::string& backup_uuid) {
         window.push_back(e);
         if (!e.zero) {
           window_bytes += e.length;
-          const ChunkLocation* loc = store_.index().Find(e.id);
-          if (loc != nullptr) window_records.insert(loc->record);
+          const std::optional<ChunkLocation> loc = store_.index().Find(e.id);
+          if (loc) window_records.insert(loc->record);
         }
         if (window_bytes >= options_.window || window_records.size() >= options_.window_records) {
           window_records.clear();

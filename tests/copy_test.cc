@@ -2,6 +2,7 @@
 // nothing, a related group moves only its new chunks, damage at the source is refused and leaves
 // the destination without the group.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -233,8 +234,8 @@ TEST_P(CopyTest, DamagedSourceRecordIsRefusedAndTheGroupIsNotPublished) {
   ASSERT_NE(a_, nullptr);
   const auto entries = testing::ManifestEntries(*a_, vols[2].meta.uuid);
   ASSERT_FALSE(entries.empty());
-  const engine::ChunkLocation* loc = a_->index().Find(entries[entries.size() / 2].id);
-  ASSERT_NE(loc, nullptr);
+  const std::optional<engine::ChunkLocation> loc = a_->index().Find(entries[entries.size() / 2].id);
+  ASSERT_TRUE(loc.has_value());
   testing::FlipByte(testing::PackPath(a_dir_, loc->record.pack),
                     testing::PayloadOffset(a_dir_, loc->record) + 10, 0x20);
   for (engine::VerifyMode mode : {engine::VerifyMode::kFull, engine::VerifyMode::kChecksum}) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,14 +78,14 @@ class VerifyTest : public ::testing::TestWithParam<io::Backend> {
     }
     EXPECT_FALSE(data.empty());
     if (data.empty()) return 0;
-    const engine::ChunkLocation* loc = s->index().Find(data[data.size() / 3].id);
-    EXPECT_NE(loc, nullptr);
-    if (loc == nullptr) return 0;
+    const std::optional<engine::ChunkLocation> loc = s->index().Find(data[data.size() / 3].id);
+    EXPECT_TRUE(loc.has_value());
+    if (!loc.has_value()) return 0;
     damaged_record_ = loc->record;
     uint64_t named = 0;
     for (const auto& e : data) {
-      const engine::ChunkLocation* l = s->index().Find(e.id);
-      if (l != nullptr && l->record == loc->record) ++named;
+      const std::optional<engine::ChunkLocation> l = s->index().Find(e.id);
+      if (l.has_value() && l->record == loc->record) ++named;
     }
     testing::FlipByte(testing::PackPath(dir_, loc->record.pack),
                       testing::PayloadOffset(dir_, loc->record) + 17, 0x04);
