@@ -137,6 +137,13 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
     return recs;
   }
 
+  // Exit code for a death-test child (always run "threadsafe": a re-executed test with its own
+  // scratch directory, removed here since _exit skips destructors).
+  int ChildExit(bool ok) {
+    ::chunkferry::testing::RemoveAll(tmp_.path());
+    return ok ? 0 : 1;
+  }
+
   // Opens the store here, appends from one thread, then from another, closes, and checks that a
   // reader sees everything. Reports on stderr.
   bool AppendFromTwoThreads() {
@@ -162,6 +169,7 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
   // (the buffer starts at offset 0 with the 32-byte pack header), so that its write is still
   // in flight with no buffer open; then reads it back at once. Reports on stderr.
   bool ReadBackAfterAFullBuffer() {
+    ::alarm(30);  // a hang fails the test instead of stalling the suite
     auto s = Open();
     if (!s.ok()) return false;
     constexpr size_t kBuffer = 8 << 20;
@@ -178,9 +186,11 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
     std::vector<std::vector<uint8_t>> got;
     absl::Status st = ReadRecordsFor(**s, std::vector<codec::ChunkId>{ref.id}, &got);
     const bool good = st.ok() && got.size() == 1 && got[0] == rec;
-    std::fprintf(stderr, "%s: %s\n", good ? "read back intact" : "read back wrong",
-                 st.ToString().c_str());
-    return good && (*s)->Close().ok();
+    std::fprintf(stderr, "%s: %s, %zu records\n", good ? "read back intact" : "read back wrong",
+                 st.ToString().c_str(), got.size());
+    // The store cannot be closed after a wrong read (its write completion was taken): leave.
+    if (!good) ::_exit(ChildExit(false));
+    return (*s)->Close().ok();
   }
 
   static std::vector<codec::ChunkId> AllIds(const std::vector<TestRecord>& recs) {
@@ -466,11 +476,12 @@ TEST_P(LocalStoreTest, IndexWithAnOverflowingEntryCountIsRebuiltNotACrash) {
   PutU64(&body, codec::Checksum64(AsBytes(body)));
   WriteFile(dir_ + "/index/chunks.idx", AsBytes(body));
   // In a child, so that a crash fails this test only.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
       {
         auto s = Open(false);
         const bool good = s.ok() && (*s)->open_report().index_rebuilt && IndexSet(**s) == before;
-        ::_exit(good ? 0 : 1);
+        ::_exit(ChildExit(good));
       },
       ::testing::ExitedWithCode(0), "")
       << "BUG: ChunkIndex::Load trusts an entry count whose size check overflowed";
@@ -740,7 +751,7 @@ TEST_P(LocalStoreTest, EmptyPackLeftByACrashIsIgnoredAndRemoved) {
 // process: the failure seen with io_uring ends in an abort when the store is destroyed.
 TEST_P(LocalStoreTest, StoreCanBeDrivenByAnotherThreadInTurn) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(::_exit(AppendFromTwoThreads() ? 0 : 1), ::testing::ExitedWithCode(0),
+  EXPECT_EXIT(::_exit(ChildExit(AppendFromTwoThreads())), ::testing::ExitedWithCode(0),
               "all records kept")
       << "BUG: a LocalStore used by a second thread (io_uring queue bound to the first) loses "
          "its appends, and destroying it aborts";
@@ -870,7 +881,7 @@ TEST_P(LocalStoreTest, RandomOperationsMatchAModel) {
 // write's completion for one of its reads). In a child process: the failure can be a crash.
 TEST_P(LocalStoreTest, ReadRightAfterARecordThatFillsAWriteBuffer) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(::_exit(ReadBackAfterAFullBuffer() ? 0 : 1), ::testing::ExitedWithCode(0),
+  EXPECT_EXIT(::_exit(ChildExit(ReadBackAfterAFullBuffer())), ::testing::ExitedWithCode(0),
               "read back intact");
 }
 

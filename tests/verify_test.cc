@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/importer.h"
 #include "engine/local_store.h"
+#include "engine/restorer.h"
 #include "engine/verifier.h"
 #include "engine/worker_pool.h"
 #include "gtest/gtest.h"
@@ -254,6 +255,36 @@ TEST_P(VerifyTest, DamagedRecordHeaderFoundByAScan) {
   for (const auto& p : later.problems) still |= absl::StrContains(p, "damaged pack region");
   EXPECT_TRUE(still) << "the damaged region was forgotten once an index snapshot was saved"
                      << Problems(later);
+}
+
+// A manifest (as a peer hands it to PutManifest) whose entry lengths disagree with the chunks
+// it names cannot be restored (restore fails with DataLoss). Either PutManifest refuses it, or
+// verify must name it: "verify ok" has to mean "every backup restores".
+TEST_P(VerifyTest, ManifestWhoseLengthsDisagreeWithItsChunksIsNamed) {
+  auto s = Reopen(true);
+  ASSERT_NE(s, nullptr);
+  const auto entries = testing::ManifestEntries(*s, uuids_[1]);
+  ASSERT_GE(entries.size(), 2u);
+  ASSERT_FALSE(entries[0].zero);
+  std::vector<engine::ManifestEntry> lying = {entries[0]};
+  lying[0].length = entries[0].length * 2;
+  engine::VolumeBackupMeta m = testing::NewMeta(group_, "Data");
+  m.size = lying[0].length;
+  testing::VectorManifestSource source(m, lying);
+  absl::Status put = s->PutManifest(m, source);
+  if (!put.ok()) return;  // refused up front: fine
+  ASSERT_TRUE(s->Close().ok());
+  s = Reopen();
+  ASSERT_NE(s, nullptr);
+  engine::RestoreOptions ro;
+  ro.output = tmp_.Sub("out");
+  EXPECT_EQ(engine::RestoreVolume(*s, pool_, m.uuid, ro, nullptr).code(),
+            absl::StatusCode::kDataLoss);
+  const auto r = Verify(*s);
+  bool named = false;
+  for (const auto& d : r.damaged) named |= d.uuid == m.uuid;
+  EXPECT_TRUE(named) << "verify passes a backup that restore refuses" << Problems(r);
+  EXPECT_FALSE(r.ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, VerifyTest, ::testing::ValuesIn(testing::AllBackends()),
