@@ -111,7 +111,8 @@ int CmdImport(const std::vector<std::string>& args) {
                       {"description", "description of the volume backup"},
                       {"uuid", "uuid of the new volume backup (default: random)"},
                       {"mode", "backup mode: full, incremental or auto", true, "full"},
-                      {"metadata", "opaque metadata string"}},
+                      {"metadata", "opaque metadata string"},
+                      {"window", "bytes of image worked on at once", true, "8M"}},
                      args, &f)) {
     return *rc;
   }
@@ -122,6 +123,11 @@ int CmdImport(const std::vector<std::string>& args) {
     if (!f.Has(req)) return Usage("import", absl::StrCat("--", req, " is required"), "");
   }
   o.source = f.Get("image");
+  auto window = f.GetSize("window");
+  if (!window.ok() || *window < (1 << 20) || *window > (1ull << 30)) {
+    return Usage("import", "--window must be a size from 1M to 1G", "");
+  }
+  o.window = static_cast<size_t>(*window);
   o.meta.uuid = f.Get("uuid");
   o.meta.group_uuid = f.Get("group");
   o.meta.volume_uuid = f.Get("volume");
