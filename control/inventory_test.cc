@@ -24,17 +24,18 @@ TEST(InventoryTest, KeepsContractOrderAndOmitsNulls) {
   StorageRef ref{"33333333333333333333333333333333", "chunkferry://x", "Ready", 1510698057,
                  1510698057};
   const std::string json = VolumeBackupInventory(m, {ref}).dump();
-  EXPECT_EQ(json,
-            "{\"uuid\":\"0123456789abcdef0123456789abcdef\","
-            "\"volumeUuid\":\"11111111111111111111111111111111\",\"name\":\"root\","
-            "\"type\":\"Root\",\"state\":\"Enabled\",\"status\":\"Ready\",\"size\":1073741824,"
-            "\"groupUuid\":\"22222222222222222222222222222222\",\"mode\":\"full\","
-            "\"createDate\":\"Nov 14, 2017 10:20:57 PM\",\"lastOpDate\":\"Nov 14, 2017 10:20:57 PM\","
-            "\"backupStorageRefs\":[{\"volumeBackupUuid\":\"0123456789abcdef0123456789abcdef\","
-            "\"backupStorageUuid\":\"33333333333333333333333333333333\","
-            "\"installPath\":\"chunkferry://x\",\"status\":\"Ready\","
-            "\"createDate\":\"Nov 14, 2017 10:20:57 PM\","
-            "\"lastOpDate\":\"Nov 14, 2017 10:20:57 PM\"}]}");
+  EXPECT_EQ(
+      json,
+      "{\"uuid\":\"0123456789abcdef0123456789abcdef\","
+      "\"volumeUuid\":\"11111111111111111111111111111111\",\"name\":\"root\","
+      "\"type\":\"Root\",\"state\":\"Enabled\",\"status\":\"Ready\",\"size\":1073741824,"
+      "\"groupUuid\":\"22222222222222222222222222222222\",\"mode\":\"full\","
+      "\"createDate\":\"Nov 14, 2017 10:20:57 PM\",\"lastOpDate\":\"Nov 14, 2017 10:20:57 PM\","
+      "\"backupStorageRefs\":[{\"volumeBackupUuid\":\"0123456789abcdef0123456789abcdef\","
+      "\"backupStorageUuid\":\"33333333333333333333333333333333\","
+      "\"installPath\":\"chunkferry://x\",\"status\":\"Ready\","
+      "\"createDate\":\"Nov 14, 2017 10:20:57 PM\","
+      "\"lastOpDate\":\"Nov 14, 2017 10:20:57 PM\"}]}");
 }
 
 }  // namespace
