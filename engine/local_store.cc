@@ -473,6 +473,12 @@ absl::Status LocalStore::ReapWrites(size_t min_complete) {
   return absl::OkStatus();
 }
 
+absl::Status LocalStore::FinishWrites() {
+  if (!options_.writable || closed_) return absl::OkStatus();
+  if (buffer_open_) CF_RETURN_IF_ERROR(SubmitBuffer());
+  return DrainWrites();
+}
+
 absl::Status LocalStore::DrainWrites() {
   while (writes_in_flight_ > 0) CF_RETURN_IF_ERROR(ReapWrites(writes_in_flight_));
   return failed_;
@@ -587,11 +593,9 @@ absl::Status LocalStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::v
 
 absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
                                      const LocatedSink& sink) {
-  if (options_.writable && !closed_ && buffer_open_) {
-    // Records still in write buffers are read back from the file, so write them out first.
-    CF_RETURN_IF_ERROR(SubmitBuffer());
-    CF_RETURN_IF_ERROR(DrainWrites());
-  }
+  // Records still in write buffers, or in writes in flight, are read back from the file: write
+  // them out and wait for them first (also so that no write completion is taken for a read).
+  CF_RETURN_IF_ERROR(FinishWrites());
   std::vector<size_t> order(locations.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
@@ -696,10 +700,7 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
 
 absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
                                       std::vector<std::string>* problems) {
-  if (options_.writable && !closed_ && buffer_open_) {
-    CF_RETURN_IF_ERROR(SubmitBuffer());
-    CF_RETURN_IF_ERROR(DrainWrites());
-  }
+  CF_RETURN_IF_ERROR(FinishWrites());
   for (auto& [id, p] : packs_) {
     CF_ASSIGN_OR_RETURN(PackScan scan, ScanPack(p.fd.get(), id, kPackHeaderSize, p.size, visit));
     for (const auto& [b, e] : scan.damaged) {

@@ -152,6 +152,8 @@ class LocalStore final : public Store {
   absl::Status SubmitBuffer();
   absl::Status ReapWrites(size_t min_complete);
   absl::Status DrainWrites();
+  // Submits the open buffer and waits for every write: what readers of the packs need first.
+  absl::Status FinishWrites();
   absl::Status CheckUsable() const;
 
   std::string dir_;

@@ -169,7 +169,7 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
   // (the buffer starts at offset 0 with the 32-byte pack header), so that its write is still
   // in flight with no buffer open; then reads it back at once. Reports on stderr.
   bool ReadBackAfterAFullBuffer() {
-    ::alarm(30);  // a hang fails the test instead of stalling the suite
+    ::alarm(10);  // a hang fails the test instead of stalling the suite
     auto s = Open();
     if (!s.ok()) return false;
     constexpr size_t kBuffer = 8 << 20;

@@ -26,7 +26,8 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
   uint64_t pack_bytes = 0;
   for (const auto& [pack, covered] : store.index().coverage()) pack_bytes += covered;
   ticker.state().bytes_total = pack_bytes;
-  absl::flat_hash_map<RecordLocation, bool> found;  // record → intact
+  absl::flat_hash_map<RecordLocation, bool> found;        // record → intact
+  absl::flat_hash_map<codec::ChunkId, uint32_t> lengths;  // chunk → raw length, from the tables
   std::vector<codec::Decompressor> decompressors(pool.slots());
   std::vector<std::vector<uint8_t>> scratch(pool.slots());
   std::vector<uint8_t> batch;
@@ -34,6 +35,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
   auto check_batch = [&]() {
     std::vector<absl::Status> results(batch_recs.size());
     std::vector<uint32_t> chunk_counts(batch_recs.size(), 0);
+    std::vector<std::vector<codec::ChunkRef>> tables(batch_recs.size());
     pool.Run(batch_recs.size(), [&](size_t i, size_t slot) {
       const auto& [loc, off] = batch_recs[i];
       auto view = codec::ParseRecord(absl::MakeConstSpan(batch.data() + off, loc.size));
@@ -42,6 +44,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
         return;
       }
       chunk_counts[i] = view->chunk_count;
+      for (uint32_t c = 0; c < view->chunk_count; ++c) tables[i].push_back(view->chunk(c));
       if (mode == VerifyMode::kChecksum) {
         results[i] = codec::CheckPayload(*view);
       } else {
@@ -56,6 +59,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
       report.chunks += chunk_counts[i];
       report.stored_bytes += l.size;
       found[l] = results[i].ok();
+      for (const auto& ref : tables[i]) lengths.try_emplace(ref.id, ref.raw_length);
       if (!results[i].ok()) {
         ++report.bad_records;
         report.problems.push_back(absl::StrCat("record at ", PackFileName(l.pack), ":", l.offset,
@@ -122,6 +126,8 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
           ++d.missing_chunks;
         } else if (bad_chunks.contains(e.id)) {
           ++d.damaged_chunks;
+        } else if (auto len = lengths.find(e.id); len != lengths.end() && len->second != e.length) {
+          ++d.damaged_chunks;  // the manifest's length disagrees with the chunk: restore refuses
         }
       }
     }
