@@ -40,15 +40,7 @@ absl::StatusOr<Input> OpenInput(const std::string& source) {
   if (source == "-") {
     in.fd = STDIN_FILENO;
   } else {
-    // Only files and block devices take O_DIRECT: on a FIFO it means packet mode, and a
-    // second open (the fallback) would cut the writer off.
-    struct stat pre;
-    if (::stat(source.c_str(), &pre) != 0) return io::ErrnoStatus(errno, "stat", source);
-    if (S_ISREG(pre.st_mode) || S_ISBLK(pre.st_mode)) {
-      CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
-    } else {
-      CF_ASSIGN_OR_RETURN(in.owned, io::OpenFile(source, O_RDONLY | O_CLOEXEC));
-    }
+    CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
     in.fd = in.owned.get();
   }
   struct stat st;

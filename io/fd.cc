@@ -92,6 +92,13 @@ absl::StatusOr<Fd> OpenFile(const std::string& path, int flags, int mode) {
 }
 
 absl::StatusOr<Fd> OpenMaybeDirect(const std::string& path, int flags, bool* direct, int mode) {
+  // Only files and block devices take O_DIRECT. On a FIFO it would pair with the writer and
+  // then fail, and the fallback's second open would cut that writer off.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    if (direct != nullptr) *direct = false;
+    return OpenFile(path, flags & ~O_DIRECT, mode);
+  }
   absl::StatusOr<Fd> fd = OpenFile(path, flags | O_DIRECT, mode);
   if (fd.ok() || !absl::IsInvalidArgument(fd.status())) {
     if (direct != nullptr) *direct = fd.ok();

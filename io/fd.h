@@ -45,9 +45,10 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 // Opens `path` with open(2) flags and mode, adding O_CLOEXEC; the error names the path.
 [[nodiscard]] absl::StatusOr<Fd> OpenFile(const std::string& path, int flags, int mode = 0644);
 
-// Opens `path` with O_DIRECT added to `flags` when the file system supports it (tmpfs and
-// pipes do not), else without; *direct tells which. Direct I/O needs buffers, offsets and
-// lengths aligned to kDirectAlignment (io/buffer.h), except a read that ends at end of file.
+// Opens `path` with O_DIRECT added to `flags` when it is a regular file or block device on a
+// file system that supports it (tmpfs does not), else without (FIFOs, character devices); *direct
+// tells which. Direct I/O needs buffers, offsets and lengths aligned to kDirectAlignment
+// (io/buffer.h), except a read that ends at end of file.
 [[nodiscard]] absl::StatusOr<Fd> OpenMaybeDirect(const std::string& path, int flags, bool* direct,
                                                  int mode = 0644);
 
