@@ -72,14 +72,22 @@ namespace internal {
 absl::Status ValidateRequest(const Request& request, size_t registered_buffers) {
   switch (request.op) {
     case Request::Op::kFsync:
-      return absl::OkStatus();
     case Request::Op::kRead:
     case Request::Op::kWrite:
+    case Request::Op::kSend:
+    case Request::Op::kRecv:
       break;
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("unknown io request op ", static_cast<int>(request.op)));
   }
+  const uint32_t allowed_flags = request.op == Request::Op::kRecv ? Request::kRecvAll : 0;
+  if ((request.flags & ~allowed_flags) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("io request (tag ", request.tag, ") has flags 0x", absl::Hex(request.flags),
+                     " not valid for op ", static_cast<int>(request.op)));
+  }
+  if (request.op == Request::Op::kFsync) return absl::OkStatus();
   if (request.buf == nullptr && request.len != 0) {
     return absl::InvalidArgumentError(absl::StrCat("io request (tag ", request.tag,
                                                    ") has no buffer for ", request.len, " bytes"));

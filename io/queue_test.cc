@@ -474,6 +474,36 @@ TEST_P(QueueTest, ReapWithZeroMinCollectsWithoutWaiting) {
   EXPECT_EQ(byte, 'x');
 }
 
+TEST_P(QueueTest, ReapForReturnsWhatHasArrivedWhenTheTimeIsUp) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  Fd reader(fds[0]);
+  Fd writer(fds[1]);
+  Fd fd = MakeFile("f", Pattern(4096, 13));
+  std::vector<uint8_t> buf(4096);
+  uint8_t byte = 0;
+  ASSERT_TRUE(queue_->Submit(Read(reader.get(), &byte, 1, 0, 1)).ok());  // no data coming yet
+  ASSERT_TRUE(queue_->Submit(Read(fd.get(), buf.data(), 4096, 0, 2)).ok());
+  std::vector<Completion> out(4);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<size_t> got = queue_->ReapFor(absl::MakeSpan(out), 2, 30);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(*got, 1u);  // the file read, not the pipe's
+  EXPECT_EQ(out[0].tag, 2u);
+  EXPECT_EQ(out[0].result, 4096);
+  EXPECT_GE(elapsed, std::chrono::milliseconds(25));
+  EXPECT_EQ(queue_->in_flight(), 1u);
+
+  ASSERT_EQ(::write(writer.get(), "y", 1), 1);
+  got = queue_->ReapFor(absl::MakeSpan(out), 1, 5000);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(*got, 1u);
+  EXPECT_EQ(out[0].tag, 1u);
+  EXPECT_EQ(out[0].result, 1);
+  EXPECT_EQ(byte, 'y');
+}
+
 TEST_P(QueueTest, ReapClampsMinCompleteToInFlight) {
   Fd fd = MakeFile("f", Pattern(8192, 1));
   std::vector<uint8_t> buf(8192);

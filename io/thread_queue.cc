@@ -1,9 +1,11 @@
-// The portable backend of io::Queue: plain pread/pwrite/fsync on a few worker threads, for
-// kernels and sandboxes where io_uring cannot be set up, and for tests.
+// The portable backend of io::Queue: plain pread/pwrite/fsync/send/recv on a few worker threads,
+// for kernels and sandboxes where io_uring cannot be set up, and for tests.
 #include <errno.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -87,8 +89,66 @@ int64_t Transfer(const Request& r) {
   return done;
 }
 
+// Sends all of a kSend request, retrying short sends, EINTR and (a bounded number of times)
+// EAGAIN. MSG_NOSIGNAL: a peer that went away is -EPIPE, not a SIGPIPE that kills the process.
+// Returns bytes or -errno.
+int64_t SendAll(const Request& r) {
+  uint32_t done = 0;
+  int retries = 0;
+  while (done < r.len) {
+    const ssize_t n = ::send(r.fd, r.buf + done, r.len - done, MSG_NOSIGNAL);
+    if (n < 0) {
+      const int err = errno;
+      if ((err == EINTR || err == EAGAIN) && retries < kMaxRetries) {
+        ++retries;
+        continue;
+      }
+      return -err;
+    }
+    if (n == 0) return -EIO;  // no progress would loop forever
+    done += static_cast<uint32_t>(n);
+    retries = 0;
+  }
+  return done;
+}
+
+// Receives a kRecv request: what one recv(2) returns, or with kRecvAll everything up to `len`
+// or end of stream (MSG_WAITALL saves most of the loop; it still returns early on a signal or
+// shutdown). Returns bytes (0: end of stream) or -errno.
+int64_t Receive(const Request& r) {
+  const bool all = (r.flags & Request::kRecvAll) != 0;
+  uint32_t done = 0;
+  int retries = 0;
+  while (done < r.len) {
+    const ssize_t n = ::recv(r.fd, r.buf + done, r.len - done, all ? MSG_WAITALL : 0);
+    if (n < 0) {
+      const int err = errno;
+      if ((err == EINTR || err == EAGAIN) && retries < kMaxRetries) {
+        ++retries;
+        continue;
+      }
+      return -err;
+    }
+    if (n == 0) break;  // end of stream
+    done += static_cast<uint32_t>(n);
+    retries = 0;
+    if (!all) break;
+  }
+  return done;
+}
+
 int64_t Execute(const Request& r) {
-  if (r.op != Request::Op::kFsync) return Transfer(r);
+  switch (r.op) {
+    case Request::Op::kRead:
+    case Request::Op::kWrite:
+      return Transfer(r);
+    case Request::Op::kSend:
+      return SendAll(r);
+    case Request::Op::kRecv:
+      return Receive(r);
+    case Request::Op::kFsync:
+      break;
+  }
   int rc;
   do {
     rc = ::fsync(r.fd);
@@ -97,7 +157,7 @@ int64_t Execute(const Request& r) {
 }
 
 // io::Queue served by worker threads. Submit() hands requests to the workers at once; Reap()
-// blocks on a condition variable until enough have finished.
+// blocks on a condition variable until enough have finished (ReapFor() for a bounded time).
 //
 // Thread-safety: Submit, Reap and the accessors are for one thread at a time (like every
 // Queue); the workers share only the two FIFOs, under mu_. The destructor lets the workers
@@ -137,9 +197,19 @@ class ThreadQueue final : public Queue {
   }
 
   absl::StatusOr<size_t> Reap(absl::Span<Completion> out, size_t min_complete) override {
+    return ReapFor(out, min_complete, -1);
+  }
+
+  absl::StatusOr<size_t> ReapFor(absl::Span<Completion> out, size_t min_complete,
+                                 int64_t timeout_ms) override {
     const size_t want = std::min({min_complete, in_flight_, out.size()});
     std::unique_lock lock(mu_);
-    done_cv_.wait(lock, [&] { return done_.size() >= want; });
+    const auto enough = [&] { return done_.size() >= want; };
+    if (timeout_ms < 0 || timeout_ms >= kUnboundedTimeoutMs) {
+      done_cv_.wait(lock, enough);
+    } else {
+      done_cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), enough);
+    }
     const size_t n = std::min(done_.size(), out.size());
     for (size_t i = 0; i < n; ++i) out[i] = done_.Pop();
     in_flight_ -= n;

@@ -1,17 +1,21 @@
 // The io_uring backend of io::Queue: one ring per Queue, requests batched into the submission
-// queue and handed to the kernel in Reap(), short transfers and EAGAIN resubmitted internally.
+// queue and handed to the kernel in Reap() / ReapFor(), short transfers and EAGAIN resubmitted
+// internally.
 #include <errno.h>
 #include <liburing.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -90,6 +94,8 @@ class UringQueue final : public Queue {
 
   absl::Status Submit(const Request& request) override;
   absl::StatusOr<size_t> Reap(absl::Span<Completion> out, size_t min_complete) override;
+  absl::StatusOr<size_t> ReapFor(absl::Span<Completion> out, size_t min_complete,
+                                 int64_t timeout_ms) override;
   absl::Status RegisterBuffers(absl::Span<const iovec> buffers) override;
   size_t in_flight() const override { return in_flight_; }
   size_t depth() const override { return depth_; }
@@ -103,7 +109,14 @@ class UringQueue final : public Queue {
     int retries = 0;  // consecutive EAGAIN/EINTR results
   };
 
+  using Clock = std::chrono::steady_clock;
+
   explicit UringQueue(unsigned depth);
+
+  // Reap() and ReapFor(): waits until `min_complete` completions are ready or, when given,
+  // `deadline` has passed.
+  absl::StatusOr<size_t> ReapUntil(absl::Span<Completion> out, size_t min_complete,
+                                   std::optional<Clock::time_point> deadline);
 
   // Enables a ring set up with R_DISABLED, binding it to the calling thread. Returns -errno.
   int EnsureEnabled();
@@ -265,6 +278,15 @@ int UringQueue::Prep(uint32_t slot) {
     case Request::Op::kFsync:
       io_uring_prep_fsync(sqe, r.fd, 0);
       break;
+    // MSG_WAITALL makes io_uring itself carry on after a short transfer on a stream socket
+    // instead of completing (it still completes early at end of stream, on shutdown or on an
+    // error, with what it has: HandleCqe goes on from there). MSG_NOSIGNAL: EPIPE, not SIGPIPE.
+    case Request::Op::kSend:
+      io_uring_prep_send(sqe, r.fd, buf, len, MSG_NOSIGNAL | MSG_WAITALL);
+      break;
+    case Request::Op::kRecv:
+      io_uring_prep_recv(sqe, r.fd, buf, len, (r.flags & Request::kRecvAll) != 0 ? MSG_WAITALL : 0);
+      break;
   }
   io_uring_sqe_set_data64(sqe, slot);
   return 0;
@@ -296,7 +318,8 @@ void UringQueue::Finish(uint32_t slot, int64_t result) {
 }
 
 void UringQueue::HandleCqe(uint64_t user_data, int res) {
-  if (user_data == kCancelUserData) return;
+  // Also skips liburing's own timeout entries (kernels without IORING_FEAT_EXT_ARG).
+  if (user_data == kCancelUserData || user_data >= depth_) return;
   const auto slot = static_cast<uint32_t>(user_data);
   Slot& s = slots_[slot];
   const Request& r = s.request;
@@ -324,14 +347,16 @@ void UringQueue::HandleCqe(uint64_t user_data, int res) {
     return;
   }
   if (res == 0) {
-    // A read of 0 bytes is end of file. A write that makes no progress would loop forever.
-    const bool ok = r.op == Request::Op::kRead || s.done == r.len;
+    // A read or receive of 0 bytes is end of file or stream. A write or send that makes no
+    // progress would loop forever.
+    const bool ok = r.op == Request::Op::kRead || r.op == Request::Op::kRecv || s.done == r.len;
     Finish(slot, ok ? int64_t{s.done} : int64_t{-EIO});
     return;
   }
   s.done += static_cast<uint32_t>(res);
   s.retries = 0;
-  if (s.done < r.len && !shutting_down_) {
+  const bool partial_ok = r.op == Request::Op::kRecv && (r.flags & Request::kRecvAll) == 0;
+  if (s.done < r.len && !shutting_down_ && !partial_ok) {
     const int err = Prep(slot);
     if (err == 0) return;
     Finish(slot, err);
@@ -351,19 +376,50 @@ void UringQueue::DrainCqes() {
 }
 
 absl::StatusOr<size_t> UringQueue::Reap(absl::Span<Completion> out, size_t min_complete) {
+  return ReapUntil(out, min_complete, std::nullopt);
+}
+
+absl::StatusOr<size_t> UringQueue::ReapFor(absl::Span<Completion> out, size_t min_complete,
+                                           int64_t timeout_ms) {
+  if (timeout_ms < 0 || timeout_ms >= kUnboundedTimeoutMs) {
+    return ReapUntil(out, min_complete, std::nullopt);
+  }
+  return ReapUntil(out, min_complete, Clock::now() + std::chrono::milliseconds(timeout_ms));
+}
+
+absl::StatusOr<size_t> UringQueue::ReapUntil(absl::Span<Completion> out, size_t min_complete,
+                                             std::optional<Clock::time_point> deadline) {
   const size_t want = std::min({min_complete, in_flight_, out.size()});
   bool first = true;
   for (;;) {
     const bool have_sqes = io_uring_sq_ready(&ring_) > 0;
     // want <= ready + kernel_pending, so this never waits for more than can come.
-    const auto wait_nr = static_cast<unsigned>(ready_count_ >= want ? 0 : want - ready_count_);
+    auto wait_nr = static_cast<unsigned>(ready_count_ >= want ? 0 : want - ready_count_);
+    __kernel_timespec timeout{};
+    bool expired = false;
+    if (wait_nr > 0 && deadline.has_value()) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - Clock::now());
+      if (left.count() <= 0) {
+        // Out of time: collect what is done without waiting, then return it.
+        expired = true;
+        wait_nr = 0;
+      } else {
+        timeout.tv_sec = left.count() / 1'000'000'000;
+        timeout.tv_nsec = left.count() % 1'000'000'000;
+      }
+    }
     // A DEFER_TASKRUN ring posts finished work only when asked to, even when not waiting.
-    const bool collect = first && defer_taskrun_ && kernel_pending_ > 0;
+    const bool collect = (first || expired) && defer_taskrun_ && kernel_pending_ > 0;
     first = false;
     if (have_sqes || wait_nr > 0 || collect) {
       if (const int err = EnsureEnabled(); err < 0) return RingError(err, "io_uring_enable_rings");
       int ret;
-      if (wait_nr > 0) {
+      if (wait_nr > 0 && deadline.has_value()) {
+        // -ETIME when the time is up: the next round sees the deadline passed.
+        io_uring_cqe* cqe = nullptr;
+        ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, wait_nr, &timeout, nullptr);
+      } else if (wait_nr > 0) {
         ret = io_uring_submit_and_wait(&ring_, wait_nr);
       } else if (defer_taskrun_) {
         ret = io_uring_submit_and_get_events(&ring_);
@@ -374,7 +430,8 @@ absl::StatusOr<size_t> UringQueue::Reap(absl::Span<Completion> out, size_t min_c
     }
     DrainCqes();
     // Resubmissions made while draining go to the kernel before we return.
-    if (ready_count_ >= want && io_uring_sq_ready(&ring_) == 0) break;
+    if (io_uring_sq_ready(&ring_) > 0) continue;
+    if (ready_count_ >= want || expired) break;
   }
   const size_t n = std::min(ready_count_, out.size());
   for (size_t i = 0; i < n; ++i) {
