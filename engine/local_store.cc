@@ -25,10 +25,14 @@ namespace {
 
 constexpr char kFormatName[] = "chunkferry-store";
 constexpr int kFormatVersion = 1;
-constexpr size_t kWriteBufferSize = 8 << 20;
-constexpr size_t kWriteBuffers = 3;
+constexpr size_t kWriteBufferSize = 4 << 20;
+constexpr size_t kWriteBuffers = 8;
 constexpr size_t kReadRangeMax = 1 << 20;
 constexpr uint64_t kReadGapMax = 64 << 10;
+// Received records staged for checking: enough for both cores to work while the driving thread
+// waits for I/O, bounded so memory does not grow with the copy.
+constexpr size_t kStagedBytesMax = 32 << 20;
+constexpr size_t kStagedBatchesMax = 16;
 constexpr uint64_t kWriteTagBit = 1ull << 63;
 
 absl::Status MakeDir(const std::string& path) {
@@ -486,6 +490,7 @@ absl::Status LocalStore::DrainWrites() {
 
 absl::Status LocalStore::Flush() {
   CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(SettleStaged(true));
   CF_RETURN_IF_ERROR(SubmitBuffer());
   CF_RETURN_IF_ERROR(DrainWrites());
   // fsync every pack that grew, all at once through the queue.
@@ -529,6 +534,7 @@ absl::Status LocalStore::Flush() {
 }
 
 absl::Status LocalStore::Rollback() {
+  DropStaged();
   if (!options_.writable || closed_) return absl::OkStatus();
   while (writes_in_flight_ > 0) {
     if (!ReapWrites(writes_in_flight_).ok()) break;
@@ -579,6 +585,7 @@ absl::Status LocalStore::Close() {
       if (st.ok()) st = rb;
     }
   }
+  DropStaged();
   closed_ = true;
   packs_.clear();
   lock_fd_.Reset();
@@ -586,8 +593,13 @@ absl::Status LocalStore::Close() {
 }
 
 absl::Status LocalStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::vector<bool>* have) {
+  // Chunks still being checked count as held: should their check fail, the error reaches the
+  // caller by Flush() at the latest, and no manifest can name them before that.
+  CF_RETURN_IF_ERROR(SettleStaged(false));
   have->resize(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) (*have)[i] = index_.Contains(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    (*have)[i] = index_.Contains(ids[i]) || staged_ids_.contains(ids[i]);
+  }
   return absl::OkStatus();
 }
 
@@ -595,12 +607,13 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
                                      const LocatedSink& sink) {
   // Records still in write buffers, or in writes in flight, are read back from the file: write
   // them out and wait for them first (also so that no write completion is taken for a read).
+  CF_RETURN_IF_ERROR(SettleStaged(true));
   CF_RETURN_IF_ERROR(FinishWrites());
   std::vector<size_t> order(locations.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return locations[a] < locations[b]; });
-  // Neighbouring records become one block-aligned range, read with O_DIRECT where possible.
+  // Neighbouring records become one range, read in one request.
   struct Range {
     uint32_t pack;
     uint64_t offset;     // block-aligned
@@ -649,18 +662,11 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
         break;
       }
       Pack& p = **pack;
-      if (!p.rfd_tried) {
-        p.rfd_tried = true;
-        bool direct = false;
-        auto rfd = io::OpenMaybeDirect(absl::StrCat(dir_, "/packs/", PackFileName(r.pack)),
-                                       O_RDONLY | O_CLOEXEC, &direct);
-        if (rfd.ok() && direct) p.rfd = *std::move(rfd);
-      }
       io::Request req;
       req.op = io::Request::Op::kRead;
-      req.fd = p.rfd.valid() ? p.rfd.get() : p.fd.get();
+      req.fd = p.fd.get();
       req.buf = bufs[s].data();
-      req.len = static_cast<uint32_t>(p.rfd.valid() ? aligned_len : r.length);
+      req.len = static_cast<uint32_t>(r.length);
       req.offset = r.offset;
       req.tag = s;
       status = queue_->Submit(req);
@@ -716,6 +722,7 @@ absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
 
 absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
                                         const RecordSink& sink) {
+  CF_RETURN_IF_ERROR(SettleStaged(true));
   std::vector<RecordLocation> locs;
   locs.reserve(ids.size());
   for (const auto& id : ids) {
@@ -738,54 +745,139 @@ absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
 absl::Status LocalStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
                                        VerifyMode mode, AppendStats* stats) {
   CF_RETURN_IF_ERROR(CheckUsable());
-  std::vector<codec::RecordView> views(records.size());
-  std::vector<absl::Status> checks(records.size());
-  auto check = [&](size_t i, size_t slot) {
-    auto view = codec::ParseRecord(records[i]);
-    if (!view.ok()) {
-      checks[i] = view.status();
-      return;
-    }
-    if (view->size != records[i].size()) {
-      checks[i] = absl::DataLossError("record has trailing bytes");
-      return;
-    }
-    views[i] = *view;
-    if (mode == VerifyMode::kChecksum) {
-      checks[i] = codec::CheckPayload(*view);
-    } else {
-      scratch_[slot].resize(view->raw_length);
-      checks[i] = codec::DecodeRecord(*view, decompressors_[slot], &hasher_,
-                                      absl::MakeSpan(scratch_[slot]));
-    }
-  };
-  if (options_.pool != nullptr) {
-    options_.pool->Run(records.size(), check);
+  if (records.empty()) return absl::OkStatus();
+  std::unique_ptr<StagedBatch> batch;
+  if (spare_batches_.empty()) {
+    batch = std::make_unique<StagedBatch>();
   } else {
-    for (size_t i = 0; i < records.size(); ++i) check(i, 0);
+    batch = std::move(spare_batches_.back());
+    spare_batches_.pop_back();
   }
+  size_t total = 0;
+  for (const auto& r : records) total += r.size();
+  batch->bytes.resize(total);
+  batch->ends.clear();
+  size_t at = 0;
+  for (const auto& r : records) {
+    if (!r.empty()) std::memcpy(batch->bytes.data() + at, r.data(), r.size());
+    at += r.size();
+    batch->ends.push_back(at);
+  }
+  // Headers and chunk tables are parsed here (cheap): a malformed record fails this call, and
+  // the chunks of staged records count as held for HaveChunks. The payloads are checked on the
+  // pool.
+  batch->views.resize(records.size());
+  batch->checks.assign(records.size(), absl::OkStatus());
   for (size_t i = 0; i < records.size(); ++i) {
-    if (!checks[i].ok()) {
-      return absl::Status(checks[i].code(),
+    const size_t begin = i == 0 ? 0 : batch->ends[i - 1];
+    const absl::Span<const uint8_t> bytes(batch->bytes.data() + begin, batch->ends[i] - begin);
+    auto view = codec::ParseRecord(bytes);
+    absl::Status bad = view.status();
+    if (bad.ok() && view->size != bytes.size())
+      bad = absl::DataLossError("record has trailing bytes");
+    if (!bad.ok()) {
+      spare_batches_.push_back(std::move(batch));
+      return absl::Status(
+          bad.code(), absl::StrCat("store ", dir_, " rejected a received record (", i + 1, " of ",
+                                   records.size(), "): ", bad.message()));
+    }
+    batch->views[i] = *view;
+  }
+  for (const auto& view : batch->views) {
+    for (uint32_t c = 0; c < view.chunk_count; ++c) staged_ids_.insert(view.chunk(c).id);
+  }
+  batch->mode = mode;
+  batch->stats = stats;
+  StagedBatch* b = batch.get();
+  if (options_.pool != nullptr) {
+    batch->job = options_.pool->Start(
+        records.size(), [this, b](size_t task, size_t slot) { CheckStaged(*b, task, slot); });
+  } else {
+    batch->job = nullptr;
+    for (size_t i = 0; i < records.size(); ++i) CheckStaged(*b, i, 0);
+  }
+  staged_bytes_ += total;
+  staged_.push_back(std::move(batch));
+  // Enough is staged to keep the workers busy while this thread does I/O; beyond that, settle
+  // the oldest (helping with its checks) so that memory stays bounded.
+  while (staged_bytes_ > kStagedBytesMax || staged_.size() > kStagedBatchesMax) {
+    CF_RETURN_IF_ERROR(SettleOldest());
+  }
+  return SettleStaged(false);
+}
+
+void LocalStore::CheckStaged(StagedBatch& batch, size_t i, size_t slot) {
+  const codec::RecordView& view = batch.views[i];
+  if (batch.mode == VerifyMode::kChecksum) {
+    batch.checks[i] = codec::CheckPayload(view);
+  } else {
+    scratch_[slot].resize(view.raw_length);
+    batch.checks[i] =
+        codec::DecodeRecord(view, decompressors_[slot], &hasher_, absl::MakeSpan(scratch_[slot]));
+  }
+}
+
+absl::Status LocalStore::SettleOldest() {
+  std::unique_ptr<StagedBatch> batch = std::move(staged_.front());
+  staged_.pop_front();
+  staged_bytes_ -= batch->bytes.size();
+  if (batch->job != nullptr) options_.pool->Wait(*batch->job);
+  batch->job = nullptr;
+  for (const auto& view : batch->views) {
+    for (uint32_t c = 0; c < view.chunk_count; ++c) staged_ids_.erase(view.chunk(c).id);
+  }
+  const size_t n = batch->ends.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (!batch->checks[i].ok()) {
+      DropStaged();
+      return absl::Status(batch->checks[i].code(),
                           absl::StrCat("store ", dir_, " rejected a received record (", i + 1,
-                                       " of ", records.size(), "): ", checks[i].message()));
+                                       " of ", n, " in a batch): ", batch->checks[i].message()));
     }
   }
-  for (size_t i = 0; i < records.size(); ++i) {
+  AppendStats* stats = batch->stats;
+  absl::Status st;
+  for (size_t i = 0; i < n && st.ok(); ++i) {
     if (stats) ++stats->records_received;
+    const codec::RecordView& view = batch->views[i];
     size_t lacking = 0;
-    for (uint32_t c = 0; c < views[i].chunk_count; ++c) {
-      if (!index_.Contains(views[i].chunk(c).id)) ++lacking;
+    for (uint32_t c = 0; c < view.chunk_count; ++c) {
+      if (!index_.Contains(view.chunk(c).id)) ++lacking;
     }
     if (lacking == 0) continue;
-    CF_RETURN_IF_ERROR(AppendRecord(records[i], views[i]).status());
-    if (stats) {
+    const size_t begin = i == 0 ? 0 : batch->ends[i - 1];
+    st =
+        AppendRecord(absl::MakeConstSpan(batch->bytes.data() + begin, batch->ends[i] - begin), view)
+            .status();
+    if (st.ok() && stats) {
       ++stats->records_appended;
-      stats->bytes_appended += records[i].size();
+      stats->bytes_appended += batch->ends[i] - begin;
       stats->chunks_added += lacking;
     }
   }
+  spare_batches_.push_back(std::move(batch));
+  if (spare_batches_.size() > kStagedBatchesMax) spare_batches_.pop_back();
+  if (!st.ok()) DropStaged();
+  return st;
+}
+
+absl::Status LocalStore::SettleStaged(bool wait) {
+  while (!staged_.empty()) {
+    StagedBatch& oldest = *staged_.front();
+    if (!wait && oldest.job != nullptr && !options_.pool->Done(*oldest.job)) break;
+    CF_RETURN_IF_ERROR(SettleOldest());
+  }
   return absl::OkStatus();
+}
+
+void LocalStore::DropStaged() {
+  // The workers may still be checking them: wait before the bytes go away.
+  for (auto& b : staged_) {
+    if (b->job != nullptr) options_.pool->Wait(*b->job);
+  }
+  staged_.clear();
+  staged_ids_.clear();
+  staged_bytes_ = 0;
 }
 
 std::string LocalStore::ManifestPath(const std::string& backup_uuid) const {

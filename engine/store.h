@@ -63,12 +63,16 @@ class Store {
   [[nodiscard]] virtual absl::Status ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
                                                     const RecordSink& sink) = 0;
 
-  // Receives records, checks every one (`mode`) before accepting any of the batch, and appends
-  // those holding chunks the store lacks. Not durable until Flush().
+  // Receives records, checks every one (`mode`), and appends those holding chunks the store
+  // lacks. The checks may run after the call returns (so that the caller's I/O goes on
+  // meanwhile): a record that fails them makes this call, a later one or Flush() return the
+  // error, and then no record from its batch on is appended; earlier batches stay. Chunks of
+  // records received but not yet checked count as held for HaveChunks(). Not durable until
+  // Flush(). `stats` must stay valid until Flush().
   [[nodiscard]] virtual absl::Status AppendRecords(
       absl::Span<const absl::Span<const uint8_t>> records, VerifyMode mode, AppendStats* stats) = 0;
 
-  // Makes every appended record durable.
+  // Finishes the checks of received records and makes every appended record durable.
   [[nodiscard]] virtual absl::Status Flush() = 0;
 
   // Writes the manifest of one volume backup from `entries` (its meta comes from `meta`). Every
