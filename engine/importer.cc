@@ -90,14 +90,37 @@ class Importer {
     for (size_t i = 0; i < pool.slots(); ++i) compressors_.emplace_back(store.info().zstd_level);
   }
 
+  ~Importer() { WaitEncodes(); }
+
   absl::StatusOr<VolumeBackupMeta> Run();
 
  private:
+  // The work on one window. Two of them alternate: window w+1 is cut, hashed and deduplicated
+  // while the pool still compresses window w, whose records are appended just before window
+  // w+1's compression starts. So the serial parts (dedupe, manifest, appends) overlap with
+  // compression instead of leaving cores idle between barriers.
+  struct WindowWork {
+    const uint8_t* data = nullptr;
+    std::vector<Chunk> chunks;
+    std::vector<size_t> fresh;  // indexes into chunks, in order
+    std::vector<RecordPlan> plans;
+    absl::flat_hash_set<codec::ChunkId> fresh_ids;  // not yet appended: dedupes later windows
+    io::AlignedBuffer out;                          // encoded records
+    std::shared_ptr<WorkerPool::Job> job;           // compression in progress
+  };
+
   absl::Status SubmitWindowReads(int which, uint64_t file_offset);
   absl::StatusOr<size_t> WaitWindow(int which);
   // Collects at least `min_complete` read completions (of either window).
   absl::Status ReapReads(size_t min_complete);
-  absl::StatusOr<size_t> ProcessWindow(const uint8_t* data, size_t n, bool last);
+  // Cuts, hashes and deduplicates a window, adds it to the manifest and plans its records;
+  // returns the bytes used (the rest is carried into the next window).
+  absl::StatusOr<size_t> PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
+                                    const WindowWork& previous);
+  void StartEncode(WindowWork& w);
+  // Waits for a window's compression and appends its records in order.
+  absl::Status FinishEncode(WindowWork& w);
+  void WaitEncodes();
 
   LocalStore& store_;
   WorkerPool& pool_;
@@ -109,19 +132,16 @@ class Importer {
   Input input_;
   size_t gap_ = 0;
   size_t window_ = 0;
-  io::AlignedBuffer bufs_[2];
+  // Three: one being read, one being planned, one still being compressed.
+  io::AlignedBuffer bufs_[3];
   // After the buffers: destroyed first, so reads still in flight finish before they are freed.
   std::unique_ptr<io::Queue> queue_;
-  size_t pending_[2] = {0, 0};  // reads in flight per buffer
-  size_t got_[2] = {0, 0};      // bytes of image per buffer
+  size_t pending_[3] = {0, 0, 0};  // reads in flight per buffer
+  size_t got_[3] = {0, 0, 0};      // bytes of image per buffer
   bool probe_holes_ = true;
   absl::Status read_error_;
   std::unique_ptr<ManifestWriter> manifest_;
-  std::vector<Chunk> chunks_;
-  std::vector<size_t> fresh_;
-  std::vector<RecordPlan> plans_;
-  io::AlignedBuffer out_;
-  absl::flat_hash_set<codec::ChunkId> window_new_;
+  WindowWork work_[2];
 };
 
 absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
@@ -206,36 +226,40 @@ absl::StatusOr<size_t> Importer::WaitWindow(int which) {
   return got_[which];
 }
 
-absl::StatusOr<size_t> Importer::ProcessWindow(const uint8_t* data, size_t n, bool last) {
+absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
+                                            const WindowWork& previous) {
   // 1. Boundaries (serial: content-defined cuts depend on what came before).
-  chunks_.clear();
+  w.data = data;
+  w.chunks.clear();
   size_t pos = 0;
   while (pos < n) {
     const size_t len = chunker_->FindBoundary(absl::MakeConstSpan(data + pos, n - pos), last);
     if (len == 0) break;
-    chunks_.push_back(
+    w.chunks.push_back(
         Chunk{static_cast<uint32_t>(pos), static_cast<uint32_t>(len), false, false, {}});
     pos += len;
   }
   // 2. Zero detection and ids on every core.
-  const size_t tasks = std::min<size_t>(chunks_.size(), pool_.slots() * 4);
+  std::vector<Chunk>& chunks = w.chunks;
+  const size_t tasks = std::min<size_t>(chunks.size(), pool_.slots() * 4);
   const codec::ChunkHasher& hasher = store_.hasher();
   pool_.Run(tasks, [&](size_t t, size_t) {
-    const size_t b = chunks_.size() * t / tasks, e = chunks_.size() * (t + 1) / tasks;
+    const size_t b = chunks.size() * t / tasks, e = chunks.size() * (t + 1) / tasks;
     for (size_t i = b; i < e; ++i) {
-      Chunk& c = chunks_[i];
+      Chunk& c = chunks[i];
       const auto bytes = absl::MakeConstSpan(data + c.offset, c.length);
       c.zero = codec::IsAllZero(bytes);
       if (!c.zero) c.id = hasher.Hash(bytes);
     }
   });
-  // 3. Dedupe and the manifest, in order; fresh chunks grouped into records.
-  fresh_.clear();
-  plans_.clear();
-  window_new_.clear();
+  // 3. Dedupe and the manifest, in order; fresh chunks grouped into records. The previous
+  // window's fresh chunks are not in the index yet (still being compressed).
+  w.fresh.clear();
+  w.plans.clear();
+  w.fresh_ids.clear();
   const uint32_t target = store_.info().record_target;
-  for (size_t i = 0; i < chunks_.size(); ++i) {
-    Chunk& c = chunks_[i];
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Chunk& c = chunks[i];
     ++stats_.chunks;
     if (c.zero) {
       ++stats_.zero_chunks;
@@ -244,62 +268,84 @@ absl::StatusOr<size_t> Importer::ProcessWindow(const uint8_t* data, size_t n, bo
       continue;
     }
     CF_RETURN_IF_ERROR(manifest_->AddData(c.id, c.length));
-    if (store_.index().Contains(c.id) || !window_new_.insert(c.id).second) {
+    if (store_.index().Contains(c.id) || previous.fresh_ids.contains(c.id) ||
+        !w.fresh_ids.insert(c.id).second) {
       ++stats_.duplicate_chunks;
       continue;
     }
     c.fresh = true;
     ++stats_.new_chunks;
     stats_.new_raw_bytes += c.length;
-    if (plans_.empty() || plans_.back().raw + c.length > target ||
-        plans_.back().last - plans_.back().first >= codec::kMaxRecordChunks) {
-      plans_.push_back(RecordPlan{fresh_.size(), fresh_.size(), 0, 0, 0, {}});
+    if (w.plans.empty() || w.plans.back().raw + c.length > target ||
+        w.plans.back().last - w.plans.back().first >= codec::kMaxRecordChunks) {
+      w.plans.push_back(RecordPlan{w.fresh.size(), w.fresh.size(), 0, 0, 0, {}});
     }
-    fresh_.push_back(i);
-    plans_.back().last = fresh_.size();
-    plans_.back().raw += c.length;
+    w.fresh.push_back(i);
+    w.plans.back().last = w.fresh.size();
+    w.plans.back().raw += c.length;
   }
-  // 4. Encode records on every core into one arena.
   size_t arena = 0;
-  for (auto& p : plans_) {
+  for (auto& p : w.plans) {
     p.out_offset = arena;
     arena += codec::MaxRecordSize(p.last - p.first, p.raw);
   }
-  if (out_.size() < arena) out_ = io::AlignedBuffer(arena + (arena >> 3));
-  pool_.Run(plans_.size(), [&](size_t r, size_t slot) {
-    RecordPlan& p = plans_[r];
+  if (w.out.size() < arena) w.out = io::AlignedBuffer(arena + (arena >> 3));
+  stats_.bytes_read += pos;
+  return pos;
+}
+
+void Importer::StartEncode(WindowWork& w) {
+  // 4. Encode records on the workers into the window's arena.
+  WindowWork* wp = &w;
+  w.job = pool_.Start(w.plans.size(), [this, wp](size_t r, size_t slot) {
+    WindowWork& ww = *wp;
+    RecordPlan& p = ww.plans[r];
     std::vector<codec::ChunkRef> refs;
     std::vector<absl::Span<const uint8_t>> parts;
     refs.reserve(p.last - p.first);
     parts.reserve(p.last - p.first);
     for (size_t k = p.first; k < p.last; ++k) {
-      const Chunk& c = chunks_[fresh_[k]];
+      const Chunk& c = ww.chunks[ww.fresh[k]];
       refs.push_back(codec::ChunkRef{c.id, c.length});
-      parts.push_back(absl::MakeConstSpan(data + c.offset, c.length));
+      parts.push_back(absl::MakeConstSpan(ww.data + c.offset, c.length));
     }
     auto size = codec::EncodeRecord(
         refs, parts, &compressors_[slot],
-        absl::MakeSpan(out_.data() + p.out_offset, codec::MaxRecordSize(refs.size(), p.raw)));
+        absl::MakeSpan(ww.out.data() + p.out_offset, codec::MaxRecordSize(refs.size(), p.raw)));
     if (size.ok()) {
       p.out_size = *size;
     } else {
       p.status = size.status();
     }
   });
+}
+
+absl::Status Importer::FinishEncode(WindowWork& w) {
+  if (w.job == nullptr) return absl::OkStatus();
+  pool_.Wait(*w.job);
+  w.job = nullptr;
   // 5. Append in order.
-  for (const auto& p : plans_) {
+  for (const auto& p : w.plans) {
     CF_RETURN_IF_ERROR(p.status);
-    const auto bytes = absl::MakeConstSpan(out_.data() + p.out_offset, p.out_size);
+    const auto bytes = absl::MakeConstSpan(w.out.data() + p.out_offset, p.out_size);
     CF_ASSIGN_OR_RETURN(codec::RecordView view, codec::ParseRecord(bytes));
     CF_RETURN_IF_ERROR(store_.AppendRecord(bytes, view).status());
     ++stats_.records;
     stats_.stored_bytes += p.out_size;
   }
-  stats_.bytes_read += pos;
+  w.plans.clear();
+  w.fresh_ids.clear();
   ticker_.state().bytes_done = stats_.bytes_read;
   ticker_.state().chunks_done = stats_.chunks;
   ticker_.Tick();
-  return pos;
+  return absl::OkStatus();
+}
+
+void Importer::WaitEncodes() {
+  for (auto& w : work_) {
+    if (w.job != nullptr) pool_.Wait(*w.job);
+    w.job = nullptr;
+  }
 }
 
 absl::StatusOr<VolumeBackupMeta> Importer::Run() {
@@ -338,21 +384,34 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   size_t carry = 0;
   uint64_t offset = 0;
   int cur = 0;
+  size_t w = 0;
   CF_RETURN_IF_ERROR(SubmitWindowReads(cur, 0));
   for (;;) {
     CF_ASSIGN_OR_RETURN(size_t got, WaitWindow(cur));
     const bool last = input_.seekable ? offset + got >= input_.size : got < window_;
     offset += got;
-    // Read the next window while this one is worked on.
-    if (!last) CF_RETURN_IF_ERROR(SubmitWindowReads(1 - cur, offset));
+    const int next = (cur + 1) % 3;
+    // Read the next window while this one is worked on. Its buffer held the window before the
+    // previous one, whose compression is done.
+    if (!last) CF_RETURN_IF_ERROR(SubmitWindowReads(next, offset));
     uint8_t* data = bufs_[cur].data() + gap_ - carry;
     const size_t n = carry + got;
-    CF_ASSIGN_OR_RETURN(size_t used, ProcessWindow(data, n, last));
-    if (last) break;
+    WindowWork& work = work_[w % 2];
+    WindowWork& previous = work_[(w + 1) % 2];
+    CF_ASSIGN_OR_RETURN(size_t used, PlanWindow(work, data, n, last, previous));
     carry = n - used;
-    if (carry > gap_) return absl::InternalError("chunker left more than its maximum unconsumed");
-    std::memmove(bufs_[1 - cur].data() + gap_ - carry, data + used, carry);
-    cur = 1 - cur;
+    if (!last) {
+      if (carry > gap_) return absl::InternalError("chunker left more than its maximum unconsumed");
+      std::memmove(bufs_[next].data() + gap_ - carry, data + used, carry);
+    }
+    CF_RETURN_IF_ERROR(FinishEncode(previous));
+    StartEncode(work);
+    if (last) {
+      CF_RETURN_IF_ERROR(FinishEncode(work));
+      break;
+    }
+    cur = next;
+    ++w;
   }
   meta.size = stats_.bytes_read;
   CF_RETURN_IF_ERROR(store_.Flush());
