@@ -309,4 +309,27 @@ absl::Status DecodeRecord(const RecordView& record, Decompressor& decompressor,
   return absl::OkStatus();
 }
 
+absl::StatusOr<RecordView> CheckReceivedRecord(absl::Span<const uint8_t> bytes, bool full,
+                                               Decompressor& decompressor,
+                                               const ChunkHasher* hasher,
+                                               std::vector<uint8_t>* scratch) {
+  absl::StatusOr<RecordView> view = ParseRecord(bytes);
+  if (!view.ok()) return view.status();
+  if (view->size != bytes.size()) {
+    return absl::DataLossError(absl::StrCat("record has trailing bytes (", bytes.size(),
+                                            " bytes for a record of ", view->size, ")"));
+  }
+  absl::Status checked;
+  if (!full) {
+    checked = CheckPayload(*view);
+  } else if (hasher == nullptr) {
+    checked = absl::InvalidArgumentError("full record verification needs a chunk hasher");
+  } else {
+    scratch->resize(view->raw_length);
+    checked = DecodeRecord(*view, decompressor, hasher, absl::MakeSpan(*scratch));
+  }
+  if (!checked.ok()) return checked;
+  return view;
+}
+
 }  // namespace chunkferry::codec

@@ -19,6 +19,7 @@
 #define CHUNKFERRY_CODEC_RECORD_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -99,6 +100,17 @@ struct RecordView {
 // a damaged payload; InvalidArgument when raw_out.size() != raw_length.
 [[nodiscard]] absl::Status DecodeRecord(const RecordView& record, Decompressor& decompressor,
                                         const ChunkHasher* hasher, absl::Span<uint8_t> raw_out);
+
+// Checks a record that arrived from elsewhere (a peer store, the wire) before it is stored:
+// parses it as ParseRecord does, refuses bytes after its end (DataLoss "record has trailing
+// bytes"), then checks its payload. With `full`, decodes it into *scratch (resized to its raw
+// length) and recomputes every chunk id with `hasher`, which must then not be null (the full
+// verification, DecodeRecord); else checks the payload checksum only (CheckPayload). Returns the
+// view, which points into `bytes`. Thread-safe given a decompressor and scratch per thread.
+[[nodiscard]] absl::StatusOr<RecordView> CheckReceivedRecord(absl::Span<const uint8_t> bytes,
+                                                             bool full, Decompressor& decompressor,
+                                                             const ChunkHasher* hasher,
+                                                             std::vector<uint8_t>* scratch);
 
 }  // namespace chunkferry::codec
 

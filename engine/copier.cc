@@ -1,5 +1,9 @@
 #include "engine/copier.h"
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "io/status_macros.h"
@@ -17,6 +21,8 @@ class Copier {
 
  private:
   absl::Status Query();
+  // Sleeps as long as the rate limit asks.
+  void Pace();
 
   Store& src_;
   Store& dst_;
@@ -25,11 +31,44 @@ class Copier {
   ProgressTicker ticker_;
   std::vector<codec::ChunkId> pending_;
   absl::flat_hash_set<codec::ChunkId> pending_set_;
+  // Progress: logical bytes and data entries read from the manifests so far, and the part of
+  // them whose chunks the destination holds (reported).
+  uint64_t planned_bytes_ = 0;
+  uint64_t planned_chunks_ = 0;
+  uint64_t done_bytes_ = 0;
+  uint64_t done_chunks_ = 0;
 };
+
+void Copier::Pace() {
+  if (options_.rate_limit_bytes_per_s == 0) return;
+  const double due =
+      static_cast<double>(stats_.bytes_sent) / static_cast<double>(options_.rate_limit_bytes_per_s);
+  const double ahead = due - ticker_.Elapsed();
+  if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(ahead));
+}
 
 // Sends the records the destination lacks for the pending ids.
 absl::Status Copier::Query() {
-  if (pending_.empty()) return absl::OkStatus();
+  // Once this query's chunks are there, every entry read so far is done.
+  const uint64_t target_bytes = planned_bytes_, target_chunks = planned_chunks_;
+  auto report = [&](double fraction) {
+    ProgressState& p = ticker_.state();
+    p.bytes_done = done_bytes_ + static_cast<uint64_t>(
+                                     fraction * static_cast<double>(target_bytes - done_bytes_));
+    p.chunks_done =
+        done_chunks_ +
+        static_cast<uint64_t>(fraction * static_cast<double>(target_chunks - done_chunks_));
+  };
+  auto finish = [&] {
+    done_bytes_ = target_bytes;
+    done_chunks_ = target_chunks;
+    report(0);
+    ticker_.Tick();
+  };
+  if (pending_.empty()) {
+    finish();
+    return absl::OkStatus();
+  }
   std::vector<bool> have;
   CF_RETURN_IF_ERROR(dst_.HaveChunks(pending_, &have));
   std::vector<codec::ChunkId> missing;
@@ -38,20 +77,31 @@ absl::Status Copier::Query() {
   }
   stats_.chunks_queried += pending_.size();
   stats_.chunks_missing += missing.size();
-  ticker_.state().chunks_done += pending_.size();
   pending_.clear();
   pending_set_.clear();
-  if (missing.empty()) return absl::OkStatus();
+  if (missing.empty()) {
+    finish();
+    return absl::OkStatus();
+  }
+  uint64_t moved_chunks = 0;  // chunks in the records sent for this query (from their headers)
   // Batches go straight from the source's read buffers to the destination, which checks them
   // in parallel and copies them once, into its pack buffers.
-  return src_.ReadRecordsFor(missing, [&](absl::Span<const absl::Span<const uint8_t>> records) {
+  auto sink = [&](absl::Span<const absl::Span<const uint8_t>> records) {
     CF_RETURN_IF_ERROR(dst_.AppendRecords(records, options_.verify, &stats_.appended));
     stats_.records_sent += records.size();
-    for (const auto& r : records) stats_.bytes_sent += r.size();
-    ticker_.state().bytes_done = stats_.bytes_sent;
+    for (const auto& r : records) {
+      stats_.bytes_sent += r.size();
+      // The record header's chunk count (u16 at offset 6, codec/record.h).
+      if (r.size() >= 8) moved_chunks += uint64_t{r[6]} | (uint64_t{r[7]} << 8);
+    }
+    report(std::min(1.0, static_cast<double>(moved_chunks) / static_cast<double>(missing.size())));
     ticker_.Tick();
+    Pace();
     return absl::OkStatus();
-  });
+  };
+  CF_RETURN_IF_ERROR(src_.ReadRecordsFor(missing, sink));
+  finish();
+  return absl::OkStatus();
 }
 
 absl::Status Copier::Run(const std::string& group_uuid) {
@@ -72,6 +122,22 @@ absl::Status Copier::Run(const std::string& group_uuid) {
     manifests.push_back(std::move(m));
   }
   stats_.volumes = manifests.size();
+  // Totals for progress: the manifests' trailers count their entries; other sources are counted.
+  ticker_.state().bytes_total = stats_.logical_bytes;
+  for (auto& m : manifests) {
+    if (const auto* reader = dynamic_cast<const ManifestReader*>(m.get())) {
+      ticker_.state().chunks_total += reader->data_entries();
+      continue;
+    }
+    std::vector<ManifestEntry> batch;
+    for (;;) {
+      CF_ASSIGN_OR_RETURN(size_t n, m->Next(&batch, 4096));
+      if (n == 0) break;
+      for (const auto& e : batch) ticker_.state().chunks_total += e.zero ? 0 : 1;
+    }
+    m->Rewind();
+  }
+  ticker_.Tick(false);
   // Plan and transfer, a query's worth of unique ids at a time: memory stays bounded by the
   // batch, and ids sent in an earlier batch are answered "have" by the destination.
   std::vector<ManifestEntry> entries;
@@ -80,7 +146,9 @@ absl::Status Copier::Run(const std::string& group_uuid) {
       CF_ASSIGN_OR_RETURN(size_t n, m->Next(&entries, 4096));
       if (n == 0) break;
       for (const auto& e : entries) {
+        planned_bytes_ += e.length;
         if (e.zero) continue;
+        ++planned_chunks_;
         ++stats_.chunks_referenced;
         if (pending_set_.insert(e.id).second) pending_.push_back(e.id);
         if (pending_.size() >= options_.ids_per_query) CF_RETURN_IF_ERROR(Query());

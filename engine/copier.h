@@ -16,6 +16,9 @@ namespace chunkferry::engine {
 struct CopyOptions {
   VerifyMode verify = VerifyMode::kFull;
   size_t ids_per_query = 16384;  // chunk ids per have-query
+  // Paces the records handed to the destination to this many bytes per second; 0: no limit.
+  // (A remote store limits its own wire bytes: RemoteOptions::rate_limit_bytes_per_s.)
+  uint64_t rate_limit_bytes_per_s = 0;
 };
 
 struct CopyStats {
@@ -30,6 +33,10 @@ struct CopyStats {
   double seconds = 0;
 };
 
+// Progress ("copy", then "commit") counts the group's logical bytes and its referenced chunks
+// (data entries of the manifests, zero runs excluded): bytes_total and chunks_total are known up
+// front, and bytes_done / chunks_done cover the entries whose chunks the destination holds.
+//
 // Copies group `group_uuid` from `src` to `dst`. Idempotent: chunks the destination holds are not
 // sent again, so rerunning after an interruption sends only what is missing. The group becomes
 // visible on the destination only after every volume's manifest is there, and manifests only

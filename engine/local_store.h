@@ -96,6 +96,16 @@ class LocalStore final : public Store {
   [[nodiscard]] absl::StatusOr<RecordLocation> AppendRecord(absl::Span<const uint8_t> bytes,
                                                             const codec::RecordView& view);
 
+  // Appends records that the caller has already checked (codec::CheckReceivedRecord: `views[i]`
+  // parses `records[i]`), each only when it holds a chunk the store lacks, and counts them in
+  // `stats` (may be null) as AppendRecords does. The bytes are copied; not durable until Flush().
+  // This lets a server check records on its own threads, then append them in one short call.
+  // Records staged by AppendRecords and not settled yet are not looked at. A write error stops
+  // the call: the records before it stay appended.
+  [[nodiscard]] absl::Status AppendCheckedRecords(
+      absl::Span<const absl::Span<const uint8_t>> records,
+      absl::Span<const codec::RecordView> views, AppendStats* stats);
+
   struct LocatedRecord {
     size_t index;                     // in the `locations` asked for
     absl::Span<const uint8_t> bytes;  // valid only during the sink's call

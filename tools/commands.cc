@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "codec/chunker.h"
 #include "control/inventory.h"
+#include "engine/auth.h"
 #include "engine/copier.h"
 #include "engine/importer.h"
 #include "engine/restorer.h"
@@ -82,6 +83,10 @@ int CmdStore(const std::vector<std::string>& args) {
   o.uuid = f.Get("uuid");
   absl::Status st = engine::LocalStore::Init(*dir, o);
   if (!st.ok()) return Fail("store init", st);
+  // The key `chunkferry serve` authenticates clients with, so that a first run needs no setup.
+  const std::string key_file = absl::StrCat(*dir, "/auth.key");
+  st = engine::WriteNewKeyFile(key_file);
+  if (!st.ok()) return Fail("store init", st);
   engine::LocalStoreOptions ro;
   ro.writable = false;
   auto opened = engine::LocalStore::Open(*dir, ro);
@@ -89,10 +94,15 @@ int CmdStore(const std::vector<std::string>& args) {
   if (f.GetBool("json")) {
     PrintJson(Json{{"store", *dir},
                    {"uuid", (*opened)->info().uuid},
-                   {"chunker", (*opened)->info().chunker.ToString()}});
+                   {"chunker", (*opened)->info().chunker.ToString()},
+                   {"key_file", key_file}});
   } else {
     std::printf("created store %s (uuid %s, chunker %s)\n", dir->c_str(),
                 (*opened)->info().uuid.c_str(), (*opened)->info().chunker.ToString().c_str());
+    std::printf(
+        "daemon key %s: `chunkferry serve` checks it; copy it (mode 0600) to the nodes that "
+        "sync with this store\n",
+        key_file.c_str());
   }
   return kExitOk;
 }

@@ -18,6 +18,8 @@ constexpr char kUsage[] =
     "  import       import a raw volume image as a volume backup\n"
     "  restore      write a volume backup back out as a byte-identical image\n"
     "  copy         copy a VM backup group from one store to another (deduped, verified)\n"
+    "  serve        serve a store to other nodes (the store daemon)\n"
+    "  sync         copy a group to or from a store daemon (push or pull), or between stores\n"
     "  verify       check every chunk of a store and name the backups damage breaks\n"
     "  ls           list groups and their volume backups\n"
     "  inventory    a group's VolumeBackupInventory JSON\n"
@@ -41,6 +43,8 @@ int main(int argc, char** argv) {
   if (cmd == "import") return CmdImport(args);
   if (cmd == "restore") return CmdRestore(args);
   if (cmd == "copy") return CmdCopy(args);
+  if (cmd == "serve") return CmdServe(args);
+  if (cmd == "sync") return CmdSync(args);
   if (cmd == "verify") return CmdVerify(args);
   if (cmd == "ls") return CmdLs(args);
   if (cmd == "inventory") return CmdInventory(args);

@@ -1,0 +1,150 @@
+// chunkferry serve: the store daemon. Serves one local store to other nodes over the wire
+// protocol (docs/PROTOCOL.md) until SIGINT or SIGTERM, then closes the store (flushing it).
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+#include <cstdio>
+#include <mutex>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "engine/auth.h"
+#include "engine/store_server.h"
+#include "io/fd.h"
+#include "io/net.h"
+#include "tools/cli_common.h"
+
+namespace chunkferry::tools {
+namespace {
+
+constexpr char kCmd[] = "serve";
+constexpr char kDefaultListen[] = "127.0.0.1:7170";
+
+// Writes one log line to stderr, prefixed with the UTC time ("2025-01-31T12:00:00.123Z").
+void LogLine(const std::string& line) {
+  static std::mutex mu;
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  tm t{};
+  ::gmtime_r(&ts.tv_sec, &t);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &t);
+  std::lock_guard<std::mutex> lock(mu);
+  std::fprintf(stderr, "%s.%03ldZ %s\n", when, ts.tv_nsec / 1'000'000, line.c_str());
+  std::fflush(stderr);
+}
+
+// Restores the signal mask it was given when it goes out of scope.
+class SignalMaskGuard {
+ public:
+  explicit SignalMaskGuard(const sigset_t& old) : old_(old) {}
+  ~SignalMaskGuard() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
+ private:
+  sigset_t old_;
+};
+
+}  // namespace
+
+int CmdServe(const std::vector<std::string>& args) {
+  std::vector<FlagSpec> specs = {
+      {"store", "directory of the store to serve (opened for writing)"},
+      {"listen", "address and port to listen on; port 0 picks a free one", true, kDefaultListen},
+      {"key-file", "shared key that clients must prove they hold (default: DIR/auth.key)", true,
+       ""},
+      {"max-connections", "connections served at once; more are refused", true, "16"},
+      {"idle-timeout", "seconds a connection may wait between requests", true, "300"},
+      {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
+       ""},
+  };
+  for (auto& s : CommonFlags()) {
+    if (s.name == "io" || s.name == "help") specs.push_back(s);
+  }
+  const std::string help = absl::StrCat(
+      "usage: chunkferry serve --store DIR [--listen ADDR:PORT] [--key-file FILE] [flags]\n\n"
+      "Serves the store to other nodes (chunkferry sync) until SIGINT or SIGTERM. Clients\n"
+      "authenticate with the store's key file (created by `store init` as DIR/auth.key; copy it,\n"
+      "mode 0600, to the nodes that sync with this store). Logs go to stderr.\n\nflags:\n",
+      FlagsHelp(specs));
+  auto flags = Flags::Parse(specs, args);
+  if (!flags.ok()) return Usage(kCmd, flags.status().message(), help);
+  if (flags->GetBool("help")) {
+    std::fputs(help.c_str(), stdout);
+    return kExitOk;
+  }
+  auto dir = flags->Require("store");
+  if (!dir.ok()) return Usage(kCmd, dir.status().message(), help);
+  auto listen = io::ParseEndpoint(flags->Get("listen"));
+  if (!listen.ok()) return Usage(kCmd, absl::StrCat("--listen: ", listen.status().message()), help);
+  auto backend = io::ParseBackend(flags->Get("io"));
+  if (!backend.ok()) return Usage(kCmd, absl::StrCat("--io: ", backend.status().message()), help);
+  auto max_conns = flags->GetInt("max-connections");
+  if (!max_conns.ok() || *max_conns < 1 || *max_conns > 4096) {
+    return Usage(kCmd, "--max-connections must be a whole number from 1 to 4096", help);
+  }
+  auto idle = flags->GetInt("idle-timeout");
+  if (!idle.ok() || *idle < 1 || *idle > 7 * 24 * 3600) {
+    return Usage(kCmd, "--idle-timeout must be a number of seconds from 1 to 604800", help);
+  }
+  const std::string key_file =
+      flags->Has("key-file") ? flags->Get("key-file") : absl::StrCat(*dir, "/auth.key");
+  const std::string ready_file = flags->Get("ready-file");
+
+  // Every thread started from here on inherits the mask, so SIGINT and SIGTERM reach only the
+  // sigwait below.
+  sigset_t stop_signals, old_mask;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+  SignalMaskGuard restore_mask(old_mask);
+
+  engine::ServerOptions options;
+  options.listen = *listen;
+  options.max_connections = static_cast<size_t>(*max_conns);
+  options.idle_timeout_ms = *idle * 1000;
+  options.backend = *backend;
+  options.log = LogLine;
+  auto key = engine::LoadKeyFile(key_file);
+  if (!key.ok()) {
+    if (absl::IsNotFound(key.status())) {
+      return Fail(kCmd, absl::NotFoundError(absl::StrCat(
+                            key.status().message(),
+                            " (store init creates DIR/auth.key; or pass --key-file)")));
+    }
+    return Fail(kCmd, key.status());
+  }
+  options.key = *key;
+
+  engine::LocalStoreOptions store_options;
+  store_options.writable = true;
+  store_options.queue.backend = *backend;
+  auto store = engine::LocalStore::Open(*dir, store_options);
+  if (!store.ok()) return Fail(kCmd, store.status());
+
+  std::optional<engine::StoreServer> server;
+  server.emplace(store->get(), options);
+  if (absl::Status st = server->Start(); !st.ok()) return Fail(kCmd, st);
+  const std::string address = io::FormatEndpoint({listen->host, server->port()});
+  if (!ready_file.empty()) {
+    if (absl::Status st = io::WriteFileAtomic(ready_file, address); !st.ok()) {
+      server->Stop();
+      return Fail(kCmd, st);
+    }
+  }
+  std::printf("listening on %s\n", address.c_str());
+  std::fflush(stdout);
+
+  int sig = 0;
+  while (::sigwait(&stop_signals, &sig) != 0) {
+  }
+  LogLine(absl::StrCat("received ", sig == SIGINT ? "SIGINT" : "SIGTERM", ": stopping"));
+  server.reset();  // stops: no connection uses the store after this
+  if (absl::Status st = (*store)->Close(); !st.ok()) return Fail(kCmd, st);
+  LogLine(absl::StrCat("store ", *dir, " closed"));
+  return kExitOk;
+}
+
+}  // namespace chunkferry::tools
