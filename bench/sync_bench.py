@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Sync over loopback: chunkferry sync to a store daemon, against cp -r and rsync, in one run.
+
+    python3 bench/sync_bench.py --build build --root-size 2G --data-size 1G --runs 3
+    python3 bench/sync_bench.py --build build --quick        # smoke test: 256M + 128M, 1 run
+
+Scenarios (each timed by wall clock, page cache dropped before each timed process when allowed):
+  full          chunkferry sync of group v1 from a local store to an empty store served by
+                `chunkferry serve` on 127.0.0.1 (full verification on)
+                  vs  cp -r of the source store, then fsync of every copied file   (target >= 0.8x)
+                  vs  rsync -a --fsync of the source store to an rsync daemon on 127.0.0.1
+                  vs  rsync -a --fsync of the raw v1 images to that rsync daemon   (target >= 5x)
+  incremental   the destination holds v1; chunkferry sync of group v2
+                  vs  rsync -a --fsync of the source store (now holding v2) to the rsync copy
+                  vs  rsync -a --fsync of the raw v2 images over the v1 images       (target >= 5x)
+                and bytes on the wire against the compressed size of v2's new chunks (what the
+                v2 import added to the source store)                                (<= 1.05x)
+  Peak RSS of the sync client (wait4) and of the daemon (VmHWM at its end): target < 256 MiB.
+
+Needs rsync (apt-get install rsync). Python 3.11 standard library only; shares macro.py's runner.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import macro  # noqa: E402  (same directory)
+
+MIB = 1 << 20
+MB = 1_000_000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Daemon:
+    """A `chunkferry serve` process for one store."""
+
+    def __init__(self, cf, store, work, io):
+        self.ready = os.path.join(work, f"ready.{os.getpid()}.{time.monotonic_ns()}")
+        self.proc = subprocess.Popen([cf, "serve", "--store", store, "--listen", "127.0.0.1:0",
+                                      "--ready-file", self.ready, "--io", io],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(self.ready):
+                with open(self.ready) as f:
+                    addr = f.read().strip()
+                if addr:
+                    self.url = "tcp://" + addr
+                    return
+            if self.proc.poll() is not None:
+                raise RuntimeError("daemon exited: " + self.proc.stderr.read().decode())
+            time.sleep(0.02)
+        raise RuntimeError("daemon did not start")
+
+    def stop(self):
+        hwm = vm_hwm_kib(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        return hwm
+
+
+class RsyncDaemon:
+    def __init__(self, root, work):
+        self.port = free_port()
+        conf = os.path.join(work, "rsyncd.conf")
+        with open(conf, "w") as f:
+            f.write(f"use chroot = false\npid file = {work}/rsyncd.pid\n"
+                    f"[dst]\npath = {root}\nread only = false\nuid = root\ngid = root\n")
+        self.proc = subprocess.Popen(["rsync", "--daemon", "--no-detach", f"--config={conf}",
+                                      f"--port={self.port}", "--address=127.0.0.1"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("rsync daemon did not start")
+
+    def url(self, sub):
+        return f"rsync://127.0.0.1:{self.port}/dst/{sub}"
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--root-size", default="2G")
+    ap.add_argument("--data-size", default="1G")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--out", default="sync-results.json")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--warm", action="store_true")
+    ap.add_argument("--io", default="auto")
+    ap.add_argument("--connections", default="2")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if args.quick:
+        args.root_size, args.data_size, args.runs = "256M", "128M", 1
+    for tool in ("rsync", "cp", "sync"):
+        if shutil.which(tool) is None:
+            sys.exit(f"sync_bench.py: {tool} is not installed (apt-get install {tool})")
+    build = os.path.abspath(args.build)
+    cf = os.path.join(build, "tools", "chunkferry")
+    gen = os.path.join(build, "bench", "vmgen", "make_vm_group")
+    work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(prefix="cf-sync.",
+                                                                          dir="/var/tmp")
+    os.makedirs(work, exist_ok=True)
+    runner = macro.Runner(want_cold=not args.warm)
+    common = ["--json", "--quiet", "--io", args.io]
+    result = {"command": shlex.join(["python3"] + sys.argv),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "source_revision": macro.git_describe(os.path.dirname(os.path.dirname(
+                  os.path.abspath(__file__)))),
+              "cache": runner.cache_mode, "loadavg_start": macro.loadavg(), "runs": []}
+    try:
+        images = os.path.join(work, "images")
+        runner.run([gen, "--out", images, "--root-size", args.root_size, "--data-size",
+                    args.data_size, "--versions", "2", "--seed", str(args.seed)], timed=False)
+        vols = [("root.img", "Root"), ("data1.img", "Data")]
+        logical = sum(os.stat(os.path.join(images, "v1", f)).st_size for f, _ in vols)
+        group = {v: macro.uuid_of(f"sync-group-{v}") for v in ("v1", "v2")}
+        src = os.path.join(work, "src")
+        runner.run([cf, "store", "init", "--store", src, "--quiet"], timed=False)
+        stored = {}
+        for v in ("v1", "v2"):
+            stored[v] = 0
+            if v == "v2":  # the v1-only copy of the source store, for the cp yardstick
+                pass
+            for f, vtype in vols:
+                r = macro.run_json(runner, [cf, "import", "--store", src, "--image",
+                                            os.path.join(images, v, f), "--group", group[v],
+                                            "--vm", macro.VM_UUID, "--volume",
+                                            macro.uuid_of(f"vol-{f}"), "--type", vtype] + common)
+                stored[v] += r["json"]["storedBytes"]
+            if v == "v1":
+                src_v1 = os.path.join(work, "src-v1")
+                runner.run(["cp", "-a", src, src_v1], timed=False)
+        result["stored_bytes"] = stored
+        macro.log(f"source store: v1 {stored['v1']} B, v2 adds {stored['v2']} B")
+
+        for r in range(args.runs):
+            macro.log(f"run {r + 1}/{args.runs} (load average {macro.loadavg()})")
+            rd = os.path.join(work, f"run{r}")
+            os.makedirs(rd)
+            dst = os.path.join(rd, "dst")
+            runner.run([cf, "store", "init", "--store", dst, "--quiet"], timed=False)
+            rs_root = os.path.join(rd, "rsync")
+            os.makedirs(rs_root)
+            rsd = RsyncDaemon(rs_root, rd)
+            steps = {}
+            try:
+                daemon = Daemon(cf, dst, rd, args.io)
+                key = os.path.join(dst, "auth.key")
+
+                def cf_sync(v):
+                    return lambda: macro.run_json(runner, [
+                        cf, "sync", "--from", src_v1 if v == "v1" else src, "--to", daemon.url,
+                        "--group", group[v], "--key-file", key, "--connections",
+                        args.connections] + common)
+
+                cp_dst = os.path.join(rd, "cp-dst")
+                steps.update(macro.alternate(r, [
+                    ("full_cf", cf_sync("v1")),
+                    ("full_cp", lambda: runner.run(
+                        f"cp -r {shlex.quote(src_v1)} {shlex.quote(cp_dst)} && "
+                        f"find {shlex.quote(cp_dst)} -exec sync -- {{}} +", shell=True)),
+                    ("full_rsync_store", lambda: runner.run(
+                        ["rsync", "-a", "--fsync", src_v1 + "/", rsd.url("store/")])),
+                    ("full_rsync_images", lambda: runner.run(
+                        ["rsync", "-a", "--fsync", "--sparse", os.path.join(images, "v1") + "/",
+                         rsd.url("images/")]))]))
+                steps.update(macro.alternate(r, [
+                    ("inc_cf", cf_sync("v2")),
+                    ("inc_rsync_store", lambda: runner.run(
+                        ["rsync", "-a", "--fsync", src + "/", rsd.url("store/")])),
+                    ("inc_rsync_images", lambda: runner.run(
+                        ["rsync", "-a", "--fsync", "--sparse", "--inplace",
+                         os.path.join(images, "v2") + "/", rsd.url("images/")]))]))
+                steps["daemon_hwm_kib"] = daemon.stop()
+            finally:
+                rsd.stop()
+            result["runs"].append(steps)
+            j1, j2 = steps["full_cf"]["json"], steps["inc_cf"]["json"]
+            macro.log(f"  full: cf {steps['full_cf']['seconds']:.2f} s, cp "
+                      f"{steps['full_cp']['seconds']:.2f}, rsync store "
+                      f"{steps['full_rsync_store']['seconds']:.2f}, rsync images "
+                      f"{steps['full_rsync_images']['seconds']:.2f}; inc: cf "
+                      f"{steps['inc_cf']['seconds']:.2f} s, rsync store "
+                      f"{steps['inc_rsync_store']['seconds']:.2f}, rsync images "
+                      f"{steps['inc_rsync_images']['seconds']:.2f}; wire v2 "
+                      f"{j2.get('wireBytes')} B vs {stored['v2']} B")
+            del j1
+            if not args.keep:
+                shutil.rmtree(rd, ignore_errors=True)
+
+        def med(key):
+            return statistics.median(r[key]["seconds"] for r in result["runs"])
+
+        s = {k: med(k) for k in ("full_cf", "full_cp", "full_rsync_store", "full_rsync_images",
+                                 "inc_cf", "inc_rsync_store", "inc_rsync_images")}
+        wire = statistics.median(r["inc_cf"]["json"].get("wireBytes", 0) for r in result["runs"])
+        rss_client = max(max(r["full_cf"]["maxrss_kib"], r["inc_cf"]["maxrss_kib"])
+                         for r in result["runs"])
+        rss_daemon = max(r["daemon_hwm_kib"] for r in result["runs"])
+        summary = {
+            "medians_s": s,
+            "full_vs_cp": s["full_cp"] / s["full_cf"],
+            "full_vs_rsync_store": s["full_rsync_store"] / s["full_cf"],
+            "full_vs_rsync_images": s["full_rsync_images"] / s["full_cf"],
+            "inc_vs_rsync_store": s["inc_rsync_store"] / s["inc_cf"],
+            "inc_vs_rsync_images": s["inc_rsync_images"] / s["inc_cf"],
+            "inc_wire_bytes": wire, "inc_new_stored_bytes": stored["v2"],
+            "inc_wire_vs_stored": wire / stored["v2"] if stored["v2"] else None,
+            "peak_rss_client_mib": rss_client / 1024, "peak_rss_daemon_mib": rss_daemon / 1024,
+            "logical_bytes_v1": logical,
+        }
+        result["summary"] = summary
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"sync over loopback, {runner.cache_mode}, {args.runs} run(s), "
+              f"group v1 {logical / MIB:.0f} MiB logical, load {macro.loadavg()}")
+        rows = [("full sync vs cp -r + fsync", summary["full_vs_cp"], ">= 0.8"),
+                ("full sync vs rsync (store dir)", summary["full_vs_rsync_store"], ">= 5"),
+                ("full sync vs rsync (raw images)", summary["full_vs_rsync_images"], ">= 5"),
+                ("incremental vs rsync (store dir)", summary["inc_vs_rsync_store"], ">= 5"),
+                ("incremental vs rsync (raw images)", summary["inc_vs_rsync_images"], ">= 5")]
+        for name, ratio, target in rows:
+            print(f"  {name:36s} {ratio:6.2f}x   (target {target})")
+        print(f"  medians (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()))
+        print(f"  incremental wire bytes {wire:.0f} vs new stored {stored['v2']} "
+              f"= {summary['inc_wire_vs_stored']:.3f}x (target <= 1.05)")
+        print(f"  peak RSS: client {summary['peak_rss_client_mib']:.0f} MiB, daemon "
+              f"{summary['peak_rss_daemon_mib']:.0f} MiB (target < 256)")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
