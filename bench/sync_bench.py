@@ -12,7 +12,9 @@ Scenarios (each timed by wall clock, page cache dropped before each timed proces
                   vs  rsync -a --fsync of the raw v1 images to that rsync daemon   (target >= 5x)
   incremental   the destination holds v1; chunkferry sync of group v2
                   vs  rsync -a --fsync of the source store (now holding v2) to the rsync copy
-                  vs  rsync -a --fsync of the raw v2 images over the v1 images       (target >= 5x)
+                  vs  rsync -a -I --fsync --inplace of the raw v2 images over the v1 images (target >= 5x;
+                      -I: the generator writes v1 and v2 in the same second, and rsync's
+                      size+mtime quick check would skip them instead of sending the delta)
                 and bytes on the wire against the compressed size of v2's new chunks (what the
                 v2 import added to the source store)                                (<= 1.05x)
   Peak RSS of the sync client (wait4) and of the daemon (VmHWM at its end): target < 256 MiB.
@@ -201,14 +203,14 @@ def main():
                     ("full_rsync_store", lambda: runner.run(
                         ["rsync", "-a", "--fsync", src_v1 + "/", rsd.url("store/")])),
                     ("full_rsync_images", lambda: runner.run(
-                        ["rsync", "-a", "--fsync", "--sparse", os.path.join(images, "v1") + "/",
+                        ["rsync", "-a", "-I", "--fsync", "--sparse", os.path.join(images, "v1") + "/",
                          rsd.url("images/")]))]))
                 steps.update(macro.alternate(r, [
                     ("inc_cf", cf_sync("v2")),
                     ("inc_rsync_store", lambda: runner.run(
                         ["rsync", "-a", "--fsync", src + "/", rsd.url("store/")])),
                     ("inc_rsync_images", lambda: runner.run(
-                        ["rsync", "-a", "--fsync", "--sparse", "--inplace",
+                        ["rsync", "-a", "-I", "--fsync", "--inplace",
                          os.path.join(images, "v2") + "/", rsd.url("images/")]))]))
                 steps["daemon_hwm_kib"] = daemon.stop()
             finally:

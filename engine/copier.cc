@@ -4,12 +4,17 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "engine/manifest_delta.h"
 #include "io/status_macros.h"
 
 namespace chunkferry::engine {
 namespace {
+
+// Most candidate manifests the base search opens on the source.
+constexpr size_t kMaxBaseCandidates = 32;
 
 class Copier {
  public:
@@ -21,6 +26,9 @@ class Copier {
 
  private:
   absl::Status Query();
+  // Picks a base for each volume of `group` (see copier.h) and opens it on the source.
+  absl::Status FindBases(const GroupRecord& group,
+                         const std::vector<std::unique_ptr<ManifestSource>>& manifests);
   // Sleeps as long as the rate limit asks.
   void Pace();
 
@@ -29,6 +37,8 @@ class Copier {
   const CopyOptions& options_;
   CopyStats& stats_;
   ProgressTicker ticker_;
+  std::vector<std::unique_ptr<ManifestSource>> bases_;  // per volume; null: none
+  std::vector<std::string> base_uuids_;
   std::vector<codec::ChunkId> pending_;
   absl::flat_hash_set<codec::ChunkId> pending_set_;
   // Progress: logical bytes and data entries read from the manifests so far, and the part of
@@ -104,6 +114,67 @@ absl::Status Copier::Query() {
   return absl::OkStatus();
 }
 
+absl::Status Copier::FindBases(const GroupRecord& group,
+                               const std::vector<std::unique_ptr<ManifestSource>>& manifests) {
+  absl::flat_hash_set<std::string> own, wanted;
+  for (const auto& m : manifests) {
+    own.insert(m->meta().uuid);
+    if (!m->meta().volume_uuid.empty()) wanted.insert(m->meta().volume_uuid);
+  }
+  if (wanted.empty()) return absl::OkStatus();
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> names, dst_.ListGroups());
+  std::vector<GroupRecord> held;
+  for (const auto& name : names) {
+    absl::StatusOr<GroupRecord> g = dst_.GetGroup(name);
+    if (absl::IsNotFound(g.status())) continue;  // removed meanwhile
+    if (!g.ok()) return g.status();
+    // Another VM's backups would not share volumes.
+    if (group.vm_instance_uuid && g->vm_instance_uuid &&
+        *group.vm_instance_uuid != *g->vm_instance_uuid) {
+      continue;
+    }
+    held.push_back(*std::move(g));
+  }
+  std::stable_sort(held.begin(), held.end(), [](const GroupRecord& a, const GroupRecord& b) {
+    return a.create_date > b.create_date;
+  });
+  struct Best {
+    int64_t create_date = 0;
+    std::string uuid;
+  };
+  absl::flat_hash_map<std::string, Best> best;  // by volume_uuid
+  absl::flat_hash_set<std::string> seen;
+  size_t opened = 0;
+  for (const GroupRecord& g : held) {
+    if (best.size() == wanted.size() || opened >= kMaxBaseCandidates) break;
+    for (const std::string& b : g.volume_uuids) {
+      if (own.contains(b) || !seen.insert(b).second) continue;
+      if (opened >= kMaxBaseCandidates) break;
+      ++opened;
+      // Best effort: a backup the source lacks (or cannot read) is no candidate.
+      absl::StatusOr<std::unique_ptr<ManifestSource>> m = src_.OpenManifest(b);
+      if (!m.ok()) continue;
+      const VolumeBackupMeta& meta = (*m)->meta();
+      if (meta.uuid != b || !wanted.contains(meta.volume_uuid)) continue;
+      auto [it, fresh] = best.try_emplace(meta.volume_uuid);
+      if (fresh || meta.create_date > it->second.create_date) {
+        it->second.create_date = meta.create_date;
+        it->second.uuid = b;
+      }
+    }
+  }
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    auto it = best.find(manifests[i]->meta().volume_uuid);
+    if (it == best.end()) continue;
+    absl::StatusOr<std::unique_ptr<ManifestSource>> m = src_.OpenManifest(it->second.uuid);
+    if (!m.ok()) continue;
+    bases_[i] = *std::move(m);
+    base_uuids_[i] = it->second.uuid;
+    ++stats_.volumes_with_base;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Copier::Run(const std::string& group_uuid) {
   if (src_.info().uuid == dst_.info().uuid) {
     return absl::InvalidArgumentError(
@@ -122,6 +193,11 @@ absl::Status Copier::Run(const std::string& group_uuid) {
     manifests.push_back(std::move(m));
   }
   stats_.volumes = manifests.size();
+  bases_.resize(manifests.size());
+  base_uuids_.resize(manifests.size());
+  if (options_.use_base && src_.ManifestsAreLocal() && !dst_.ManifestsAreLocal()) {
+    CF_RETURN_IF_ERROR(FindBases(group, manifests));
+  }
   // Totals for progress: the manifests' trailers count their entries; other sources are counted.
   ticker_.state().bytes_total = stats_.logical_bytes;
   for (auto& m : manifests) {
@@ -140,16 +216,27 @@ absl::Status Copier::Run(const std::string& group_uuid) {
   ticker_.Tick(false);
   // Plan and transfer, a query's worth of unique ids at a time: memory stays bounded by the
   // batch, and ids sent in an earlier batch are answered "have" by the destination.
+  // The base is walked in step, by byte offset: an entry equal to the base's at its offset names
+  // a chunk the destination holds.
   std::vector<ManifestEntry> entries;
-  for (auto& m : manifests) {
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    ManifestSource& m = *manifests[i];
+    BaseCursor base(bases_[i].get());
+    uint64_t offset = 0;
     for (;;) {
-      CF_ASSIGN_OR_RETURN(size_t n, m->Next(&entries, 4096));
+      CF_ASSIGN_OR_RETURN(size_t n, m.Next(&entries, 4096));
       if (n == 0) break;
       for (const auto& e : entries) {
+        CF_ASSIGN_OR_RETURN(const ManifestEntry* b, base.At(offset));
+        offset += e.length;
         planned_bytes_ += e.length;
         if (e.zero) continue;
         ++planned_chunks_;
         ++stats_.chunks_referenced;
+        if (b != nullptr && SameEntry(*b, e)) {
+          ++stats_.chunks_known_from_base;
+          continue;
+        }
         if (pending_set_.insert(e.id).second) pending_.push_back(e.id);
         if (pending_.size() >= options_.ids_per_query) CF_RETURN_IF_ERROR(Query());
       }
@@ -158,10 +245,15 @@ absl::Status Copier::Run(const std::string& group_uuid) {
   CF_RETURN_IF_ERROR(Query());
   CF_RETURN_IF_ERROR(dst_.Flush());
   ticker_.state().phase = "commit";
-  for (auto& m : manifests) {
-    VolumeBackupMeta meta = m->meta();
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    VolumeBackupMeta meta = manifests[i]->meta();
     meta.status = "Ready";
-    CF_RETURN_IF_ERROR(dst_.PutManifest(meta, *m));
+    if (bases_[i] != nullptr) {
+      CF_RETURN_IF_ERROR(
+          dst_.PutManifestWithBase(meta, *manifests[i], bases_[i].get(), base_uuids_[i]));
+    } else {
+      CF_RETURN_IF_ERROR(dst_.PutManifest(meta, *manifests[i]));
+    }
   }
   CF_RETURN_IF_ERROR(dst_.PutGroup(group));
   stats_.seconds = ticker_.Elapsed();

@@ -15,7 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "codec/record.h"
+#include "engine/byte_io.h"
 #include "engine/manifest.h"
+#include "engine/manifest_delta.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
 
@@ -157,6 +159,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
       s->info_ = welcome->info;
       s->max_frame_ = welcome->max_frame;
       s->max_inflight_ = welcome->max_inflight;
+      s->manifest_delta_ = welcome->manifest_delta;
       expect = welcome->info.uuid;
     } else if (welcome->info.uuid != expect) {
       return s->PeerStatus(absl::StatusCode::kFailedPrecondition,
@@ -737,31 +740,12 @@ absl::Status RemoteStore::Flush() {
 
 // ---- Manifests and groups. ----
 
-absl::Status RemoteStore::PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) {
-  CF_RETURN_IF_ERROR(CheckUsable());
-  CF_RETURN_IF_ERROR(ValidateMeta(meta));
-  // The daemon takes the manifest file itself: write it here, then stream it.
-  CF_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
-  const std::string path = dir.File("manifest");
-  {
-    CF_ASSIGN_OR_RETURN(auto writer, ManifestWriter::Create(dir.File("manifest.tmp")));
-    entries.Rewind();
-    std::vector<ManifestEntry> batch;
-    for (;;) {
-      CF_ASSIGN_OR_RETURN(size_t n, entries.Next(&batch, 4096));
-      if (n == 0) break;
-      for (const auto& e : batch) CF_RETURN_IF_ERROR(writer->Add(e));
-    }
-    CF_RETURN_IF_ERROR(writer->Finish(meta, path));
-  }
+absl::Status RemoteStore::SendManifestStream(MsgType type, const std::string& header,
+                                             const std::string& path) {
   CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDONLY | O_CLOEXEC));
   CF_ASSIGN_OR_RETURN(uint64_t size, io::FileSize(fd.get(), path));
   CF_RETURN_IF_ERROR(CheckUsable());
-
-  engine::PutManifest put;
-  put.backup_uuid = meta.uuid;
-  put.file_length = size;
-  Enqueue(0, MakeFrame(MsgType::kPutManifest, StrBytes(EncodePutManifest(put))), nullptr);
+  Enqueue(0, MakeFrame(type, StrBytes(header)), nullptr);
   std::vector<uint8_t> chunk;
   for (uint64_t off = 0; off < size;) {
     chunk.resize(static_cast<size_t>(std::min<uint64_t>(kMaxManifestData, size - off)));
@@ -792,6 +776,67 @@ absl::Status RemoteStore::PutManifest(const VolumeBackupMeta& meta, ManifestSour
           });
   CF_RETURN_IF_ERROR(RunUntil([&] { return done; }));
   return status;
+}
+
+absl::Status RemoteStore::PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(ValidateMeta(meta));
+  // The daemon takes the manifest file itself: write it here, then stream it.
+  CF_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
+  const std::string path = dir.File("manifest");
+  {
+    CF_ASSIGN_OR_RETURN(auto writer, ManifestWriter::Create(dir.File("manifest.tmp")));
+    entries.Rewind();
+    std::vector<ManifestEntry> batch;
+    for (;;) {
+      CF_ASSIGN_OR_RETURN(size_t n, entries.Next(&batch, 4096));
+      if (n == 0) break;
+      for (const auto& e : batch) CF_RETURN_IF_ERROR(writer->Add(e));
+    }
+    CF_RETURN_IF_ERROR(writer->Finish(meta, path));
+  }
+  engine::PutManifest put;
+  put.backup_uuid = meta.uuid;
+  CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDONLY | O_CLOEXEC));
+  CF_ASSIGN_OR_RETURN(put.file_length, io::FileSize(fd.get(), path));
+  return SendManifestStream(MsgType::kPutManifest, EncodePutManifest(put), path);
+}
+
+absl::Status RemoteStore::PutManifestWithBase(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                              ManifestSource* base, const std::string& base_uuid) {
+  if (base == nullptr || !manifest_delta_ || !IsValidUuid(base_uuid)) {
+    return PutManifest(meta, entries);
+  }
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(ValidateMeta(meta));
+  // The delta is written to a scratch file first (its length goes in the request), as streams.
+  CF_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
+  const std::string path = dir.File("manifest");
+  uint64_t length = 0;
+  {
+    CF_ASSIGN_OR_RETURN(io::Fd fd,
+                        io::OpenFile(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    auto sink = [&](absl::string_view bytes) -> absl::Status {
+      CF_RETURN_IF_ERROR(io::PwriteFull(fd.get(), AsBytes(bytes), length));
+      length += bytes.size();
+      return absl::OkStatus();
+    };
+    CF_RETURN_IF_ERROR(EncodeManifestDelta(meta, entries, *base, sink));
+  }
+  if (length > kMaxManifestDeltaLength) return PutManifest(meta, entries);
+  engine::PutManifestDelta put;
+  put.backup_uuid = meta.uuid;
+  put.base_uuid = base_uuid;
+  put.delta_length = length;
+  absl::Status st =
+      SendManifestStream(MsgType::kPutManifestDelta, EncodePutManifestDelta(put), path);
+  if (absl::IsNotFound(st) || absl::IsFailedPrecondition(st)) {
+    // The daemon lacks the base (or cannot use this delta): the whole manifest then.
+    ++delta_fallbacks_;
+    return PutManifest(meta, entries);
+  }
+  if (st.ok()) ++deltas_sent_;
+  return st;
 }
 
 absl::StatusOr<std::unique_ptr<ManifestSource>> RemoteStore::OpenManifest(

@@ -84,6 +84,12 @@ class RemoteStore final : public Store {
                              AppendStats* stats) override;
   absl::Status Flush() override;
   absl::Status PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) override;
+  // Sends PUT_MANIFEST_DELTA (the entries as a delta against `base`) when the daemon announced
+  // it takes them; falls back to PUT_MANIFEST when it did not, or answers NotFound (it lacks the
+  // base) or FailedPrecondition.
+  absl::Status PutManifestWithBase(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                   ManifestSource* base, const std::string& base_uuid) override;
+  bool ManifestsAreLocal() const override { return false; }
   absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
       const std::string& backup_uuid) override;
   absl::Status PutGroup(const GroupRecord& group) override;
@@ -98,6 +104,13 @@ class RemoteStore final : public Store {
   uint32_t max_frame() const { return max_frame_; }
   uint64_t max_inflight() const { return max_inflight_; }
   io::Backend backend() const { return queue_->backend(); }
+  // Whether the daemon takes PUT_MANIFEST_DELTA (from WELCOME), and how many manifests went as
+  // deltas or fell back to a whole manifest after a delta was refused.
+  bool daemon_takes_manifest_delta() const { return manifest_delta_; }
+  uint64_t manifest_deltas_sent() const { return deltas_sent_; }
+  uint64_t manifest_delta_fallbacks() const { return delta_fallbacks_; }
+  // Tests: pretend the daemon did (not) announce manifest_delta.
+  void set_daemon_takes_manifest_delta(bool takes) { manifest_delta_ = takes; }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -186,6 +199,10 @@ class RemoteStore final : public Store {
   absl::StatusOr<std::vector<uint8_t>> Call(MsgType type, absl::Span<const uint8_t> payload,
                                             MsgType reply, int64_t timeout_ms = kWireIoTimeoutMs);
 
+  // Streams the file at `path` (`size` bytes) as MANIFEST_DATA frames after a request frame
+  // (`type`, `header`), then MANIFEST_END; returns the reply (OK, or the ERROR's status).
+  absl::Status SendManifestStream(MsgType type, const std::string& header, const std::string& path);
+
   // Sends the open APPEND frame to the least loaded connection that has room.
   absl::Status SealAppend();
   void ForgetIds(absl::Span<const codec::ChunkId> ids);
@@ -210,6 +227,9 @@ class RemoteStore final : public Store {
   TokenBucket recv_bucket_;
   Clock::time_point last_progress_;
   bool in_sink_ = false;
+  bool manifest_delta_ = false;
+  uint64_t deltas_sent_ = 0;
+  uint64_t delta_fallbacks_ = 0;
 };
 
 }  // namespace chunkferry::engine

@@ -79,6 +79,21 @@ class Store {
   // chunk it names must already be durable in this store (FailedPrecondition otherwise).
   [[nodiscard]] virtual absl::Status PutManifest(const VolumeBackupMeta& meta,
                                                  ManifestSource& entries) = 0;
+  // As PutManifest, where `base` (when not null) holds the entries of volume backup `base_uuid`,
+  // which this store holds too: a store reached over a network may send only the difference
+  // (RemoteStore: PUT_MANIFEST_DELTA, falling back to the whole manifest). The result is the
+  // same manifest. Rewinds both sources as it needs.
+  [[nodiscard]] virtual absl::Status PutManifestWithBase(const VolumeBackupMeta& meta,
+                                                         ManifestSource& entries,
+                                                         ManifestSource* base,
+                                                         const std::string& base_uuid) {
+    (void)base;
+    (void)base_uuid;
+    return PutManifest(meta, entries);
+  }
+  // True when OpenManifest is cheap (a local file): the copier then reads extra manifests of
+  // this store to find bases for a destination that is not.
+  virtual bool ManifestsAreLocal() const { return true; }
   // NotFound when the store has no such volume backup.
   [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
       const std::string& backup_uuid) = 0;

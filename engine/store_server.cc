@@ -16,6 +16,7 @@
 #include "codec/compressor.h"
 #include "codec/record.h"
 #include "engine/byte_io.h"
+#include "engine/manifest_delta.h"
 #include "io/status_macros.h"
 
 namespace chunkferry::engine {
@@ -80,6 +81,12 @@ class Session {
   absl::Status HandleFlush(absl::Span<const uint8_t> payload);
   absl::Status HandleRead(absl::Span<const uint8_t> payload);
   absl::Status HandlePutManifest(absl::Span<const uint8_t> payload);
+  absl::Status HandlePutManifestDelta(absl::Span<const uint8_t> payload);
+  // Receives the MANIFEST_DATA frames (exactly `length` bytes) and MANIFEST_END that follow a
+  // PUT_MANIFEST or PUT_MANIFEST_DELTA into a new file at `path`. A failure to store them is
+  // put in *stored (answered by the caller); the return value is the connection's fate.
+  absl::Status ReceiveManifestBytes(MsgType request, const std::string& what, uint64_t length,
+                                    const std::string& path, absl::Status* stored);
   absl::Status HandleOpenManifest(absl::Span<const uint8_t> payload);
   absl::Status HandlePutGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleGetGroup(absl::Span<const uint8_t> payload);
@@ -158,6 +165,8 @@ absl::Status Session::Handle(const WireFrame& frame) {
       return HandleRead(frame.payload);
     case MsgType::kPutManifest:
       return HandlePutManifest(frame.payload);
+    case MsgType::kPutManifestDelta:
+      return HandlePutManifestDelta(frame.payload);
     case MsgType::kOpenManifest:
       return HandleOpenManifest(frame.payload);
     case MsgType::kPutGroup:
@@ -283,6 +292,46 @@ absl::Status Session::HandleRead(absl::Span<const uint8_t> payload) {
   return conn_.Send(MsgType::kReadEnd, absl::Span<const uint8_t>());
 }
 
+absl::Status Session::ReceiveManifestBytes(MsgType request, const std::string& what,
+                                           uint64_t length, const std::string& path,
+                                           absl::Status* stored) {
+  absl::StatusOr<io::Fd> fd = io::OpenFile(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  // A failure to store the bytes is answered once they have all arrived, so that the stream
+  // stays in step with the requests.
+  *stored = fd.status();
+  uint64_t received = 0;
+  for (;;) {
+    absl::StatusOr<WireFrame> frame = conn_.Recv();
+    if (!frame.ok()) return RecvFailed(frame.status());
+    if (frame->type == static_cast<uint16_t>(MsgType::kManifestData)) {
+      absl::StatusOr<absl::Span<const uint8_t>> data = DecodeManifestData(frame->payload);
+      if (!data.ok()) return ProtocolError(data.status());
+      if (data->size() > length - received) {
+        return ProtocolError(absl::InvalidArgumentError(
+            absl::StrCat("MANIFEST_DATA carries more than the ", length, " bytes ",
+                         std::string(MsgTypeName(request)), " announced for ", what)));
+      }
+      if (stored->ok()) *stored = io::PwriteFull(fd->get(), *data, received);
+      received += data->size();
+    } else if (frame->type == static_cast<uint16_t>(MsgType::kManifestEnd)) {
+      if (absl::Status st = CheckEmptyPayload(MsgType::kManifestEnd, frame->payload); !st.ok()) {
+        return ProtocolError(st);
+      }
+      if (received != length) {
+        return ProtocolError(absl::InvalidArgumentError(
+            absl::StrCat("MANIFEST_END after ", received, " of the ", length, " bytes ",
+                         std::string(MsgTypeName(request)), " announced for ", what)));
+      }
+      return absl::OkStatus();
+    } else if (frame->type == static_cast<uint16_t>(MsgType::kError)) {
+      const absl::Status carried = conn_.PeerError(frame->payload);
+      return absl::Status(carried.code(), absl::StrCat("it sent ERROR: ", carried.message()));
+    } else {
+      return ProtocolError(UnexpectedFrameError(frame->type, MsgType::kManifestData));
+    }
+  }
+}
+
 absl::Status Session::HandlePutManifest(absl::Span<const uint8_t> payload) {
   absl::StatusOr<PutManifest> put = DecodePutManifest(payload);
   if (!put.ok()) return ProtocolError(put.status());
@@ -292,44 +341,10 @@ absl::Status Session::HandlePutManifest(absl::Span<const uint8_t> payload) {
     tmp_path = store_.NewTmpPath("received-manifest");
   }
   TmpFileGuard tmp(tmp_path);
-  absl::StatusOr<io::Fd> fd =
-      io::OpenFile(tmp.path(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  // A failure to store the bytes is answered once they have all arrived, so that the stream
-  // stays in step with the requests.
-  absl::Status stored = fd.status();
-  uint64_t received = 0;
-  for (;;) {
-    absl::StatusOr<WireFrame> frame = conn_.Recv();
-    if (!frame.ok()) return RecvFailed(frame.status());
-    if (frame->type == static_cast<uint16_t>(MsgType::kManifestData)) {
-      absl::StatusOr<absl::Span<const uint8_t>> data = DecodeManifestData(frame->payload);
-      if (!data.ok()) return ProtocolError(data.status());
-      if (data->size() > put->file_length - received) {
-        return ProtocolError(absl::InvalidArgumentError(
-            absl::StrCat("MANIFEST_DATA carries more than the ", put->file_length,
-                         " bytes PUT_MANIFEST announced for ", put->backup_uuid)));
-      }
-      if (stored.ok()) stored = io::PwriteFull(fd->get(), *data, received);
-      received += data->size();
-    } else if (frame->type == static_cast<uint16_t>(MsgType::kManifestEnd)) {
-      if (absl::Status st = CheckEmptyPayload(MsgType::kManifestEnd, frame->payload); !st.ok()) {
-        return ProtocolError(st);
-      }
-      if (received != put->file_length) {
-        return ProtocolError(absl::InvalidArgumentError(
-            absl::StrCat("MANIFEST_END after ", received, " of the ", put->file_length,
-                         " bytes PUT_MANIFEST announced for ", put->backup_uuid)));
-      }
-      break;
-    } else if (frame->type == static_cast<uint16_t>(MsgType::kError)) {
-      const absl::Status carried = conn_.PeerError(frame->payload);
-      return absl::Status(carried.code(), absl::StrCat("it sent ERROR: ", carried.message()));
-    } else {
-      return ProtocolError(UnexpectedFrameError(frame->type, MsgType::kManifestData));
-    }
-  }
+  absl::Status stored;
+  CF_RETURN_IF_ERROR(ReceiveManifestBytes(MsgType::kPutManifest, put->backup_uuid, put->file_length,
+                                          tmp.path(), &stored));
   if (!stored.ok()) return RequestError("PUT_MANIFEST", stored);
-  fd->Reset();
   absl::StatusOr<std::unique_ptr<ManifestReader>> reader = ManifestReader::Open(tmp.path());
   if (!reader.ok()) {
     return RequestError("PUT_MANIFEST",
@@ -348,6 +363,49 @@ absl::Status Session::HandlePutManifest(absl::Span<const uint8_t> payload) {
     st = store_.PutManifest((*reader)->meta(), **reader);
   }
   if (!st.ok()) return RequestError("PUT_MANIFEST", st);
+  return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
+}
+
+absl::Status Session::HandlePutManifestDelta(absl::Span<const uint8_t> payload) {
+  absl::StatusOr<PutManifestDelta> put = DecodePutManifestDelta(payload);
+  if (!put.ok()) return ProtocolError(put.status());
+  std::string tmp_path;
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    tmp_path = store_.NewTmpPath("received-manifest-delta");
+  }
+  constexpr absl::string_view kReq = "PUT_MANIFEST_DELTA";
+  absl::Status st;
+  {
+    // The received delta is removed before the reply goes out.
+    TmpFileGuard tmp(tmp_path);
+    absl::Status stored;
+    CF_RETURN_IF_ERROR(ReceiveManifestBytes(MsgType::kPutManifestDelta, put->backup_uuid,
+                                            put->delta_length, tmp.path(), &stored));
+    // The base is read and the manifest rebuilt and published under the store lock, so that the
+    // base cannot change meanwhile.
+    std::lock_guard<std::mutex> lock(store_mu_);
+    st = [&]() -> absl::Status {
+      if (!stored.ok()) return stored;
+      absl::StatusOr<std::unique_ptr<ManifestReader>> base =
+          store_.OpenManifestReader(put->base_uuid);
+      if (absl::IsNotFound(base.status())) {
+        return absl::NotFoundError(
+            absl::StrCat("the store has no volume backup ", put->base_uuid, " (the delta's base)"));
+      }
+      if (!base.ok()) return base.status();
+      CF_ASSIGN_OR_RETURN(auto delta,
+                          ManifestDeltaSource::Open(tmp.path(), base->get(),
+                                                    absl::StrCat("for ", put->backup_uuid)));
+      if (delta->meta().uuid != put->backup_uuid) {
+        return absl::InvalidArgumentError(absl::StrCat("the manifest delta sent as ",
+                                                       put->backup_uuid, " is the delta of ",
+                                                       delta->meta().uuid));
+      }
+      return store_.PutManifest(delta->meta(), *delta);
+    }();
+  }
+  if (!st.ok()) return RequestError(kReq, st);
   return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
 }
 
@@ -429,6 +487,7 @@ absl::Status Session::HandleListGroups(absl::Span<const uint8_t> payload) {
 StoreServer::StoreServer(LocalStore* store, ServerOptions options)
     : store_(store), options_(std::move(options)) {
   if (store_ != nullptr) welcome_.info = store_->info();
+  welcome_.manifest_delta = true;
   welcome_.max_frame = options_.max_frame;
   welcome_.max_inflight = options_.max_inflight;
 }

@@ -23,6 +23,7 @@
 #include "engine/byte_io.h"
 #include "engine/local_store.h"
 #include "engine/manifest.h"
+#include "engine/manifest_delta.h"
 #include "engine/wire_conn.h"
 #include "engine/wire_frame.h"
 #include "engine/wire_messages.h"
@@ -239,6 +240,52 @@ class StoreServerTest : public ::testing::TestWithParam<io::Backend> {
     if (st.ok()) st = c.Send(MsgType::kManifestEnd, absl::Span<const uint8_t>());
     if (!st.ok()) return st;
     return c.Expect(MsgType::kOk).status();
+  }
+  // Sends PUT_MANIFEST_DELTA with `delta` in MANIFEST_DATA frames, then MANIFEST_END; the reply.
+  absl::Status PutDeltaBytes(WireConn& c, const std::string& uuid, const std::string& base,
+                             const std::string& delta) {
+    PutManifestDelta put;
+    put.backup_uuid = uuid;
+    put.base_uuid = base;
+    put.delta_length = delta.size();
+    absl::Status st = c.Send(MsgType::kPutManifestDelta, EncodePutManifestDelta(put));
+    for (size_t at = 0; st.ok() && at < delta.size(); at += kMaxManifestData) {
+      const size_t n = std::min(kMaxManifestData, delta.size() - at);
+      st = c.Send(MsgType::kManifestData, AsBytes(absl::string_view(delta).substr(at, n)));
+    }
+    if (st.ok()) st = c.Send(MsgType::kManifestEnd, absl::Span<const uint8_t>());
+    if (!st.ok()) return st;
+    return c.Expect(MsgType::kOk).status();
+  }
+  // The delta of the source's manifest (under `meta`) against itself, with `edit` applied to
+  // the entries first.
+  std::string DeltaOf(const VolumeBackupMeta& meta,
+                      const std::function<void(std::vector<ManifestEntry>&)>& edit = nullptr) {
+    std::vector<ManifestEntry> entries = ManifestEntries(*src_, meta_.uuid);
+    if (edit) edit(entries);
+    struct Source final : ManifestSource {
+      VolumeBackupMeta m;
+      std::vector<ManifestEntry> v;
+      size_t pos = 0;
+      const VolumeBackupMeta& meta() const override { return m; }
+      absl::StatusOr<size_t> Next(std::vector<ManifestEntry>* out, size_t max) override {
+        out->clear();
+        while (out->size() < max && pos < v.size()) out->push_back(v[pos++]);
+        return out->size();
+      }
+      void Rewind() override { pos = 0; }
+    } source;
+    source.m = meta;
+    source.v = entries;
+    auto base = src_->OpenManifestReader(meta_.uuid);
+    EXPECT_TRUE(base.ok()) << base.status();
+    std::string out;
+    absl::Status st = EncodeManifestDelta(meta, source, **base, [&](absl::string_view b) {
+      out.append(b.data(), b.size());
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(st.ok()) << st;
+    return out;
   }
   std::vector<uint8_t> SourceManifestBytes() { return ReadFile(src_->ManifestPath(meta_.uuid)); }
   GroupRecord Group() {
@@ -578,6 +625,92 @@ TEST_P(StoreServerTest, ManifestNamingMissingChunksIsRefused) {
                   .ok());
   // No temporary file is left behind.
   EXPECT_TRUE(testing::ListFiles(tmp_.Sub("dst") + "/tmp").empty());
+}
+
+TEST_P(StoreServerTest, ManifestDeltaIsRebuiltFromTheBaseOrRefused) {
+  StartServer();
+  auto conn = Dial();
+  ASSERT_NE(conn, nullptr);
+  ASSERT_TRUE(Append(*conn, records_).ok());
+  ASSERT_TRUE(Flush(*conn).ok());
+  const std::vector<uint8_t> manifest = SourceManifestBytes();
+  ASSERT_TRUE(PutManifestBytes(*conn, meta_.uuid, manifest, manifest.size()).ok());
+  auto manifests = [&] {
+    std::vector<std::string> out;
+    EXPECT_TRUE(server_
+                    ->WithStore([&](LocalStore& s) -> absl::Status {
+                      auto m = s.ListManifests();
+                      if (!m.ok()) return m.status();
+                      out = *m;
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  const auto before = manifests();
+
+  VolumeBackupMeta meta = meta_;
+  meta.uuid = NewUuid();
+  // The base is unknown (NotFound) or not a uuid (a protocol error, tested below).
+  EXPECT_EQ(PutDeltaBytes(*conn, meta.uuid, NewUuid(), DeltaOf(meta)).code(),
+            absl::StatusCode::kNotFound);
+  // Damaged, announced under another uuid, a newer version, a chunk the store lacks, COPY past the
+  // base, no END: refused, and the connection goes on.
+  std::string damaged = DeltaOf(meta);
+  damaged[damaged.size() / 2] ^= 1;
+  EXPECT_EQ(PutDeltaBytes(*conn, meta.uuid, meta_.uuid, damaged).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(PutDeltaBytes(*conn, NewUuid(), meta_.uuid, DeltaOf(meta)).code(),
+            absl::StatusCode::kInvalidArgument);
+  std::string newer = DeltaOf(meta);
+  newer[4] = 9;
+  newer.resize(newer.size() - 8);
+  PutU64(&newer, codec::Checksum64(AsBytes(newer)));
+  EXPECT_EQ(PutDeltaBytes(*conn, meta.uuid, meta_.uuid, newer).code(),
+            absl::StatusCode::kFailedPrecondition);
+  const std::string missing = DeltaOf(meta, [](std::vector<ManifestEntry>& v) {
+    for (auto& e : v) {
+      if (!e.zero) {
+        uint8_t b[codec::kChunkIdSize] = {1, 2, 3};
+        e.id = codec::ChunkId::DecodeFrom(b);
+        break;
+      }
+    }
+  });
+  EXPECT_EQ(PutDeltaBytes(*conn, meta.uuid, meta_.uuid, missing).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Ops without their END (checksum made right again).
+  const std::string whole = DeltaOf(meta);
+  std::string cut = whole.substr(0, whole.size() - 8 - 17);
+  PutU64(&cut, codec::Checksum64(AsBytes(cut)));
+  EXPECT_EQ(PutDeltaBytes(*conn, meta.uuid, meta_.uuid, cut).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(manifests(), before);
+  EXPECT_TRUE(testing::ListFiles(tmp_.Sub("dst") + "/tmp").empty());
+
+  // A good delta publishes the same manifest under the new uuid.
+  absl::Status st = PutDeltaBytes(*conn, meta.uuid, meta_.uuid, DeltaOf(meta));
+  ASSERT_TRUE(st.ok()) << st;
+  std::vector<ManifestEntry> got;
+  ASSERT_TRUE(server_
+                  ->WithStore([&](LocalStore& s) -> absl::Status {
+                    got = ManifestEntries(s, meta.uuid);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  const auto want = ManifestEntries(*src_, meta_.uuid);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(SameEntry(got[i], want[i])) << i;
+  EXPECT_TRUE(testing::ListFiles(tmp_.Sub("dst") + "/tmp").empty());
+
+  // A base uuid that is not a uuid is a protocol error.
+  PutManifestDelta bad;
+  bad.backup_uuid = meta.uuid;
+  bad.base_uuid = "../../etc";
+  bad.delta_length = 10;
+  ASSERT_TRUE(conn->Send(MsgType::kPutManifestDelta, EncodePutManifestDelta(bad)).ok());
+  EXPECT_EQ(conn->Expect(MsgType::kOk).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_P(StoreServerTest, ManifestOfTheWrongLengthIsAProtocolError) {

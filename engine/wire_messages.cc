@@ -287,6 +287,8 @@ std::string_view MsgTypeName(uint16_t type) {
       return "OK";
     case MsgType::kBye:
       return "BYE";
+    case MsgType::kPutManifestDelta:
+      return "PUT_MANIFEST_DELTA";
   }
   return "UNKNOWN";
 }
@@ -451,7 +453,9 @@ absl::StatusOr<StoreInfo> StoreInfoFromKv(const KvPairs& kv, absl::string_view w
 
 std::string EncodeWelcome(const Welcome& welcome) {
   std::string out;
-  EncodeKv(StoreInfoToKv(welcome.info), &out);
+  KvPairs kv = StoreInfoToKv(welcome.info);
+  if (welcome.manifest_delta) kv.emplace_back("manifest_delta", "1");
+  EncodeKv(kv, &out);
   PutU32(&out, welcome.max_frame);
   PutU64(&out, welcome.max_inflight);
   return out;
@@ -475,6 +479,9 @@ absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload) {
   absl::StatusOr<StoreInfo> info = StoreInfoFromKv(*kv, what);
   if (!info.ok()) return info.status();
   w.info = *std::move(info);
+  for (const auto& [key, value] : *kv) {
+    if (key == "manifest_delta" && value == "1") w.manifest_delta = true;
+  }
   if (w.max_frame < kMinMaxFrame) {
     return Malformed(MsgType::kWelcome, "frame limit ", w.max_frame, " is below the minimum ",
                      kMinMaxFrame);
@@ -663,6 +670,34 @@ absl::StatusOr<PutManifest> DecodePutManifest(absl::Span<const uint8_t> payload)
   put.file_length = r.U64();
   if (absl::Status st = CheckEnd(MsgType::kPutManifest, r); !st.ok()) return st;
   if (put.file_length == 0) return Malformed(MsgType::kPutManifest, "manifest length is 0");
+  return put;
+}
+
+std::string EncodePutManifestDelta(const PutManifestDelta& put) {
+  std::string out;
+  PutUuid(&out, put.backup_uuid);
+  PutUuid(&out, put.base_uuid);
+  PutU64(&out, put.delta_length);
+  return out;
+}
+
+absl::StatusOr<PutManifestDelta> DecodePutManifestDelta(absl::Span<const uint8_t> payload) {
+  constexpr MsgType kType = MsgType::kPutManifestDelta;
+  ByteReader r(payload);
+  PutManifestDelta put;
+  absl::StatusOr<std::string> uuid = TakeUuid(kType, r, "backup uuid");
+  if (!uuid.ok()) return uuid.status();
+  put.backup_uuid = *std::move(uuid);
+  absl::StatusOr<std::string> base = TakeUuid(kType, r, "base uuid");
+  if (!base.ok()) return base.status();
+  put.base_uuid = *std::move(base);
+  put.delta_length = r.U64();
+  if (absl::Status st = CheckEnd(kType, r); !st.ok()) return st;
+  if (put.delta_length == 0) return Malformed(kType, "delta length is 0");
+  if (put.delta_length > kMaxManifestDeltaLength) {
+    return Malformed(kType, "delta length ", put.delta_length, " exceeds the limit of ",
+                     kMaxManifestDeltaLength);
+  }
   return put;
 }
 

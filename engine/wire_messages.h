@@ -69,6 +69,7 @@ enum class MsgType : uint16_t {
   kGroupList = 28,
   kOk = 29,
   kBye = 30,
+  kPutManifestDelta = 31,  // only to a daemon whose WELCOME announces manifest_delta=1
 };
 
 // The type's name as PROTOCOL.md spells it ("APPEND_ACK"), or "UNKNOWN".
@@ -130,6 +131,8 @@ struct Welcome {
   StoreInfo info;
   uint32_t max_frame = kDefaultMaxFrame;        // largest payload the daemon accepts
   uint64_t max_inflight = kDefaultMaxInflight;  // unacknowledged APPEND payload it accepts
+  // The daemon takes PUT_MANIFEST_DELTA: WELCOME key `manifest_delta` = "1" (absent otherwise).
+  bool manifest_delta = false;
 };
 std::string EncodeWelcome(const Welcome& welcome);
 [[nodiscard]] absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload);
@@ -213,6 +216,19 @@ struct PutManifest {
 };
 std::string EncodePutManifest(const PutManifest& put);
 [[nodiscard]] absl::StatusOr<PutManifest> DecodePutManifest(absl::Span<const uint8_t> payload);
+
+// PUT_MANIFEST_DELTA: u16 uuid length + backup uuid, u16 uuid length + base uuid, u64 length of
+// the delta (1..kMaxManifestDeltaLength; engine/manifest_delta.h), followed by MANIFEST_DATA
+// frames carrying exactly that many bytes, then MANIFEST_END.
+inline constexpr uint64_t kMaxManifestDeltaLength = uint64_t{1} << 40;
+struct PutManifestDelta {
+  std::string backup_uuid;
+  std::string base_uuid;
+  uint64_t delta_length = 0;
+};
+std::string EncodePutManifestDelta(const PutManifestDelta& put);
+[[nodiscard]] absl::StatusOr<PutManifestDelta> DecodePutManifestDelta(
+    absl::Span<const uint8_t> payload);
 
 // MANIFEST_DATA: 1..kMaxManifestData raw bytes of the manifest file. The payload is the bytes,
 // so encoding is the identity; the decoder checks the size and returns the payload.

@@ -162,6 +162,12 @@ TEST(WireMessagesTest, WelcomeRoundTrips) {
   EXPECT_EQ(d->info.key_fingerprint, w.info.key_fingerprint);
   EXPECT_EQ(d->max_frame, w.max_frame);
   EXPECT_EQ(d->max_inflight, w.max_inflight);
+  EXPECT_FALSE(d->manifest_delta);
+  Welcome with = w;
+  with.manifest_delta = true;
+  d = DecodeWelcome(Sp(EncodeWelcome(with)));
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->manifest_delta);
 }
 
 TEST(WireMessagesTest, DefaultLimitsMakeAValidWelcome) {
@@ -284,6 +290,13 @@ TEST(WireMessagesTest, ManifestMessagesRoundTrip) {
   EXPECT_EQ(put->backup_uuid, kUuidB);
   EXPECT_EQ(put->file_length, uint64_t{5} << 40);
 
+  absl::StatusOr<PutManifestDelta> delta =
+      DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, kUuidB, kMaxManifestDeltaLength})));
+  ASSERT_TRUE(delta.ok()) << delta.status();
+  EXPECT_EQ(delta->backup_uuid, kUuidA);
+  EXPECT_EQ(delta->base_uuid, kUuidB);
+  EXPECT_EQ(delta->delta_length, kMaxManifestDeltaLength);
+
   absl::StatusOr<std::string> open = DecodeOpenManifest(Sp(EncodeOpenManifest(kUuidC)));
   ASSERT_TRUE(open.ok()) << open.status();
   EXPECT_EQ(*open, kUuidC);
@@ -346,13 +359,19 @@ TEST(WireMessagesTest, AppendMessageFramesThePayload) {
 
 TEST(WireMessagesTest, NamesEveryTypeAndNothingElse) {
   const std::vector<std::pair<uint16_t, std::string>> names = {
-      {1, "HELLO"},         {2, "CHALLENGE"},      {3, "AUTH"},          {4, "WELCOME"},
-      {5, "ERROR"},         {10, "HAVE"},          {11, "HAVE_REPLY"},   {12, "APPEND"},
-      {13, "APPEND_ACK"},   {14, "FLUSH"},         {15, "FLUSH_ACK"},    {16, "READ"},
-      {17, "RECORDS"},      {18, "READ_END"},      {20, "PUT_MANIFEST"}, {21, "MANIFEST_DATA"},
-      {22, "MANIFEST_END"}, {23, "OPEN_MANIFEST"}, {24, "PUT_GROUP"},    {25, "GET_GROUP"},
-      {26, "GROUP"},        {27, "LIST_GROUPS"},   {28, "GROUP_LIST"},   {29, "OK"},
-      {30, "BYE"}};
+      {1, "HELLO"},         {2, "CHALLENGE"},
+      {3, "AUTH"},          {4, "WELCOME"},
+      {5, "ERROR"},         {10, "HAVE"},
+      {11, "HAVE_REPLY"},   {12, "APPEND"},
+      {13, "APPEND_ACK"},   {14, "FLUSH"},
+      {15, "FLUSH_ACK"},    {16, "READ"},
+      {17, "RECORDS"},      {18, "READ_END"},
+      {20, "PUT_MANIFEST"}, {21, "MANIFEST_DATA"},
+      {22, "MANIFEST_END"}, {23, "OPEN_MANIFEST"},
+      {24, "PUT_GROUP"},    {25, "GET_GROUP"},
+      {26, "GROUP"},        {27, "LIST_GROUPS"},
+      {28, "GROUP_LIST"},   {29, "OK"},
+      {30, "BYE"},          {31, "PUT_MANIFEST_DELTA"}};
   size_t known = 0;
   for (uint32_t t = 0; t <= 0xffff; ++t) known += IsKnownMsgType(static_cast<uint16_t>(t));
   EXPECT_EQ(known, names.size());
@@ -447,6 +466,9 @@ std::vector<Case> AllCases() {
                    }});
   cases.push_back({"PUT_MANIFEST", EncodePutManifest({kUuidA, 123456}),
                    [](auto p) { return Reencode(DecodePutManifest(p), EncodePutManifest); }});
+  cases.push_back(
+      {"PUT_MANIFEST_DELTA", EncodePutManifestDelta({kUuidA, kUuidB, 4321}),
+       [](auto p) { return Reencode(DecodePutManifestDelta(p), EncodePutManifestDelta); }});
   cases.push_back({"MANIFEST_DATA", std::string(100, 'q'),
                    [](auto p) { return Reencode(DecodeManifestData(p), Str); }, true,
                    /*any_prefix=*/true, /*any_suffix=*/true});
@@ -811,6 +833,10 @@ TEST(WireMessagesHostileTest, UuidsFromTheWireNeverBecomePaths) {
                    "is not a uuid");
     EXPECT_REFUSED(DecodePutManifest(Sp(EncodePutManifest({uuid, 10}))).status(), kInvalidArgument,
                    "is not a uuid");
+    EXPECT_REFUSED(DecodePutManifestDelta(Sp(EncodePutManifestDelta({uuid, kUuidA, 10}))).status(),
+                   kInvalidArgument, "backup uuid");
+    EXPECT_REFUSED(DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, uuid, 10}))).status(),
+                   kInvalidArgument, "base uuid");
     EXPECT_TRUE(IsCleanRefusal(
         DecodeGroupList(Sp(EncodeGroupList(std::vector<std::string>{kUuidA, uuid}))).status()));
     GroupRecord g = SomeGroup();
@@ -833,6 +859,12 @@ TEST(WireMessagesHostileTest, UuidsFromTheWireNeverBecomePaths) {
 TEST(WireMessagesHostileTest, ManifestMessagesRefuseBadSizes) {
   EXPECT_REFUSED(DecodePutManifest(Sp(EncodePutManifest({kUuidA, 0}))).status(), kInvalidArgument,
                  "length is 0");
+  EXPECT_REFUSED(DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, kUuidB, 0}))).status(),
+                 kInvalidArgument, "delta length is 0");
+  EXPECT_REFUSED(DecodePutManifestDelta(
+                     Sp(EncodePutManifestDelta({kUuidA, kUuidB, kMaxManifestDeltaLength + 1})))
+                     .status(),
+                 kInvalidArgument, "exceeds the limit");
   EXPECT_REFUSED(DecodeManifestData({}).status(), kInvalidArgument, "carries 0 bytes");
   const std::string big(kMaxManifestData + 1, 'm');
   EXPECT_REFUSED(DecodeManifestData(Sp(big)).status(), kInvalidArgument,

@@ -248,6 +248,8 @@ int CmdSync(const std::vector<std::string>& args) {
                      {"logicalBytes", stats.logical_bytes},
                      {"chunksReferenced", stats.chunks_referenced},
                      {"chunksQueried", stats.chunks_queried},
+                     {"chunksKnownFromBase", stats.chunks_known_from_base},
+                     {"volumesWithBase", stats.volumes_with_base},
                      {"chunksMissing", stats.chunks_missing},
                      {"recordsSent", stats.records_sent},
                      {"bytesSent", stats.bytes_sent},
