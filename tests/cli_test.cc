@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/volume_backup.h"
 #include "gtest/gtest.h"
+#include "tests/cli_fixture.h"
 #include "tests/test_util.h"
 
 namespace chunkferry {
@@ -19,30 +20,7 @@ using Json = nlohmann::ordered_json;
 
 constexpr size_t kMiB = 1 << 20;
 
-class CliTest : public ::testing::TestWithParam<io::Backend> {
- protected:
-  void SetUp() override { CF_SKIP_IF_NO_URING(GetParam()); }
-
-  // Runs the CLI with `args` plus --io for this backend; expects exit code `want`.
-  testing::ProcessResult Run(std::vector<std::string> args, int want = 0) {
-    args.insert(args.begin(), CHUNKFERRY_CLI);
-    if (args.size() > 1 && args[1] != "store") {
-      args.push_back(GetParam() == io::Backend::kUring ? "--io=uring" : "--io=threads");
-    }
-    auto r = testing::RunProcess(args);
-    EXPECT_EQ(r.exit_code, want) << absl::StrJoin(args, " ") << "\nstdout: " << r.out
-                                 << "\nstderr: " << r.err;
-    return r;
-  }
-
-  static Json ParseJson(const std::string& text) {
-    Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << text;
-    return j;
-  }
-
-  TempDir tmp_;
-};
+class CliTest : public testing::CliFixture {};
 
 // Fields of VolumeBackupInventory in the contract's order.
 const std::vector<std::string>& ContractOrder() {

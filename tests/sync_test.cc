@@ -22,6 +22,7 @@
 #include "engine/volume_backup.h"
 #include "gtest/gtest.h"
 #include "io/fd.h"
+#include "tests/cli_fixture.h"
 #include "tests/test_util.h"
 
 namespace chunkferry {
@@ -76,29 +77,8 @@ class Daemon {
   pid_t pid_ = -1;
 };
 
-class SyncTest : public ::testing::TestWithParam<io::Backend> {
+class SyncTest : public testing::CliFixture {
  protected:
-  void SetUp() override { CF_SKIP_IF_NO_URING(GetParam()); }
-
-  std::string IoFlag() const {
-    return GetParam() == io::Backend::kUring ? "--io=uring" : "--io=threads";
-  }
-
-  testing::ProcessResult Run(std::vector<std::string> args, int want = 0) {
-    args.insert(args.begin(), CHUNKFERRY_CLI);
-    if (args.size() > 1 && args[1] != "store") args.push_back(IoFlag());
-    auto r = testing::RunProcess(args);
-    EXPECT_EQ(r.exit_code, want) << absl::StrJoin(args, " ") << "\nstdout: " << r.out
-                                 << "\nstderr: " << r.err;
-    return r;
-  }
-
-  static Json ParseJson(const std::string& text) {
-    Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << text;
-    return j;
-  }
-
   Json Import(const std::string& store, const std::string& image, const std::string& group,
               const std::string& type) {
     return ParseJson(
@@ -115,7 +95,6 @@ class SyncTest : public ::testing::TestWithParam<io::Backend> {
     return want == 0 ? ParseJson(r.out) : Json{{"stderr", r.err}};
   }
 
-  TempDir tmp_;
   const std::string vm_ = engine::NewUuid();
 };
 
