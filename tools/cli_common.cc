@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -86,6 +87,29 @@ absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx
   o.queue = ctx.queue;
   o.pool = ctx.pool.get();
   return engine::LocalStore::Open(dir, o);
+}
+
+std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,
+                              std::vector<FlagSpec> specs, const std::vector<std::string>& args,
+                              Flags* out, const ParseExtras& extras) {
+  for (auto& s : CommonFlags()) {
+    if (extras.common.empty() ||
+        std::find(extras.common.begin(), extras.common.end(), s.name) != extras.common.end()) {
+      specs.push_back(s);
+    }
+  }
+  std::string help = absl::StrCat("usage: chunkferry ", cmd, " ", synopsis, "\n\n");
+  if (!extras.about.empty()) absl::StrAppend(&help, extras.about, "\n\n");
+  absl::StrAppend(&help, "flags:\n", FlagsHelp(specs));
+  if (extras.help != nullptr) *extras.help = help;
+  auto flags = Flags::Parse(specs, args);
+  if (!flags.ok()) return Usage(cmd, flags.status().message(), help);
+  if (flags->GetBool("help")) {
+    std::fputs(help.c_str(), stdout);
+    return kExitOk;
+  }
+  *out = *std::move(flags);
+  return std::nullopt;
 }
 
 int Fail(absl::string_view cmd, const absl::Status& status) {

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,18 @@ absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text);
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,
                                                               const std::string& dir,
                                                               bool writable);
+
+// How a command's help and flags differ from the usual.
+struct ParseExtras {
+  absl::string_view about;                // a paragraph after the usage line
+  std::vector<absl::string_view> common;  // common flags taken (empty: all of them)
+  std::string* help = nullptr;            // receives the help text, for later usage errors
+};
+// Parses a subcommand's flags (its own `specs` plus the common ones). Returns an exit code when
+// the command should stop now (a usage error, or --help printed), nullopt to go on.
+std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,
+                              std::vector<FlagSpec> specs, const std::vector<std::string>& args,
+                              Flags* out, const ParseExtras& extras = {});
 
 // "1.5 GiB"
 std::string HumanBytes(uint64_t bytes);

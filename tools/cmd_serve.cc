@@ -59,21 +59,20 @@ int CmdServe(const std::vector<std::string>& args) {
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
-  for (auto& s : CommonFlags()) {
-    if (s.name == "io" || s.name == "help") specs.push_back(s);
+  std::string help;
+  Flags f;
+  if (auto rc = ParseFlags(
+          kCmd, "--store DIR [--listen ADDR:PORT] [--key-file FILE] [flags]", std::move(specs),
+          args, &f,
+          {.about = "Serves the store to other nodes (chunkferry sync) until SIGINT or SIGTERM. "
+                    "Clients\nauthenticate with the store's key file (created by `store init` as "
+                    "DIR/auth.key; copy it,\nmode 0600, to the nodes that sync with this store). "
+                    "Logs go to stderr.",
+           .common = {"io", "help"},
+           .help = &help})) {
+    return *rc;
   }
-  const std::string help = absl::StrCat(
-      "usage: chunkferry serve --store DIR [--listen ADDR:PORT] [--key-file FILE] [flags]\n\n"
-      "Serves the store to other nodes (chunkferry sync) until SIGINT or SIGTERM. Clients\n"
-      "authenticate with the store's key file (created by `store init` as DIR/auth.key; copy it,\n"
-      "mode 0600, to the nodes that sync with this store). Logs go to stderr.\n\nflags:\n",
-      FlagsHelp(specs));
-  auto flags = Flags::Parse(specs, args);
-  if (!flags.ok()) return Usage(kCmd, flags.status().message(), help);
-  if (flags->GetBool("help")) {
-    std::fputs(help.c_str(), stdout);
-    return kExitOk;
-  }
+  const Flags* flags = &f;
   auto dir = flags->Require("store");
   if (!dir.ok()) return Usage(kCmd, dir.status().message(), help);
   auto listen = io::ParseEndpoint(flags->Get("listen"));

@@ -132,21 +132,19 @@ int CmdSync(const std::vector<std::string>& args) {
        true, "0"},
       {"progress-json", "print progress as one JSON object per line on stderr", false, ""},
   };
-  for (auto& s : CommonFlags()) specs.push_back(s);
-  const std::string help = absl::StrCat(
-      "usage: chunkferry sync --from SRC --to DST --group UUID [flags]\n\n"
-      "Copies a VM backup group between two stores, sending only the chunks the destination\n"
-      "lacks. SRC and DST are store directories or store daemons (`chunkferry serve`), written\n"
-      "tcp://HOST:PORT (or HOST:PORT when no such directory exists). With a daemon as DST the\n"
-      "group is pushed, with a daemon as SRC it is pulled; at most one side may be a daemon.\n\n"
-      "flags:\n",
-      FlagsHelp(specs));
-  auto flags = Flags::Parse(specs, args);
-  if (!flags.ok()) return Usage(kCmd, flags.status().message(), help);
-  if (flags->GetBool("help")) {
-    std::fputs(help.c_str(), stdout);
-    return kExitOk;
+  Flags f;
+  if (auto rc = ParseFlags(
+          kCmd, "--from SRC --to DST --group UUID [flags]", std::move(specs), args, &f,
+          {.about = "Copies a VM backup group between two stores, sending only the chunks the "
+                    "destination\nlacks. SRC and DST are store directories or store daemons "
+                    "(`chunkferry serve`), written\ntcp://HOST:PORT (or HOST:PORT when no such "
+                    "directory exists). With a daemon as DST the\ngroup is pushed, with a daemon "
+                    "as SRC it is pulled; at most one side may be a daemon.",
+           .common = {},
+           .help = nullptr})) {
+    return *rc;
   }
+  const Flags* flags = &f;
   for (const char* req : {"from", "to", "group"}) {
     if (!flags->Has(req)) return Usage(kCmd, absl::StrCat("--", req, " is required"), "");
   }

@@ -21,24 +21,6 @@
 namespace chunkferry::tools {
 namespace {
 
-// Parses a subcommand's flags. Returns an exit code when the command should stop now (a usage
-// error, or --help), nullopt to go on.
-std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,
-                              std::vector<FlagSpec> specs, const std::vector<std::string>& args,
-                              Flags* out) {
-  for (auto& s : CommonFlags()) specs.push_back(s);
-  const std::string help =
-      absl::StrCat("usage: chunkferry ", cmd, " ", synopsis, "\n\nflags:\n", FlagsHelp(specs));
-  auto flags = Flags::Parse(specs, args);
-  if (!flags.ok()) return Usage(cmd, flags.status().message(), help);
-  if (flags->GetBool("help")) {
-    std::fputs(help.c_str(), stdout);
-    return kExitOk;
-  }
-  *out = *std::move(flags);
-  return std::nullopt;
-}
-
 void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
 }  // namespace
