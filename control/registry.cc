@@ -1,0 +1,234 @@
+#include "control/registry.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "engine/volume_backup.h"
+
+namespace chunkferry::control {
+namespace {
+
+using InJson = nlohmann::json;
+
+constexpr absl::string_view kRemotePrefix = "tcp://";
+
+// Reports problems as "ORIGIN: PATH: what".
+class Checker {
+ public:
+  Checker(absl::string_view origin, std::string base_dir)
+      : origin_(origin), base_dir_(std::move(base_dir)) {}
+
+  absl::Status Error(absl::string_view path, absl::string_view what) const {
+    return absl::InvalidArgumentError(absl::StrCat(origin_, ": ", path, ": ", what));
+  }
+
+  // Fails on a key of `object` that is not in `known`: a misspelt option must not be ignored.
+  absl::Status OnlyKnownKeys(const InJson& object, absl::string_view path,
+                             std::initializer_list<absl::string_view> known) const {
+    for (const auto& [key, value] : object.items()) {
+      bool ok = false;
+      for (auto k : known) ok = ok || key == k;
+      if (!ok) {
+        std::string list;
+        for (auto k : known) absl::StrAppend(&list, list.empty() ? "" : ", ", k);
+        return Error(path, absl::StrCat("unknown field \"", key, "\" (known: ", list, ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::string> String(const InJson& object, absl::string_view path, const char* key,
+                                     bool required) const {
+    auto it = object.find(key);
+    if (it == object.end()) {
+      if (required) return Error(path, absl::StrCat("missing field \"", key, "\""));
+      return std::string();
+    }
+    if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return Error(absl::StrCat(path, ".", key), "must be a non-empty string");
+    }
+    return it->get<std::string>();
+  }
+
+  // An integer in [lo, hi]; `fallback` when absent.
+  absl::StatusOr<int64_t> Integer(const InJson& object, absl::string_view path, const char* key,
+                                  int64_t lo, int64_t hi, int64_t fallback) const {
+    auto it = object.find(key);
+    if (it == object.end()) return fallback;
+    if (!it->is_number_integer()) {
+      return Error(absl::StrCat(path, ".", key), "must be an integer");
+    }
+    // Unsigned values past INT64_MAX are out of every range here.
+    if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi)) {
+      return Error(absl::StrCat(path, ".", key), absl::StrCat("must be in ", lo, "..", hi));
+    }
+    const int64_t v = it->get<int64_t>();
+    if (v < lo || v > hi) {
+      return Error(absl::StrCat(path, ".", key), absl::StrCat("must be in ", lo, "..", hi));
+    }
+    return v;
+  }
+
+  std::string Resolve(const std::string& p) const {
+    if (p.empty() || p[0] == '/') return p;
+    return absl::StrCat(base_dir_, "/", p);
+  }
+
+ private:
+  std::string origin_;
+  std::string base_dir_;
+};
+
+absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
+                                           const std::string& path) {
+  if (!j.is_object()) return c.Error(path, "must be an object");
+  auto st = c.OnlyKnownKeys(j, path,
+                            {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
+                             "rateLimitBytesPerSecond"});
+  if (!st.ok()) return st;
+  BackupStorage s;
+  auto uuid = c.String(j, path, "uuid", true);
+  if (!uuid.ok()) return uuid.status();
+  if (!engine::IsValidUuid(*uuid)) {
+    return c.Error(absl::StrCat(path, ".uuid"),
+                   absl::StrCat("\"", *uuid, "\" is not a uuid (32 lowercase hex characters)"));
+  }
+  s.uuid = *uuid;
+  auto name = c.String(j, path, "name", false);
+  if (!name.ok()) return name.status();
+  s.name = name->empty() ? s.uuid : *name;
+  auto store = c.String(j, path, "store", true);
+  if (!store.ok()) return store.status();
+  auto key_file = c.String(j, path, "keyFile", false);
+  if (!key_file.ok()) return key_file.status();
+
+  if (absl::StartsWith(*store, kRemotePrefix)) {
+    s.remote = true;
+    auto ep = io::ParseEndpoint(std::string_view(*store).substr(kRemotePrefix.size()));
+    if (!ep.ok()) return c.Error(absl::StrCat(path, ".store"), ep.status().message());
+    s.endpoint = *ep;
+    if (key_file->empty()) {
+      return c.Error(path, "a daemon (\"store\": \"tcp://...\") needs \"keyFile\"");
+    }
+    s.key_file = c.Resolve(*key_file);
+    auto key = engine::LoadKeyFile(s.key_file);
+    if (!key.ok()) return c.Error(absl::StrCat(path, ".keyFile"), key.status().message());
+    s.key = *key;
+  } else {
+    if (!key_file->empty()) {
+      return c.Error(absl::StrCat(path, ".keyFile"),
+                     "is for a daemon (\"store\": \"tcp://HOST:PORT\"), not a directory");
+    }
+    const std::string dir = c.Resolve(*store);
+    char real[PATH_MAX];
+    if (realpath(dir.c_str(), real) == nullptr) {
+      return c.Error(absl::StrCat(path, ".store"), absl::StrCat(dir, ": ", std::strerror(errno)));
+    }
+    s.path = real;
+    const std::string descriptor = absl::StrCat(s.path, "/STORE");
+    if (access(descriptor.c_str(), R_OK) != 0) {
+      return c.Error(absl::StrCat(path, ".store"),
+                     absl::StrCat(s.path, " is not a chunkferry store (no readable STORE file; ",
+                                  "create one with `chunkferry store init`)"));
+    }
+  }
+  // Options that only a daemon link uses are accepted for both, so a storage can move.
+  auto conns = c.Integer(j, path, "connections", 1, 64, 2);
+  if (!conns.ok()) return conns.status();
+  s.connections = static_cast<size_t>(*conns);
+  auto timeout = c.Integer(j, path, "connectTimeoutMs", 1, 3'600'000, 10'000);
+  if (!timeout.ok()) return timeout.status();
+  s.connect_timeout_ms = *timeout;
+  auto rate = c.Integer(j, path, "rateLimitBytesPerSecond", 0, INT64_MAX, 0);
+  if (!rate.ok()) return rate.status();
+  s.rate_limit_bytes_per_s = static_cast<uint64_t>(*rate);
+  return s;
+}
+
+}  // namespace
+
+absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_view origin,
+                                       const std::string& base_dir) {
+  const Checker c(absl::string_view(origin.data(), origin.size()), base_dir);
+  InJson root = InJson::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded()) return c.Error("(file)", "not valid JSON");
+  if (!root.is_object()) return c.Error("(file)", "must be a JSON object");
+  auto st = c.OnlyKnownKeys(root, "(file)", {"backupStorages", "sessions", "verify"});
+  if (!st.ok()) return st;
+
+  Registry r;
+  auto storages = root.find("backupStorages");
+  if (storages == root.end()) return c.Error("(file)", "missing field \"backupStorages\"");
+  if (!storages->is_array() || storages->empty()) {
+    return c.Error("backupStorages", "must be a non-empty list");
+  }
+  std::set<std::string> uuids, places;
+  for (size_t i = 0; i < storages->size(); ++i) {
+    const std::string path = absl::StrCat("backupStorages[", i, "]");
+    auto s = ParseStorage(c, (*storages)[i], path);
+    if (!s.ok()) return s.status();
+    if (!uuids.insert(s->uuid).second) {
+      return c.Error(absl::StrCat(path, ".uuid"), absl::StrCat("duplicate uuid ", s->uuid));
+    }
+    // Two uuids naming one store would let two syncs write it at once.
+    const std::string place = s->remote ? io::FormatEndpoint(s->endpoint) : s->path;
+    if (!places.insert(place).second) {
+      return c.Error(absl::StrCat(path, ".store"),
+                     absl::StrCat(place, " is already the store of another backup storage"));
+    }
+    r.storages.push_back(*std::move(s));
+  }
+
+  if (auto it = root.find("sessions"); it != root.end()) {
+    if (!it->is_array()) return c.Error("sessions", "must be a list of strings");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const auto& v = (*it)[i];
+      const std::string path = absl::StrCat("sessions[", i, "]");
+      if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
+        return c.Error(path, "must be a non-empty string");
+      }
+      const std::string& token = v.get_ref<const std::string&>();
+      for (char ch : token) {
+        if (ch <= ' ' || ch > '~') return c.Error(path, "must be printable ASCII without spaces");
+      }
+      r.sessions.push_back(token);
+    }
+  }
+  if (auto it = root.find("verify"); it != root.end()) {
+    if (it->is_string() && *it == "full") {
+      r.verify = engine::VerifyMode::kFull;
+    } else if (it->is_string() && *it == "checksum") {
+      r.verify = engine::VerifyMode::kChecksum;
+    } else {
+      return c.Error("verify", "must be \"full\" or \"checksum\"");
+    }
+  }
+  return r;
+}
+
+absl::StatusOr<Registry> LoadRegistry(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read config ", path, ": ", std::strerror(errno)));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  const size_t slash = path.rfind('/');
+  std::string base = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (base.empty()) base = "/";
+  return ParseRegistry(text.str(), path, base);
+}
+
+}  // namespace chunkferry::control

@@ -1,0 +1,75 @@
+// The backup-storage registry: which store each backup storage uuid of the platform names (a
+// local image store directory, or a store daemon on another node), and which OAuth sessions the
+// API accepts. Loaded from a JSON config file and validated whole before anything runs:
+//
+//   {
+//     "backupStorages": [
+//       {"uuid": "<32 hex>", "name": "local", "store": "/var/lib/chunkferry/store"},
+//       {"uuid": "<32 hex>", "name": "node-2", "store": "tcp://10.0.0.2:7170",
+//        "keyFile": "node-2.key", "connections": 2, "connectTimeoutMs": 10000,
+//        "rateLimitBytesPerSecond": 0}
+//     ],
+//     "sessions": ["<32 hex>", ...],
+//     "verify": "full"
+//   }
+//
+// Relative paths ("store" of a local storage, "keyFile") are taken from the config file's folder.
+#ifndef CHUNKFERRY_CONTROL_REGISTRY_H_
+#define CHUNKFERRY_CONTROL_REGISTRY_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/auth.h"
+#include "engine/store.h"
+#include "io/net.h"
+
+namespace chunkferry::control {
+
+struct BackupStorage {
+  std::string uuid;  // 32 lowercase hex
+  std::string name;
+  bool remote = false;
+  std::string path;       // local: the store directory (absolute)
+  io::Endpoint endpoint;  // remote: the daemon
+  std::string key_file;   // remote: absolute path of the key file
+  engine::AuthKey key;    // remote: loaded from key_file at load time
+  size_t connections = 2;
+  int64_t connect_timeout_ms = 10'000;
+  uint64_t rate_limit_bytes_per_s = 0;  // 0: no limit
+};
+
+struct Registry {
+  std::vector<BackupStorage> storages;
+  std::vector<std::string> sessions;  // accepted `Authorization: OAuth <session>` values
+  engine::VerifyMode verify = engine::VerifyMode::kFull;
+
+  // nullptr when no storage has `uuid`.
+  const BackupStorage* Find(std::string_view uuid) const {
+    for (const auto& s : storages) {
+      if (s.uuid == uuid) return &s;
+    }
+    return nullptr;
+  }
+  bool HasSession(std::string_view session) const {
+    return std::find(sessions.begin(), sessions.end(), session) != sessions.end();
+  }
+};
+
+// Parses and validates a config. InvalidArgument naming `origin` and the JSON path of the first
+// problem: not JSON, an unknown or misspelt field, a field of the wrong type, a uuid that is not
+// 32 lowercase hex, a duplicate uuid, a local store directory that does not exist or holds no
+// store, an unreadable or malformed key file, a bad address. `base_dir` resolves relative paths.
+[[nodiscard]] absl::StatusOr<Registry> ParseRegistry(std::string_view json_text,
+                                                     std::string_view origin,
+                                                     const std::string& base_dir);
+// Reads and parses the config file at `path`.
+[[nodiscard]] absl::StatusOr<Registry> LoadRegistry(const std::string& path);
+
+}  // namespace chunkferry::control
+
+#endif  // CHUNKFERRY_CONTROL_REGISTRY_H_

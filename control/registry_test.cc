@@ -1,0 +1,140 @@
+#include "control/registry.h"
+
+#include <sys/stat.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "engine/auth.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace chunkferry::control {
+namespace {
+
+using chunkferry::testing::InitStore;
+using chunkferry::testing::TempDir;
+
+constexpr char kUuidA[] = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+constexpr char kUuidB[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    InitStore(dir_.Sub("local"));
+    ASSERT_TRUE(engine::WriteNewKeyFile(dir_.Sub("node2.key")).ok());
+  }
+  // A valid config; `{A}`/`{B}` name the storages' uuids.
+  std::string Config(const std::string& extra_local = "", const std::string& top = "") const {
+    return absl::StrReplaceAll(
+        R"({"backupStorages": [
+              {"uuid": "{A}", "name": "local", "store": "local"{X}},
+              {"uuid": "{B}", "store": "tcp://127.0.0.1:7170", "keyFile": "node2.key",
+               "connections": 4, "connectTimeoutMs": 500, "rateLimitBytesPerSecond": 1000}
+            ],
+            "sessions": ["0123456789abcdef0123456789abcdef"]{T}})",
+        {{"{A}", kUuidA}, {"{B}", kUuidB}, {"{X}", extra_local}, {"{T}", top}});
+  }
+  absl::StatusOr<Registry> Parse(const std::string& text) const {
+    return ParseRegistry(text, "test.json", dir_.path());
+  }
+  // Expects InvalidArgument whose message holds `where` and `what`.
+  void ExpectError(const std::string& text, const std::string& where, const std::string& what) {
+    auto r = Parse(text);
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("test.json: "), std::string::npos) << r.status();
+    EXPECT_NE(r.status().message().find(where), std::string::npos) << r.status();
+    EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status();
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(RegistryTest, LoadsLocalAndRemoteStorages) {
+  auto r = Parse(Config());
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->storages.size(), 2u);
+  const BackupStorage* a = r->Find(kUuidA);
+  ASSERT_NE(a, nullptr);
+  EXPECT_FALSE(a->remote);
+  EXPECT_EQ(a->name, "local");
+  EXPECT_EQ(a->path.front(), '/');  // resolved against the config's folder
+  EXPECT_NE(a->path.find("/local"), std::string::npos);
+  const BackupStorage* b = r->Find(kUuidB);
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(b->remote);
+  EXPECT_EQ(b->name, kUuidB);  // a storage without a name is called by its uuid
+  EXPECT_EQ(io::FormatEndpoint(b->endpoint), "127.0.0.1:7170");
+  EXPECT_EQ(b->connections, 4u);
+  EXPECT_EQ(b->connect_timeout_ms, 500);
+  EXPECT_EQ(b->rate_limit_bytes_per_s, 1000u);
+  auto key = engine::LoadKeyFile(dir_.Sub("node2.key"));
+  ASSERT_TRUE(key.ok());
+  EXPECT_EQ(b->key.bytes, key->bytes);
+  EXPECT_EQ(r->Find("cccccccccccccccccccccccccccccccc"), nullptr);
+  EXPECT_TRUE(r->HasSession("0123456789abcdef0123456789abcdef"));
+  EXPECT_FALSE(r->HasSession("0123456789abcdef0123456789abcdee"));
+  EXPECT_EQ(r->verify, engine::VerifyMode::kFull);
+}
+
+TEST_F(RegistryTest, LoadsFromAFileWithPathsRelativeToIt) {
+  const std::string path = dir_.Sub("registry.json");
+  const std::string text = Config("", R"(, "verify": "checksum")");
+  chunkferry::testing::WriteFile(
+      path, absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  auto r = LoadRegistry(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->verify, engine::VerifyMode::kChecksum);
+  auto missing = LoadRegistry(dir_.Sub("nope.json"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("nope.json"), std::string::npos);
+}
+
+TEST_F(RegistryTest, RejectsMalformedConfigsWithThePlace) {
+  ExpectError("{", "(file)", "not valid JSON");
+  ExpectError("[]", "(file)", "must be a JSON object");
+  ExpectError(R"({"sessions": []})", "(file)", "missing field \"backupStorages\"");
+  ExpectError(R"({"backupStorages": []})", "backupStorages", "non-empty list");
+  ExpectError(Config("", R"(, "sesions": [])"), "(file)", "unknown field \"sesions\"");
+  ExpectError(Config(R"(, "adress": "x")"), "backupStorages[0]", "unknown field \"adress\"");
+  ExpectError(Config("", R"(, "verify": "none")"), "verify", "\"full\" or \"checksum\"");
+  ExpectError(absl::StrReplaceAll(Config(), {{kUuidA, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}),
+              "backupStorages[0].uuid", "32 lowercase hex");
+  ExpectError(absl::StrReplaceAll(Config(), {{kUuidB, kUuidA}}), "backupStorages[1].uuid",
+              "duplicate uuid");
+  ExpectError(absl::StrReplaceAll(Config(), {{R"("store": "local")", R"("store": 7)"}}),
+              "backupStorages[0].store", "non-empty string");
+  ExpectError(absl::StrReplaceAll(Config(), {{R"("connections": 4)", R"("connections": 0)"}}),
+              "backupStorages[1].connections", "1..64");
+  ExpectError(absl::StrReplaceAll(Config(), {{R"("connections": 4)", R"("connections": "4")"}}),
+              "backupStorages[1].connections", "integer");
+  ExpectError(Config("", R"(, "sessions": ["a b"])"), "sessions[0]", "without spaces");
+}
+
+TEST_F(RegistryTest, RejectsStoresThatCannotBeReached) {
+  ExpectError(absl::StrReplaceAll(Config(), {{R"("store": "local")", R"("store": "missing")"}}),
+              "backupStorages[0].store", "No such file or directory");
+  ASSERT_EQ(mkdir(dir_.Sub("empty").c_str(), 0755), 0);
+  ExpectError(absl::StrReplaceAll(Config(), {{R"("store": "local")", R"("store": "empty")"}}),
+              "backupStorages[0].store", "not a chunkferry store");
+  ExpectError(absl::StrReplaceAll(Config(), {{"node2.key", "missing.key"}}),
+              "backupStorages[1].keyFile", "missing.key");
+  ExpectError(absl::StrReplaceAll(Config(), {{R"(, "keyFile": "node2.key")", ""}}),
+              "backupStorages[1]", "needs \"keyFile\"");
+  ExpectError(absl::StrReplaceAll(Config(), {{"tcp://127.0.0.1:7170", "tcp://127.0.0.1"}}),
+              "backupStorages[1].store", "");
+  ExpectError(Config(R"(, "keyFile": "node2.key")"), "backupStorages[0].keyFile",
+              "is for a daemon");
+}
+
+TEST_F(RegistryTest, RejectsTwoStoragesOnOneStore) {
+  // Two uuids on one store would let two syncs write it at once.
+  const std::string text = absl::StrReplaceAll(
+      Config(), {{"tcp://127.0.0.1:7170", dir_.Sub("local")}, {R"(, "keyFile": "node2.key")", ""}});
+  ExpectError(text, "backupStorages[1].store", "already the store of another backup storage");
+}
+
+}  // namespace
+}  // namespace chunkferry::control
