@@ -6,8 +6,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -49,6 +53,46 @@ void StoreLE32(uint8_t* p, uint32_t v) {
 absl::Span<const uint8_t> StrBytes(const std::string& s) {
   return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
+
+// Bounds a client handshake in time. ClientHandshake waits up to kHandshakeTimeoutMs per step,
+// so a daemon that accepts a connection and never answers would hold Connect() for that long
+// whatever RemoteOptions::connect_timeout_ms says. When the deadline passes before Disarm(), a
+// watchdog thread shuts the socket down, which fails the handshake's pending send or receive at
+// once (on either I/O backend); Disarm() then reports that the deadline fired, so the caller can
+// turn the resulting "peer closed" into DeadlineExceeded. Used only while connecting: one short-
+// lived thread per connection is cheap next to a TCP handshake.
+class HandshakeDeadline {
+ public:
+  HandshakeDeadline(int fd, std::chrono::steady_clock::time_point deadline)
+      : thread_([this, fd, deadline] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!cv_.wait_until(lock, deadline, [this] { return disarmed_; })) {
+            fired_ = true;
+            ::shutdown(fd, SHUT_RDWR);
+          }
+        }) {}
+  ~HandshakeDeadline() { (void)Disarm(); }
+  HandshakeDeadline(const HandshakeDeadline&) = delete;
+  HandshakeDeadline& operator=(const HandshakeDeadline&) = delete;
+
+  // Stops the watchdog; true when the deadline had passed and the socket was shut down.
+  bool Disarm() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      disarmed_ = true;
+    }
+    cv_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    return fired_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;
+  bool fired_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
 
 // A private directory for a manifest passing through this process, removed with what is in it.
 class ScratchDir {
@@ -140,16 +184,35 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
   }
   s->queue_ = *std::move(queue);
 
+  // One deadline for the whole of Connect(): every TCP connect and every handshake.
+  const bool bounded = options.connect_timeout_ms > 0;
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(std::max<int64_t>(options.connect_timeout_ms, 0));
+  auto ms_left = [&] {
+    if (!bounded) return options.connect_timeout_ms;  // the kernel's own limit
+    return std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+  };
   std::string expect = options.expect_uuid;
   for (size_t i = 0; i < options.connections; ++i) {
-    auto fd = io::Connect(options.endpoint, options.connect_timeout_ms);
+    auto fd = io::Connect(options.endpoint, ms_left());
     if (!fd.ok()) return s->PeerStatus(fd.status().code(), fd.status().message());
     if (absl::Status st = io::TuneSocket(fd->get()); !st.ok()) {
       return s->PeerStatus(st.code(), st.message());
     }
     auto wire = WireConn::Make(*std::move(fd), location, options.backend);
     if (!wire.ok()) return s->PeerStatus(wire.status().code(), wire.status().message());
+    std::optional<HandshakeDeadline> watchdog;
+    if (bounded) watchdog.emplace((*wire)->fd(), deadline);
     auto welcome = ClientHandshake(**wire, options.key, expect);
+    if (watchdog.has_value() && watchdog->Disarm()) {
+      return s->PeerStatus(
+          absl::StatusCode::kDeadlineExceeded,
+          absl::StrCat("connection ", i,
+                       " got no complete handshake within the connect timeout of ",
+                       options.connect_timeout_ms,
+                       " ms (the daemon accepted the connection but did not answer in time)"));
+    }
     if (!welcome.ok()) {
       // The handshake names the daemon in most of its errors; not in those of the socket.
       if (absl::StrContains(welcome.status().message(), "store daemon")) return welcome.status();

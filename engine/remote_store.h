@@ -60,6 +60,9 @@ struct RemoteOptions {
   // Payload an APPEND frame is filled to before it is sent (capped at the daemon's max_frame; a
   // record larger than this travels alone in a frame of its own size).
   size_t append_frame_bytes = 8u << 20;
+  // Bounds the whole of Connect(): every TCP connect and every handshake, so that a daemon that
+  // accepts connections and never answers fails within this time (DeadlineExceeded). Negative:
+  // the kernel's connect limit and the handshake's own (kHandshakeTimeoutMs per step).
   int64_t connect_timeout_ms = 10'000;
 };
 

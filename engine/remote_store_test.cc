@@ -535,6 +535,30 @@ TEST_P(RemoteStoreTest, NoDaemonIsUnavailableNamingTheAddress) {
       << r.status();
 }
 
+// A socket that listens and is never accepted: the kernel completes the TCP handshake, nobody
+// answers HELLO. Connect must give up after connect_timeout_ms, not after the handshake's own
+// per-step timeout, and say so (only the connect-timeout path writes that message).
+TEST_P(RemoteStoreTest, SilentDaemonFailsWithinTheConnectTimeout) {
+  auto listener = io::Listen(io::Endpoint{"127.0.0.1", 0}, 8);
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  auto port = io::LocalPort(listener->get());
+  ASSERT_TRUE(port.ok());
+  RemoteOptions o = Options();
+  o.endpoint.port = *port;
+  o.connect_timeout_ms = 300;
+  auto r = RemoteStore::Connect(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "connect timeout of 300 ms")) << r.status();
+  EXPECT_TRUE(
+      absl::StrContains(r.status().message(), absl::StrCat("store daemon 127.0.0.1:", *port)))
+      << r.status();
+  // The watchdog never fires on a daemon that answers.
+  o = Options();
+  o.connect_timeout_ms = 5'000;
+  EXPECT_NE(ConnectOk(o), nullptr);
+}
+
 TEST_P(RemoteStoreTest, UnknownThingsAreNotFound) {
   auto remote = ConnectOk(Options());
   ASSERT_NE(remote, nullptr);

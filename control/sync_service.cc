@@ -1,0 +1,368 @@
+#include "control/sync_service.h"
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "control/inventory.h"
+#include "engine/local_store.h"
+#include "engine/remote_store.h"
+#include "engine/store.h"
+#include "engine/volume_backup.h"
+#include "engine/worker_pool.h"
+#include "io/net.h"
+
+namespace chunkferry::control {
+namespace {
+
+constexpr char kVolumeBackupClass[] = "org.zstack.header.storage.backup.VolumeBackupInventory";
+constexpr char kStorageRefClass[] =
+    "org.zstack.header.storage.backup.VolumeBackupStorageRefInventory";
+
+ApiError InvalidArgument(std::string details) {
+  return MakeError(kSysInvalidArgument, std::move(details));
+}
+
+// ErrorFromStatus with `context` before the status message, so the caller learns which step
+// and which storage failed.
+ApiError StatusError(const std::string& context, const absl::Status& status) {
+  ApiError e = ErrorFromStatus(status);
+  e.details = absl::StrCat(context, ": ", e.details);
+  return e;
+}
+
+// The JSON type name, for messages ("number", "object", ...).
+std::string TypeName(const Json& j) { return j.type_name(); }
+
+std::optional<ApiError> CheckUuid(const std::string& field, const std::string& value) {
+  if (engine::IsValidUuid(value)) return std::nullopt;
+  return InvalidArgument(
+      absl::StrCat(field, " '", value, "' is not a uuid (32 lowercase hex characters, no dashes)"));
+}
+
+// The uuid checks shared by the parser and Sync(), which the C ABI may call with a request it
+// built itself: the group uuid, both storage uuids, and src != dst.
+std::optional<ApiError> CheckRequestUuids(const SyncRequest& r) {
+  if (auto e = CheckUuid("groupUuid", r.group_uuid)) return e;
+  if (auto e = CheckUuid("srcBackupStorageUuid", r.src_uuid)) return e;
+  if (auto e = CheckUuid("dstBackupStorageUuid", r.dst_uuid)) return e;
+  if (r.src_uuid == r.dst_uuid) {
+    return InvalidArgument(
+        absl::StrCat("srcBackupStorageUuid and dstBackupStorageUuid are the "
+                     "same backup storage ",
+                     r.src_uuid, ": a group cannot be synced onto itself"));
+  }
+  return std::nullopt;
+}
+
+// Reads a mandatory string field of the action object.
+std::optional<ApiError> GetStringField(const Json& action, const char* field, std::string* out) {
+  const auto it = action.find(field);
+  if (it == action.end() || it->is_null()) {
+    return InvalidArgument(absl::StrCat(field, " is missing: it is required"));
+  }
+  if (!it->is_string()) {
+    return InvalidArgument(absl::StrCat(field, " must be a string, not ", TypeName(*it)));
+  }
+  *out = it->get<std::string>();
+  return std::nullopt;
+}
+
+// Appends the tags under `field` of `object` (where `where` says which object) to `out`. An
+// absent or null field is no tags.
+std::optional<ApiError> AppendTags(const Json& object, const char* field, const char* where,
+                                   std::vector<std::string>* out) {
+  const auto it = object.find(field);
+  if (it == object.end() || it->is_null()) return std::nullopt;
+  if (!it->is_array()) {
+    return InvalidArgument(
+        absl::StrCat(field, " ", where, " must be a list of strings, not ", TypeName(*it)));
+  }
+  for (size_t i = 0; i < it->size(); ++i) {
+    const Json& tag = (*it)[i];
+    if (!tag.is_string()) {
+      return InvalidArgument(
+          absl::StrCat(field, "[", i, "] ", where, " must be a string, not ", TypeName(tag)));
+    }
+    out->push_back(tag.get<std::string>());
+  }
+  return std::nullopt;
+}
+
+// One side of a sync, opened. Exactly one of the two stores is set.
+struct OpenedStore {
+  std::unique_ptr<engine::LocalStore> local;
+  std::unique_ptr<engine::RemoteStore> remote;
+  engine::Store& store() {
+    return local ? static_cast<engine::Store&>(*local) : static_cast<engine::Store&>(*remote);
+  }
+};
+
+// Where a storage is, for messages.
+std::string Place(const BackupStorage& s) {
+  return s.remote ? absl::StrCat("tcp://", io::FormatEndpoint(s.endpoint)) : s.path;
+}
+
+// Opens `storage`: a local store read-only (`writable` false: a source) or writable (a
+// destination, checking received records on `pool`), or a connection to its daemon.
+absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writable,
+                                        const io::QueueOptions& queue, engine::WorkerPool* pool) {
+  OpenedStore opened;
+  if (storage.remote) {
+    engine::RemoteOptions o;
+    o.endpoint = storage.endpoint;
+    o.key = storage.key;
+    o.connections = storage.connections;
+    o.backend = queue.backend;
+    o.rate_limit_bytes_per_s = storage.rate_limit_bytes_per_s;
+    o.connect_timeout_ms = storage.connect_timeout_ms;
+    auto r = engine::RemoteStore::Connect(o);
+    if (!r.ok()) return r.status();
+    opened.remote = *std::move(r);
+    return opened;
+  }
+  engine::LocalStoreOptions o;
+  o.writable = writable;
+  o.queue = queue;
+  o.pool = writable ? pool : nullptr;
+  auto l = engine::LocalStore::Open(storage.path, o);
+  if (!l.ok()) return l.status();
+  opened.local = *std::move(l);
+  return opened;
+}
+
+// Reads group `group` of the source store `from` (backup storage `storage`) and the metadata of
+// its volumes into `metas`, the Root volume first. The group must hold exactly one Root volume.
+std::optional<ApiError> ReadGroupMetas(engine::Store& from, const std::string& group,
+                                       const std::string& storage,
+                                       std::vector<engine::VolumeBackupMeta>* metas) {
+  auto record = from.GetGroup(group);
+  if (!record.ok()) {
+    if (absl::IsNotFound(record.status())) {
+      return MakeError(kSysNotFound,
+                       absl::StrCat("group ", group, " not found in backup storage ", storage));
+    }
+    return StatusError(absl::StrCat("cannot read group ", group, " in backup storage ", storage),
+                       record.status());
+  }
+  for (const std::string& backup : record->volume_uuids) {
+    auto manifest = from.OpenManifest(backup);
+    if (!manifest.ok()) {
+      return StatusError(absl::StrCat("cannot read volume backup ", backup, " of group ", group,
+                                      " in backup storage ", storage),
+                         manifest.status());
+    }
+    metas->push_back((*manifest)->meta());
+  }
+  auto is_root = [](const engine::VolumeBackupMeta& m) { return m.type == "Root"; };
+  const auto roots = std::count_if(metas->begin(), metas->end(), is_root);
+  if (roots != 1) {
+    return MakeError(
+        kSysOperationFailed,
+        absl::StrCat("group ", group, " in backup storage ", storage, " holds ", roots,
+                     " Root volume backups (of ", metas->size(), "); exactly one is required"));
+  }
+  // Root first, the others in the group's order (the importer already keeps Root first).
+  std::stable_partition(metas->begin(), metas->end(), is_root);
+  return std::nullopt;
+}
+
+// The inventory of a volume backup that both storages now hold. The store records no dates per
+// storage, so each ref carries the volume backup's own dates.
+Json Inventory(const engine::VolumeBackupMeta& meta, const std::string& src_uuid,
+               const std::string& dst_uuid) {
+  std::vector<StorageRef> refs;
+  for (const std::string& uuid : {src_uuid, dst_uuid}) {
+    StorageRef ref;
+    ref.backup_storage_uuid = uuid;
+    ref.install_path = meta.install_path;  // the same on every storage
+    ref.status = "Ready";
+    ref.create_date = meta.create_date;
+    ref.last_op_date = meta.last_op_date;
+    refs.push_back(std::move(ref));
+  }
+  return VolumeBackupInventory(meta, refs);
+}
+
+}  // namespace
+
+ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view body) {
+  ParsedAction parsed;
+  const Json root = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded() || !root.is_object()) {
+    parsed.bad_request = "the request body must be a JSON object";
+    return parsed;
+  }
+  const auto action = root.find(kSyncActionKey);
+  if (action == root.end()) {
+    parsed.bad_request = absl::StrCat("the request body names no known action (expected the key \"",
+                                      std::string(kSyncActionKey), "\")");
+    return parsed;
+  }
+  if (!action->is_object()) {
+    parsed.bad_request = absl::StrCat("\"", std::string(kSyncActionKey),
+                                      "\" must be a JSON object, not ", TypeName(*action));
+    return parsed;
+  }
+
+  // The path's group uuid wins: a "groupUuid" inside the body (one SDK sends it) is ignored, as
+  // are other keys the SDKs add. Missing fields are reported before malformed ones.
+  SyncRequest& r = parsed.request;
+  r.group_uuid = std::string(path_group_uuid);
+  if (auto e = CheckUuid("the path's groupUuid", r.group_uuid)) {
+    parsed.error = std::move(e);
+    return parsed;
+  }
+  std::optional<ApiError> e = GetStringField(*action, "srcBackupStorageUuid", &r.src_uuid);
+  if (!e) e = GetStringField(*action, "dstBackupStorageUuid", &r.dst_uuid);
+  if (!e) e = CheckRequestUuids(r);
+  // The reference page puts the tags at the top level, the Java SDK inside the action object.
+  if (!e) e = AppendTags(root, "systemTags", "(top level)", &r.system_tags);
+  if (!e) e = AppendTags(*action, "systemTags", "(in the action)", &r.system_tags);
+  if (!e) e = AppendTags(root, "userTags", "(top level)", &r.user_tags);
+  if (!e) e = AppendTags(*action, "userTags", "(in the action)", &r.user_tags);
+  if (e) {
+    parsed.error = std::move(e);
+    parsed.request = SyncRequest{};
+  }
+  return parsed;
+}
+
+Json SuccessBody(const Json& inventories, bool with_schema) {
+  Json body;
+  body["inventories"] = inventories;
+  if (!with_schema) return body;
+  // One entry per element, each parent before its children: the Java SDK types what the map
+  // names and throws on a path that does not exist.
+  Json schema = Json::object();
+  for (size_t i = 0; i < inventories.size(); ++i) {
+    const std::string inv = absl::StrCat("inventories[", i, "]");
+    schema[inv] = kVolumeBackupClass;
+    const auto refs = inventories[i].find("backupStorageRefs");
+    if (refs == inventories[i].end() || !refs->is_array()) continue;
+    for (size_t j = 0; j < refs->size(); ++j) {
+      schema[absl::StrCat(inv, ".backupStorageRefs[", j, "]")] = kStorageRefClass;
+    }
+  }
+  body["schema"] = std::move(schema);
+  return body;
+}
+
+SyncService::SyncService(Registry registry, ServiceOptions options)
+    : registry_(std::move(registry)), options_(std::move(options)) {}
+
+SyncService::~SyncService() = default;
+
+std::vector<std::unique_lock<std::mutex>> SyncService::LockStorages(const std::string& a,
+                                                                    const std::string& b) {
+  // A std::set orders the uuids (one global order: no two syncs can each hold one lock the
+  // other waits for) and folds a == b into one lock.
+  const std::set<std::string> uuids = {a, b};
+  std::vector<std::mutex*> mutexes;
+  {
+    std::lock_guard<std::mutex> guard(locks_mu_);
+    for (const std::string& uuid : uuids) {
+      auto& m = storage_locks_[uuid];
+      if (m == nullptr) m = std::make_unique<std::mutex>();
+      mutexes.push_back(m.get());  // never freed before the service: the pointer stays valid
+    }
+  }
+  std::vector<std::unique_lock<std::mutex>> locks;
+  for (std::mutex* m : mutexes) locks.emplace_back(*m);
+  return locks;
+}
+
+SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressFn* progress) {
+  SyncResult result;
+  auto fail = [&result](ApiError error) {
+    result.error = std::move(error);
+    result.inventories = Json::array();
+    return std::move(result);
+  };
+  if (auto e = CheckRequestUuids(request)) return fail(*std::move(e));
+  const std::string& group = request.group_uuid;
+  const BackupStorage* src = registry_.Find(request.src_uuid);
+  if (src == nullptr) {
+    return fail(MakeError(kSysNotFound, absl::StrCat("source backup storage ", request.src_uuid,
+                                                     " (srcBackupStorageUuid) is not known")));
+  }
+  const BackupStorage* dst = registry_.Find(request.dst_uuid);
+  if (dst == nullptr) {
+    return fail(
+        MakeError(kSysNotFound, absl::StrCat("destination backup storage ", request.dst_uuid,
+                                             " (dstBackupStorageUuid) is not known")));
+  }
+
+  // Held until the stores are closed, so the next sync on either storage finds them free (a
+  // local store admits one writer) and sees everything this one wrote.
+  const auto locks = LockStorages(src->uuid, dst->uuid);
+
+  // The source first, and all its checks: a request that fails them does not touch the
+  // destination (opening a local store writable and closing it rewrites its index snapshot).
+  auto src_store = OpenStorage(*src, /*writable=*/false, options_.queue, nullptr);
+  if (!src_store.ok()) {
+    return fail(StatusError(
+        absl::StrCat("cannot open source backup storage ", src->uuid, " (", Place(*src), ")"),
+        src_store.status()));
+  }
+  engine::Store& from = src_store->store();
+  std::vector<engine::VolumeBackupMeta> metas;
+  if (auto e = ReadGroupMetas(from, group, src->uuid, &metas)) return fail(*std::move(e));
+
+  // One pool per sync: WorkerPool's Run/Start/Wait must come from one thread at a time, and
+  // syncs between disjoint storages run at once on different threads, so a shared pool would
+  // need a lock of its own that serializes exactly those syncs. A pool's threads cost little
+  // next to a sync. Only a local destination uses it (it checks received records there).
+  std::unique_ptr<engine::WorkerPool> pool;
+  if (!dst->remote) {
+    pool = std::make_unique<engine::WorkerPool>(
+        options_.pool_workers > 0 ? options_.pool_workers : engine::WorkerPool::DefaultWorkers());
+  }
+  auto dst_store = OpenStorage(*dst, /*writable=*/true, options_.queue, pool.get());
+  if (!dst_store.ok()) {
+    return fail(StatusError(
+        absl::StrCat("cannot open destination backup storage ", dst->uuid, " (", Place(*dst), ")"),
+        dst_store.status()));
+  }
+
+  // The copy. A local-to-local copy is not paced: the registry's rate limit is for daemon links,
+  // where the RemoteStore paces its own wire bytes.
+  engine::CopyOptions copy;
+  copy.verify = registry_.verify;
+  absl::Status st =
+      engine::CopyGroup(from, dst_store->store(), group, copy, &result.stats, progress);
+  // Close the destination either way: after a failure it rolls back to its last durable state.
+  absl::Status closed = dst_store->local ? dst_store->local->Close() : absl::OkStatus();
+  const std::string context =
+      absl::StrCat("sync of group ", group, " to backup storage ", dst->uuid, " failed");
+  if (!st.ok()) return fail(StatusError(context, st));
+  if (!closed.ok()) return fail(StatusError(context, closed));
+
+  for (const engine::VolumeBackupMeta& meta : metas) {
+    result.inventories.push_back(Inventory(meta, src->uuid, dst->uuid));
+  }
+  return result;
+}
+
+SyncResult SyncService::Call(std::string_view path_group_uuid, std::string_view body,
+                             const engine::ProgressFn* progress, std::string* bad_request) {
+  ParsedAction parsed = ParseSyncAction(path_group_uuid, body);
+  if (!parsed.bad_request.empty()) {
+    if (bad_request != nullptr) *bad_request = std::move(parsed.bad_request);
+    return SyncResult{};
+  }
+  if (parsed.error) {
+    SyncResult result;
+    result.error = std::move(parsed.error);
+    return result;
+  }
+  return Sync(parsed.request, progress);
+}
+
+}  // namespace chunkferry::control

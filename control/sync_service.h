@@ -1,0 +1,101 @@
+// The sync API's one call, SyncVmBackupFromImageStoreBackupStorage, independent of how it
+// arrives (HTTP, the C ABI): parse and validate the request, open the two backup storages of the
+// registry, check the group, copy it with the engine's copier (all volumes in one pass, the group
+// visible on the destination only when every volume is durable there), and build the
+// inventories. Contract: shared/api/SyncVmBackupFromImageStoreBackupStorage.md.
+#ifndef CHUNKFERRY_CONTROL_SYNC_SERVICE_H_
+#define CHUNKFERRY_CONTROL_SYNC_SERVICE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "control/api_error.h"
+#include "control/registry.h"
+#include "engine/copier.h"
+#include "engine/progress.h"
+#include "io/queue.h"
+
+namespace chunkferry::control {
+
+// The body key naming this action.
+inline constexpr std::string_view kSyncActionKey = "syncVmBackupFromImageStoreBackupStorage";
+
+struct SyncRequest {
+  std::string group_uuid;                // from the path: it wins over one inside the body
+  std::string src_uuid;                  // srcBackupStorageUuid
+  std::string dst_uuid;                  // dstBackupStorageUuid
+  std::vector<std::string> system_tags;  // top level of the body or inside the action object
+  std::vector<std::string> user_tags;
+};
+
+// What a request (path group uuid + body) asks for. Exactly one of: `bad_request` not empty (the
+// body is not a JSON object or names no known action: HTTP answers 400 with this plain text),
+// `error` set (a missing or malformed field: SYS.1007), or `request` filled.
+struct ParsedAction {
+  std::string bad_request;
+  std::optional<ApiError> error;
+  SyncRequest request;
+};
+ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view body);
+
+struct SyncResult {
+  std::optional<ApiError> error;     // set: the call failed, `inventories` is empty
+  Json inventories = Json::array();  // one VolumeBackupInventory per volume, Root first
+  engine::CopyStats stats;
+};
+
+// The 200 body: {"inventories": [...]}, plus, when `with_schema` (the request carried
+// `X-JSON-Schema: true`), the "schema" map of the contract: an entry for every inventories[i]
+// and every inventories[i].backupStorageRefs[j], each parent before its children.
+Json SuccessBody(const Json& inventories, bool with_schema);
+
+struct ServiceOptions {
+  io::QueueOptions queue;   // for the stores the service opens
+  size_t pool_workers = 0;  // checking threads for local destinations; 0: one per core
+};
+
+// Thread-safe. Syncs that touch a common backup storage run one after the other (a local store
+// admits one writer; two syncs of one group to one destination must not both send its chunks);
+// syncs between disjoint storages run at once. Stores are opened for each sync and closed after
+// it, so the CLI can use them between calls.
+class SyncService {
+ public:
+  SyncService(Registry registry, ServiceOptions options);
+  ~SyncService();
+  SyncService(const SyncService&) = delete;
+  SyncService& operator=(const SyncService&) = delete;
+
+  const Registry& registry() const { return registry_; }
+
+  // Runs one sync. Errors: unknown group or storage → SYS.1003; a group without exactly one Root
+  // volume backup → SYS.1006; invalid fields → SYS.1007; a failure while copying → the code of
+  // ErrorFromStatus, with the destination holding no part of the group it did not hold before.
+  // A group the destination already holds succeeds with nothing copied. `progress` (may be null)
+  // is called from this thread.
+  SyncResult Sync(const SyncRequest& request, const engine::ProgressFn* progress);
+
+  // Parses the body and runs the sync: what the C ABI and HTTP call. When the body is a bad
+  // request, `bad_request` gets its text and the result is empty.
+  SyncResult Call(std::string_view path_group_uuid, std::string_view body,
+                  const engine::ProgressFn* progress, std::string* bad_request);
+
+ private:
+  // The locks of `a` and `b`, taken in uuid order.
+  std::vector<std::unique_lock<std::mutex>> LockStorages(const std::string& a,
+                                                         const std::string& b);
+
+  Registry registry_;
+  ServiceOptions options_;
+  std::mutex locks_mu_;
+  std::map<std::string, std::unique_ptr<std::mutex>> storage_locks_;
+};
+
+}  // namespace chunkferry::control
+
+#endif  // CHUNKFERRY_CONTROL_SYNC_SERVICE_H_
