@@ -33,48 +33,14 @@ using Json = nlohmann::ordered_json;
 
 constexpr size_t kMiB = 1 << 20;
 
-// A daemon process serving one store; stopped (SIGTERM, then reaped) when destroyed.
-class Daemon {
+// A store daemon process serving one store.
+class Daemon : public testing::DaemonProcess {
  public:
   Daemon(const std::string& store, const std::string& ready_file, const std::string& io,
          const std::string& listen = "127.0.0.1:0")
-      : ready_file_(ready_file) {
-    ::unlink(ready_file.c_str());
-    pid_ = testing::StartProcess({CHUNKFERRY_CLI, "serve", "--store", store, "--listen", listen,
-                                  "--ready-file", ready_file, io});
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto text = io::ReadFileToString(ready_file);
-      if (text.ok() && !text->empty()) {
-        address_ = std::string(absl::StripAsciiWhitespace(*text));
-        return;
-      }
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return;  // exited early: address_ stays empty
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  ~Daemon() { Stop(SIGTERM); }
-
-  // Sends `sig` and reaps; returns the exit code (-1 for a signal death or no process).
-  int Stop(int sig) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  const std::string& address() const { return address_; }
-  std::string url() const { return "tcp://" + address_; }
-
- private:
-  std::string ready_file_;
-  std::string address_;
-  pid_t pid_ = -1;
+      : DaemonProcess({CHUNKFERRY_CLI, "serve", "--store", store, "--listen", listen, io},
+                      ready_file) {}
+  std::string url() const { return "tcp://" + address(); }
 };
 
 class SyncTest : public testing::CliFixture {

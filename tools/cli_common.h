@@ -73,6 +73,7 @@ int CmdRestore(const std::vector<std::string>& args);
 int CmdCopy(const std::vector<std::string>& args);
 int CmdServe(const std::vector<std::string>& args);  // tools/cmd_serve.cc
 int CmdSync(const std::vector<std::string>& args);   // tools/cmd_sync.cc
+int CmdApi(const std::vector<std::string>& args);    // tools/cmd_api.cc
 int CmdVerify(const std::vector<std::string>& args);
 int CmdLs(const std::vector<std::string>& args);
 int CmdInventory(const std::vector<std::string>& args);

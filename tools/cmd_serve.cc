@@ -1,50 +1,22 @@
 // chunkferry serve: the store daemon. Serves one local store to other nodes over the wire
 // protocol (docs/PROTOCOL.md) until SIGINT or SIGTERM, then closes the store (flushing it).
-#include <pthread.h>
-#include <signal.h>
-#include <time.h>
 
 #include <cstdio>
-#include <mutex>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "engine/auth.h"
 #include "engine/store_server.h"
-#include "io/fd.h"
 #include "io/net.h"
 #include "tools/cli_common.h"
+#include "tools/daemon_util.h"
 
 namespace chunkferry::tools {
 namespace {
 
 constexpr char kCmd[] = "serve";
 constexpr char kDefaultListen[] = "127.0.0.1:7170";
-
-// Writes one log line to stderr, prefixed with the UTC time ("2025-01-31T12:00:00.123Z").
-void LogLine(const std::string& line) {
-  static std::mutex mu;
-  timespec ts{};
-  ::clock_gettime(CLOCK_REALTIME, &ts);
-  tm t{};
-  ::gmtime_r(&ts.tv_sec, &t);
-  char when[32];
-  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &t);
-  std::lock_guard<std::mutex> lock(mu);
-  std::fprintf(stderr, "%s.%03ldZ %s\n", when, ts.tv_nsec / 1'000'000, line.c_str());
-  std::fflush(stderr);
-}
-
-// Restores the signal mask it was given when it goes out of scope.
-class SignalMaskGuard {
- public:
-  explicit SignalMaskGuard(const sigset_t& old) : old_(old) {}
-  ~SignalMaskGuard() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-
- private:
-  sigset_t old_;
-};
 
 }  // namespace
 
@@ -93,12 +65,7 @@ int CmdServe(const std::vector<std::string>& args) {
 
   // Every thread started from here on inherits the mask, so SIGINT and SIGTERM reach only the
   // sigwait below.
-  sigset_t stop_signals, old_mask;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  ::pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
-  SignalMaskGuard restore_mask(old_mask);
+  StopSignals stop_signals;
 
   engine::ServerOptions options;
   options.listen = *listen;
@@ -127,19 +94,15 @@ int CmdServe(const std::vector<std::string>& args) {
   server.emplace(store->get(), options);
   if (absl::Status st = server->Start(); !st.ok()) return Fail(kCmd, st);
   const std::string address = io::FormatEndpoint({listen->host, server->port()});
-  if (!ready_file.empty()) {
-    if (absl::Status st = io::WriteFileAtomic(ready_file, address); !st.ok()) {
-      server->Stop();
-      return Fail(kCmd, st);
-    }
+  if (absl::Status st = WriteReadyFile(ready_file, address); !st.ok()) {
+    server->Stop();
+    return Fail(kCmd, st);
   }
   std::printf("listening on %s\n", address.c_str());
   std::fflush(stdout);
 
-  int sig = 0;
-  while (::sigwait(&stop_signals, &sig) != 0) {
-  }
-  LogLine(absl::StrCat("received ", sig == SIGINT ? "SIGINT" : "SIGTERM", ": stopping"));
+  const char* signal_name = stop_signals.Wait();
+  LogLine(absl::StrCat("received ", signal_name, ": stopping"));
   server.reset();  // stops: no connection uses the store after this
   if (absl::Status st = (*store)->Close(); !st.ok()) return Fail(kCmd, st);
   LogLine(absl::StrCat("store ", *dir, " closed"));

@@ -20,6 +20,7 @@ constexpr char kUsage[] =
     "  copy         copy a VM backup group from one store to another (deduped, verified)\n"
     "  serve        serve a store to other nodes (the store daemon)\n"
     "  sync         copy a group to or from a store daemon (push or pull), or between stores\n"
+    "  api          serve the sync API over HTTP (SyncVmBackupFromImageStoreBackupStorage)\n"
     "  verify       check every chunk of a store and name the backups damage breaks\n"
     "  ls           list groups and their volume backups\n"
     "  inventory    a group's VolumeBackupInventory JSON\n"
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   if (cmd == "copy") return CmdCopy(args);
   if (cmd == "serve") return CmdServe(args);
   if (cmd == "sync") return CmdSync(args);
+  if (cmd == "api") return CmdApi(args);
   if (cmd == "verify") return CmdVerify(args);
   if (cmd == "ls") return CmdLs(args);
   if (cmd == "inventory") return CmdInventory(args);

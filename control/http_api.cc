@@ -1,0 +1,443 @@
+#include "control/http_api.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "io/net.h"
+
+namespace chunkferry::control {
+namespace {
+
+constexpr char kJsonType[] = "application/json;charset=UTF-8";
+constexpr char kTextType[] = "text/plain;charset=UTF-8";
+constexpr char kJobsPath[] = "/zstack/v1/api-jobs/";
+
+// When the request being served on this thread began: set before routing, read when it is
+// logged (httplib serves a request on one thread from its first byte to its answer).
+thread_local std::optional<std::chrono::steady_clock::time_point> request_start;
+
+// Serializes JSON without throwing: bytes that are not UTF-8 (a path in an error's details)
+// become U+FFFD.
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void SendJson(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(Dump(body), kJsonType);
+}
+
+void SendText(httplib::Response& res, int status, absl::string_view text) {
+  res.status = status;
+  res.set_content(absl::StrCat(text, "\n"), kTextType);
+}
+
+// The path with job uuids cut to their first 8 characters: a job uuid is the only secret of a
+// poll, so logs must not hold it whole.
+std::string RedactPath(absl::string_view path) {
+  constexpr absl::string_view kJobs = "/api-jobs/";
+  const size_t at = path.find(kJobs);
+  if (at == absl::string_view::npos) return std::string(path);
+  const size_t start = at + kJobs.size();
+  const size_t end = std::min(path.find('/', start), path.size());
+  if (end - start <= 8) return std::string(path);
+  return absl::StrCat(path.substr(0, start + 8), "...", path.substr(end));
+}
+
+bool IsTrue(const httplib::Request& req, const char* header) {
+  return absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(req.get_header_value(header)), "true");
+}
+
+// A Host header fit to put in a URL: host name or address characters and a port.
+bool IsPlainHost(absl::string_view host) {
+  if (host.empty() || host.size() > 255) return false;
+  for (char c : host) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != ':' &&
+        c != '[' && c != ']' && c != '_') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The routes: the path's segments, and what they name.
+struct Route {
+  enum Kind { kNone, kSync, kJob, kProgress } kind = kNone;
+  std::string uuid;  // the group (kSync) or the job (kJob, kProgress)
+};
+
+Route Match(absl::string_view path) {
+  const std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
+  // A leading "/" makes parts[0] empty.
+  if (parts.size() < 2 || !parts[0].empty()) return {};
+  const auto is = [&](size_t i, absl::string_view want) {
+    return i < parts.size() && parts[i] == want;
+  };
+  if (parts.size() == 6 && is(1, "zstack") && is(2, "v1") && is(3, "vm-backups") &&
+      !parts[4].empty() && is(5, "actions")) {
+    return {Route::kSync, std::string(parts[4])};
+  }
+  if (parts.size() == 5 && is(1, "zstack") && is(2, "v1") && is(3, "api-jobs") &&
+      !parts[4].empty()) {
+    return {Route::kJob, std::string(parts[4])};
+  }
+  if (parts.size() == 6 && is(1, "chunkferry") && is(2, "v1") && is(3, "api-jobs") &&
+      !parts[4].empty() && is(5, "progress")) {
+    return {Route::kProgress, std::string(parts[4])};
+  }
+  return {};
+}
+
+// The token of an "OAuth <token>" header value (the scheme in any case); nullopt for any other
+// form.
+std::optional<std::string> OAuthToken(absl::string_view value) {
+  value = absl::StripAsciiWhitespace(value);
+  constexpr absl::string_view kScheme = "OAuth";
+  if (value.size() <= kScheme.size() + 1 ||
+      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
+      value[kScheme.size()] != ' ') {
+    return std::nullopt;
+  }
+  const absl::string_view token = absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size()));
+  if (token.empty()) return std::nullopt;
+  for (char c : token) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c)) ||
+        absl::ascii_iscntrl(static_cast<unsigned char>(c))) {
+      return std::nullopt;
+    }
+  }
+  return std::string(token);
+}
+
+absl::string_view StatusText(int status) {
+  switch (status) {
+    case 400:
+      return "bad request";
+    case 404:
+      return "not found";
+    case 405:
+      return "method not allowed";
+    case 413:
+      return "request body too large";
+    case 414:
+      return "request URI too long";
+    default:
+      return "request failed";
+  }
+}
+
+}  // namespace
+
+ApiServer::ApiServer(SyncService& service, ApiServerOptions options)
+    : service_(service),
+      options_(std::move(options)),
+      jobs_(JobTableOptions{
+          .max_running = options_.max_running_jobs,
+          .max_jobs = options_.max_jobs,
+          .ttl = std::chrono::milliseconds(std::max<int64_t>(options_.job_ttl_seconds, 0) * 1000),
+          .clock = options_.clock}) {}
+
+ApiServer::~ApiServer() { Stop(); }
+
+void ApiServer::Log(const std::string& line) const {
+  if (options_.log) {
+    options_.log(line);
+    return;
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+absl::Status ApiServer::Start() {
+  if (server_ != nullptr || stopped_) {
+    return absl::FailedPreconditionError("an API server starts once");
+  }
+  server_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *server_;
+  const size_t threads = std::max<size_t>(options_.http_threads, 1);
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  s.set_payload_max_length(options_.max_body_bytes);
+  s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    request_start = std::chrono::steady_clock::now();
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  // Every method and path comes to Dispatch, which knows the routes and answers 404 and 405.
+  const auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
+    Dispatch(req, res);
+  };
+  s.Get(".*", dispatch);
+  s.Put(".*", dispatch);
+  s.Post(".*", dispatch);
+  s.Patch(".*", dispatch);
+  s.Delete(".*", dispatch);
+  s.Options(".*", dispatch);
+  // What httplib refuses itself (a body over the limit, an unreadable request) gets a plain
+  // text reason too, and its log line: httplib calls neither Dispatch nor its logger for it.
+  // Answers of Dispatch already have bodies, and were logged there.
+  s.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        std::string text(StatusText(res.status));
+        if (res.status == 413) {
+          absl::StrAppend(&text, ": the limit is ", options_.max_body_bytes, " bytes");
+        }
+        SendText(res, res.status, text);
+        LogRequest(req, res.status);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  // Only SO_REUSEADDR: httplib's default adds SO_REUSEPORT, which would let a second server
+  // bind the same port and share its connections.
+  s.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+
+  int port = options_.port;
+  errno = 0;
+  if (options_.port == 0) {
+    port = s.bind_to_any_port(options_.host);
+  } else if (!s.bind_to_port(options_.host, options_.port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    const int err = errno;
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", io::FormatEndpoint({options_.host, options_.port}),
+                     err != 0 ? absl::StrCat(": ", std::strerror(err))
+                              : std::string(" (address in use or not local)")));
+  }
+  port_ = static_cast<uint16_t>(port);
+  listen_returned_ = false;
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_returned_ = true;
+  });
+  // Stop() must not run before the server loop is up: httplib's stop() does nothing until then,
+  // and the loop would then serve forever.
+  while (!server_->is_running() && !listen_returned_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (listen_returned_) {
+    thread_.join();
+    server_.reset();
+    return absl::UnavailableError(absl::StrCat(
+        "the API server on ", io::FormatEndpoint({options_.host, port_}), " stopped at once"));
+  }
+  return absl::OkStatus();
+}
+
+void ApiServer::Stop() {
+  if (server_ != nullptr) {
+    // Returns once the server loop stopped accepting; the join waits for the requests in
+    // flight (httplib joins its threads before listen_after_bind returns).
+    server_->stop();
+    if (thread_.joinable()) thread_.join();
+    server_.reset();
+  }
+  stopped_ = true;
+  jobs_.Shutdown();
+}
+
+void ApiServer::LogRequest(const httplib::Request& req, int status) const {
+  std::string ms = "-";
+  if (request_start.has_value()) {
+    ms = absl::StrCat(std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - *request_start)
+                          .count());
+    request_start.reset();
+  }
+  Log(absl::StrCat("http ", req.method, " ", RedactPath(req.path), " ", status, " ", ms, " ms"));
+}
+
+void ApiServer::Dispatch(const httplib::Request& req, httplib::Response& res) {
+  Answer(req, res);
+  LogRequest(req, res.status);
+}
+
+void ApiServer::Answer(const httplib::Request& req, httplib::Response& res) {
+  const Route route = Match(req.path);
+  const char* allowed = nullptr;
+  switch (route.kind) {
+    case Route::kNone:
+      SendText(res, 404, absl::StrCat("no such path: ", RedactPath(req.path)));
+      return;
+    case Route::kSync:
+      allowed = "PUT";
+      break;
+    case Route::kJob:
+    case Route::kProgress:
+      allowed = "GET, HEAD";
+      break;
+  }
+  const bool is_get = req.method == "GET" || req.method == "HEAD";
+  if ((route.kind == Route::kSync && req.method != "PUT") ||
+      (route.kind != Route::kSync && !is_get)) {
+    res.set_header("Allow", allowed);
+    SendText(res, 405, absl::StrCat(req.method, " is not allowed here; allowed: ", allowed));
+    return;
+  }
+  switch (route.kind) {
+    case Route::kSync:
+      HandleSync(route.uuid, req, res);
+      break;
+    case Route::kJob:
+      HandleJob(route.uuid, req, res);
+      break;
+    case Route::kProgress:
+      HandleProgress(route.uuid, res);
+      break;
+    case Route::kNone:
+      break;
+  }
+}
+
+SyncResult ApiServer::RunCall(bool session_ok, const ParsedAction& parsed,
+                              const engine::ProgressFn* progress) {
+  SyncResult result;
+  if (!session_ok) {
+    result.error = MakeError(kIdInvalidSession,
+                             "the session of the Authorization header is not one this server "
+                             "accepts (the registry's \"sessions\")");
+    return result;
+  }
+  if (parsed.error.has_value()) {
+    result.error = parsed.error;
+    return result;
+  }
+  return service_.Sync(parsed.request, progress);
+}
+
+std::string ApiServer::JobLocation(const httplib::Request& req, const std::string& job_uuid) const {
+  std::string host = req.get_header_value("Host");
+  if (!IsPlainHost(host)) host = io::FormatEndpoint({options_.host, port_});
+  return absl::StrCat("http://", host, kJobsPath, job_uuid);
+}
+
+void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request& req,
+                           httplib::Response& res) {
+  if (!req.has_header("Authorization")) {
+    SendText(res, 400, "missing the Authorization header (expected: OAuth <session uuid>)");
+    return;
+  }
+  const std::optional<std::string> session = OAuthToken(req.get_header_value("Authorization"));
+  if (!session.has_value()) {
+    SendText(res, 400, "the Authorization header must be of the form: OAuth <session uuid>");
+    return;
+  }
+  const bool named_job = req.has_header("X-Job-UUID");
+  std::string job_uuid;
+  if (named_job) {
+    job_uuid = std::string(absl::StripAsciiWhitespace(req.get_header_value("X-Job-UUID")));
+    if (!IsJobUuid(job_uuid)) {
+      SendText(res, 400, "the X-Job-UUID header must be 32 lowercase hex characters");
+      return;
+    }
+  }
+  ParsedAction parsed = ParseSyncAction(group_uuid, req.body);
+  if (!parsed.bad_request.empty()) {
+    SendText(res, 400, parsed.bad_request);
+    return;
+  }
+  const bool session_ok = service_.registry().HasSession(*session);
+
+  if (!named_job && !options_.job_mode_default) {
+    const SyncResult result = RunCall(session_ok, parsed, nullptr);
+    if (result.error.has_value()) {
+      SendJson(res, 503, ErrorBody(*result.error));
+    } else {
+      SendJson(res, 200, SuccessBody(result.inventories, IsTrue(req, "X-JSON-Schema")));
+    }
+    return;
+  }
+
+  if (!named_job) {
+    auto fresh = NewJobUuid();
+    if (!fresh.ok()) {
+      SendJson(res, 503, ErrorBody(ErrorFromStatus(fresh.status())));
+      return;
+    }
+    job_uuid = *std::move(fresh);
+  }
+  auto started = jobs_.Start(
+      job_uuid, [this, session_ok, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
+        return RunCall(session_ok, parsed, &progress);
+      });
+  if (!started.ok()) {
+    // The table is full or the server is stopping: nothing was started, the client may retry.
+    res.set_header("Retry-After", "10");
+    SendJson(res, 503,
+             ErrorBody(MakeError(kSysOperationFailed, std::string(started.status().message()))));
+    return;
+  }
+  // A job that exists already (the client resent its X-Job-UUID) answers the same, and runs once.
+  SendJson(res, 202,
+           Json{{"location", JobLocation(req, job_uuid)}, {"apiTimeout", options_.api_timeout_ms}});
+}
+
+void ApiServer::HandleJob(const std::string& job_uuid, const httplib::Request& req,
+                          httplib::Response& res) {
+  const JobSnapshot job = IsJobUuid(job_uuid) ? jobs_.Get(job_uuid) : JobSnapshot{};
+  switch (job.state) {
+    case JobState::kUnknown:
+      SendText(res, 404, "no such job: it never existed, or it finished and expired");
+      return;
+    case JobState::kRunning:
+      SendJson(res, 202, Json::object());
+      return;
+    case JobState::kSucceeded:
+      SendJson(res, 200, SuccessBody(job.result.inventories, IsTrue(req, "X-JSON-Schema")));
+      return;
+    case JobState::kFailed:
+      SendJson(res, 503,
+               job.result.error.has_value()
+                   ? ErrorBody(*job.result.error)
+                   : ErrorBody(MakeError(kSysInternal, "the job failed without an error")));
+      return;
+  }
+}
+
+void ApiServer::HandleProgress(const std::string& job_uuid, httplib::Response& res) {
+  const JobSnapshot job = IsJobUuid(job_uuid) ? jobs_.Get(job_uuid) : JobSnapshot{};
+  if (job.state == JobState::kUnknown) {
+    SendText(res, 404, "no such job: it never existed, or it finished and expired");
+    return;
+  }
+  const engine::ProgressState& p = job.progress;
+  std::string phase = p.phase;
+  if (job.queued) phase = "queued";
+  if (phase.empty()) phase = job.state == JobState::kRunning ? "starting" : "done";
+  const uint64_t rate =
+      p.seconds > 0 ? static_cast<uint64_t>(static_cast<double>(p.bytes_done) / p.seconds) : 0;
+  Json body = {{"jobUuid", job_uuid},
+               {"state", JobStateName(job.state)},
+               {"phase", phase},
+               {"bytesDone", p.bytes_done},
+               {"bytesTotal", p.bytes_total},
+               {"chunksDone", p.chunks_done},
+               {"chunksTotal", p.chunks_total},
+               {"bytesPerSecond", rate},
+               {"seconds", p.seconds}};
+  if (job.state != JobState::kRunning) {
+    body["etaSeconds"] = 0;
+  } else if (p.bytes_done > 0 && p.bytes_total > p.bytes_done && p.seconds > 0) {
+    body["etaSeconds"] = p.seconds * static_cast<double>(p.bytes_total - p.bytes_done) /
+                         static_cast<double>(p.bytes_done);
+  }
+  SendJson(res, 200, body);
+}
+
+}  // namespace chunkferry::control

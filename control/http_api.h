@@ -1,0 +1,104 @@
+// The sync API over HTTP, as the platform's clients call it
+// (shared/api/SyncVmBackupFromImageStoreBackupStorage.md):
+//
+//   PUT /zstack/v1/vm-backups/{groupUuid}/actions     the sync: 200 with the result, or (job
+//                                                      mode) 202 {"location", "apiTimeout"}
+//   GET /zstack/v1/api-jobs/{jobUuid}                  a job: 202 {} running, 200 result,
+//                                                      503 {"error"}, 404 unknown or expired
+//   GET /chunkferry/v1/api-jobs/{jobUuid}/progress     a job's progress (this project's own)
+//
+// A PUT runs as a job when the server runs in job mode or the request names its job
+// (X-Job-UUID); otherwise it answers when the sync is done. Errors of the call itself (a session
+// the registry does not accept, a missing field, an unknown group) are ErrorCode bodies with 503;
+// requests the server cannot read (no Authorization, no action key, ...) are 400 with a
+// plain-text reason.
+#ifndef CHUNKFERRY_CONTROL_HTTP_API_H_
+#define CHUNKFERRY_CONTROL_HTTP_API_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "control/job_table.h"
+#include "control/sync_service.h"
+
+namespace httplib {
+class Server;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace chunkferry::control {
+
+struct ApiServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;               // 0: any free port (see ApiServer::port)
+  bool job_mode_default = false;   // every PUT runs as a job, even without X-Job-UUID
+  int64_t job_ttl_seconds = 3600;  // how long a finished job can be polled
+  // Told to job-mode clients as "apiTimeout": how long they poll before giving up.
+  int64_t api_timeout_ms = 6 * 3600 * 1000;
+  size_t max_running_jobs = 2;  // jobs whose syncs run at once; more wait in a queue
+  size_t max_jobs = 1024;       // jobs held (queued, running, or finished within the TTL)
+  // Threads serving connections. A synchronous PUT holds one for the whole sync, and so does
+  // an idle keep-alive connection for a few seconds.
+  size_t http_threads = 8;
+  size_t max_body_bytes = 1 << 20;  // larger request bodies are refused with 413
+  JobClock clock = nullptr;         // for the job table's expiry; empty: steady_clock (tests)
+  // Receives one line per request (method, path, status, milliseconds); empty: stderr.
+  std::function<void(const std::string&)> log = nullptr;
+};
+
+// Serves the sync API of `service` on one listening socket. Start and Stop are called from one
+// thread; requests are served on the server's own threads. `service` must outlive the server.
+class ApiServer {
+ public:
+  ApiServer(SyncService& service, ApiServerOptions options);
+  ~ApiServer();  // Stop()
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Binds options.host:options.port and serves on a thread of its own. Unavailable when the
+  // address cannot be bound; FailedPrecondition when called again, or after Stop.
+  [[nodiscard]] absl::Status Start();
+  // The bound port, once Start succeeded.
+  uint16_t port() const { return port_; }
+
+  // Stops accepting connections, waits for the requests being served (a synchronous PUT until
+  // its sync ends) and for the jobs whose syncs are running; queued jobs are dropped. Idempotent.
+  void Stop();
+
+ private:
+  // Answers every request (the server sends all methods and paths here) and logs it.
+  void Dispatch(const httplib::Request& req, httplib::Response& res);
+  void Answer(const httplib::Request& req, httplib::Response& res);
+  // Logs "http METHOD PATH STATUS MS ms", job uuids cut short.
+  void LogRequest(const httplib::Request& req, int status) const;
+  void HandleSync(const std::string& group_uuid, const httplib::Request& req,
+                  httplib::Response& res);
+  void HandleJob(const std::string& job_uuid, const httplib::Request& req, httplib::Response& res);
+  void HandleProgress(const std::string& job_uuid, httplib::Response& res);
+  // Runs the call of a PUT whose request was readable: what a synchronous PUT and a job do.
+  SyncResult RunCall(bool session_ok, const ParsedAction& parsed,
+                     const engine::ProgressFn* progress);
+  // "http://<Host of the request, else host:port>/zstack/v1/api-jobs/<uuid>"
+  std::string JobLocation(const httplib::Request& req, const std::string& job_uuid) const;
+  void Log(const std::string& line) const;
+
+  SyncService& service_;
+  const ApiServerOptions options_;
+  JobTable jobs_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
+  bool stopped_ = false;
+  uint16_t port_ = 0;
+};
+
+}  // namespace chunkferry::control
+
+#endif  // CHUNKFERRY_CONTROL_HTTP_API_H_

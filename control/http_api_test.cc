@@ -1,0 +1,579 @@
+// The sync API over HTTP, in process: an ApiServer on 127.0.0.1 (port 0) in front of a
+// SyncService over three local stores, called with httplib's client. Covers the 400s and their
+// order, the call's own errors (503 with an ErrorCode), the synchronous 200, the job convention
+// (202 location → polls → 200 with the schema → 404 after the TTL on an injected clock), named
+// jobs that never run twice, failing jobs, the progress endpoint, 404/405/413, logs without job
+// uuids, the job cap, and two concurrent PUTs of one group.
+#include "control/http_api.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "control/api_error.h"
+#include "control/job_table.h"
+#include "control/registry.h"
+#include "control/sync_service.h"
+#include "engine/volume_backup.h"
+#include "engine/worker_pool.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace chunkferry::control {
+namespace {
+
+using ::chunkferry::testing::TempDir;
+using std::chrono::milliseconds;
+
+constexpr size_t kMiB = 1 << 20;
+constexpr char kJsonType[] = "application/json;charset=UTF-8";
+constexpr char kTextType[] = "text/plain;charset=UTF-8";
+constexpr int64_t kTtlSeconds = 60;
+
+struct Volume {
+  std::string image;
+  std::string backup_uuid;
+};
+
+class HttpApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    src_ = tmp_.Sub("src");
+    dst_ = tmp_.Sub("dst");
+    dst2_ = tmp_.Sub("dst2");
+    for (const auto& d : {src_, dst_, dst2_}) testing::InitStore(d);
+    // Opened once, as a sync does (an empty store makes its index then): "unchanged" below
+    // compares with this.
+    for (const auto& d : {dst_, dst2_}) {
+      auto store = testing::OpenStore(d, io::Backend::kThreads, true, &pool_);
+      ASSERT_TRUE(store.ok()) << store.status();
+      ASSERT_TRUE((*store)->Close().ok());
+    }
+    // A Root and two Data volumes, imported and the store closed again: the service opens the
+    // stores itself for each sync.
+    {
+      auto store = testing::OpenStore(src_, io::Backend::kThreads, true, &pool_);
+      ASSERT_TRUE(store.ok()) << store.status();
+      const std::vector<std::pair<std::string, std::string>> images = {
+          {"Root", "root.img"}, {"Data", "data1.img"}, {"Data", "data2.img"}};
+      testing::WriteMixedFile(tmp_.Sub("root.img"), 3 * kMiB + 512, 1);
+      testing::WriteTextFile(tmp_.Sub("data1.img"), 2 * kMiB, 2);
+      testing::WriteRandomFile(tmp_.Sub("data2.img"), kMiB + 4096, 3);
+      for (const auto& [type, name] : images) {
+        auto meta = testing::Import(**store, pool_, tmp_.Sub(name), group_, type);
+        ASSERT_TRUE(meta.ok()) << meta.status();
+        volumes_.push_back({tmp_.Sub(name), meta->uuid});
+      }
+      ASSERT_TRUE((*store)->Close().ok());
+    }
+    Registry registry;
+    for (const auto& [uuid, dir] :
+         {std::pair(src_uuid_, src_), std::pair(dst_uuid_, dst_), std::pair(dst2_uuid_, dst2_)}) {
+      BackupStorage storage;
+      storage.uuid = uuid;
+      storage.name = dir.substr(dir.rfind('/') + 1);
+      storage.path = dir;
+      registry.storages.push_back(std::move(storage));
+    }
+    registry.sessions = {session_};
+    ServiceOptions service_options;
+    service_options.queue.backend = io::Backend::kThreads;
+    service_ = std::make_unique<SyncService>(std::move(registry), service_options);
+  }
+
+  void TearDown() override {
+    server_.reset();
+    service_.reset();
+  }
+
+  // Starts the server (options filled in with the test's clock and log capture).
+  void StartServer(ApiServerOptions options = {}) {
+    options.job_ttl_seconds = kTtlSeconds;
+    options.clock = [this] {
+      return std::chrono::steady_clock::time_point(milliseconds(now_ms_.load()));
+    };
+    options.log = [this](const std::string& line) {
+      std::lock_guard<std::mutex> lock(log_mu_);
+      log_.push_back(line);
+    };
+    options_ = options;
+    server_ = std::make_unique<ApiServer>(*service_, options);
+    absl::Status st = server_->Start();
+    ASSERT_TRUE(st.ok()) << st;
+    ASSERT_NE(server_->port(), 0);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(std::chrono::seconds(300));
+  }
+
+  std::string Body(const std::string& src, const std::string& dst) const {
+    return Json{{std::string(kSyncActionKey),
+                 {{"srcBackupStorageUuid", src}, {"dstBackupStorageUuid", dst}}}}
+        .dump();
+  }
+  std::string SyncPath(const std::string& group) const {
+    return absl::StrCat("/zstack/v1/vm-backups/", group, "/actions");
+  }
+
+  // A PUT with the usual headers unless overridden; fails the test when no response came.
+  httplib::Result Put(const std::string& path, const std::string& body,
+                      const httplib::Headers& headers) {
+    auto r = client_->Put(path.c_str(), headers, body, kJsonType);
+    EXPECT_TRUE(r) << "no response: " << httplib::to_string(r.error());
+    return r;
+  }
+  httplib::Result PutSync(const std::string& group, const std::string& dst,
+                          httplib::Headers extra = {}) {
+    extra.emplace("Authorization", "OAuth " + session_);
+    return Put(SyncPath(group), Body(src_uuid_, dst), extra);
+  }
+  httplib::Result Get(const std::string& path, const httplib::Headers& headers = {}) {
+    auto r = client_->Get(path.c_str(), headers);
+    EXPECT_TRUE(r) << "no response: " << httplib::to_string(r.error());
+    return r;
+  }
+
+  // Polls a job (as the SDK does: "OAuth null", X-JSON-Schema) until it is not 202 (bounded).
+  httplib::Result Poll(const std::string& path) {
+    const httplib::Headers headers = {{"Authorization", "OAuth null"}, {"X-JSON-Schema", "true"}};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    auto r = Get(path, headers);
+    while (r && r->status == 202 && std::chrono::steady_clock::now() < deadline) {
+      EXPECT_EQ(r->body, "{}");
+      std::this_thread::sleep_for(milliseconds(10));
+      r = Get(path, headers);
+    }
+    return r;
+  }
+
+  static Json ParseJson(const std::string& text) {
+    Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(j.is_discarded()) << "not JSON: " << text;
+    return j;
+  }
+
+  // The path of a 202 body's location, after checking its form.
+  std::string JobPathOf(const httplib::Result& r, const std::string& want_uuid = "") {
+    EXPECT_EQ(r->status, 202) << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
+    const Json body = ParseJson(r->body);
+    EXPECT_EQ(body.value("apiTimeout", int64_t{0}), options_.api_timeout_ms) << r->body;
+    const std::string location = body.value("location", "");
+    const std::string prefix =
+        absl::StrCat("http://127.0.0.1:", server_->port(), "/zstack/v1/api-jobs/");
+    EXPECT_TRUE(absl::StartsWith(location, prefix)) << location;
+    const std::string uuid = location.substr(std::min(prefix.size(), location.size()));
+    EXPECT_TRUE(IsJobUuid(uuid)) << location;
+    if (!want_uuid.empty()) {
+      EXPECT_EQ(uuid, want_uuid);
+    }
+    return absl::StrCat("/zstack/v1/api-jobs/", uuid);
+  }
+
+  // Checks a 200 body: three inventories, Root first, each held by the source and `dst`.
+  void ExpectInventories(const Json& body, const std::string& dst) {
+    ASSERT_TRUE(body.contains("inventories")) << body.dump();
+    const Json& inv = body["inventories"];
+    ASSERT_EQ(inv.size(), volumes_.size()) << body.dump();
+    EXPECT_EQ(inv[0].value("type", ""), "Root");
+    for (const auto& v : inv) {
+      EXPECT_EQ(v.value("groupUuid", ""), group_);
+      std::vector<std::string> storages;
+      for (const auto& ref : v["backupStorageRefs"]) {
+        storages.push_back(ref.value("backupStorageUuid", ""));
+        EXPECT_EQ(ref.value("status", ""), "Ready") << ref.dump();
+      }
+      EXPECT_NE(std::find(storages.begin(), storages.end(), src_uuid_), storages.end()) << v.dump();
+      EXPECT_NE(std::find(storages.begin(), storages.end(), dst), storages.end()) << v.dump();
+    }
+  }
+
+  std::vector<std::string> Logs() {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    return log_;
+  }
+
+  TempDir tmp_;
+  engine::WorkerPool pool_{2};
+  std::string src_, dst_, dst2_;
+  const std::string group_ = engine::NewUuid();
+  const std::string src_uuid_ = engine::NewUuid(), dst_uuid_ = engine::NewUuid(),
+                    dst2_uuid_ = engine::NewUuid();
+  const std::string session_ = engine::NewUuid();
+  std::vector<Volume> volumes_;
+  std::unique_ptr<SyncService> service_;
+  ApiServerOptions options_;
+  std::unique_ptr<ApiServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+  std::atomic<int64_t> now_ms_{1'000'000};
+  std::mutex log_mu_;
+  std::vector<std::string> log_;
+};
+
+TEST_F(HttpApiTest, UnreadableRequestsAre400WithPlainText) {
+  StartServer();
+  const auto before = testing::ListFiles(dst_, {"LOCK"});
+  const std::string good_auth = "OAuth " + session_;
+  const std::string body = Body(src_uuid_, dst_uuid_);
+  struct Case {
+    const char* name;
+    httplib::Headers headers;
+    std::string body;
+    std::string reason;  // a word the plain-text reason holds
+  };
+  const std::vector<Case> cases = {
+      {"no Authorization", {}, body, "Authorization"},
+      {"not OAuth", {{"Authorization", "Bearer " + session_}}, body, "OAuth"},
+      {"OAuth without a token", {{"Authorization", "OAuth "}}, body, "OAuth"},
+      {"a bad X-Job-UUID",
+       {{"Authorization", good_auth}, {"X-Job-UUID", "0123456789ABCDEF0123456789ABCDEF"}},
+       body,
+       "X-Job-UUID"},
+      {"a body that is not JSON", {{"Authorization", good_auth}}, "{not json", ""},
+      {"no action key",
+       {{"Authorization", good_auth}},
+       Json{{"somethingElse", {{"srcBackupStorageUuid", src_uuid_}}}}.dump(),
+       ""},
+      // The checks go in order: a missing header is reported before a bad body.
+      {"no Authorization and no JSON", {}, "{not json", "Authorization"},
+      {"a bad X-Job-UUID and no JSON",
+       {{"Authorization", good_auth}, {"X-Job-UUID", "123"}},
+       "{not json",
+       "X-Job-UUID"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto r = Put(SyncPath(group_), c.body, c.headers);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), kTextType);
+    EXPECT_FALSE(absl::StripAsciiWhitespace(r->body).empty());
+    EXPECT_FALSE(absl::StartsWith(r->body, "{")) << r->body;
+    if (!c.reason.empty()) {
+      EXPECT_TRUE(absl::StrContains(r->body, c.reason)) << r->body;
+    }
+  }
+  EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+}
+
+TEST_F(HttpApiTest, UnknownSessionFailsTheCallWithId1001) {
+  StartServer();
+  const auto before = testing::ListFiles(dst_, {"LOCK"});
+  for (const char* session : {"null", "0123456789abcdef0123456789abcdef"}) {
+    auto r = Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
+                 {{"Authorization", absl::StrCat("OAuth ", session)}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 503) << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
+    const Json body = ParseJson(r->body);
+    EXPECT_EQ(body["error"].value("code", ""), kIdInvalidSession) << r->body;
+    EXPECT_FALSE(body.contains("inventories"));
+  }
+  EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+}
+
+TEST_F(HttpApiTest, SynchronousPutAnswers200WithTheInventories) {
+  StartServer();
+  auto r = PutSync(group_, dst_uuid_);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
+  const Json body = ParseJson(r->body);
+  ExpectInventories(body, dst_uuid_);
+  // Exactly SuccessBody of the result: no schema unless asked for.
+  EXPECT_EQ(r->body, SuccessBody(body["inventories"], false).dump());
+  EXPECT_FALSE(body.contains("schema"));
+
+  // The group is on the destination, byte for byte.
+  {
+    auto dst = testing::OpenStore(dst_, io::Backend::kThreads, false, &pool_);
+    ASSERT_TRUE(dst.ok()) << dst.status();
+    for (size_t i = 0; i < volumes_.size(); ++i) {
+      EXPECT_TRUE(testing::RestoresIdentical(**dst, pool_, volumes_[i].backup_uuid,
+                                             volumes_[i].image, tmp_.Sub("out")))
+          << i;
+    }
+  }
+
+  // Again, asking for the schema: nothing more is stored, the body carries the schema map.
+  const uint64_t packs = testing::TotalPackBytes(dst_);
+  auto again = PutSync(group_, dst_uuid_, {{"X-JSON-Schema", "true"}});
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->status, 200) << again->body;
+  const Json with_schema = ParseJson(again->body);
+  ExpectInventories(with_schema, dst_uuid_);
+  ASSERT_TRUE(with_schema.contains("schema")) << again->body;
+  EXPECT_EQ(with_schema["schema"].value("inventories[0]", ""),
+            "org.zstack.header.storage.backup.VolumeBackupInventory");
+  EXPECT_EQ(again->body, SuccessBody(with_schema["inventories"], true).dump());
+  EXPECT_EQ(testing::TotalPackBytes(dst_), packs);
+}
+
+TEST_F(HttpApiTest, UnknownGroupIs503Sys1003AndChangesNothing) {
+  StartServer();
+  const auto before = testing::ListFiles(dst_, {"LOCK"});
+  auto r = PutSync(engine::NewUuid(), dst_uuid_);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
+  EXPECT_EQ(ParseJson(r->body)["error"].value("code", ""), kSysNotFound) << r->body;
+  EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+}
+
+TEST_F(HttpApiTest, JobModeRunsThePutAsAJobUntilItExpires) {
+  StartServer({.job_mode_default = true, .api_timeout_ms = 7200000});
+  auto put = PutSync(group_, dst_uuid_);
+  ASSERT_TRUE(put);
+  const std::string job = JobPathOf(put);
+  const std::string job_uuid = job.substr(job.rfind('/') + 1);
+
+  auto done = Poll(job);
+  ASSERT_TRUE(done);
+  ASSERT_EQ(done->status, 200) << done->body;
+  EXPECT_EQ(done->get_header_value("Content-Type"), kJsonType);
+  const Json body = ParseJson(done->body);
+  ExpectInventories(body, dst_uuid_);
+  // The poll asked for the schema: every inventory and ref is named, parents first.
+  ASSERT_TRUE(body.contains("schema")) << done->body;
+  EXPECT_EQ(done->body, SuccessBody(body["inventories"], true).dump());
+  EXPECT_EQ(body["schema"].value("inventories[2].backupStorageRefs[1]", ""),
+            "org.zstack.header.storage.backup.VolumeBackupStorageRefInventory");
+  // Without X-JSON-Schema, no schema.
+  auto plain = Get(job);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->status, 200);
+  EXPECT_FALSE(ParseJson(plain->body).contains("schema"));
+
+  // The progress endpoint reports the finished job.
+  auto progress = Get(absl::StrCat("/chunkferry/v1/api-jobs/", job_uuid, "/progress"));
+  ASSERT_TRUE(progress);
+  ASSERT_EQ(progress->status, 200) << progress->body;
+  EXPECT_EQ(progress->get_header_value("Content-Type"), kJsonType);
+  const Json p = ParseJson(progress->body);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : p.items()) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"jobUuid", "state", "phase", "bytesDone", "bytesTotal",
+                                            "chunksDone", "chunksTotal", "bytesPerSecond",
+                                            "seconds", "etaSeconds"}))
+      << p.dump();
+  EXPECT_EQ(p.value("jobUuid", ""), job_uuid);
+  EXPECT_EQ(p.value("state", ""), "succeeded");
+  EXPECT_GT(p.value("bytesTotal", uint64_t{0}), 0u) << p.dump();
+  EXPECT_EQ(p.value("bytesDone", uint64_t{0}), p.value("bytesTotal", uint64_t{1})) << p.dump();
+  EXPECT_EQ(p.value("chunksDone", uint64_t{0}), p.value("chunksTotal", uint64_t{1})) << p.dump();
+
+  // Kept for the TTL, then gone.
+  now_ms_ += kTtlSeconds * 1000 - 1;
+  EXPECT_EQ(Get(job)->status, 200);
+  now_ms_ += 1;
+  auto expired = Get(job);
+  ASSERT_TRUE(expired);
+  EXPECT_EQ(expired->status, 404) << expired->body;
+  EXPECT_EQ(expired->get_header_value("Content-Type"), kTextType);
+  EXPECT_EQ(Get(absl::StrCat("/chunkferry/v1/api-jobs/", job_uuid, "/progress"))->status, 404);
+
+  // The job uuid appears in no log line whole; the poll lines are there.
+  bool saw_poll = false;
+  for (const auto& line : Logs()) {
+    EXPECT_FALSE(absl::StrContains(line, job_uuid)) << line;
+    EXPECT_FALSE(absl::StrContains(line, session_)) << line;
+    if (absl::StrContains(line, "GET /zstack/v1/api-jobs/" + job_uuid.substr(0, 8)) &&
+        absl::StrContains(line, " 200 ")) {
+      saw_poll = true;
+    }
+  }
+  EXPECT_TRUE(saw_poll);
+}
+
+TEST_F(HttpApiTest, FailingJobsAnswer503WithTheirErrorCode) {
+  StartServer();
+  const std::string unknown_group_job = engine::NewUuid();
+  auto put = PutSync(engine::NewUuid(), dst_uuid_, {{"X-Job-UUID", unknown_group_job}});
+  ASSERT_TRUE(put);
+  auto r = Poll(JobPathOf(put, unknown_group_job));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
+  EXPECT_EQ(ParseJson(r->body)["error"].value("code", ""), kSysNotFound) << r->body;
+
+  // A session the registry does not know reaches a job client as an ErrorCode through the poll.
+  const std::string bad_session_job = engine::NewUuid();
+  auto put2 = Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
+                  {{"Authorization", "OAuth null"}, {"X-Job-UUID", bad_session_job}});
+  ASSERT_TRUE(put2);
+  auto r2 = Poll(JobPathOf(put2, bad_session_job));
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->status, 503) << r2->body;
+  EXPECT_EQ(ParseJson(r2->body)["error"].value("code", ""), kIdInvalidSession) << r2->body;
+
+  // A missing field fails the call (SYS.1007), it is not a 400.
+  const std::string missing_job = engine::NewUuid();
+  auto put3 = Put(SyncPath(group_),
+                  Json{{std::string(kSyncActionKey), {{"srcBackupStorageUuid", src_uuid_}}}}.dump(),
+                  {{"Authorization", "OAuth " + session_}, {"X-Job-UUID", missing_job}});
+  ASSERT_TRUE(put3);
+  auto r3 = Poll(JobPathOf(put3, missing_job));
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->status, 503) << r3->body;
+  EXPECT_EQ(ParseJson(r3->body)["error"].value("code", ""), kSysInvalidArgument) << r3->body;
+  EXPECT_EQ(testing::TotalPackBytes(dst_), 0u);
+}
+
+TEST_F(HttpApiTest, NamedJobRunsOnceHowEverOftenItIsSent) {
+  StartServer();  // synchronous by default: X-Job-UUID alone makes the PUT a job
+  const std::string job_uuid = engine::NewUuid();
+  auto put = PutSync(group_, dst_uuid_, {{"X-Job-UUID", job_uuid}, {"X-JSON-Schema", "true"}});
+  ASSERT_TRUE(put);
+  const std::string job = JobPathOf(put, job_uuid);
+  auto done = Poll(job);
+  ASSERT_TRUE(done);
+  ASSERT_EQ(done->status, 200) << done->body;
+  const uint64_t packs = testing::TotalPackBytes(dst_);
+  EXPECT_GT(packs, 0u);
+
+  // Sent again, even with another body (a group that does not exist): the same 202, and the job
+  // keeps its result, so nothing ran again.
+  auto again = PutSync(engine::NewUuid(), dst_uuid_, {{"X-Job-UUID", job_uuid}});
+  ASSERT_TRUE(again);
+  EXPECT_EQ(JobPathOf(again, job_uuid), job);
+  auto still = Poll(job);
+  ASSERT_TRUE(still);
+  EXPECT_EQ(still->status, 200) << still->body;
+  EXPECT_EQ(still->body, done->body);
+  EXPECT_EQ(testing::TotalPackBytes(dst_), packs);
+}
+
+TEST_F(HttpApiTest, LocationFollowsTheHostHeader) {
+  StartServer({.job_mode_default = true});
+  auto put = PutSync(group_, dst_uuid_, {{"Host", "backup-api.example:8443"}});
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 202) << put->body;
+  const std::string location = ParseJson(put->body).value("location", "");
+  EXPECT_TRUE(absl::StartsWith(location, "http://backup-api.example:8443/zstack/v1/api-jobs/"))
+      << location;
+  auto done = Poll(location.substr(location.find("/zstack/")));
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 200) << done->body;
+}
+
+TEST_F(HttpApiTest, JobsPastTheCapAreRefused) {
+  StartServer({.max_jobs = 1});
+  const std::string first = engine::NewUuid();
+  auto put = PutSync(group_, dst_uuid_, {{"X-Job-UUID", first}});
+  ASSERT_TRUE(put);
+  ASSERT_EQ(Poll(JobPathOf(put, first))->status, 200);
+  // The finished job is kept for the TTL, so the table is full.
+  auto refused = PutSync(group_, dst_uuid_, {{"X-Job-UUID", engine::NewUuid()}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503) << refused->body;
+  EXPECT_EQ(ParseJson(refused->body)["error"].value("code", ""), kSysOperationFailed);
+  EXPECT_TRUE(absl::StrContains(refused->body, "too many jobs")) << refused->body;
+  // Its own uuid is still answered.
+  auto same = PutSync(group_, dst_uuid_, {{"X-Job-UUID", first}});
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->status, 202) << same->body;
+  // Once it expired, a new job is taken.
+  now_ms_ += kTtlSeconds * 1000;
+  const std::string second = engine::NewUuid();
+  auto taken = PutSync(group_, dst_uuid_, {{"X-Job-UUID", second}});
+  ASSERT_TRUE(taken);
+  EXPECT_EQ(Poll(JobPathOf(taken, second))->status, 200);
+}
+
+TEST_F(HttpApiTest, ConcurrentPutsOfOneGroupStoreItOnce) {
+  StartServer();
+  std::vector<int> statuses(2, 0);
+  std::vector<std::string> bodies(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", server_->port());
+      c.set_read_timeout(std::chrono::seconds(300));
+      auto r = c.Put(SyncPath(group_).c_str(), {{"Authorization", "OAuth " + session_}},
+                     Body(src_uuid_, dst_uuid_), kJsonType);
+      if (r) {
+        statuses[i] = r->status;
+        bodies[i] = r->body;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(statuses[i], 200) << bodies[i];
+    ExpectInventories(ParseJson(bodies[i]), dst_uuid_);
+  }
+  // The same bytes as one sync into an empty store.
+  auto single = PutSync(group_, dst2_uuid_);
+  ASSERT_TRUE(single);
+  ASSERT_EQ(single->status, 200) << single->body;
+  EXPECT_GT(testing::TotalPackBytes(dst2_), 0u);
+  EXPECT_EQ(testing::TotalPackBytes(dst_), testing::TotalPackBytes(dst2_));
+}
+
+TEST_F(HttpApiTest, UnknownPathsWrongMethodsAndLargeBodies) {
+  StartServer({.max_body_bytes = 4096});
+  auto r = Get("/zstack/v1/nothing-here");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->get_header_value("Content-Type"), kTextType);
+  EXPECT_EQ(Get(SyncPath(group_) + "/more")->status, 404);
+  EXPECT_EQ(Get("/zstack/v1/api-jobs/not-a-uuid")->status, 404);
+  EXPECT_EQ(Get(absl::StrCat("/zstack/v1/api-jobs/", engine::NewUuid()))->status, 404);
+  EXPECT_EQ(Get(absl::StrCat("/chunkferry/v1/api-jobs/", engine::NewUuid(), "/progress"))->status,
+            404);
+
+  auto get_sync = Get(SyncPath(group_), {{"Authorization", "OAuth " + session_}});
+  ASSERT_TRUE(get_sync);
+  EXPECT_EQ(get_sync->status, 405);
+  EXPECT_EQ(get_sync->get_header_value("Allow"), "PUT");
+  EXPECT_EQ(get_sync->get_header_value("Content-Type"), kTextType);
+  auto post_sync = client_->Post(SyncPath(group_).c_str(), Body(src_uuid_, dst_uuid_), kJsonType);
+  ASSERT_TRUE(post_sync);
+  EXPECT_EQ(post_sync->status, 405);
+  auto put_job = Put(absl::StrCat("/zstack/v1/api-jobs/", engine::NewUuid()), "{}", {});
+  ASSERT_TRUE(put_job);
+  EXPECT_EQ(put_job->status, 405);
+  EXPECT_EQ(put_job->get_header_value("Allow"), "GET, HEAD");
+
+  const std::string big(8192, ' ');
+  auto too_big = Put(SyncPath(group_), big, {{"Authorization", "OAuth " + session_}});
+  ASSERT_TRUE(too_big);
+  EXPECT_EQ(too_big->status, 413);
+  EXPECT_EQ(too_big->get_header_value("Content-Type"), kTextType);
+  EXPECT_TRUE(absl::StrContains(too_big->body, "4096")) << too_big->body;
+  EXPECT_EQ(testing::TotalPackBytes(dst_), 0u);
+
+  // One log line per request, with its status.
+  bool saw_405 = false, saw_413 = false;
+  for (const auto& line : Logs()) {
+    if (absl::StrContains(line, "GET " + SyncPath(group_) + " 405 ")) saw_405 = true;
+    if (absl::StrContains(line, "PUT " + SyncPath(group_) + " 413 ")) saw_413 = true;
+  }
+  EXPECT_TRUE(saw_405) << absl::StrJoin(Logs(), "\n");
+  EXPECT_TRUE(saw_413) << absl::StrJoin(Logs(), "\n");
+}
+
+TEST_F(HttpApiTest, StartFailsClearlyWhenThePortIsTaken) {
+  StartServer();
+  ApiServerOptions options;
+  options.port = server_->port();
+  ApiServer second(*service_, options);
+  absl::Status st = second.Start();
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), absl::StrCat(server_->port()))) << st;
+  // Stopping twice, and a server that never started, are fine.
+  server_->Stop();
+  server_->Stop();
+}
+
+}  // namespace
+}  // namespace chunkferry::control

@@ -1,0 +1,191 @@
+// `chunkferry api` as a real process: started with a registry config on 127.0.0.1 (port chosen
+// by the kernel, learned from --ready-file), it serves a synchronous sync and a job, stops
+// cleanly on SIGTERM, and the destination restores byte for byte; a bad config is refused with a
+// clear message and a nonzero exit.
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "engine/volume_backup.h"
+#include "gtest/gtest.h"
+#include "io/fd.h"
+#include "tests/cli_fixture.h"
+#include "tests/test_util.h"
+
+namespace chunkferry {
+namespace {
+
+constexpr size_t kMiB = 1 << 20;
+constexpr char kJsonType[] = "application/json;charset=UTF-8";
+
+// An API daemon process.
+class ApiDaemon : public testing::DaemonProcess {
+ public:
+  ApiDaemon(const std::string& config, const std::string& ready_file, const std::string& io)
+      : DaemonProcess({CHUNKFERRY_CLI, "api", "--config", config, "--listen", "127.0.0.1:0", io},
+                      ready_file) {}
+};
+
+class ApiCliTest : public testing::CliFixture {
+ protected:
+  std::string Import(const std::string& store, const std::string& image, const std::string& type) {
+    return ParseJson(
+               Run({"import", "--store", store, "--image", image, "--group", group_, "--volume",
+                    engine::NewUuid(), "--type", type, "--vm", vm_, "--json", "--quiet"})
+                   .out)
+        .value("uuid", "");
+  }
+
+  // Writes a registry config naming stores by paths relative to it.
+  std::string WriteConfig(const Json& config) {
+    const std::string path = tmp_.Sub("registry.json");
+    const std::string text = config.dump(2);
+    testing::WriteFile(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    return path;
+  }
+
+  const std::string group_ = engine::NewUuid();
+  const std::string vm_ = engine::NewUuid();
+  const std::string src_ = engine::NewUuid(), dst_ = engine::NewUuid();
+  const std::string session_ = engine::NewUuid();
+};
+
+TEST_P(ApiCliTest, ServesSyncsAndStopsCleanlyOnSigterm) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});
+  const std::string root = tmp_.Sub("root.img"), data = tmp_.Sub("data.img");
+  testing::WriteMixedFile(root, 3 * kMiB + 100, 21);
+  testing::WriteTextFile(data, 2 * kMiB, 22);
+  const std::vector<std::pair<std::string, std::string>> volumes = {
+      {Import(a, root, "Root"), root}, {Import(a, data, "Data"), data}};
+  const std::string config = WriteConfig({{"backupStorages",
+                                           {{{"uuid", src_}, {"name", "local"}, {"store", "a"}},
+                                            {{"uuid", dst_}, {"name", "remote"}, {"store", "b"}}}},
+                                          {"sessions", {session_}}});
+
+  ApiDaemon daemon(config, tmp_.Sub("ready"), IoFlag());
+  ASSERT_FALSE(daemon.address().empty()) << "the API daemon did not start";
+  const size_t colon = daemon.address().rfind(':');
+  httplib::Client client(daemon.address().substr(0, colon),
+                         std::stoi(daemon.address().substr(colon + 1)));
+  client.set_read_timeout(std::chrono::seconds(300));
+  const std::string path = absl::StrCat("/zstack/v1/vm-backups/", group_, "/actions");
+  const std::string body = Json{{"syncVmBackupFromImageStoreBackupStorage",
+                                 {{"srcBackupStorageUuid", src_}, {"dstBackupStorageUuid", dst_}}}}
+                               .dump();
+
+  // Synchronous: 200 with both volumes held by both storages.
+  auto r = client.Put(path.c_str(), {{"Authorization", "OAuth " + session_}}, body, kJsonType);
+  ASSERT_TRUE(r) << httplib::to_string(r.error());
+  ASSERT_EQ(r->status, 200) << r->body;
+  const Json result = ParseJson(r->body);
+  ASSERT_EQ(result["inventories"].size(), 2u) << r->body;
+  for (const auto& inv : result["inventories"]) {
+    ASSERT_EQ(inv["backupStorageRefs"].size(), 2u) << inv.dump();
+    EXPECT_EQ(inv["backupStorageRefs"][1].value("backupStorageUuid", ""), dst_) << inv.dump();
+  }
+
+  // As a job: 202, then polled to 200 with the same inventories' uuids.
+  const std::string job = engine::NewUuid();
+  auto put = client.Put(path.c_str(), {{"Authorization", "OAuth " + session_}, {"X-Job-UUID", job}},
+                        body, kJsonType);
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 202) << put->body;
+  EXPECT_EQ(ParseJson(put->body).value("location", ""),
+            absl::StrCat("http://", daemon.address(), "/zstack/v1/api-jobs/", job));
+  const std::string poll = absl::StrCat("/zstack/v1/api-jobs/", job);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto done = client.Get(poll.c_str());
+  while (done && done->status == 202 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    done = client.Get(poll.c_str());
+  }
+  ASSERT_TRUE(done);
+  ASSERT_EQ(done->status, 200) << done->body;
+  EXPECT_EQ(ParseJson(done->body)["inventories"][0].value("uuid", ""),
+            result["inventories"][0].value("uuid", ""));
+
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+  // The destination restores every volume byte for byte.
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const std::string out = tmp_.Sub(absl::StrCat("out", i));
+    Run({"restore", "--store", b, "--backup", volumes[i].first, "--output", out, "--quiet"});
+    EXPECT_TRUE(testing::FilesEqual(volumes[i].second, out)) << i;
+  }
+}
+
+TEST_P(ApiCliTest, SigtermWaitsForARunningJob) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});
+  // Incompressible, so that the sync is likely still running when the signal comes.
+  const std::string root = tmp_.Sub("root.img");
+  testing::WriteRandomFile(root, 24 * kMiB, 31);
+  const std::string backup = Import(a, root, "Root");
+  const std::string config = WriteConfig({{"backupStorages",
+                                           {{{"uuid", src_}, {"name", "local"}, {"store", "a"}},
+                                            {{"uuid", dst_}, {"name", "remote"}, {"store", "b"}}}},
+                                          {"sessions", {session_}}});
+  ApiDaemon daemon(config, tmp_.Sub("ready"), IoFlag());
+  ASSERT_FALSE(daemon.address().empty()) << "the API daemon did not start";
+  const size_t colon = daemon.address().rfind(':');
+  httplib::Client client(daemon.address().substr(0, colon),
+                         std::stoi(daemon.address().substr(colon + 1)));
+  const std::string job = engine::NewUuid();
+  auto put = client.Put(absl::StrCat("/zstack/v1/vm-backups/", group_, "/actions").c_str(),
+                        {{"Authorization", "OAuth " + session_}, {"X-Job-UUID", job}},
+                        Json{{"syncVmBackupFromImageStoreBackupStorage",
+                              {{"srcBackupStorageUuid", src_}, {"dstBackupStorageUuid", dst_}}}}
+                            .dump(),
+                        kJsonType);
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 202) << put->body;
+  // Wait until a runner took the job (a queued job is dropped on stop, by design).
+  const std::string progress = absl::StrCat("/chunkferry/v1/api-jobs/", job, "/progress");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    auto p = client.Get(progress.c_str());
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p->status, 200) << p->body;
+    if (ParseJson(p->body).value("phase", "") != "queued") break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the job stayed queued";
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  // The daemon finishes the sync before it exits: the group is whole on the destination.
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+  const std::string out = tmp_.Sub("out");
+  Run({"restore", "--store", b, "--backup", backup, "--output", out, "--quiet"});
+  EXPECT_TRUE(testing::FilesEqual(root, out));
+}
+
+TEST_P(ApiCliTest, BadConfigIsRefusedClearly) {
+  const std::string a = tmp_.Sub("a");
+  Run({"store", "init", "--store", a, "--quiet"});
+  const std::string config = WriteConfig(
+      {{"backupStorages", {{{"uuid", "not-a-uuid"}, {"name", "local"}, {"store", "a"}}}},
+       {"sessions", {session_}}});
+  auto bad = Run({"api", "--config", config, "--listen", "127.0.0.1:0"}, 1);
+  EXPECT_TRUE(absl::StrContains(bad.err, "registry.json")) << bad.err;
+  EXPECT_TRUE(absl::StrContains(bad.err, "not-a-uuid")) << bad.err;
+
+  auto missing = Run({"api", "--config", tmp_.Sub("nowhere.json"), "--listen", "127.0.0.1:0"}, 1);
+  EXPECT_TRUE(absl::StrContains(missing.err, "nowhere.json")) << missing.err;
+
+  auto usage = Run({"api", "--listen", "127.0.0.1:0"}, 2);
+  EXPECT_TRUE(absl::StrContains(usage.err, "--config")) << usage.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ApiCliTest, ::testing::ValuesIn(testing::AllBackends()),
+                         testing::BackendParamName);
+
+}  // namespace
+}  // namespace chunkferry

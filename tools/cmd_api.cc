@@ -1,0 +1,116 @@
+// chunkferry api: the sync API's HTTP endpoint (SyncVmBackupFromImageStoreBackupStorage, in the
+// platform's synchronous and job conventions) over the backup storages of a registry config,
+// until SIGINT or SIGTERM; then it waits for the syncs that are running.
+
+#include <cstdio>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "control/http_api.h"
+#include "control/registry.h"
+#include "control/sync_service.h"
+#include "io/net.h"
+#include "tools/cli_common.h"
+#include "tools/daemon_util.h"
+
+namespace chunkferry::tools {
+namespace {
+
+constexpr char kCmd[] = "api";
+constexpr char kDefaultListen[] = "127.0.0.1:8080";
+
+}  // namespace
+
+int CmdApi(const std::vector<std::string>& args) {
+  std::vector<FlagSpec> specs = {
+      {"config", "the registry: backup storages and accepted sessions (JSON)"},
+      {"listen", "address and port to listen on; port 0 picks a free one", true, kDefaultListen},
+      {"job-mode", "answer every PUT with 202 and a job to poll, even without X-Job-UUID", false,
+       ""},
+      {"job-ttl", "seconds a finished job can still be polled", true, "3600"},
+      {"api-timeout-ms", "the apiTimeout told to job clients: how long they poll", true,
+       "21600000"},
+      {"max-jobs", "syncs that run at once as jobs; more wait in a queue", true, "2"},
+      {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
+       ""},
+  };
+  std::string help;
+  Flags f;
+  if (auto rc = ParseFlags(
+          kCmd, "--config FILE [--listen ADDR:PORT] [--job-mode] [flags]", std::move(specs), args,
+          &f,
+          {.about = "Serves the sync API (PUT /zstack/v1/vm-backups/{groupUuid}/actions with\n"
+                    "syncVmBackupFromImageStoreBackupStorage) between the backup storages of the "
+                    "config,\nuntil SIGINT or SIGTERM. A PUT answers when its sync is done, or, in "
+                    "job mode or with\nan X-Job-UUID header, at once with a job to poll at GET "
+                    "/zstack/v1/api-jobs/{jobUuid}.\nLogs go to stderr.",
+           .common = {"io", "help"},
+           .help = &help})) {
+    return *rc;
+  }
+  auto config = f.Require("config");
+  if (!config.ok()) return Usage(kCmd, config.status().message(), help);
+  auto listen = io::ParseEndpoint(f.Get("listen"));
+  if (!listen.ok()) return Usage(kCmd, absl::StrCat("--listen: ", listen.status().message()), help);
+  auto backend = io::ParseBackend(f.Get("io"));
+  if (!backend.ok()) return Usage(kCmd, absl::StrCat("--io: ", backend.status().message()), help);
+  auto ttl = f.GetInt("job-ttl");
+  if (!ttl.ok() || *ttl < 1 || *ttl > 30 * 24 * 3600) {
+    return Usage(kCmd, "--job-ttl must be a number of seconds from 1 to 2592000", help);
+  }
+  auto api_timeout = f.GetInt("api-timeout-ms");
+  if (!api_timeout.ok() || *api_timeout < 1) {
+    return Usage(kCmd, "--api-timeout-ms must be a positive number of milliseconds", help);
+  }
+  auto max_jobs = f.GetInt("max-jobs");
+  if (!max_jobs.ok() || *max_jobs < 1 || *max_jobs > 64) {
+    return Usage(kCmd, "--max-jobs must be a whole number from 1 to 64", help);
+  }
+  const std::string ready_file = f.Get("ready-file");
+
+  auto registry = control::LoadRegistry(*config);
+  if (!registry.ok()) return Fail(kCmd, registry.status());
+  if (registry->sessions.empty()) {
+    LogLine(absl::StrCat("warning: ", *config,
+                         " lists no \"sessions\": every sync will fail with ID.1001"));
+  }
+
+  // Every thread started from here on inherits the mask, so SIGINT and SIGTERM reach only the
+  // sigwait below.
+  StopSignals stop_signals;
+
+  control::ServiceOptions service_options;
+  service_options.queue.backend = *backend;
+  control::SyncService service(*std::move(registry), service_options);
+
+  control::ApiServerOptions options;
+  options.host = listen->host;
+  options.port = listen->port;
+  options.job_mode_default = f.GetBool("job-mode");
+  options.job_ttl_seconds = *ttl;
+  options.api_timeout_ms = *api_timeout;
+  options.max_running_jobs = static_cast<size_t>(*max_jobs);
+  // A synchronous PUT holds a thread for its whole sync: leave room for polls beside them.
+  options.http_threads = static_cast<size_t>(*max_jobs) + 8;
+  options.log = LogLine;
+  std::optional<control::ApiServer> server;
+  server.emplace(service, options);
+  if (absl::Status st = server->Start(); !st.ok()) return Fail(kCmd, st);
+  const std::string address = io::FormatEndpoint({listen->host, server->port()});
+  if (absl::Status st = WriteReadyFile(ready_file, address); !st.ok()) {
+    server->Stop();
+    return Fail(kCmd, st);
+  }
+  std::printf("listening on http://%s (%s mode, %zu backup storages)\n", address.c_str(),
+              options.job_mode_default ? "job" : "synchronous", service.registry().storages.size());
+  std::fflush(stdout);
+
+  const char* signal_name = stop_signals.Wait();
+  LogLine(absl::StrCat("received ", signal_name, ": stopping (running syncs finish first)"));
+  server.reset();  // stops serving, then waits for the running jobs
+  LogLine("stopped");
+  return kExitOk;
+}
+
+}  // namespace chunkferry::tools

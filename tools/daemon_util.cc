@@ -1,0 +1,48 @@
+#include "tools/daemon_util.h"
+
+#include <pthread.h>
+#include <time.h>
+
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+
+#include "io/fd.h"
+
+namespace chunkferry::tools {
+
+void LogLine(const std::string& line) {
+  static std::mutex mu;
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  tm t{};
+  ::gmtime_r(&ts.tv_sec, &t);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &t);
+  std::lock_guard<std::mutex> lock(mu);
+  std::fprintf(stderr, "%s.%03ldZ %s\n", when, ts.tv_nsec / 1'000'000, line.c_str());
+  std::fflush(stderr);
+}
+
+StopSignals::StopSignals() {
+  sigemptyset(&stop_);
+  sigaddset(&stop_, SIGINT);
+  sigaddset(&stop_, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &stop_, &old_);
+}
+
+StopSignals::~StopSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
+const char* StopSignals::Wait() {
+  int sig = 0;
+  while (::sigwait(&stop_, &sig) != 0) {
+  }
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+absl::Status WriteReadyFile(const std::string& ready_file, const std::string& address) {
+  if (ready_file.empty()) return absl::OkStatus();
+  return io::WriteFileAtomic(ready_file, address);
+}
+
+}  // namespace chunkferry::tools

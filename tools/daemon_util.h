@@ -1,0 +1,42 @@
+// What the two daemons (`chunkferry serve`, `chunkferry api`) share: timestamped log lines on
+// stderr, and stopping on SIGINT/SIGTERM without a signal handler.
+#ifndef CHUNKFERRY_TOOLS_DAEMON_UTIL_H_
+#define CHUNKFERRY_TOOLS_DAEMON_UTIL_H_
+
+#include <signal.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace chunkferry::tools {
+
+// Writes one line to stderr, prefixed with the UTC time ("2025-01-31T12:00:00.123Z").
+// Thread-safe.
+void LogLine(const std::string& line);
+
+// Blocks SIGINT and SIGTERM from construction to destruction. Construct it before starting any
+// thread: threads inherit the mask, so the signals reach only Wait().
+class StopSignals {
+ public:
+  StopSignals();
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  // Waits for SIGINT or SIGTERM; returns its name.
+  const char* Wait();
+
+ private:
+  sigset_t stop_;
+  sigset_t old_;
+};
+
+// Writes `address` (HOST:PORT) to `ready_file` atomically, unless `ready_file` is empty: how a
+// caller that asked for port 0 learns the port once the daemon listens.
+[[nodiscard]] absl::Status WriteReadyFile(const std::string& ready_file,
+                                          const std::string& address);
+
+}  // namespace chunkferry::tools
+
+#endif  // CHUNKFERRY_TOOLS_DAEMON_UTIL_H_
