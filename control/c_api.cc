@@ -1,0 +1,167 @@
+// The C ABI of chunkferry.h over control::SyncService. Every entry point catches every exception:
+// a C caller cannot unwind through C++ frames, so nothing may escape.
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "control/api_error.h"
+#include "control/chunkferry.h"
+#include "control/registry.h"
+#include "control/sync_service.h"
+#include "engine/progress.h"
+
+#ifndef CHUNKFERRY_VERSION
+#error "CHUNKFERRY_VERSION must be defined by the build"
+#endif
+
+struct chunkferry_handle {
+  explicit chunkferry_handle(chunkferry::control::Registry registry)
+      : service(std::move(registry), chunkferry::control::ServiceOptions{}) {}
+  chunkferry::control::SyncService service;
+};
+
+namespace chunkferry::control {
+namespace {
+
+constexpr int kHttpOk = 200;
+constexpr int kHttpBadRequest = 400;
+constexpr int kHttpUnavailable = 503;
+
+// Copies `text` into a malloc'd NUL-terminated string (released by chunkferry_free); nullptr
+// when out of memory.
+char* CopyOut(std::string_view text) noexcept {
+  char* out = static_cast<char*>(std::malloc(text.size() + 1));
+  if (out == nullptr) return nullptr;
+  std::memcpy(out, text.data(), text.size());
+  out[text.size()] = '\0';
+  return out;
+}
+
+void SetOut(char** out, std::string_view text) noexcept {
+  if (out != nullptr) *out = CopyOut(text);
+}
+
+// Serializes without throwing on strings that are not UTF-8 (a group uuid from the caller can
+// end up in an error's details): such bytes become U+FFFD.
+std::string Dump(const Json& json) {
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// The 503 body of an exception that escaped the service. Falls back to a fixed text when even
+// building the JSON fails (out of memory).
+void AnswerInternal(char** response, const char* what) noexcept {
+  try {
+    SetOut(response,
+           Dump(ErrorBody(MakeError(kSysInternal,
+                                    absl::StrCat("unexpected error in libchunkferry: ", what)))));
+  } catch (...) {
+    SetOut(response,
+           R"({"error":{"code":"SYS.1000","description":"An internal error happened in system"}})");
+  }
+}
+
+// Adapts the C callback to the engine's ProgressFn; `phase` points into the engine's state,
+// which outlives the call.
+engine::ProgressFn WrapProgress(chunkferry_progress_fn fn, void* user) {
+  return [fn, user](const engine::ProgressState& s) {
+    chunkferry_progress p;
+    p.phase = s.phase.c_str();
+    p.bytes_done = s.bytes_done;
+    p.bytes_total = s.bytes_total;
+    p.chunks_done = s.chunks_done;
+    p.chunks_total = s.chunks_total;
+    p.seconds = s.seconds;
+    p.final = s.final ? 1 : 0;
+    fn(user, &p);
+  };
+}
+
+int Sync(chunkferry_handle* h, const char* group_uuid, const char* body_json, unsigned flags,
+         chunkferry_progress_fn progress, void* user, char** response) {
+  // Checked before anything else so that a caller's mistake is a 400 naming it, not a crash.
+  const char* missing = h == nullptr            ? "the handle is NULL"
+                        : group_uuid == nullptr ? "group_uuid is NULL"
+                        : body_json == nullptr  ? "body_json is NULL"
+                                                : nullptr;
+  if (missing != nullptr) {
+    SetOut(response, missing);
+    return kHttpBadRequest;
+  }
+  if ((flags & ~CHUNKFERRY_WITH_SCHEMA) != 0) {
+    SetOut(response, absl::StrCat("unknown flags 0x", absl::Hex(flags & ~CHUNKFERRY_WITH_SCHEMA),
+                                  " (known: CHUNKFERRY_WITH_SCHEMA)"));
+    return kHttpBadRequest;
+  }
+  engine::ProgressFn fn;
+  if (progress != nullptr) fn = WrapProgress(progress, user);
+  std::string bad_request;
+  SyncResult result =
+      h->service.Call(group_uuid, body_json, progress != nullptr ? &fn : nullptr, &bad_request);
+  if (!bad_request.empty()) {
+    SetOut(response, bad_request);
+    return kHttpBadRequest;
+  }
+  if (result.error.has_value()) {
+    SetOut(response, Dump(ErrorBody(*result.error)));
+    return kHttpUnavailable;
+  }
+  SetOut(response, Dump(SuccessBody(result.inventories, (flags & CHUNKFERRY_WITH_SCHEMA) != 0)));
+  return kHttpOk;
+}
+
+}  // namespace
+}  // namespace chunkferry::control
+
+extern "C" {
+
+chunkferry_handle* chunkferry_open(const char* config_path, char** error) {
+  using chunkferry::control::SetOut;
+  if (error != nullptr) *error = nullptr;
+  if (config_path == nullptr) {
+    SetOut(error, "config_path is NULL");
+    return nullptr;
+  }
+  try {
+    auto registry = chunkferry::control::LoadRegistry(config_path);
+    if (!registry.ok()) {
+      SetOut(error, std::string(registry.status().message()));
+      return nullptr;
+    }
+    return new chunkferry_handle(*std::move(registry));
+  } catch (const std::exception& e) {
+    SetOut(error, e.what());
+  } catch (...) {
+    SetOut(error, "unexpected error in libchunkferry");
+  }
+  return nullptr;
+}
+
+int chunkferry_sync(chunkferry_handle* h, const char* group_uuid, const char* body_json,
+                    unsigned flags, chunkferry_progress_fn progress, void* user, char** response) {
+  if (response != nullptr) *response = nullptr;
+  try {
+    return chunkferry::control::Sync(h, group_uuid, body_json, flags, progress, user, response);
+  } catch (const std::exception& e) {
+    chunkferry::control::AnswerInternal(response, e.what());
+  } catch (...) {
+    chunkferry::control::AnswerInternal(response, "unknown exception");
+  }
+  return chunkferry::control::kHttpUnavailable;
+}
+
+void chunkferry_free(void* p) { std::free(p); }
+
+void chunkferry_close(chunkferry_handle* h) {
+  // The service's destructor only releases what it holds; nothing in it is expected to throw,
+  // but a throwing destructor would terminate, so there is nothing more to catch here.
+  delete h;
+}
+
+const char* chunkferry_version(void) { return CHUNKFERRY_VERSION; }
+
+}  // extern "C"
