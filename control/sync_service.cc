@@ -337,7 +337,10 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   copy.verify = registry_.verify;
   absl::Status st =
       engine::CopyGroup(from, dst_store->store(), group, copy, &result.stats, progress);
-  // Close the destination either way: after a failure it rolls back to its last durable state.
+  // After a failure a local destination is cut back to what it held before (the copier makes
+  // records durable only at its end): a failed call leaves it unchanged, and a disk that filled
+  // up gets its space back. (A daemon keeps what it received, for the next run to reuse.)
+  if (!st.ok() && dst_store->local) st.Update(dst_store->local->Rollback());
   absl::Status closed = dst_store->local ? dst_store->local->Close() : absl::OkStatus();
   const std::string context =
       absl::StrCat("sync of group ", group, " to backup storage ", dst->uuid, " failed");

@@ -580,8 +580,10 @@ absl::Status LocalStore::Close() {
     if (failed_.ok()) {
       st = Flush();
       // A small tail is cheaper to scan at the next open than the whole snapshot is to rewrite
-      // (an incremental sync adds a few thousand chunks to an index of millions).
-      if (st.ok() && (unsaved_entries_ > kSnapshotTailMax || report_.index_rebuilt)) {
+      // (an incremental sync adds a few thousand chunks to an index of millions). A store
+      // without packs has nothing to snapshot: opening and closing it leaves it as it was.
+      const bool rebuilt = report_.index_rebuilt && !packs_.empty();
+      if (st.ok() && (unsaved_entries_ > kSnapshotTailMax || rebuilt)) {
         st = index_.Save(absl::StrCat(dir_, "/index/chunks.idx"));
       }
     }
