@@ -1,5 +1,6 @@
 #include "control/registry.h"
 
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -215,6 +216,17 @@ absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_v
     }
   }
   return r;
+}
+
+bool Registry::HasSession(std::string_view session) const {
+  bool found = false;
+  for (const std::string& s : sessions) {
+    // Lengths are not secret (sessions are uuids); the bytes are.
+    if (s.size() == session.size() && CRYPTO_memcmp(s.data(), session.data(), s.size()) == 0) {
+      found = true;
+    }
+  }
+  return found;
 }
 
 absl::StatusOr<Registry> LoadRegistry(const std::string& path) {
