@@ -71,6 +71,13 @@ int CmdApi(const std::vector<std::string>& args) {
 
   auto registry = control::LoadRegistry(*config);
   if (!registry.ok()) return Fail(kCmd, registry.status());
+  // Plain HTTP: sessions and job uuids (the only secret of a poll) cross the network in clear.
+  const std::string& host = listen->host;
+  if (!(host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0)) {
+    LogLine(absl::StrCat("warning: serving plain HTTP on ", host,
+                         ": sessions and job uuids travel in clear; keep it on a trusted network "
+                         "or behind a TLS proxy"));
+  }
   if (registry->sessions.empty()) {
     LogLine(absl::StrCat("warning: ", *config,
                          " lists no \"sessions\": every sync will fail with ID.1001"));
