@@ -32,9 +32,7 @@ import shlex
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,18 +44,6 @@ SRC_BS = macro.uuid_of("api-bench-bs-src")
 DST_BS = macro.uuid_of("api-bench-bs-dst")
 
 
-def proc_status_kib(pid, field):
-    """A `field:` line of /proc/PID/status in KiB (VmHWM, VmRSS); 0 when unreadable."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def proc_cpu_s(pid):
     """User + system CPU seconds the process has used so far (/proc/PID/stat)."""
     try:
@@ -66,60 +52,6 @@ def proc_cpu_s(pid):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
-
-
-class Served:
-    """A chunkferry process that listens on 127.0.0.1:0 and writes its address to a ready file
-    (`serve` or `api`); its stderr goes to a log file (the API logs one line per poll)."""
-
-    def __init__(self, argv, work, name):
-        self.name = name
-        self.ready = os.path.join(work, f"{name}.ready")
-        self.log_path = os.path.join(work, f"{name}.log")
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv + ["--listen", "127.0.0.1:0", "--ready-file", self.ready],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=self.log)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(self.ready):
-                with open(self.ready) as f:
-                    self.addr = f.read().strip()
-                if self.addr:
-                    return
-            if self.proc.poll() is not None:
-                self.log.close()
-                raise RuntimeError(f"{name} exited ({self.proc.returncode}): {self.log_tail()}")
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"{name} did not start within 30 s: {self.log_tail()}")
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def log_tail(self, n=2000):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace").strip()
-        except OSError:
-            return ""
-
-    def stop(self):
-        """SIGTERM, wait (kill after 60 s); returns the peak RSS (VmHWM, KiB) read just before.
-        Safe to call twice."""
-        hwm = 0
-        if self.proc.poll() is None:
-            hwm = proc_status_kib(self.proc.pid, "VmHWM")
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if not self.log.closed:
-            self.log.close()
-        return hwm
 
 
 def http_call(addr, method, path, headers, body=None):
@@ -189,36 +121,15 @@ def api_sync(runner, api, session, group, n_volumes):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--root-size", default="2G")
-    ap.add_argument("--data-size", default="1G")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--work", default=None,
-                    help="work dir (default: /var/tmp/cf-api.XXXXXX; not /tmp, which may be tmpfs)")
-    ap.add_argument("--out", default="api-results.json")
-    ap.add_argument("--quick", action="store_true", help="smoke test: root 256M, data 128M, 1 run")
-    ap.add_argument("--warm", action="store_true", help="do not drop the page cache")
-    ap.add_argument("--io", default="auto")
-    ap.add_argument("--keep", action="store_true", help="keep the work dir")
-    args = ap.parse_args()
-    if args.quick:
-        args.root_size, args.data_size, args.runs = "256M", "128M", 1
-    if args.runs < 1:
-        ap.error("--runs must be at least 1")
+    macro.add_common_args(ap, "api")
+    args = macro.parse_common_args(ap)
     build = os.path.abspath(args.build)
     cf = os.path.join(build, "tools", "chunkferry")
     gen = os.path.join(build, "bench", "vmgen", "make_vm_group")
     for tool in (cf, gen):
         if not os.access(tool, os.X_OK):
             sys.exit(f"api_bench.py: {tool} not found: build the project first")
-    if args.work:
-        work = os.path.abspath(args.work)
-        if os.path.exists(work) and os.listdir(work):
-            sys.exit(f"api_bench.py: work dir {work} is not empty (it is removed at the end)")
-        os.makedirs(work, exist_ok=True)
-    else:
-        work = tempfile.mkdtemp(prefix="cf-api.", dir="/var/tmp")
+    work = macro.make_work_dir(args.work, "api", "api_bench.py")
     runner = macro.Runner(want_cold=not args.warm)
     common = ["--json", "--quiet", "--io", args.io]
     result = {"command": shlex.join(["python3"] + sys.argv),
@@ -266,9 +177,9 @@ def main():
             run = {"run": r, "loadavg": macro.loadavg()}
             served = []
             try:
-                d1 = Served([cf, "serve", "--store", dst1, "--io", args.io], rd, "serve1")
+                d1 = macro.Served([cf, "serve", "--store", dst1, "--io", args.io], rd, "serve1")
                 served.append(d1)
-                d2 = Served([cf, "serve", "--store", dst2, "--io", args.io], rd, "serve2")
+                d2 = macro.Served([cf, "serve", "--store", dst2, "--io", args.io], rd, "serve2")
                 served.append(d2)
                 session = secrets.token_hex(16)
                 cfg = os.path.join(rd, "registry.json")
@@ -278,9 +189,9 @@ def main():
                         {"uuid": DST_BS, "name": "dst2", "store": "tcp://" + d2.addr,
                          "keyFile": os.path.join(dst2, "auth.key"), "connections": 2}],
                         "sessions": [session], "verify": "full"}, f, indent=1)
-                api = Served([cf, "api", "--config", cfg, "--io", args.io], rd, "api")
+                api = macro.Served([cf, "api", "--config", cfg, "--io", args.io], rd, "api")
                 served.append(api)
-                run["api_rss_idle_kib"] = proc_status_kib(api.pid, "VmRSS")
+                run["api_rss_idle_kib"] = macro.proc_status_kib(api.pid, "VmRSS")
                 steps = macro.alternate(r, [
                     ("cli", lambda: macro.run_json(runner, [
                         cf, "sync", "--from", src, "--to", "tcp://" + d1.addr, "--group", group,

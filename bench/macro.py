@@ -105,6 +105,114 @@ def git_describe(src):
         return "unknown"
 
 
+def add_common_args(ap, name):
+    """Adds the options every benchmark script shares to the ArgumentParser ap. name ("macro",
+    "sync", "api") names the default work dir (/var/tmp/cf-NAME.XXXXXX) and --out
+    (NAME-results.json)."""
+    ap.add_argument("--build", default="build", help="CMake build dir (default: build)")
+    ap.add_argument("--root-size", default="2G", help="root volume size (default 2G)")
+    ap.add_argument("--data-size", default="1G", help="data volume size (default 1G)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
+    ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    ap.add_argument("--work", default=None,
+                    help=f"work dir, must be new or empty (default: /var/tmp/cf-{name}.XXXXXX; "
+                         "not /tmp, which may be tmpfs)")
+    ap.add_argument("--out", default=f"{name}-results.json", help="JSON results file")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: root 256M, data 128M, 1 run")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir")
+    ap.add_argument("--warm", action="store_true", help="do not drop the page cache")
+    ap.add_argument("--io", default="auto", help="chunkferry --io backend (default auto)")
+
+
+def parse_common_args(ap):
+    """ap.parse_args(), then --quick applied and --runs checked."""
+    args = ap.parse_args()
+    if args.quick:
+        args.root_size, args.data_size, args.runs = "256M", "128M", 1
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    return args
+
+
+def make_work_dir(work_arg, name, script):
+    """The work dir: --work (work_arg) when given, which must be new or empty, else a new
+    /var/tmp/cf-NAME.XXXXXX (not /tmp, which may be tmpfs). Exits naming script if not empty."""
+    if work_arg:
+        work = os.path.abspath(work_arg)
+        if os.path.exists(work) and os.listdir(work):
+            sys.exit(f"{script}: work dir {work} is not empty (it is removed at the end)")
+        os.makedirs(work, exist_ok=True)
+        return work
+    return tempfile.mkdtemp(prefix=f"cf-{name}.", dir="/var/tmp")
+
+
+def proc_status_kib(pid, field):
+    """A `field:` line of /proc/PID/status in KiB (VmHWM, VmRSS); 0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Served:
+    """A chunkferry process that listens on 127.0.0.1:0 and writes its address to a ready file
+    (`serve` or `api`); its stderr goes to a log file (the API logs one line per poll)."""
+
+    def __init__(self, argv, work, name):
+        self.name = name
+        self.ready = os.path.join(work, f"{name}.ready")
+        self.log_path = os.path.join(work, f"{name}.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv + ["--listen", "127.0.0.1:0", "--ready-file", self.ready],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if os.path.exists(self.ready):
+                with open(self.ready) as f:
+                    self.addr = f.read().strip()
+                if self.addr:
+                    return
+            if self.proc.poll() is not None:
+                self.log.close()
+                raise RuntimeError(f"{name} exited ({self.proc.returncode}): {self.log_tail()}")
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"{name} did not start within 30 s: {self.log_tail()}")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log_tail(self, n=2000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def stop(self):
+        """SIGTERM, wait (kill after 60 s); returns the peak RSS (VmHWM, KiB) read just before.
+        Safe to call twice."""
+        hwm = 0
+        if self.proc.poll() is None:
+            hwm = proc_status_kib(self.proc.pid, "VmHWM")
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not self.log.closed:
+            self.log.close()
+        return hwm
+
+
 class Runner:
     """Runs processes one at a time, timed, with their peak RSS, after dropping the page cache."""
 
@@ -241,28 +349,11 @@ def sum_steps(results, names, key):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build", help="CMake build dir (default: build)")
-    ap.add_argument("--root-size", default="2G", help="root volume size (default 2G)")
-    ap.add_argument("--data-size", default="1G", help="data volume size (default 1G)")
-    ap.add_argument("--runs", type=int, default=3, help="runs per scenario (default 3)")
-    ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    ap.add_argument("--work", default=None,
-                    help="work dir, must be new or empty (default: /var/tmp/cf-macro.XXXXXX; "
-                         "not /tmp, which may be tmpfs)")
-    ap.add_argument("--out", default="macro-results.json", help="JSON results file")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke test: root 256M, data 128M, 1 run")
-    ap.add_argument("--keep", action="store_true", help="keep the work dir")
-    ap.add_argument("--warm", action="store_true", help="do not drop the page cache")
-    ap.add_argument("--io", default="auto", help="chunkferry --io backend (default auto)")
+    add_common_args(ap, "macro")
     ap.add_argument("--threads", default="0", help="chunkferry --threads (default 0: cores - 1)")
     ap.add_argument("--note", default="", help="free text recorded with the results (e.g. the "
                                                "revision the build was made from)")
-    args = ap.parse_args()
-    if args.quick:
-        args.root_size, args.data_size, args.runs = "256M", "128M", 1
-    if args.runs < 1:
-        ap.error("--runs must be at least 1")
+    args = parse_common_args(ap)
 
     command_line = shlex.join(["python3"] + sys.argv)
     started = datetime.datetime.now().astimezone()
@@ -278,13 +369,7 @@ def main():
         if shutil.which(tool) is None:
             sys.exit(f"macro.py: {tool} is not installed")
 
-    if args.work:
-        work = os.path.abspath(args.work)
-        if os.path.exists(work) and os.listdir(work):
-            sys.exit(f"macro.py: work dir {work} is not empty (it is removed at the end)")
-        os.makedirs(work, exist_ok=True)
-    else:
-        work = tempfile.mkdtemp(prefix="cf-macro.", dir="/var/tmp")
+    work = make_work_dir(args.work, "macro", "macro.py")
 
     runner = Runner(want_cold=not args.warm)
     common = ["--json", "--quiet", "--io", args.io, "--threads", str(args.threads)]

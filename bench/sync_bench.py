@@ -27,12 +27,10 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,45 +44,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def vm_hwm_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class Daemon:
-    """A `chunkferry serve` process for one store."""
-
-    def __init__(self, cf, store, work, io):
-        self.ready = os.path.join(work, f"ready.{os.getpid()}.{time.monotonic_ns()}")
-        self.proc = subprocess.Popen([cf, "serve", "--store", store, "--listen", "127.0.0.1:0",
-                                      "--ready-file", self.ready, "--io", io],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if os.path.exists(self.ready):
-                with open(self.ready) as f:
-                    addr = f.read().strip()
-                if addr:
-                    self.url = "tcp://" + addr
-                    return
-            if self.proc.poll() is not None:
-                raise RuntimeError("daemon exited: " + self.proc.stderr.read().decode())
-            time.sleep(0.02)
-        raise RuntimeError("daemon did not start")
-
-    def stop(self):
-        hwm = vm_hwm_kib(self.proc.pid)
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        return hwm
 
 
 class RsyncDaemon:
@@ -117,30 +76,16 @@ class RsyncDaemon:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--root-size", default="2G")
-    ap.add_argument("--data-size", default="1G")
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--work", default=None)
-    ap.add_argument("--out", default="sync-results.json")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--warm", action="store_true")
-    ap.add_argument("--io", default="auto")
+    macro.add_common_args(ap, "sync")
     ap.add_argument("--connections", default="2")
-    ap.add_argument("--keep", action="store_true")
-    args = ap.parse_args()
-    if args.quick:
-        args.root_size, args.data_size, args.runs = "256M", "128M", 1
+    args = macro.parse_common_args(ap)
     for tool in ("rsync", "cp", "sync"):
         if shutil.which(tool) is None:
             sys.exit(f"sync_bench.py: {tool} is not installed (apt-get install {tool})")
     build = os.path.abspath(args.build)
     cf = os.path.join(build, "tools", "chunkferry")
     gen = os.path.join(build, "bench", "vmgen", "make_vm_group")
-    work = os.path.abspath(args.work) if args.work else tempfile.mkdtemp(prefix="cf-sync.",
-                                                                          dir="/var/tmp")
-    os.makedirs(work, exist_ok=True)
+    work = macro.make_work_dir(args.work, "sync", "sync_bench.py")
     runner = macro.Runner(want_cold=not args.warm)
     common = ["--json", "--quiet", "--io", args.io]
     result = {"command": shlex.join(["python3"] + sys.argv),
@@ -184,13 +129,15 @@ def main():
             os.makedirs(rs_root)
             rsd = RsyncDaemon(rs_root, rd)
             steps = {}
+            daemon = None
             try:
-                daemon = Daemon(cf, dst, rd, args.io)
+                daemon = macro.Served([cf, "serve", "--store", dst, "--io", args.io], rd, "serve")
+                daemon_url = "tcp://" + daemon.addr
                 key = os.path.join(dst, "auth.key")
 
                 def cf_sync(v):
                     return lambda: macro.run_json(runner, [
-                        cf, "sync", "--from", src_v1 if v == "v1" else src, "--to", daemon.url,
+                        cf, "sync", "--from", src_v1 if v == "v1" else src, "--to", daemon_url,
                         "--group", group[v], "--key-file", key, "--connections",
                         args.connections] + common)
 
@@ -214,6 +161,8 @@ def main():
                          os.path.join(images, "v2") + "/", rsd.url("images/")]))]))
                 steps["daemon_hwm_kib"] = daemon.stop()
             finally:
+                if daemon is not None:
+                    daemon.stop()
                 rsd.stop()
             result["runs"].append(steps)
             j1, j2 = steps["full_cf"]["json"], steps["inc_cf"]["json"]
