@@ -212,7 +212,7 @@ def main():
                       f"{run['api_hwm_kib'] / 1024:.1f} MiB")
             result["runs"].append(run)
             if not args.keep:
-                shutil.rmtree(rd, ignore_errors=True)
+                macro.discard_later(rd, work)
 
         runs = result["runs"]
         cli_s = [x["cli"]["seconds"] for x in runs]

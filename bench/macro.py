@@ -147,6 +147,17 @@ def make_work_dir(work_arg, name, script):
     return tempfile.mkdtemp(prefix=f"cf-{name}.", dir="/var/tmp")
 
 
+def discard_later(path, work):
+    """Moves `path` into WORK/trash instead of deleting it now. The root file system here is ext4
+    mounted with `discard`: deleting GBs makes the next fsync wait seconds for the discards, and
+    the next fsync belongs to a timed step. The trash goes with the work dir at the end."""
+    if not os.path.exists(path):
+        return
+    trash = os.path.join(work, "trash")
+    os.makedirs(trash, exist_ok=True)
+    os.rename(path, os.path.join(trash, f"{len(os.listdir(trash))}-{os.path.basename(path)}"))
+
+
 def proc_status_kib(pid, field):
     """A `field:` line of /proc/PID/status in KiB (VmHWM, VmRSS); 0 when unreadable."""
     try:
@@ -513,7 +524,7 @@ def main():
                 f"{steps['copy_v1_cp']['seconds']:.2f} s; copy v2: chunkferry "
                 f"{steps['copy_v2_cf']['seconds']:.2f} s, mirror {steps['copy_v2_mirror']['seconds']:.2f} s")
             for p in (src_v1, dst, cp_dst):
-                shutil.rmtree(p)
+                discard_later(p, work)
 
             # 4: restore every v1 volume vs zstd -dc of its .zst (both end with an fsync).
             out_dir = os.path.join(rd, "out")
@@ -537,12 +548,12 @@ def main():
                     runner.run(["cmp", cf_out, img[("v1", n)]], timed=False)
                     res[f"restore_v1_{n}_cf"]["checked_identical"] = True
                 for p in (cf_out, zd_out, zs_out):
-                    os.unlink(p)
+                    discard_later(p, work)
             log("  restore v1: chunkferry " +
                 ", ".join(f"{steps[f'restore_v1_{n}_cf']['seconds']:.2f}" for n, _, _ in vols) +
                 " s; zstd -dc " +
                 ", ".join(f"{steps[f'restore_v1_{n}_zstd']['seconds']:.2f}" for n, _, _ in vols) + " s")
-            shutil.rmtree(rd)
+            discard_later(rd, work)
             result["runs"].append(run)
 
         # ---- summary

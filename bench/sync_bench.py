@@ -176,7 +176,7 @@ def main():
                       f"{j2.get('wireBytes')} B vs {stored['v2']} B")
             del j1
             if not args.keep:
-                shutil.rmtree(rd, ignore_errors=True)
+                macro.discard_later(rd, work)
 
         def med(key):
             return statistics.median(r[key]["seconds"] for r in result["runs"])
