@@ -329,6 +329,71 @@ TEST_F(HttpApiTest, UnknownGroupIs503Sys1003AndChangesNothing) {
   EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
 }
 
+// Every row of the contract's error list, over HTTP in synchronous mode: 503, the ErrorCode with
+// its code and fixed description, and the destination exactly as it was. (SYS.1001, a daemon
+// that never answers, is the same path from the service: control/sync_service_test.cc.)
+TEST_F(HttpApiTest, EveryErrorRowIs503WithItsCodeAndChangesNothing) {
+  // The groups the rows need, beside the fixture's good one.
+  const std::string no_root = engine::NewUuid(), two_roots = engine::NewUuid(),
+                    damaged = engine::NewUuid();
+  {
+    auto store = testing::OpenStore(src_, io::Backend::kThreads, true, &pool_);
+    ASSERT_TRUE(store.ok()) << store.status();
+    testing::WriteRandomFile(tmp_.Sub("extra1.img"), kMiB, 11);
+    testing::WriteRandomFile(tmp_.Sub("extra2.img"), kMiB, 12);
+    testing::WriteRandomFile(tmp_.Sub("extra3.img"), 2 * kMiB, 13);
+    ASSERT_TRUE(testing::Import(**store, pool_, tmp_.Sub("extra1.img"), no_root, "Data").ok());
+    ASSERT_TRUE(testing::Import(**store, pool_, tmp_.Sub("extra1.img"), two_roots, "Root").ok());
+    ASSERT_TRUE(testing::Import(**store, pool_, tmp_.Sub("extra2.img"), two_roots, "Root").ok());
+    auto meta = testing::Import(**store, pool_, tmp_.Sub("extra3.img"), damaged, "Root");
+    ASSERT_TRUE(meta.ok()) << meta.status();
+    // One record of the damaged group's only volume (random bytes: no other group shares it).
+    const auto entries = testing::ManifestEntries(**store, meta->uuid);
+    ASSERT_FALSE(entries.empty());
+    const auto loc = (*store)->index().Find(entries[entries.size() / 2].id);
+    ASSERT_TRUE(loc.has_value());
+    ASSERT_TRUE((*store)->Close().ok());
+    testing::FlipByte(testing::PackPath(src_, loc->record.pack),
+                      testing::PayloadOffset(src_, loc->record) + 10, 0x20);
+  }
+  StartServer();
+  struct Row {
+    const char* what;
+    std::string group;
+    std::string body;
+    std::string_view code;
+  };
+  const std::string good = Body(src_uuid_, dst_uuid_);
+  const std::vector<Row> rows = {
+      {"a missing field", group_,
+       Json{{std::string(kSyncActionKey), {{"srcBackupStorageUuid", src_uuid_}}}}.dump(),
+       kSysInvalidArgument},
+      {"a malformed storage uuid", group_, Body("NOT-A-UUID", dst_uuid_), kSysInvalidArgument},
+      {"a malformed group uuid", "0123456789ABCDEF0123456789ABCDEF", good, kSysInvalidArgument},
+      {"the source as destination", group_, Body(dst_uuid_, dst_uuid_), kSysInvalidArgument},
+      {"an unknown group", engine::NewUuid(), good, kSysNotFound},
+      {"an unknown source", group_, Body(engine::NewUuid(), dst_uuid_), kSysNotFound},
+      {"an unknown destination", group_, Body(src_uuid_, engine::NewUuid()), kSysNotFound},
+      {"a group without a Root volume", no_root, good, kSysOperationFailed},
+      {"a group with two Root volumes", two_roots, good, kSysOperationFailed},
+      {"a damaged source record", damaged, good, kSysInternal},
+  };
+  const auto before = testing::ListFiles(dst_, {"LOCK"});
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.what);
+    auto r = Put(SyncPath(row.group), row.body, {{"Authorization", "OAuth " + session_}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 503) << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
+    const Json body = ParseJson(r->body);
+    EXPECT_FALSE(body.contains("inventories")) << r->body;
+    EXPECT_EQ(body["error"].value("code", ""), row.code) << r->body;
+    EXPECT_EQ(body["error"].value("description", ""), ErrorDescription(row.code)) << r->body;
+    EXPECT_FALSE(body["error"].value("details", "").empty()) << r->body;
+    EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+  }
+}
+
 TEST_F(HttpApiTest, JobModeRunsThePutAsAJobUntilItExpires) {
   StartServer({.job_mode_default = true, .api_timeout_ms = 7200000});
   auto put = PutSync(group_, dst_uuid_);
