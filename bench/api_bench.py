@@ -28,9 +28,7 @@ import http.client
 import json
 import os
 import secrets
-import shlex
 import shutil
-import signal
 import statistics
 import sys
 import time
@@ -132,22 +130,14 @@ def main():
     work = macro.make_work_dir(args.work, "api", "api_bench.py")
     runner = macro.Runner(want_cold=not args.warm)
     common = ["--json", "--quiet", "--io", args.io]
-    result = {"command": shlex.join(["python3"] + sys.argv),
-              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "source_revision": macro.git_describe(os.path.dirname(os.path.dirname(
-                  os.path.abspath(__file__)))),
-              "build": build, "cache": runner.cache_mode, "loadavg_start": macro.loadavg(),
-              "config": {"root_size": args.root_size, "data_size": args.data_size,
-                         "runs": args.runs, "seed": args.seed, "io": args.io,
-                         "connections": 2, "verify": "full", "poll_s": POLL_S},
-              "runs": []}
+    result = macro.result_header(
+        runner, build=build,
+        config={"root_size": args.root_size, "data_size": args.data_size, "runs": args.runs,
+                "seed": args.seed, "io": args.io, "connections": 2, "verify": "full",
+                "poll_s": POLL_S})
     macro.log(f"work dir {work}; {runner.cache_mode}; load average {result['loadavg_start']}")
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    macro.stop_on_signals()
     try:
         images = os.path.join(work, "images")
         runner.run([gen, "--out", images, "--root-size", args.root_size, "--data-size",

@@ -147,6 +147,29 @@ def make_work_dir(work_arg, name, script):
     return tempfile.mkdtemp(prefix=f"cf-{name}.", dir="/var/tmp")
 
 
+def stop_on_signals():
+    """SIGTERM and SIGHUP end a run the way Ctrl-C does, so its `finally` blocks stop the
+    daemons it started and remove the work dir."""
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+
+def result_header(runner, **extra):
+    """The fields every harness's JSON starts with (command, date, revision, cache mode, load),
+    then `extra`, then an empty "runs" list."""
+    header = {"command": shlex.join(["python3"] + sys.argv),
+              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "source_revision": git_describe(os.path.dirname(os.path.dirname(
+                  os.path.abspath(__file__)))),
+              "cache": runner.cache_mode, "loadavg_start": loadavg()}
+    header.update(extra)
+    header["runs"] = []
+    return header
+
+
 def discard_later(path, work):
     """Moves `path` into WORK/trash instead of deleting it now. The root file system here is ext4
     mounted with `discard`: deleting GBs makes the next fsync wait seconds for the discards, and
@@ -407,11 +430,7 @@ def main():
               "runs": []}
     log(f"work dir {work}; {runner.cache_mode}; load average {load_start}")
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    stop_on_signals()
     try:
         # ---- the group: generated once, compressed once (untimed), ideals measured once.
         images = os.path.join(work, "images")

@@ -88,11 +88,7 @@ def main():
     work = macro.make_work_dir(args.work, "sync", "sync_bench.py")
     runner = macro.Runner(want_cold=not args.warm)
     common = ["--json", "--quiet", "--io", args.io]
-    result = {"command": shlex.join(["python3"] + sys.argv),
-              "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "source_revision": macro.git_describe(os.path.dirname(os.path.dirname(
-                  os.path.abspath(__file__)))),
-              "cache": runner.cache_mode, "loadavg_start": macro.loadavg(), "runs": []}
+    result = macro.result_header(runner)
     try:
         images = os.path.join(work, "images")
         runner.run([gen, "--out", images, "--root-size", args.root_size, "--data-size",
