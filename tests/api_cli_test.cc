@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -54,6 +55,23 @@ class ApiCliTest : public testing::CliFixture {
     return path;
   }
 
+  // The registry both tests use: store `a` (source) and `b` (destination), one session.
+  std::string WriteStoresConfig() {
+    return WriteConfig({{"backupStorages",
+                         {{{"uuid", src_}, {"name", "local"}, {"store", "a"}},
+                          {{"uuid", dst_}, {"name", "remote"}, {"store", "b"}}}},
+                        {"sessions", {session_}}});
+  }
+
+  // An HTTP client of the daemon at HOST:PORT, patient enough for a whole sync.
+  static std::unique_ptr<httplib::Client> ClientOf(const std::string& address) {
+    const size_t colon = address.rfind(':');
+    auto client = std::make_unique<httplib::Client>(address.substr(0, colon),
+                                                    std::stoi(address.substr(colon + 1)));
+    client->set_read_timeout(std::chrono::seconds(300));
+    return client;
+  }
+
   const std::string group_ = engine::NewUuid();
   const std::string vm_ = engine::NewUuid();
   const std::string src_ = engine::NewUuid(), dst_ = engine::NewUuid();
@@ -68,17 +86,12 @@ TEST_P(ApiCliTest, ServesSyncsAndStopsCleanlyOnSigterm) {
   testing::WriteTextFile(data, 2 * kMiB, 22);
   const std::vector<std::pair<std::string, std::string>> volumes = {
       {Import(a, root, "Root"), root}, {Import(a, data, "Data"), data}};
-  const std::string config = WriteConfig({{"backupStorages",
-                                           {{{"uuid", src_}, {"name", "local"}, {"store", "a"}},
-                                            {{"uuid", dst_}, {"name", "remote"}, {"store", "b"}}}},
-                                          {"sessions", {session_}}});
+  const std::string config = WriteStoresConfig();
 
   ApiDaemon daemon(config, tmp_.Sub("ready"), IoFlag());
   ASSERT_FALSE(daemon.address().empty()) << "the API daemon did not start";
-  const size_t colon = daemon.address().rfind(':');
-  httplib::Client client(daemon.address().substr(0, colon),
-                         std::stoi(daemon.address().substr(colon + 1)));
-  client.set_read_timeout(std::chrono::seconds(300));
+  const auto client_of_daemon = ClientOf(daemon.address());
+  httplib::Client& client = *client_of_daemon;
   const std::string path = absl::StrCat("/zstack/v1/vm-backups/", group_, "/actions");
   const std::string body = Json{{"syncVmBackupFromImageStoreBackupStorage",
                                  {{"srcBackupStorageUuid", src_}, {"dstBackupStorageUuid", dst_}}}}
@@ -131,15 +144,11 @@ TEST_P(ApiCliTest, SigtermWaitsForARunningJob) {
   const std::string root = tmp_.Sub("root.img");
   testing::WriteRandomFile(root, 24 * kMiB, 31);
   const std::string backup = Import(a, root, "Root");
-  const std::string config = WriteConfig({{"backupStorages",
-                                           {{{"uuid", src_}, {"name", "local"}, {"store", "a"}},
-                                            {{"uuid", dst_}, {"name", "remote"}, {"store", "b"}}}},
-                                          {"sessions", {session_}}});
+  const std::string config = WriteStoresConfig();
   ApiDaemon daemon(config, tmp_.Sub("ready"), IoFlag());
   ASSERT_FALSE(daemon.address().empty()) << "the API daemon did not start";
-  const size_t colon = daemon.address().rfind(':');
-  httplib::Client client(daemon.address().substr(0, colon),
-                         std::stoi(daemon.address().substr(colon + 1)));
+  const auto client_of_daemon = ClientOf(daemon.address());
+  httplib::Client& client = *client_of_daemon;
   const std::string job = engine::NewUuid();
   auto put = client.Put(absl::StrCat("/zstack/v1/vm-backups/", group_, "/actions").c_str(),
                         {{"Authorization", "OAuth " + session_}, {"X-Job-UUID", job}},
