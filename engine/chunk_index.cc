@@ -30,6 +30,36 @@ void ChunkIndex::InsertRecord(const RecordLocation& loc, const codec::RecordView
   if (used) records_.push_back(loc);
 }
 
+namespace {
+// How many ids ahead FindAll and ContainsAll prefetch: enough to cover a memory latency.
+constexpr size_t kPrefetchAhead = 8;
+}  // namespace
+
+void ChunkIndex::FindAll(absl::Span<const codec::ChunkId> ids,
+                         absl::Span<std::optional<ChunkLocation>> out) const {
+  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) map_.prefetch(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i + kPrefetchAhead < ids.size()) map_.prefetch(ids[i + kPrefetchAhead]);
+    out[i] = Find(ids[i]);
+  }
+}
+
+void ChunkIndex::ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const {
+  out->resize(ids.size());
+  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) map_.prefetch(ids[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i + kPrefetchAhead < ids.size()) map_.prefetch(ids[i + kPrefetchAhead]);
+    (*out)[i] = map_.contains(ids[i]);
+  }
+}
+
+void ChunkIndex::ForgetChunksOf(const codec::RecordView& record, size_t first) {
+  for (uint32_t i = 0; i < record.chunk_count; ++i) {
+    auto it = map_.find(record.chunk(i).id);
+    if (it != map_.end() && it->second.record >= first) map_.erase(it);
+  }
+}
+
 bool ChunkIndex::Insert(const codec::ChunkId& id, const ChunkLocation& loc) {
   if (map_.contains(id)) return false;
   // Chunks usually arrive record by record: reuse the last record's number when it matches.

@@ -29,10 +29,13 @@ constexpr size_t kWriteBufferSize = 4 << 20;
 constexpr size_t kWriteBuffers = 8;
 constexpr size_t kReadRangeMax = 1 << 20;
 constexpr uint64_t kReadGapMax = 64 << 10;
-// Received records staged for checking: enough for both cores to work while the driving thread
-// waits for I/O, bounded so memory does not grow with the copy.
-constexpr size_t kStagedBytesMax = 32 << 20;
-constexpr size_t kStagedBatchesMax = 16;
+// Most bytes of received records placed in the write buffers before their checks (one part of
+// AppendRecords; a larger record goes alone). The buffers must hold a part, from within the
+// partly filled buffer it starts in, and still have one to go on to.
+constexpr size_t kPartMax = 16 << 20;
+static_assert(std::max<size_t>(kPartMax, codec::kMaxRecordRawLength + (1 << 20)) +
+                  kWriteBufferSize <=
+              (kWriteBuffers - 1) * kWriteBufferSize);
 // Chunks appended since the index snapshot above which Close() rewrites it: about 64 MiB of
 // 4 KiB chunks, a tail that the next open scans in a few tens of milliseconds.
 constexpr uint64_t kSnapshotTailMax = 16384;
@@ -352,40 +355,106 @@ absl::Status LocalStore::StartNewPack() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t> bytes,
-                                                        const codec::RecordView& view) {
-  CF_RETURN_IF_ERROR(CheckUsable());
+absl::Status LocalStore::PackFor(size_t bytes) {
   if (current_pack_ == 0 && !packs_.empty() && report_.damaged_regions.empty() &&
       packs_.rbegin()->second.size < options_.pack_target) {
     current_pack_ = packs_.rbegin()->first;  // keep filling the last pack
   }
-  if (current_pack_ == 0 || packs_[current_pack_].size + bytes.size() > options_.pack_target) {
-    CF_RETURN_IF_ERROR(StartNewPack());
+  if (current_pack_ == 0 || packs_[current_pack_].size + bytes > options_.pack_target) {
+    return StartNewPack();
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t> bytes,
+                                                        const codec::RecordView& view) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(PackFor(bytes.size()));
   Pack& pack = packs_[current_pack_];
   const RecordLocation loc{current_pack_, static_cast<uint32_t>(bytes.size()), pack.size};
+  size_t buffer = 0, pos = 0;
+  CF_RETURN_IF_ERROR(Reserve(bytes.size(), &buffer, &pos));
+  CopyToBuffers(bytes, buffer, pos);
+  index_.InsertRecord(loc, view);
+  index_.coverage()[current_pack_] = pack.size;
+  unsaved_entries_ += view.chunk_count;
+  CF_RETURN_IF_ERROR(SubmitSealed());
+  return loc;
+}
+
+absl::Status LocalStore::Reserve(size_t size, size_t* buffer, size_t* pos) {
+  Pack& pack = packs_[current_pack_];
+  // Records run across buffer boundaries, so every full buffer is one aligned write.
+  for (bool first = true; size > 0; first = false) {
+    if (!buffer_open_) CF_RETURN_IF_ERROR(OpenBuffer());
+    WriteBuffer& wb = buffers_[current_buffer_];
+    if (first) {
+      *buffer = current_buffer_;
+      *pos = wb.fill;
+    }
+    const size_t n = std::min(size, kWriteBufferSize - wb.fill);
+    wb.fill += n;
+    pack.size += n;
+    size -= n;
+    if (wb.fill == kWriteBufferSize) {
+      wb.sealed = true;
+      sealed_.push_back(current_buffer_);
+      buffer_open_ = false;
+      CF_RETURN_IF_ERROR(NextBuffer());
+    }
+  }
+  return absl::OkStatus();
+}
+
+void LocalStore::CopyToBuffers(absl::Span<const uint8_t> bytes, size_t buffer, size_t pos) {
+  while (!bytes.empty()) {
+    const size_t n = std::min(bytes.size(), kWriteBufferSize - pos);
+    std::memcpy(buffers_[buffer].buf.data() + pos, bytes.data(), n);
+    bytes.remove_prefix(n);
+    buffer = (buffer + 1) % buffers_.size();
+    pos = 0;
+  }
+}
+
+absl::Status LocalStore::SubmitSealed() {
+  for (size_t b : sealed_) {
+    buffers_[b].sealed = false;
+    CF_RETURN_IF_ERROR(SubmitWrite(b).status());  // full: never padded
+  }
+  sealed_.clear();
+  return failed_;
+}
+
+LocalStore::WriteCursor LocalStore::SaveCursor() {
+  WriteCursor c;
+  c.pack = current_pack_;
+  c.pack_size = packs_[current_pack_].size;
+  c.buffer = current_buffer_;
+  c.buffer_open = buffer_open_;
+  c.fill = buffer_open_ ? buffers_[current_buffer_].fill : 0;
+  c.index_records = index_.record_count();
+  return c;
+}
+
+void LocalStore::RestoreCursor(const WriteCursor& c) {
+  // Every buffer the part touched is sealed or the open one.
+  for (size_t b : sealed_) {
+    buffers_[b].sealed = false;
+    buffers_[b].fill = 0;
+  }
+  sealed_.clear();
+  if (buffer_open_) buffers_[current_buffer_].fill = 0;
+  current_buffer_ = c.buffer;
+  buffer_open_ = c.buffer_open;
+  if (buffer_open_) buffers_[current_buffer_].fill = c.fill;
+  packs_[c.pack].size = c.pack_size;
+}
+
+absl::Status LocalStore::OpenBuffer() {
   if (buffers_.empty()) {
     buffers_.resize(kWriteBuffers);
     for (auto& b : buffers_) b.buf = io::AlignedBuffer(kWriteBufferSize);
   }
-  // Records run across buffer boundaries, so every full buffer is one aligned write.
-  while (!bytes.empty()) {
-    if (!buffer_open_) CF_RETURN_IF_ERROR(OpenBuffer());
-    WriteBuffer& wb = buffers_[current_buffer_];
-    const size_t n = std::min(bytes.size(), kWriteBufferSize - wb.fill);
-    std::memcpy(wb.buf.data() + wb.fill, bytes.data(), n);
-    wb.fill += n;
-    pack.size += n;
-    bytes.remove_prefix(n);
-    if (wb.fill == kWriteBufferSize) CF_RETURN_IF_ERROR(SubmitBuffer());
-  }
-  index_.InsertRecord(loc, view);
-  index_.coverage()[current_pack_] = pack.size;
-  unsaved_entries_ += view.chunk_count;
-  return loc;
-}
-
-absl::Status LocalStore::OpenBuffer() {
   WriteBuffer& wb = buffers_[current_buffer_];
   Pack& pack = packs_[current_pack_];
   if (!pack.wfd.valid()) {
@@ -408,14 +477,30 @@ absl::Status LocalStore::OpenBuffer() {
 
 absl::Status LocalStore::SubmitBuffer() {
   if (!buffer_open_) return absl::OkStatus();
-  WriteBuffer& wb = buffers_[current_buffer_];
   buffer_open_ = false;
+  const size_t b = current_buffer_;
+  CF_ASSIGN_OR_RETURN(const bool padded, SubmitWrite(b));
+  if (padded) {
+    // The next buffer rewrites this last block: the two writes must not race, and the padding
+    // must not stay in the file.
+    CF_RETURN_IF_ERROR(DrainWrites());
+    CF_ASSIGN_OR_RETURN(Pack * pack, OpenPack(buffers_[b].pack));
+    if (::ftruncate(pack->fd.get(), static_cast<off_t>(pack->size)) != 0) {
+      failed_ = io::ErrnoStatus(errno, "ftruncate", PackFileName(buffers_[b].pack));
+    }
+    pack->submitted = pack->size;
+  }
+  return NextBuffer();
+}
+
+absl::StatusOr<bool> LocalStore::SubmitWrite(size_t b) {
+  WriteBuffer& wb = buffers_[b];
   CF_ASSIGN_OR_RETURN(Pack * pack, OpenPack(wb.pack));
   // Direct I/O writes whole blocks: a partial last block is padded with zeros, cut off again
-  // below once the write is done.
+  // (SubmitBuffer) once the write is done.
   const size_t len = io::AlignUp(wb.fill, io::kDirectAlignment);
   std::memset(wb.buf.data() + wb.fill, 0, len - wb.fill);
-  const bool partial = len != wb.fill;
+  const bool padded = len != wb.fill;
   if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
   io::Request r;
   r.op = io::Request::Op::kWrite;
@@ -423,23 +508,21 @@ absl::Status LocalStore::SubmitBuffer() {
   r.buf = wb.buf.data();
   r.len = static_cast<uint32_t>(len);
   r.offset = wb.offset;
-  r.tag = kWriteTagBit | current_buffer_;
+  r.tag = kWriteTagBit | b;
   CF_RETURN_IF_ERROR(queue_->Submit(r));
   wb.fill = len;
   wb.in_flight = true;
   pack->submitted = wb.offset + len;
   ++writes_in_flight_;
+  return padded;
+}
+
+absl::Status LocalStore::NextBuffer() {
   current_buffer_ = (current_buffer_ + 1) % buffers_.size();
-  if (partial) {
-    // The next buffer rewrites this last block: the two writes must not race, and the padding
-    // must not stay in the file.
-    CF_RETURN_IF_ERROR(DrainWrites());
-    if (::ftruncate(pack->fd.get(), static_cast<off_t>(pack->size)) != 0) {
-      failed_ = io::ErrnoStatus(errno, "ftruncate", PackFileName(wb.pack));
-    }
-    pack->submitted = pack->size;
-  }
   while (buffers_[current_buffer_].in_flight) CF_RETURN_IF_ERROR(ReapWrites(1));
+  if (buffers_[current_buffer_].sealed) {
+    return absl::InternalError("a part of AppendRecords overran the write buffers");
+  }
   return failed_;
 }
 
@@ -493,7 +576,6 @@ absl::Status LocalStore::DrainWrites() {
 
 absl::Status LocalStore::Flush() {
   CF_RETURN_IF_ERROR(CheckUsable());
-  CF_RETURN_IF_ERROR(SettleStaged(true));
   CF_RETURN_IF_ERROR(SubmitBuffer());
   CF_RETURN_IF_ERROR(DrainWrites());
   // fsync every pack that grew, all at once through the queue.
@@ -537,12 +619,15 @@ absl::Status LocalStore::Flush() {
 }
 
 absl::Status LocalStore::Rollback() {
-  DropStaged();
   if (!options_.writable || closed_) return absl::OkStatus();
   while (writes_in_flight_ > 0) {
     if (!ReapWrites(writes_in_flight_).ok()) break;
   }
-  for (auto& b : buffers_) b.fill = 0;
+  for (auto& b : buffers_) {
+    b.fill = 0;
+    b.sealed = false;
+  }
+  sealed_.clear();
   buffer_open_ = false;
   absl::Status result;
   for (auto it = packs_.begin(); it != packs_.end();) {
@@ -592,7 +677,6 @@ absl::Status LocalStore::Close() {
       if (st.ok()) st = rb;
     }
   }
-  DropStaged();
   closed_ = true;
   packs_.clear();
   lock_fd_.Reset();
@@ -600,13 +684,7 @@ absl::Status LocalStore::Close() {
 }
 
 absl::Status LocalStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::vector<bool>* have) {
-  // Chunks still being checked count as held: should their check fail, the error reaches the
-  // caller by Flush() at the latest, and no manifest can name them before that.
-  CF_RETURN_IF_ERROR(SettleStaged(false));
-  have->resize(ids.size());
-  for (size_t i = 0; i < ids.size(); ++i) {
-    (*have)[i] = index_.Contains(ids[i]) || staged_ids_.contains(ids[i]);
-  }
+  index_.ContainsAll(ids, have);
   return absl::OkStatus();
 }
 
@@ -614,7 +692,6 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
                                      const LocatedSink& sink) {
   // Records still in write buffers, or in writes in flight, are read back from the file: write
   // them out and wait for them first (also so that no write completion is taken for a read).
-  CF_RETURN_IF_ERROR(SettleStaged(true));
   CF_RETURN_IF_ERROR(FinishWrites());
   std::vector<size_t> order(locations.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -729,15 +806,16 @@ absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
 
 absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
                                         const RecordSink& sink) {
-  CF_RETURN_IF_ERROR(SettleStaged(true));
+  std::vector<std::optional<ChunkLocation>> found(ids.size());
+  index_.FindAll(ids, absl::MakeSpan(found));
   std::vector<RecordLocation> locs;
   locs.reserve(ids.size());
-  for (const auto& id : ids) {
-    const std::optional<ChunkLocation> loc = index_.Find(id);
-    if (!loc) {
-      return absl::NotFoundError(absl::StrCat("store ", dir_, " does not hold chunk ", id.ToHex()));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!found[i]) {
+      return absl::NotFoundError(
+          absl::StrCat("store ", dir_, " does not hold chunk ", ids[i].ToHex()));
     }
-    locs.push_back(loc->record);
+    locs.push_back(found[i]->record);
   }
   std::sort(locs.begin(), locs.end());
   locs.erase(std::unique(locs.begin(), locs.end()), locs.end());
@@ -752,74 +830,110 @@ absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
 absl::Status LocalStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
                                        VerifyMode mode, AppendStats* stats) {
   CF_RETURN_IF_ERROR(CheckUsable());
-  if (records.empty()) return absl::OkStatus();
-  std::unique_ptr<StagedBatch> batch;
-  if (spare_batches_.empty()) {
-    batch = std::make_unique<StagedBatch>();
-  } else {
-    batch = std::move(spare_batches_.back());
-    spare_batches_.pop_back();
-  }
-  size_t total = 0;
-  for (const auto& r : records) total += r.size();
-  batch->bytes.resize(total);
-  batch->ends.clear();
-  size_t at = 0;
-  for (const auto& r : records) {
-    if (!r.empty()) std::memcpy(batch->bytes.data() + at, r.data(), r.size());
-    at += r.size();
-    batch->ends.push_back(at);
-  }
-  // Headers and chunk tables are parsed here (cheap): a malformed record fails this call, and
-  // the chunks of staged records count as held for HaveChunks. The payloads are checked on the
-  // pool.
-  batch->views.resize(records.size());
-  batch->checks.assign(records.size(), absl::OkStatus());
-  for (size_t i = 0; i < records.size(); ++i) {
-    const size_t begin = i == 0 ? 0 : batch->ends[i - 1];
-    const absl::Span<const uint8_t> bytes(batch->bytes.data() + begin, batch->ends[i] - begin);
-    auto view = codec::ParseRecord(bytes);
+  const size_t n = records.size();
+  auto rejected = [&](size_t i, const absl::Status& why) {
+    return absl::Status(why.code(), absl::StrCat("store ", dir_, " rejected a received record (",
+                                                 i + 1, " of ", n, "): ", why.message()));
+  };
+  // Headers and chunk tables are parsed first (cheap): a malformed record fails the call before
+  // anything of it is placed.
+  placed_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto view = codec::ParseRecord(records[i]);
     absl::Status bad = view.status();
-    if (bad.ok() && view->size != bytes.size())
+    if (bad.ok() && view->size != records[i].size()) {
       bad = absl::DataLossError("record has trailing bytes");
-    if (!bad.ok()) {
-      spare_batches_.push_back(std::move(batch));
-      return absl::Status(
-          bad.code(), absl::StrCat("store ", dir_, " rejected a received record (", i + 1, " of ",
-                                   records.size(), "): ", bad.message()));
     }
-    batch->views[i] = *view;
+    if (!bad.ok()) return rejected(i, bad);
+    placed_[i] = PlacedRecord{records[i], *view, false, 0, 0, absl::OkStatus()};
   }
-  for (const auto& view : batch->views) {
-    for (uint32_t c = 0; c < view.chunk_count; ++c) staged_ids_.insert(view.chunk(c).id);
+  for (size_t begin = 0; begin < n;) {
+    // A part stays in one pack and within kPartMax (a larger record goes alone).
+    CF_RETURN_IF_ERROR(PackFor(records[begin].size()));
+    const uint64_t used = packs_[current_pack_].size;
+    const uint64_t room =
+        std::min<uint64_t>(kPartMax, options_.pack_target > used ? options_.pack_target - used : 0);
+    size_t end = begin + 1;
+    uint64_t bytes = records[begin].size();
+    while (end < n && bytes + records[end].size() <= room) bytes += records[end++].size();
+    const absl::Span<PlacedRecord> part = absl::MakeSpan(placed_).subspan(begin, end - begin);
+    const absl::Status st = AppendPart(part, mode, stats);
+    if (!st.ok()) {
+      for (size_t i = 0; i < part.size(); ++i) {
+        if (!part[i].check.ok()) return rejected(begin + i, st);
+      }
+      return st;
+    }
+    begin = end;
   }
-  batch->mode = mode;
-  batch->stats = stats;
-  StagedBatch* b = batch.get();
-  if (options_.pool != nullptr) {
-    batch->job = options_.pool->Start(
-        records.size(), [this, b](size_t task, size_t slot) { CheckStaged(*b, task, slot); });
-  } else {
-    batch->job = nullptr;
-    for (size_t i = 0; i < records.size(); ++i) CheckStaged(*b, i, 0);
-  }
-  staged_bytes_ += total;
-  staged_.push_back(std::move(batch));
-  // Enough is staged to keep the workers busy while this thread does I/O; beyond that, settle
-  // the oldest (helping with its checks) so that memory stays bounded.
-  while (staged_bytes_ > kStagedBytesMax || staged_.size() > kStagedBatchesMax) {
-    CF_RETURN_IF_ERROR(SettleOldest());
-  }
-  return SettleStaged(false);
+  return absl::OkStatus();
 }
 
-void LocalStore::CheckStaged(StagedBatch& batch, size_t i, size_t slot) {
-  const size_t begin = i == 0 ? 0 : batch.ends[i - 1];
-  batch.checks[i] =
-      codec::CheckReceivedRecord(
-          absl::MakeConstSpan(batch.bytes.data() + begin, batch.ends[i] - begin),
-          batch.mode == VerifyMode::kFull, decompressors_[slot], &hasher_, &scratch_[slot])
-          .status();
+absl::Status LocalStore::AppendPart(absl::Span<PlacedRecord> part, VerifyMode mode,
+                                    AppendStats* stats) {
+  const WriteCursor cursor = SaveCursor();
+  Pack& pack = packs_[current_pack_];
+  // Place the records that hold a chunk neither the store nor an earlier record of the part
+  // holds: room in the buffers, and index entries.
+  absl::Status st;
+  uint64_t chunks_added = 0, chunks_indexed = 0;
+  for (PlacedRecord& r : part) {
+    r.check = absl::OkStatus();
+    size_t lacking = 0;
+    for (uint32_t c = 0; c < r.view.chunk_count; ++c) {
+      if (!index_.Contains(r.view.chunk(c).id)) ++lacking;
+    }
+    r.append = lacking > 0 && st.ok();
+    if (!r.append) continue;
+    const RecordLocation loc{current_pack_, static_cast<uint32_t>(r.bytes.size()), pack.size};
+    st = Reserve(r.bytes.size(), &r.buffer, &r.pos);
+    if (!st.ok()) break;
+    index_.InsertRecord(loc, r.view);
+    chunks_added += lacking;
+    chunks_indexed += r.view.chunk_count;
+  }
+  // Check every record (a copy of a chunk held already too) and copy the placed ones in.
+  if (st.ok()) {
+    const bool full = mode == VerifyMode::kFull;
+    auto task = [&](size_t i, size_t slot) {
+      PlacedRecord& r = part[i];
+      r.check =
+          codec::CheckReceivedRecord(r.bytes, full, decompressors_[slot], &hasher_, &scratch_[slot])
+              .status();
+      if (r.check.ok() && r.append) CopyToBuffers(r.bytes, r.buffer, r.pos);
+    };
+    if (options_.pool != nullptr) {
+      options_.pool->Run(part.size(), task);
+    } else {
+      for (size_t i = 0; i < part.size(); ++i) task(i, 0);
+    }
+    for (const PlacedRecord& r : part) {
+      if (!r.check.ok()) {
+        st = r.check;
+        break;
+      }
+    }
+  }
+  if (!st.ok()) {
+    for (const PlacedRecord& r : part) {
+      if (r.append) index_.ForgetChunksOf(r.view, cursor.index_records);
+    }
+    index_.TruncateRecords(cursor.index_records);
+    RestoreCursor(cursor);
+    return st;
+  }
+  index_.coverage()[current_pack_] = pack.size;
+  unsaved_entries_ += chunks_indexed;
+  if (stats != nullptr) {
+    stats->records_received += part.size();
+    stats->chunks_added += chunks_added;
+    for (const PlacedRecord& r : part) {
+      if (!r.append) continue;
+      ++stats->records_appended;
+      stats->bytes_appended += r.bytes.size();
+    }
+  }
+  return SubmitSealed();
 }
 
 absl::Status LocalStore::AppendCheckedRecords(absl::Span<const absl::Span<const uint8_t>> records,
@@ -846,56 +960,6 @@ absl::Status LocalStore::AppendCheckedRecords(absl::Span<const absl::Span<const 
     }
   }
   return st;
-}
-
-absl::Status LocalStore::SettleOldest() {
-  std::unique_ptr<StagedBatch> batch = std::move(staged_.front());
-  staged_.pop_front();
-  staged_bytes_ -= batch->bytes.size();
-  if (batch->job != nullptr) options_.pool->Wait(*batch->job);
-  batch->job = nullptr;
-  for (const auto& view : batch->views) {
-    for (uint32_t c = 0; c < view.chunk_count; ++c) staged_ids_.erase(view.chunk(c).id);
-  }
-  const size_t n = batch->ends.size();
-  for (size_t i = 0; i < n; ++i) {
-    if (!batch->checks[i].ok()) {
-      DropStaged();
-      return absl::Status(batch->checks[i].code(),
-                          absl::StrCat("store ", dir_, " rejected a received record (", i + 1,
-                                       " of ", n, " in a batch): ", batch->checks[i].message()));
-    }
-  }
-  std::vector<absl::Span<const uint8_t>> records(n);
-  for (size_t i = 0; i < n; ++i) {
-    const size_t begin = i == 0 ? 0 : batch->ends[i - 1];
-    records[i] = absl::MakeConstSpan(batch->bytes.data() + begin, batch->ends[i] - begin);
-  }
-  const absl::Status st = AppendCheckedRecords(records, batch->views, batch->stats);
-  // A couple of spares cover the steady state (one settled per one staged); more would only
-  // keep megabytes of capacity resident.
-  if (spare_batches_.size() < 2) spare_batches_.push_back(std::move(batch));
-  if (!st.ok()) DropStaged();
-  return st;
-}
-
-absl::Status LocalStore::SettleStaged(bool wait) {
-  while (!staged_.empty()) {
-    StagedBatch& oldest = *staged_.front();
-    if (!wait && oldest.job != nullptr && !options_.pool->Done(*oldest.job)) break;
-    CF_RETURN_IF_ERROR(SettleOldest());
-  }
-  return absl::OkStatus();
-}
-
-void LocalStore::DropStaged() {
-  // The workers may still be checking them: wait before the bytes go away.
-  for (auto& b : staged_) {
-    if (b->job != nullptr) options_.pool->Wait(*b->job);
-  }
-  staged_.clear();
-  staged_ids_.clear();
-  staged_bytes_ = 0;
 }
 
 std::string LocalStore::ManifestPath(const std::string& backup_uuid) const {

@@ -11,7 +11,6 @@
 #ifndef CHUNKFERRY_ENGINE_LOCAL_STORE_H_
 #define CHUNKFERRY_ENGINE_LOCAL_STORE_H_
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "codec/chunk_id.h"
 #include "codec/compressor.h"
@@ -100,8 +98,7 @@ class LocalStore final : public Store {
   // parses `records[i]`), each only when it holds a chunk the store lacks, and counts them in
   // `stats` (may be null) as AppendRecords does. The bytes are copied; not durable until Flush().
   // This lets a server check records on its own threads, then append them in one short call.
-  // Records staged by AppendRecords and not settled yet are not looked at. A write error stops
-  // the call: the records before it stay appended.
+  // A write error stops the call: the records before it stay appended.
   [[nodiscard]] absl::Status AppendCheckedRecords(
       absl::Span<const absl::Span<const uint8_t>> records,
       absl::Span<const codec::RecordView> views, AppendStats* stats);
@@ -153,6 +150,7 @@ class LocalStore final : public Store {
     uint32_t pack = 0;
     uint64_t offset = 0;
     bool in_flight = false;
+    bool sealed = false;  // full, waiting for the checks of the records in it
   };
 
   LocalStore(std::string dir, LocalStoreOptions options);
@@ -162,31 +160,52 @@ class LocalStore final : public Store {
   absl::Status OpenBuffer();
   // Writes the open buffer out (padded to a block when partial) and moves to the next one.
   absl::Status SubmitBuffer();
+  // Queues the write of buffers_[b], padded to a block; says whether it was padded.
+  absl::StatusOr<bool> SubmitWrite(size_t b);
+  // Moves on to the next buffer, once its earlier write is done.
+  absl::Status NextBuffer();
   absl::Status ReapWrites(size_t min_complete);
   absl::Status DrainWrites();
   // Submits the open buffer and waits for every write: what readers of the packs need first.
   absl::Status FinishWrites();
   absl::Status CheckUsable() const;
 
-  // Received records wait here while the pool checks them (AppendRecords), so that the thread
-  // driving the copy keeps reading and writing meanwhile. They are appended in arrival order,
-  // once their checks have passed.
-  struct StagedBatch {
-    std::vector<uint8_t> bytes;  // the records back to back, copied from the caller
-    std::vector<size_t> ends;    // end of each record in `bytes`
-    std::vector<codec::RecordView> views;
-    std::vector<absl::Status> checks;
-    VerifyMode mode = VerifyMode::kFull;
-    AppendStats* stats = nullptr;
-    std::shared_ptr<WorkerPool::Job> job;
+  // AppendRecords takes received records in parts that fit the write buffers with room to
+  // spare and stay in one pack. A part is placed first (buffer positions, index entries), then
+  // the pool checks each record and copies it into its place, the caller's thread taking part:
+  // one copy, made in parallel. Buffers the part filled are written only once every check has
+  // passed; a failed check puts the write position and the index back where the part began.
+  struct PlacedRecord {
+    absl::Span<const uint8_t> bytes;  // the caller's
+    codec::RecordView view;
+    bool append = false;  // holds a chunk the store lacks
+    size_t buffer = 0;    // where its first byte goes
+    size_t pos = 0;
+    absl::Status check;
   };
-  void CheckStaged(StagedBatch& batch, size_t record, size_t slot);
-  // Appends the oldest staged batch, waiting for its checks; a failed check drops every staged
-  // batch and returns the error.
-  absl::Status SettleOldest();
-  // Settles staged batches: all of them, or only those already checked.
-  absl::Status SettleStaged(bool wait);
-  void DropStaged();
+  // Where appends go next; what a failed part restores.
+  struct WriteCursor {
+    uint32_t pack = 0;
+    uint64_t pack_size = 0;
+    size_t buffer = 0;
+    bool buffer_open = false;
+    size_t fill = 0;
+    size_t index_records = 0;
+  };
+  // Picks the pack the next `bytes` go to, starting a new one when the current one would pass
+  // the target.
+  absl::Status PackFor(size_t bytes);
+  // Reserves room for `size` bytes at the end of the current pack and says where they start.
+  // Buffers it fills are sealed (kept back from writing) and listed in sealed_.
+  absl::Status Reserve(size_t size, size_t* buffer, size_t* pos);
+  // Copies `bytes` into the buffers from (buffer, pos) on, as Reserve placed them.
+  void CopyToBuffers(absl::Span<const uint8_t> bytes, size_t buffer, size_t pos);
+  // Writes the sealed buffers out, in order.
+  absl::Status SubmitSealed();
+  // Places, checks and appends one part (see above).
+  absl::Status AppendPart(absl::Span<PlacedRecord> part, VerifyMode mode, AppendStats* stats);
+  WriteCursor SaveCursor();
+  void RestoreCursor(const WriteCursor& cursor);
 
   std::string dir_;
   LocalStoreOptions options_;
@@ -209,10 +228,8 @@ class LocalStore final : public Store {
   std::vector<io::AlignedBuffer> read_buffers_;     // ReadRecords' requests in flight
   std::vector<codec::Decompressor> decompressors_;  // one per pool slot
   std::vector<std::vector<uint8_t>> scratch_;       // one per pool slot
-  std::deque<std::unique_ptr<StagedBatch>> staged_;
-  std::vector<std::unique_ptr<StagedBatch>> spare_batches_;  // settled, kept for their capacity
-  size_t staged_bytes_ = 0;
-  absl::flat_hash_set<codec::ChunkId> staged_ids_;  // chunks in staged_ records
+  std::vector<size_t> sealed_;        // full buffers of the part being appended, in order
+  std::vector<PlacedRecord> placed_;  // AppendRecords' records, kept for their capacity
   uint64_t tmp_counter_ = 0;
 };
 

@@ -20,6 +20,7 @@
 #include "engine/byte_io.h"
 #include "engine/manifest.h"
 #include "engine/pack.h"
+#include "engine/worker_pool.h"
 #include "gtest/gtest.h"
 #include "io/queue.h"
 #include "tests/test_util.h"
@@ -116,11 +117,13 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
   }
 
   absl::StatusOr<std::unique_ptr<LocalStore>> Open(bool writable = true,
-                                                   uint64_t pack_target = 1ull << 30) {
+                                                   uint64_t pack_target = 1ull << 30,
+                                                   WorkerPool* pool = nullptr) {
     LocalStoreOptions o;
     o.writable = writable;
     o.queue.backend = GetParam();
     o.pack_target = pack_target;
+    o.pool = pool;
     return LocalStore::Open(dir_, o);
   }
 
@@ -757,23 +760,25 @@ TEST_P(LocalStoreTest, StoreCanBeDrivenByAnotherThreadInTurn) {
          "its appends, and destroying it aborts";
 }
 
-// Random appends (records from a few bytes to more than a write buffer), flushes, rollbacks,
-// reads and reopens, checked against a model of what must be durable. Pack files must hold
-// exactly the header and the durable records: no padding, no lost or duplicated bytes.
+// Random appends (records from a few bytes to more than a write buffer; one at a time, and in
+// batches received with duplicates and now and then a damaged record), flushes, rollbacks, reads
+// and reopens, checked against a model of what must be durable. Pack files must hold exactly the
+// header and the durable records: no padding, no lost or duplicated bytes.
 TEST_P(LocalStoreTest, RandomOperationsMatchAModel) {
   std::mt19937_64 rng(GetParam() == io::Backend::kUring ? 1 : 2);
   const uint64_t kPackTarget = 24 << 20;
-  auto s = Open(true, kPackTarget);
+  WorkerPool pool(1);
+  auto s = Open(true, kPackTarget, &pool);
   ASSERT_TRUE(s.ok()) << s.status();
   std::unique_ptr<LocalStore> store = *std::move(s);
   std::vector<TestRecord> durable, pending;
   uint64_t seed = 1000;
   codec::Compressor compressor(1);
-  auto make = [&]() {
+  auto make = [&](bool may_be_big = true) {
     // 1..8 chunks of 1 byte .. 64 KiB; now and then one chunk of 9 MiB (more than a buffer).
     TestRecord r;
     std::vector<std::vector<uint8_t>> chunks;
-    const bool big = rng() % 25 == 0;
+    const bool big = may_be_big && rng() % 25 == 0;
     const size_t count = big ? 1 : 1 + rng() % 8;
     for (size_t i = 0; i < count; ++i) {
       const size_t len = big ? (9 << 20) + rng() % 4096 : 1 + rng() % (64 << 10);
@@ -811,14 +816,52 @@ TEST_P(LocalStoreTest, RandomOperationsMatchAModel) {
     for (const auto& [name, size] : packs) total += size - kPackHeaderSize;
     return total;
   };
-  for (int op = 0; op < 160; ++op) {
+  for (int op = 0; op < 200; ++op) {
     SCOPED_TRACE(op);
     const uint64_t dice = rng() % 100;
-    if (dice < 60) {
+    if (dice < 40) {
       pending.push_back(make());
       auto loc = store->AppendRecord(pending.back().bytes, pending.back().view());
       ASSERT_TRUE(loc.ok()) << loc.status();
       EXPECT_LE(loc->offset + loc->size, kPackTarget);
+    } else if (dice < 60) {
+      // A received batch: new records, a copy of one (appended once), maybe one held already.
+      // A damaged record fails the batch: nothing of the part holding it is appended, only
+      // parts before it (a batch is one part unless it reaches the end of a pack).
+      const bool damaged = rng() % 4 == 0;
+      std::vector<TestRecord> fresh;
+      const size_t count = 1 + rng() % 4;
+      for (size_t i = 0; i < count; ++i) fresh.push_back(make(!damaged));
+      std::vector<absl::Span<const uint8_t>> batch;
+      for (const auto& r : fresh) batch.push_back(r.bytes);
+      batch.push_back(fresh[rng() % count].bytes);
+      if (!pending.empty() && rng() % 2) batch.push_back(pending[rng() % pending.size()].bytes);
+      std::vector<uint8_t> bad;
+      if (damaged) {
+        bad = fresh[rng() % count].bytes;
+        bad[bad.size() - 1 - rng() % 16] ^= 0x20;  // a payload byte
+        batch.insert(batch.begin() + static_cast<ptrdiff_t>(rng() % (batch.size() + 1)), bad);
+      }
+      std::shuffle(batch.begin(), batch.end(), rng);
+      AppendStats stats;
+      const absl::Status st = store->AppendRecords(batch, VerifyMode::kFull, &stats);
+      if (damaged) {
+        ASSERT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+        size_t kept = 0;
+        for (const auto& r : fresh) {
+          if (HasNone(*store, r.ids)) continue;
+          ASSERT_TRUE(HasAll(*store, r.ids));
+          pending.push_back(r);
+          ++kept;
+        }
+        EXPECT_EQ(stats.records_appended, kept);
+      } else {
+        ASSERT_TRUE(st.ok()) << st;
+        EXPECT_EQ(stats.records_received, batch.size());
+        EXPECT_EQ(stats.records_appended, count);
+        for (const auto& r : fresh) ASSERT_TRUE(HasAll(*store, r.ids));
+        pending.insert(pending.end(), fresh.begin(), fresh.end());
+      }
     } else if (dice < 75) {
       ASSERT_TRUE(store->Flush().ok());
       durable.insert(durable.end(), pending.begin(), pending.end());

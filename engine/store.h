@@ -64,11 +64,12 @@ class Store {
                                                     const RecordSink& sink) = 0;
 
   // Receives records, checks every one (`mode`), and appends those holding chunks the store
-  // lacks. The checks may run after the call returns (so that the caller's I/O goes on
-  // meanwhile): a record that fails them makes this call, a later one or Flush() return the
-  // error, and then no record from its batch on is appended; earlier batches stay. Chunks of
-  // records received but not yet checked count as held for HaveChunks(). Not durable until
-  // Flush(). `stats` must stay valid until Flush().
+  // lacks. The checks may run after the call returns (a remote store's do, so that the caller's
+  // I/O goes on meanwhile): a record that fails them makes this call, a later one or Flush()
+  // return the error, and then no record from its batch on is appended; earlier batches stay.
+  // (A batch: one call; a local store takes a call of more than 16 MiB in parts of up to 16 MiB,
+  // each a batch.) Chunks of records received but not yet checked count as held for
+  // HaveChunks(). Not durable until Flush(). `stats` must stay valid until Flush().
   [[nodiscard]] virtual absl::Status AppendRecords(
       absl::Span<const absl::Span<const uint8_t>> records, VerifyMode mode, AppendStats* stats) = 0;
 
