@@ -730,9 +730,8 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
   for (size_t s = 0; s < slots; ++s) free_slots.push_back(slots - 1 - s);
   size_t next = 0, in_flight = 0;
   absl::Status status;
-  io::Completion done[16];
-  std::vector<LocatedRecord> batch;
-  while ((next < ranges.size() && status.ok()) || in_flight > 0) {
+  // Queues reads into every free slot.
+  auto refill = [&] {
     while (status.ok() && next < ranges.size() && !free_slots.empty()) {
       const Range& r = ranges[next];
       const size_t s = free_slots.back();
@@ -743,27 +742,30 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
       auto pack = OpenPack(r.pack);
       if (!pack.ok()) {
         status = pack.status();
-        break;
+        return;
       }
-      Pack& p = **pack;
       io::Request req;
       req.op = io::Request::Op::kRead;
-      req.fd = p.fd.get();
+      req.fd = (*pack)->fd.get();
       req.buf = bufs[s].data();
       req.len = static_cast<uint32_t>(r.length);
       req.offset = r.offset;
       req.tag = s;
       status = queue_->Submit(req);
-      if (!status.ok()) break;
+      if (!status.ok()) return;
       free_slots.pop_back();
       slot_range[s] = next++;
       ++in_flight;
     }
-    if (in_flight == 0) break;
+  };
+  io::Completion done[16];
+  std::vector<LocatedRecord> batch;
+  refill();
+  while (in_flight > 0) {
     CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
-    // Everything that arrived goes to the sink as one batch (more records to check in parallel),
-    // while the reads just resubmitted keep the disk busy.
-    batch.clear();
+    // One range at a time to the sink, its slot refilled right after: were all that arrived
+    // handed over at once, the reads would run dry during the sink's long call, and arrive
+    // in ever larger bunches.
     for (size_t i = 0; i < n; ++i) {
       const size_t s = static_cast<size_t>(done[i].tag);
       const Range& r = ranges[slot_range[s]];
@@ -776,14 +778,16 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
                                                    " ends before offset ", r.offset + r.length,
                                                    " that the index points at"));
       }
+      batch.clear();
       for (size_t k = r.first; k < r.last && status.ok(); ++k) {
         const RecordLocation& l = locations[order[k]];
         batch.push_back(LocatedRecord{
             order[k], absl::MakeConstSpan(bufs[s].data() + (l.offset - r.offset), l.size)});
       }
+      if (status.ok() && !batch.empty()) status = sink(batch);
+      free_slots.push_back(s);
+      refill();
     }
-    if (status.ok() && !batch.empty()) status = sink(batch);
-    for (size_t i = 0; i < n; ++i) free_slots.push_back(static_cast<size_t>(done[i].tag));
   }
   return status;
 }
