@@ -16,9 +16,10 @@ What it does (see docs/BENCHMARKS.md for how to read the result):
       copy v1     group v1 to an empty store (--verify full)  vs  cp -r of a store holding only
                   v1, then an fsync of every file and directory of the copy (`sync FILE...`),
                   because chunkferry copy makes everything durable too
-      copy v2     group v2 to the store that holds v1  vs  an append-only mirror of what the
-                  source store gained with v2 (new files copied, pack tails appended with dd),
-                  then the same fsyncs
+      copy v2     group v2 to the store that holds v1  vs  cp -r of the source store (which
+                  holds v1 and v2) + the same fsyncs, issue 2's yardstick; and, as information,
+                  vs an append-only mirror of what the source store gained with v2 (new files
+                  copied, pack tails appended with dd), then the same fsyncs
       restore v1  every v1 volume to a file             vs  zstd -dc IMG.zst > FILE, then fsync
                   (both include the final fsync: chunkferry restore fsyncs before its rename);
                   also, for information, zstd -d --sparse -o FILE (holes like chunkferry's)
@@ -487,7 +488,8 @@ def main():
             log(f"run {r + 1}/{args.runs} (load average {loadavg()})")
             rd = os.path.join(work, f"run{r}")
             os.makedirs(rd)
-            src, src_v1, dst, cp_dst = (os.path.join(rd, x) for x in ("src", "src-v1", "dst", "cp-dst"))
+            src, src_v1, dst, cp_dst, cp2_dst = (os.path.join(rd, x) for x in (
+                "src", "src-v1", "dst", "cp-dst", "cp2-dst"))
             run = {"run": r, "loadavg": loadavg(), "steps": {}}
             steps = run["steps"]
             runner.run([cf, "store", "init", "--store", src, "--quiet"], timed=False)
@@ -518,21 +520,23 @@ def main():
             # group v2 incrementally vs an append-only mirror of the source store's growth.
             runner.run([cf, "store", "init", "--store", dst, "--quiet"], timed=False)
 
-            def cp_full():
+            def cp_full(from_dir, to_dir):
                 # The fsync list is known only after cp; keep both in one shell command.
-                return runner.run(f"cp -r {shlex.quote(src_v1)} {shlex.quote(cp_dst)} && "
-                                  f"find {shlex.quote(cp_dst)} -exec sync -- {{}} +", shell=True)
+                return runner.run(f"cp -r {shlex.quote(from_dir)} {shlex.quote(to_dir)} && "
+                                  f"find {shlex.quote(to_dir)} -exec sync -- {{}} +", shell=True)
 
             steps.update(alternate(r, [
                 ("copy_v1_cf", lambda: run_json(runner, [cf, "copy", "--from", src_v1, "--to", dst,
                                                          "--group", group["v1"]] + common)),
-                ("copy_v1_cp", cp_full)]))
+                ("copy_v1_cp", lambda: cp_full(src_v1, cp_dst))]))
             delta_cmd, delta_bytes = delta_mirror_cmd(src_v1, src, cp_dst)
             run["copy_v2_mirror_bytes"] = delta_bytes
             steps.update(alternate(r, [
                 ("copy_v2_cf", lambda: run_json(runner, [cf, "copy", "--from", src, "--to", dst,
                                                          "--group", group["v2"]] + common)),
-                ("copy_v2_mirror", lambda: runner.run(delta_cmd, shell=True))]))
+                ("copy_v2_mirror", lambda: runner.run(delta_cmd, shell=True)),
+                # Issue 2's own yardstick: a plain cp -r of the source store (v1 and v2).
+                ("copy_v2_cp", lambda: cp_full(src, cp2_dst))]))
             if r == 0:  # the yardstick copies are real copies: their packs equal the source's
                 for name in os.listdir(os.path.join(src, "packs")):
                     runner.run(["cmp", os.path.join(src, "packs", name),
@@ -542,7 +546,7 @@ def main():
             log(f"  copy v1: chunkferry {steps['copy_v1_cf']['seconds']:.2f} s, cp -r "
                 f"{steps['copy_v1_cp']['seconds']:.2f} s; copy v2: chunkferry "
                 f"{steps['copy_v2_cf']['seconds']:.2f} s, mirror {steps['copy_v2_mirror']['seconds']:.2f} s")
-            for p in (src_v1, dst, cp_dst):
+            for p in (src_v1, dst, cp_dst, cp2_dst):
                 discard_later(p, work)
 
             # 4: restore every v1 volume vs zstd -dc of its .zst (both end with an fsync).
@@ -597,8 +601,12 @@ def main():
         scen.append(summarize("copy v1 (empty dst, full verify)", steps_of, "copy_v1_cf",
                               "copy_v1_cp", logical["v1"], 0.8,
                               {"yardstick": "cp -r SRC DST && find DST -exec sync -- {} +"}))
-        scen.append(summarize("copy v2 (dst holds v1)", steps_of, "copy_v2_cf", "copy_v2_mirror",
+        scen.append(summarize("copy v2 (dst holds v1)", steps_of, "copy_v2_cf", "copy_v2_cp",
                               logical["v2"], 0.8,
+                              {"yardstick": "cp -r SRC DST && find DST -exec sync -- {} + "
+                                            "(SRC holds v1 and v2)"}))
+        scen.append(summarize("copy v2 vs delta mirror (info)", steps_of, "copy_v2_cf",
+                              "copy_v2_mirror", logical["v2"], None,
                               {"yardstick": "append-only mirror of the source store's growth "
                                             "(cp new files, dd pack tails) + fsync"}))
         scen.append(summarize("restore v1 (all volumes)", steps_of, "restore_v1_cf",
