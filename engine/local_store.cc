@@ -980,25 +980,39 @@ absl::Status LocalStore::PutManifest(const VolumeBackupMeta& meta, ManifestSourc
   entries.Rewind();
   CF_ASSIGN_OR_RETURN(auto writer, ManifestWriter::Create(NewTmpPath("manifest")));
   std::vector<ManifestEntry> batch;
+  std::vector<codec::ChunkId> ids;
+  std::vector<std::optional<ChunkLocation>> found;
+  // The pack of the last chunk looked at: manifests name long runs of one pack.
+  uint32_t last_pack = 0;
+  uint64_t last_durable = 0;
   for (;;) {
     CF_ASSIGN_OR_RETURN(size_t n, entries.Next(&batch, 4096));
     if (n == 0) break;
+    ids.clear();
     for (const auto& e : batch) {
-      if (!e.zero) {
-        const std::optional<ChunkLocation> loc = index_.Find(e.id);
-        if (!loc) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(), " that store ",
-                           dir_, " does not hold"));
-        }
-        if (loc->record.offset + loc->record.size > packs_[loc->record.pack].durable) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(),
-                           " that is not durable yet in ", dir_, " (flush first)"));
-        }
-      }
-      CF_RETURN_IF_ERROR(writer->Add(e));
+      if (!e.zero) ids.push_back(e.id);
     }
+    found.resize(ids.size());
+    index_.FindAll(ids, absl::MakeSpan(found));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!found[i]) {
+        return absl::FailedPreconditionError(absl::StrCat("manifest of ", meta.uuid,
+                                                          " names chunk ", ids[i].ToHex(),
+                                                          " that store ", dir_, " does not hold"));
+      }
+      const RecordLocation& loc = found[i]->record;
+      if (loc.pack != last_pack) {
+        auto p = packs_.find(loc.pack);
+        last_pack = loc.pack;
+        last_durable = p == packs_.end() ? 0 : p->second.durable;
+      }
+      if (loc.offset + loc.size > last_durable) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("manifest of ", meta.uuid, " names chunk ", ids[i].ToHex(),
+                         " that is not durable yet in ", dir_, " (flush first)"));
+      }
+    }
+    for (const auto& e : batch) CF_RETURN_IF_ERROR(writer->Add(e));
   }
   return writer->Finish(meta, ManifestPath(meta.uuid));
 }
