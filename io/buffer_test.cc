@@ -19,6 +19,19 @@ TEST(AlignedBufferTest, RoundsSizeUpAndAligns) {
   EXPECT_EQ(buffer.data()[8191], 0xab);
 }
 
+// Large buffers are huge-page sized and aligned (so that the kernel can back them with
+// transparent huge pages and a direct I/O request is one memory segment per 2 MiB).
+TEST(AlignedBufferTest, LargeBuffersAreHugePageAligned) {
+  AlignedBuffer buffer((3 << 20) + 1);
+  ASSERT_NE(buffer.data(), nullptr);
+  EXPECT_EQ(buffer.size(), 4u << 20);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(buffer.data()) % (2 << 20), 0u);
+  std::memset(buffer.data(), 0xcd, buffer.size());
+  EXPECT_EQ(buffer.data()[buffer.size() - 1], 0xcd);
+  AlignedBuffer just_below((2 << 20) - 4096);
+  EXPECT_EQ(just_below.size(), (2u << 20) - 4096);
+}
+
 TEST(AlignedBufferTest, EmptyHasNoMemory) {
   AlignedBuffer empty;
   EXPECT_EQ(empty.data(), nullptr);
