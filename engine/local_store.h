@@ -134,7 +134,8 @@ class LocalStore final : public Store {
  private:
   struct Pack {
     // Reads, fsync, truncation. Reads go through the page cache: on these machines buffered
-    // reads with readahead ran 2.0 GB/s against 1.0 GB/s for O_DIRECT (docs/BENCHMARKS.md).
+    // reads with readahead ran 2.0 GB/s against 1.0 GB/s for O_DIRECT, and the copy stayed
+    // faster with them even once direct reads went into huge-page buffers (docs/BENCHMARKS.md).
     io::Fd fd;
     io::Fd wfd;                // appends: O_DIRECT where the file system allows it
     uint64_t size = 0;         // bytes appended, including buffered ones
