@@ -35,22 +35,29 @@ namespace {
 constexpr size_t kPrefetchAhead = 8;
 }  // namespace
 
-void ChunkIndex::FindAll(absl::Span<const codec::ChunkId> ids,
-                         absl::Span<std::optional<ChunkLocation>> out) const {
+template <typename Visit>
+void ChunkIndex::VisitPrefetched(absl::Span<const codec::ChunkId> ids, Visit visit) const {
   for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) map_.prefetch(ids[i]);
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i + kPrefetchAhead < ids.size()) map_.prefetch(ids[i + kPrefetchAhead]);
-    out[i] = Find(ids[i]);
+    visit(i);
   }
+}
+
+void ChunkIndex::FindAll(absl::Span<const codec::ChunkId> ids,
+                         absl::Span<std::optional<ChunkLocation>> out) const {
+  VisitPrefetched(ids, [&](size_t i) { out[i] = Find(ids[i]); });
 }
 
 void ChunkIndex::ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const {
   out->resize(ids.size());
-  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) map_.prefetch(ids[i]);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i + kPrefetchAhead < ids.size()) map_.prefetch(ids[i + kPrefetchAhead]);
-    (*out)[i] = map_.contains(ids[i]);
-  }
+  VisitPrefetched(ids, [&](size_t i) { (*out)[i] = map_.contains(ids[i]); });
+}
+
+size_t ChunkIndex::CountLacking(const codec::RecordView& record) const {
+  size_t lacking = 0;
+  for (uint32_t i = 0; i < record.chunk_count; ++i) lacking += !map_.contains(record.chunk(i).id);
+  return lacking;
 }
 
 void ChunkIndex::ForgetChunksOf(const codec::RecordView& record, size_t first) {

@@ -44,6 +44,8 @@ class ChunkIndex {
   void FindAll(absl::Span<const codec::ChunkId> ids,
                absl::Span<std::optional<ChunkLocation>> out) const;
   void ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const;
+  // How many chunks of `record` the index lacks.
+  size_t CountLacking(const codec::RecordView& record) const;
   // Adds one chunk; a chunk already present keeps its first location. Returns true when added.
   bool Insert(const codec::ChunkId& id, const ChunkLocation& loc);
   // Adds every chunk of a record found at `loc`; chunks already present keep their first place.
@@ -81,6 +83,10 @@ class ChunkIndex {
     uint32_t record;  // in records_
     uint16_t slot;    // in the record's chunk table
   };
+  // Calls visit(i) for each of `ids` in order, with the memory of ids a few places ahead
+  // prefetched.
+  template <typename Visit>
+  void VisitPrefetched(absl::Span<const codec::ChunkId> ids, Visit visit) const;
   absl::flat_hash_map<codec::ChunkId, Entry> map_;
   std::vector<RecordLocation> records_;
   std::map<uint32_t, uint64_t> coverage_;

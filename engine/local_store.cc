@@ -880,20 +880,19 @@ absl::Status LocalStore::AppendPart(absl::Span<PlacedRecord> part, VerifyMode mo
   // Place the records that hold a chunk neither the store nor an earlier record of the part
   // holds: room in the buffers, and index entries.
   absl::Status st;
-  uint64_t chunks_added = 0, chunks_indexed = 0;
+  AppendStats added;  // counted into `stats` once every check has passed
+  uint64_t chunks_indexed = 0;
   for (PlacedRecord& r : part) {
-    r.check = absl::OkStatus();
-    size_t lacking = 0;
-    for (uint32_t c = 0; c < r.view.chunk_count; ++c) {
-      if (!index_.Contains(r.view.chunk(c).id)) ++lacking;
-    }
-    r.append = lacking > 0 && st.ok();
+    const size_t lacking = index_.CountLacking(r.view);
+    r.append = lacking > 0;
     if (!r.append) continue;
     const RecordLocation loc{current_pack_, static_cast<uint32_t>(r.bytes.size()), pack.size};
     st = Reserve(r.bytes.size(), &r.buffer, &r.pos);
     if (!st.ok()) break;
     index_.InsertRecord(loc, r.view);
-    chunks_added += lacking;
+    ++added.records_appended;
+    added.bytes_appended += r.bytes.size();
+    added.chunks_added += lacking;
     chunks_indexed += r.view.chunk_count;
   }
   // Check every record (a copy of a chunk held already too) and copy the placed ones in.
@@ -930,12 +929,9 @@ absl::Status LocalStore::AppendPart(absl::Span<PlacedRecord> part, VerifyMode mo
   unsaved_entries_ += chunks_indexed;
   if (stats != nullptr) {
     stats->records_received += part.size();
-    stats->chunks_added += chunks_added;
-    for (const PlacedRecord& r : part) {
-      if (!r.append) continue;
-      ++stats->records_appended;
-      stats->bytes_appended += r.bytes.size();
-    }
+    stats->records_appended += added.records_appended;
+    stats->bytes_appended += added.bytes_appended;
+    stats->chunks_added += added.chunks_added;
   }
   return SubmitSealed();
 }
@@ -951,10 +947,7 @@ absl::Status LocalStore::AppendCheckedRecords(absl::Span<const absl::Span<const 
   for (size_t i = 0; i < records.size() && st.ok(); ++i) {
     if (stats) ++stats->records_received;
     const codec::RecordView& view = views[i];
-    size_t lacking = 0;
-    for (uint32_t c = 0; c < view.chunk_count; ++c) {
-      if (!index_.Contains(view.chunk(c).id)) ++lacking;
-    }
+    const size_t lacking = index_.CountLacking(view);
     if (lacking == 0) continue;
     st = AppendRecord(records[i], view).status();
     if (st.ok() && stats) {

@@ -22,14 +22,14 @@ AlignedBuffer::AlignedBuffer(size_t size) : size_(AlignUp(size, kDirectAlignment
   const bool huge = size_ >= kHugePage;
   if (huge) size_ = AlignUp(size_, kHugePage);
   data_ = static_cast<uint8_t*>(std::aligned_alloc(huge ? kHugePage : kDirectAlignment, size_));
-  // Best effort: without huge pages the buffer works the same, in smaller requests.
-  if (huge && data_ != nullptr) (void)::madvise(data_, size_, MADV_HUGEPAGE);
   if (data_ == nullptr) {
     // Like operator new, running out of memory is not a recoverable error here; the data path
     // has no exceptions to throw, so stop with a message instead of handing out a null buffer.
     std::fprintf(stderr, "chunkferry::io::AlignedBuffer: cannot allocate %zu bytes\n", size_);
     std::abort();
   }
+  // Best effort: without huge pages the buffer works the same, in smaller requests.
+  if (huge) (void)::madvise(data_, size_, MADV_HUGEPAGE);
 }
 
 AlignedBuffer::AlignedBuffer(AlignedBuffer&& other) noexcept
