@@ -1,5 +1,6 @@
 #include "codec/chunk_id.h"
 
+#define XXH_STATIC_LINKING_ONLY  // XXH3_generateSecret
 #include <xxhash.h>
 
 #include <cstring>
@@ -88,10 +89,28 @@ TEST(ChunkHasherTest, UnkeyedIsPlainXxh3_128) {
   const ChunkId empty = hasher.Hash({});
   EXPECT_EQ(empty.hi, 0x99aa06d3014798d8u);
   EXPECT_EQ(empty.lo, 0x6001c324468d497fu);
-  for (const size_t size : {1, 3, 16, 17, 128, 129, 240, 241, 4096, 100000}) {
+  for (const size_t size : {1, 3, 16, 17, 128, 129, 240, 241, 4096, 100000, 1 << 20}) {
     const std::vector<uint8_t> data = internal::RandomBytes(size, size);
     const XXH128_hash_t want = XXH3_128bits(data.data(), data.size());
     const ChunkId got = hasher.Hash(data);
+    EXPECT_EQ(got.lo, want.low64) << size;
+    EXPECT_EQ(got.hi, want.high64) << size;
+  }
+}
+
+// chunk_id.cc calls xxHash's run-time dispatched (AVX2/AVX-512) entry points on x86-64; this
+// test calls the library's plain ones. Sizes past 240 bytes take the vector code.
+TEST(ChunkHasherTest, KeyedIsPlainXxh3_128WithTheDerivedSecret) {
+  const std::vector<uint8_t> key = internal::RandomBytes(32, 77);
+  absl::StatusOr<ChunkHasher> hasher = ChunkHasher::Make(key);
+  ASSERT_TRUE(hasher.ok());
+  std::vector<uint8_t> secret(XXH3_SECRET_DEFAULT_SIZE);
+  ASSERT_EQ(XXH3_generateSecret(secret.data(), secret.size(), key.data(), key.size()), XXH_OK);
+  for (const size_t size : {17, 241, 1024, 4096, 65536, 1 << 20}) {
+    const std::vector<uint8_t> data = internal::RandomBytes(size, 500 + size);
+    const XXH128_hash_t want =
+        XXH3_128bits_withSecret(data.data(), data.size(), secret.data(), secret.size());
+    const ChunkId got = hasher->Hash(data);
     EXPECT_EQ(got.lo, want.low64) << size;
     EXPECT_EQ(got.hi, want.high64) << size;
   }
@@ -163,7 +182,7 @@ TEST(ChunkHasherTest, KeyedKnownAnswers) {
 }
 
 TEST(ChecksumTest, IsXxh3_64) {
-  for (const size_t size : {0, 1, 100, 5000}) {
+  for (const size_t size : {0, 1, 100, 5000, 1 << 20}) {
     const std::vector<uint8_t> data = internal::RandomBytes(size, size + 7);
     EXPECT_EQ(Checksum64(data), XXH3_64bits(data.data(), data.size())) << size;
   }
