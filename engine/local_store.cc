@@ -514,6 +514,10 @@ absl::StatusOr<bool> LocalStore::SubmitWrite(size_t b) {
   wb.in_flight = true;
   pack->submitted = wb.offset + len;
   ++writes_in_flight_;
+  // Submit() only queues the request (io_uring batches submissions until the next Reap). Hand it
+  // to the kernel now: otherwise it would wait until the buffers wrap around, and the disk would
+  // get the writes in late bursts instead of one by one as they fill.
+  CF_RETURN_IF_ERROR(ReapWrites(0));
   return padded;
 }
 
