@@ -39,11 +39,7 @@ AuthKey KeyOf(uint8_t seed) {
   return key;
 }
 
-struct Volume {
-  std::string image;
-  VolumeBackupMeta meta;
-  ImportStats stats;
-};
+using Volume = testing::ImportedVolume;
 
 class RemoteStoreTest : public ::testing::TestWithParam<io::Backend> {
  protected:
@@ -102,28 +98,10 @@ class RemoteStoreTest : public ::testing::TestWithParam<io::Backend> {
     return r.ok() ? *std::move(r) : nullptr;
   }
 
-  Volume ImportOk(LocalStore& store, const std::string& image, const std::string& group,
-                  const std::string& type) {
-    Volume v;
-    v.image = image;
-    auto meta = testing::Import(store, pool_, image, group, type, &v.stats);
-    EXPECT_TRUE(meta.ok()) << meta.status();
-    if (meta.ok()) v.meta = *meta;
-    return v;
-  }
-
   // Root + two Data volumes in store A.
   std::vector<Volume> BuildGroup(const std::string& group, uint64_t seed) {
-    const std::string root = tmp_.Sub(absl::StrCat("root-", seed));
-    const std::string data1 = tmp_.Sub(absl::StrCat("data1-", seed));
-    const std::string data2 = tmp_.Sub(absl::StrCat("data2-", seed));
-    testing::WriteMixedFile(root, 9 * kMiB + 512, seed);
-    testing::WriteTextFile(data1, 4 * kMiB, seed + 1);
-    testing::WriteRandomFile(data2, 7 * kMiB - 7, seed + 2);
-    std::vector<Volume> vols;
-    vols.push_back(ImportOk(*a_, root, group, "Root"));
-    vols.push_back(ImportOk(*a_, data1, group, "Data"));
-    vols.push_back(ImportOk(*a_, data2, group, "Data"));
+    std::vector<Volume> vols = testing::ImportSampleGroup(*a_, pool_, tmp_, group, seed,
+                                                          {9 * kMiB + 512, 4 * kMiB, 7 * kMiB - 7});
     EXPECT_TRUE(a_->Flush().ok());
     return vols;
   }
@@ -273,18 +251,8 @@ TEST_P(RemoteStoreTest, RelatedGroupMovesOnlyItsNewChunks) {
   // A second backup of the VM: the root changed in places, one data volume is the same, the
   // other is new.
   const std::string group2 = NewUuid();
-  std::vector<uint8_t> root = testing::ReadFile(v1[0].image);
-  for (size_t off = 100 * 4096; off + 4096 <= root.size(); off += 250 * 4096) {
-    const auto fresh = testing::RandomBytes(4096, off);
-    std::copy(fresh.begin(), fresh.end(), root.begin() + static_cast<long>(off));
-  }
-  const std::string root2 = tmp_.Sub("root2"), data3 = tmp_.Sub("data3");
-  testing::WriteFile(root2, root);
-  testing::WriteTextFile(data3, 1 * kMiB, 99);
-  std::vector<Volume> v2;
-  v2.push_back(ImportOk(*a_, root2, group2, "Root"));
-  v2.push_back(ImportOk(*a_, v1[1].image, group2, "Data"));
-  v2.push_back(ImportOk(*a_, data3, group2, "Data"));
+  const std::vector<Volume> v2 =
+      testing::ImportRelatedGroup(*a_, pool_, tmp_, group2, v1[0].image, v1[1].image);
   ASSERT_TRUE(a_->Flush().ok());
   uint64_t new_chunks = 0, stored2 = 0;
   for (const auto& v : v2) {
@@ -650,7 +618,7 @@ TEST_P(RemoteStoreTest, DaemonGoingAwayFailsCleanly) {
 TEST_P(RemoteStoreTest, RateLimitPacesThePush) {
   const std::string image = tmp_.Sub("small");
   testing::WriteRandomFile(image, 3 * kMiB, 8);
-  const Volume v = ImportOk(*a_, image, group_, "Root");
+  const Volume v = testing::ImportOk(*a_, pool_, image, group_, "Root");
   ASSERT_TRUE(a_->Flush().ok());
   RemoteOptions o = Options();
   o.rate_limit_bytes_per_s = 4 * kMiB;

@@ -25,11 +25,7 @@ using ::chunkferry::testing::TempDir;
 
 constexpr size_t kMiB = 1 << 20;
 
-struct Volume {
-  std::string image;
-  engine::VolumeBackupMeta meta;
-  engine::ImportStats stats;
-};
+using Volume = testing::ImportedVolume;
 
 class CopyTest : public ::testing::TestWithParam<io::Backend> {
  protected:
@@ -49,30 +45,12 @@ class CopyTest : public ::testing::TestWithParam<io::Backend> {
     return s.ok() ? *std::move(s) : nullptr;
   }
 
-  Volume ImportOk(engine::LocalStore& store, const std::string& image, const std::string& group,
-                  const std::string& type) {
-    Volume v;
-    v.image = image;
-    auto meta = testing::Import(store, pool_, image, group, type, &v.stats);
-    EXPECT_TRUE(meta.ok()) << meta.status();
-    if (meta.ok()) v.meta = *meta;
-    return v;
-  }
-
-  // Root + two Data volumes in store A, group `group`.
+  // Root + two Data volumes in store A, group `group`; data1 imported first, so that the group
+  // still lists the Root volume first.
   std::vector<Volume> BuildGroup(const std::string& group, uint64_t seed) {
-    const std::string root = tmp_.Sub(absl::StrCat("root-", seed));
-    const std::string data1 = tmp_.Sub(absl::StrCat("data1-", seed));
-    const std::string data2 = tmp_.Sub(absl::StrCat("data2-", seed));
-    testing::WriteMixedFile(root, 4 * kMiB + 512, seed);
-    testing::WriteTextFile(data1, 2 * kMiB, seed + 1);
-    testing::WriteRandomFile(data2, 3 * kMiB - 7, seed + 2);
-    std::vector<Volume> vols;
-    // Data first: the group still lists the Root volume first.
-    vols.push_back(ImportOk(*a_, data1, group, "Data"));
-    vols.push_back(ImportOk(*a_, root, group, "Root"));
-    vols.push_back(ImportOk(*a_, data2, group, "Data"));
-    return vols;
+    return testing::ImportSampleGroup(*a_, pool_, tmp_, group, seed,
+                                      {4 * kMiB + 512, 2 * kMiB, 3 * kMiB - 7},
+                                      /*data_first=*/true);
   }
 
   absl::Status Copy(engine::CopyStats* stats, engine::VerifyMode mode = engine::VerifyMode::kFull) {
@@ -170,18 +148,8 @@ TEST_P(CopyTest, RelatedGroupSendsOnlyItsNewChunks) {
   // A second backup of the same VM: the root changed in a few places, one data volume is the
   // same, the other is new.
   const std::string group2 = engine::NewUuid();
-  std::vector<uint8_t> root = testing::ReadFile(v1[1].image);
-  for (size_t off = 100 * 4096; off + 4096 <= root.size(); off += 250 * 4096) {
-    const auto fresh = testing::RandomBytes(4096, off);
-    std::copy(fresh.begin(), fresh.end(), root.begin() + static_cast<long>(off));
-  }
-  const std::string root2 = tmp_.Sub("root2"), data3 = tmp_.Sub("data3");
-  testing::WriteFile(root2, root);
-  testing::WriteTextFile(data3, 1 * kMiB, 99);
-  std::vector<Volume> v2;
-  v2.push_back(ImportOk(*a_, root2, group2, "Root"));
-  v2.push_back(ImportOk(*a_, v1[0].image, group2, "Data"));
-  v2.push_back(ImportOk(*a_, data3, group2, "Data"));
+  const std::vector<Volume> v2 =
+      testing::ImportRelatedGroup(*a_, pool_, tmp_, group2, v1[1].image, v1[0].image);
   uint64_t new_chunks = 0;
   for (const auto& v : v2) new_chunks += v.stats.new_chunks;
   ASSERT_GT(new_chunks, 0u);

@@ -302,6 +302,54 @@ absl::StatusOr<engine::VolumeBackupMeta> Import(engine::LocalStore& store, engin
   return engine::ImportVolume(store, pool, o, stats);
 }
 
+ImportedVolume ImportOk(engine::LocalStore& store, engine::WorkerPool& pool,
+                        const std::string& image, const std::string& group,
+                        const std::string& type) {
+  ImportedVolume v;
+  v.image = image;
+  auto meta = Import(store, pool, image, group, type, &v.stats);
+  EXPECT_TRUE(meta.ok()) << meta.status();
+  if (meta.ok()) v.meta = *meta;
+  return v;
+}
+
+std::vector<ImportedVolume> ImportSampleGroup(engine::LocalStore& store, engine::WorkerPool& pool,
+                                              const TempDir& dir, const std::string& group,
+                                              uint64_t seed, SampleGroupSizes sizes,
+                                              bool data_first) {
+  const std::string root = dir.Sub(absl::StrCat("root-", seed));
+  const std::string data1 = dir.Sub(absl::StrCat("data1-", seed));
+  const std::string data2 = dir.Sub(absl::StrCat("data2-", seed));
+  WriteMixedFile(root, sizes.root, seed);
+  WriteTextFile(data1, sizes.data1, seed + 1);
+  WriteRandomFile(data2, sizes.data2, seed + 2);
+  std::vector<ImportedVolume> vols;
+  if (data_first) vols.push_back(ImportOk(store, pool, data1, group, "Data"));
+  vols.push_back(ImportOk(store, pool, root, group, "Root"));
+  if (!data_first) vols.push_back(ImportOk(store, pool, data1, group, "Data"));
+  vols.push_back(ImportOk(store, pool, data2, group, "Data"));
+  return vols;
+}
+
+std::vector<ImportedVolume> ImportRelatedGroup(engine::LocalStore& store, engine::WorkerPool& pool,
+                                               const TempDir& dir, const std::string& group,
+                                               const std::string& root,
+                                               const std::string& same_data) {
+  std::vector<uint8_t> bytes = ReadFile(root);
+  for (size_t off = 100 * 4096; off + 4096 <= bytes.size(); off += 250 * 4096) {
+    const auto fresh = RandomBytes(4096, off);
+    std::copy(fresh.begin(), fresh.end(), bytes.begin() + static_cast<long>(off));
+  }
+  const std::string root2 = dir.Sub("root2"), data3 = dir.Sub("data3");
+  WriteFile(root2, bytes);
+  WriteTextFile(data3, 1 << 20, 99);
+  std::vector<ImportedVolume> vols;
+  vols.push_back(ImportOk(store, pool, root2, group, "Root"));
+  vols.push_back(ImportOk(store, pool, same_data, group, "Data"));
+  vols.push_back(ImportOk(store, pool, data3, group, "Data"));
+  return vols;
+}
+
 ::testing::AssertionResult RestoresIdentical(engine::LocalStore& store, engine::WorkerPool& pool,
                                              const std::string& backup, const std::string& image,
                                              const std::string& out) {

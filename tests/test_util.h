@@ -141,6 +141,38 @@ absl::StatusOr<engine::VolumeBackupMeta> Import(engine::LocalStore& store, engin
                                                 const std::string& type = "Root",
                                                 engine::ImportStats* stats = nullptr);
 
+// A volume a test imported: its image file, its metadata and what the import reported.
+struct ImportedVolume {
+  std::string image;
+  engine::VolumeBackupMeta meta;
+  engine::ImportStats stats;
+};
+// Imports `image` as a new volume backup of `group`; an error fails the test (meta left empty).
+ImportedVolume ImportOk(engine::LocalStore& store, engine::WorkerPool& pool,
+                        const std::string& image, const std::string& group,
+                        const std::string& type);
+
+// Image sizes of a sample group (ImportSampleGroup).
+struct SampleGroupSizes {
+  size_t root, data1, data2;
+};
+// Writes the images of a sample VM backup group under `dir` (a mixed root, a text data volume and
+// a random data volume; names and contents follow `seed`) and imports them into `store` as group
+// `group`, the root first or, with `data_first`, after the first data volume (the group still
+// lists the root first). Returns the volumes in the order imported.
+std::vector<ImportedVolume> ImportSampleGroup(engine::LocalStore& store, engine::WorkerPool& pool,
+                                              const TempDir& dir, const std::string& group,
+                                              uint64_t seed, SampleGroupSizes sizes,
+                                              bool data_first = false);
+
+// A later backup of a sample group's VM, imported into `store` as group `group`: the root image
+// with a 4 KiB block rewritten every 250 blocks from block 100 (written to `dir`), the data volume
+// `same_data` unchanged, and a new 1 MiB text volume. Returns the volumes in that order.
+std::vector<ImportedVolume> ImportRelatedGroup(engine::LocalStore& store, engine::WorkerPool& pool,
+                                               const TempDir& dir, const std::string& group,
+                                               const std::string& root,
+                                               const std::string& same_data);
+
 // Restores `backup` to `out` (replacing it) and compares it with `image`.
 ::testing::AssertionResult RestoresIdentical(engine::LocalStore& store, engine::WorkerPool& pool,
                                              const std::string& backup, const std::string& image,
