@@ -194,6 +194,16 @@ def proc_status_kib(pid, field):
     return 0
 
 
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of a live process so far (/proc/PID/stat); 0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 class Served:
     """A chunkferry process that listens on 127.0.0.1:0 and writes its address to a ready file
     (`serve` or `api`); its stderr goes to a log file (the API logs one line per poll)."""

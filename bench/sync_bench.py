@@ -132,10 +132,17 @@ def main():
                 key = os.path.join(dst, "auth.key")
 
                 def cf_sync(v):
-                    return lambda: macro.run_json(runner, [
-                        cf, "sync", "--from", src_v1 if v == "v1" else src, "--to", daemon_url,
-                        "--group", group[v], "--key-file", key, "--connections",
-                        args.connections] + common)
+                    def run():
+                        # The daemon's CPU during the sync, next to the client's (wait4): on one
+                        # machine the two share the cores, so their sum bounds the wall time.
+                        before = macro.proc_cpu_seconds(daemon.pid)
+                        res = macro.run_json(runner, [
+                            cf, "sync", "--from", src_v1 if v == "v1" else src, "--to",
+                            daemon_url, "--group", group[v], "--key-file", key, "--connections",
+                            args.connections] + common)
+                        res["daemon_cpu_s"] = macro.proc_cpu_seconds(daemon.pid) - before
+                        return res
+                    return run
 
                 cp_dst = os.path.join(rd, "cp-dst")
                 steps.update(macro.alternate(r, [
@@ -162,7 +169,9 @@ def main():
                 rsd.stop()
             result["runs"].append(steps)
             j1, j2 = steps["full_cf"]["json"], steps["inc_cf"]["json"]
-            macro.log(f"  full: cf {steps['full_cf']['seconds']:.2f} s, cp "
+            fc = steps["full_cf"]
+            macro.log(f"  full: cf {fc['seconds']:.2f} s (CPU client "
+                      f"{fc['user_s'] + fc['sys_s']:.2f} s, daemon {fc['daemon_cpu_s']:.2f} s), cp "
                       f"{steps['full_cp']['seconds']:.2f}, rsync store "
                       f"{steps['full_rsync_store']['seconds']:.2f}, rsync images "
                       f"{steps['full_rsync_images']['seconds']:.2f}; inc: cf "
@@ -183,6 +192,9 @@ def main():
         rss_client = max(max(r["full_cf"]["maxrss_kib"], r["inc_cf"]["maxrss_kib"])
                          for r in result["runs"])
         rss_daemon = max(r["daemon_hwm_kib"] for r in result["runs"])
+        cpu_client = statistics.median(r["full_cf"]["user_s"] + r["full_cf"]["sys_s"]
+                                       for r in result["runs"])
+        cpu_daemon = statistics.median(r["full_cf"]["daemon_cpu_s"] for r in result["runs"])
         summary = {
             "medians_s": s,
             "full_vs_cp": s["full_cp"] / s["full_cf"],
@@ -193,6 +205,7 @@ def main():
             "inc_wire_bytes": wire, "inc_new_stored_bytes": stored["v2"],
             "inc_wire_vs_stored": wire / stored["v2"] if stored["v2"] else None,
             "peak_rss_client_mib": rss_client / 1024, "peak_rss_daemon_mib": rss_daemon / 1024,
+            "full_cpu_client_s": cpu_client, "full_cpu_daemon_s": cpu_daemon,
             "logical_bytes_v1": logical,
         }
         result["summary"] = summary
@@ -210,6 +223,10 @@ def main():
         print(f"  medians (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()))
         print(f"  incremental wire bytes {wire:.0f} vs new stored {stored['v2']} "
               f"= {summary['inc_wire_vs_stored']:.3f}x (target <= 1.05)")
+        cores = os.cpu_count() or 1
+        print(f"  full sync CPU (medians): client {cpu_client:.2f} s + daemon {cpu_daemon:.2f} s "
+              f"= {cpu_client + cpu_daemon:.2f} CPU-s; on {cores} shared cores no less than "
+              f"{(cpu_client + cpu_daemon) / cores:.2f} s of wall")
         print(f"  peak RSS: client {summary['peak_rss_client_mib']:.0f} MiB, daemon "
               f"{summary['peak_rss_daemon_mib']:.0f} MiB (target < 256)")
     finally:
