@@ -692,27 +692,18 @@ absl::Status LocalStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::v
   return absl::OkStatus();
 }
 
-absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
-                                     const LocatedSink& sink) {
-  // Records still in write buffers, or in writes in flight, are read back from the file: write
-  // them out and wait for them first (also so that no write completion is taken for a read).
-  CF_RETURN_IF_ERROR(FinishWrites());
-  std::vector<size_t> order(locations.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(),
+std::vector<LocalStore::ReadRange> LocalStore::MergeIntoRanges(
+    absl::Span<const RecordLocation> locations, std::vector<size_t>* order) {
+  order->resize(locations.size());
+  for (size_t i = 0; i < order->size(); ++i) (*order)[i] = i;
+  std::sort(order->begin(), order->end(),
             [&](size_t a, size_t b) { return locations[a] < locations[b]; });
   // Neighbouring records become one range, read in one request.
-  struct Range {
-    uint32_t pack;
-    uint64_t offset;     // block-aligned
-    uint64_t length;     // up to the end of the last record (not aligned)
-    size_t first, last;  // [first, last) in `order`
-  };
-  std::vector<Range> ranges;
-  for (size_t k = 0; k < order.size(); ++k) {
-    const RecordLocation& l = locations[order[k]];
+  std::vector<ReadRange> ranges;
+  for (size_t k = 0; k < order->size(); ++k) {
+    const RecordLocation& l = locations[(*order)[k]];
     if (!ranges.empty()) {
-      Range& r = ranges.back();
+      ReadRange& r = ranges.back();
       const uint64_t end = r.offset + r.length;
       const uint64_t new_end = std::max(end, l.offset + l.size);
       if (r.pack == l.pack && l.offset >= r.offset && l.offset <= end + kReadGapMax &&
@@ -723,8 +714,28 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
       }
     }
     const uint64_t start = l.offset & ~(io::kDirectAlignment - 1);
-    ranges.push_back(Range{l.pack, start, l.offset + l.size - start, k, k + 1});
+    ranges.push_back(ReadRange{l.pack, start, l.offset + l.size - start, k, k + 1});
   }
+  return ranges;
+}
+
+void LocalStore::PrefetchRecords(absl::Span<const RecordLocation> locations) {
+  std::vector<size_t> order;
+  for (const ReadRange& r : MergeIntoRanges(locations, &order)) {
+    auto pack = packs_.find(r.pack);
+    if (pack == packs_.end()) continue;  // ReadRecords will say what is wrong
+    (void)::posix_fadvise(pack->second.fd.get(), static_cast<off_t>(r.offset),
+                          static_cast<off_t>(r.length), POSIX_FADV_WILLNEED);
+  }
+}
+
+absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
+                                     const LocatedSink& sink) {
+  // Records still in write buffers, or in writes in flight, are read back from the file: write
+  // them out and wait for them first (also so that no write completion is taken for a read).
+  CF_RETURN_IF_ERROR(FinishWrites());
+  std::vector<size_t> order;
+  const std::vector<ReadRange> ranges = MergeIntoRanges(locations, &order);
   const size_t slots = std::max<size_t>(1, std::min<size_t>(queue_->depth(), 16));
   // Kept between calls: reallocating megabytes per call would only churn the heap.
   std::vector<io::AlignedBuffer>& bufs = read_buffers_;
@@ -737,7 +748,7 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
   // Queues reads into every free slot.
   auto refill = [&] {
     while (status.ok() && next < ranges.size() && !free_slots.empty()) {
-      const Range& r = ranges[next];
+      const ReadRange& r = ranges[next];
       const size_t s = free_slots.back();
       const uint64_t aligned_len = io::AlignUp(r.length, io::kDirectAlignment);
       if (bufs[s].size() < aligned_len) {
@@ -772,7 +783,7 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
     // in ever larger bunches.
     for (size_t i = 0; i < n; ++i) {
       const size_t s = static_cast<size_t>(done[i].tag);
-      const Range& r = ranges[slot_range[s]];
+      const ReadRange& r = ranges[slot_range[s]];
       --in_flight;
       if (status.ok() && done[i].result < static_cast<int64_t>(r.length)) {
         status =

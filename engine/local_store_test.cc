@@ -380,6 +380,27 @@ TEST_P(LocalStoreTest, RecordsAreReadableBeforeFlush) {
   EXPECT_EQ(got[0], rec.bytes);
 }
 
+// PrefetchRecords is advice: locations the store does not have (an unknown pack, an offset past
+// the end) change nothing, and the records read afterwards are the bytes appended.
+TEST_P(LocalStoreTest, PrefetchRecordsIsOnlyAdvice) {
+  auto s = Open();
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::vector<TestRecord> recs = AppendFlushed(**s, 1, 6);
+  std::vector<RecordLocation> where = testing::IndexedRecords(**s);
+  ASSERT_EQ(where.size(), recs.size());
+  (*s)->PrefetchRecords({});
+  std::vector<RecordLocation> odd = where;
+  odd.push_back(RecordLocation{where[0].pack + 100, 4096, 64});
+  odd.push_back(RecordLocation{where[0].pack, 4096, uint64_t{1} << 40});
+  (*s)->PrefetchRecords(odd);
+  std::vector<std::vector<uint8_t>> got;
+  ASSERT_TRUE(ReadRecordsFor(**s, AllIds(recs), &got).ok());
+  std::set<std::vector<uint8_t>> want;
+  for (const auto& r : recs) want.insert(r.bytes);
+  EXPECT_EQ(std::set<std::vector<uint8_t>>(got.begin(), got.end()), want);
+  EXPECT_TRUE(HasAll(**s, AllIds(recs)));
+}
+
 TEST_P(LocalStoreTest, PacksRollOverAtTheTarget) {
   std::vector<TestRecord> recs;
   {

@@ -21,6 +21,13 @@
 namespace chunkferry::engine {
 namespace {
 
+// Largest output write: what one request of a typical block device takes (max_sectors_kb), and
+// the size of the store's own pack writes.
+constexpr uint64_t kMaxWrite = 4 << 20;
+// Windows in memory at once: one being decoded, the one before it (whose records the current
+// window may share), and the writes of older ones still in flight.
+constexpr int kArenas = 4;
+
 // Writes all of `data` to a stream (a pipe or terminal), in order.
 absl::Status WriteAll(int fd, absl::Span<const uint8_t> data) {
   while (!data.empty()) {
@@ -76,7 +83,10 @@ class Restorer {
     uint32_t raw_offset;
   };
 
-  absl::Status DoWindow(const std::vector<ManifestEntry>& entries, uint64_t out_offset);
+  // Restores one window of entries at `out_offset`; once its own records are read, asks the
+  // store to start reading `next` (the next window's records) while this one is decoded.
+  absl::Status DoWindow(const std::vector<ManifestEntry>& entries, uint64_t out_offset,
+                        absl::Span<const RecordLocation> next);
   absl::Status ReapWrites(size_t min);
   absl::Status WaitArena(int a);
   absl::Status WritePieces(const std::vector<Piece>& pieces);
@@ -92,7 +102,7 @@ class Restorer {
   io::Fd direct_fd_;     // the output again with O_DIRECT, for block-aligned pieces
   bool stream_ = false;  // standard output: written in order, holes as zeros
   uint64_t stream_pos_ = 0;
-  Arena arenas_[2];
+  Arena arenas_[kArenas];
   int cur_ = 0;
   absl::Status write_error_;
   size_t writes_in_flight_ = 0;
@@ -106,7 +116,9 @@ Restorer::~Restorer() {
 absl::Status Restorer::ReapWrites(size_t min) {
   io::Completion done[16];
   min = std::min(min, writes_in_flight_);
-  while (min > 0) {
+  // At least one pass: with min == 0 it hands the queued writes to the kernel (Submit only
+  // queues them) and collects those already done, without waiting.
+  do {
     CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), std::min<size_t>(min, 16)));
     for (size_t i = 0; i < n; ++i) {
       const int a = static_cast<int>(done[i].tag >> 32);
@@ -125,7 +137,7 @@ absl::Status Restorer::ReapWrites(size_t min) {
       }
     }
     min -= std::min(min, n);
-  }
+  } while (min > 0);
   return write_error_;
 }
 
@@ -135,20 +147,24 @@ absl::Status Restorer::WaitArena(int a) {
 }
 
 absl::Status Restorer::WritePieces(const std::vector<Piece>& pieces) {
-  // Neighbouring pieces that are contiguous in both the output and one record's raw bytes go
-  // out as one write.
+  auto raw_of = [&](const Piece& p) {
+    const Arena& a = arenas_[p.arena];
+    return const_cast<uint8_t*>(a.raw.data()) + a.raw_off[p.slot] + p.raw_offset;
+  };
+  // Neighbouring pieces that are contiguous in both the output and memory go out as one write.
+  // Records are decoded side by side in the order the window first needs them, so a run of
+  // records written in sequence (the common case) becomes one large write, not one per record.
   for (size_t i = 0; i < pieces.size();) {
     const Piece& p = pieces[i];
+    uint8_t* bytes = raw_of(p);
     uint64_t len = p.length;
     size_t j = i + 1;
-    while (j < pieces.size() && pieces[j].arena == p.arena && pieces[j].slot == p.slot &&
-           pieces[j].out_offset == p.out_offset + len &&
-           pieces[j].raw_offset == p.raw_offset + len) {
+    while (j < pieces.size() && pieces[j].arena == p.arena &&
+           pieces[j].out_offset == p.out_offset + len && raw_of(pieces[j]) == bytes + len &&
+           len + pieces[j].length <= kMaxWrite) {
       len += pieces[j].length;
       ++j;
     }
-    const Arena& a = arenas_[p.arena];
-    uint8_t* bytes = const_cast<uint8_t*>(a.raw.data()) + a.raw_off[p.slot] + p.raw_offset;
     const bool aligned = ((p.out_offset | len | reinterpret_cast<uintptr_t>(bytes)) &
                           (io::kDirectAlignment - 1)) == 0;
     if (direct_fd_.valid() && !aligned) {
@@ -172,11 +188,12 @@ absl::Status Restorer::WritePieces(const std::vector<Piece>& pieces) {
     stats_.data_bytes += len;
     i = j;
   }
-  return absl::OkStatus();
+  return ReapWrites(0);  // to the disk now, not when the next window waits for an arena
 }
 
-absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint64_t out_offset) {
-  const int other = 1 - cur_;
+absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint64_t out_offset,
+                                absl::Span<const RecordLocation> next) {
+  const int prev_arena = (cur_ + kArenas - 1) % kArenas;
   Arena& arena = arenas_[cur_];
   CF_RETURN_IF_ERROR(WaitArena(cur_));
   arena.Clear();
@@ -202,9 +219,9 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
                                               " does not hold (run verify)"));
     }
     Piece p{off, static_cast<uint32_t>(e.length), cur_, 0, 0};
-    auto prev = arenas_[other].slot_of.find(loc->record);
-    if (prev != arenas_[other].slot_of.end()) {
-      p.arena = other;
+    auto prev = arenas_[prev_arena].slot_of.find(loc->record);
+    if (prev != arenas_[prev_arena].slot_of.end()) {
+      p.arena = prev_arena;
       p.slot = prev->second;
     } else {
       auto [it, added] = arena.slot_of.try_emplace(loc->record, arena.locs.size());
@@ -232,6 +249,7 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
         return absl::OkStatus();
       }));
   stats_.records_read += arena.locs.size();
+  store_.PrefetchRecords(next);
   // Parse, then decode and verify on every core.
   std::vector<codec::RecordView> views(arena.locs.size());
   arena.raw_off.resize(arena.locs.size());
@@ -302,7 +320,7 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
   } else {
     CF_RETURN_IF_ERROR(WritePieces(pieces));
   }
-  cur_ = other;
+  cur_ = (cur_ + 1) % kArenas;
   return absl::OkStatus();
 }
 
@@ -341,9 +359,29 @@ absl::Status Restorer::Run(const std::string& backup_uuid) {
     CF_ASSIGN_OR_RETURN(queue_, io::MakeQueue(qo));
   }
   auto run = [&]() -> absl::Status {
-    std::vector<ManifestEntry> batch, window;
+    // Windows are restored one behind the manifest: `ready` waits until the window after it
+    // has been gathered, so that its records can be prefetched while `ready` is decoded.
+    std::vector<ManifestEntry> batch, window, ready;
     absl::flat_hash_set<RecordLocation> window_records;
     uint64_t window_bytes = 0, out_offset = 0;
+    auto restore_ready = [&](absl::Span<const RecordLocation> next) -> absl::Status {
+      if (ready.empty()) return absl::OkStatus();
+      CF_RETURN_IF_ERROR(DoWindow(ready, out_offset, next));
+      for (const auto& w : ready) out_offset += w.length;
+      ready.clear();
+      ticker_.state().bytes_done = out_offset;
+      ticker_.Tick();
+      return absl::OkStatus();
+    };
+    auto window_done = [&]() -> absl::Status {
+      const std::vector<RecordLocation> records(window_records.begin(), window_records.end());
+      CF_RETURN_IF_ERROR(restore_ready(records));
+      ready.swap(window);
+      window.clear();
+      window_records.clear();
+      window_bytes = 0;
+      return absl::OkStatus();
+    };
     for (;;) {
       CF_ASSIGN_OR_RETURN(size_t n, reader->Next(&batch, 1024));
       for (const auto& e : batch) {
@@ -354,18 +392,13 @@ absl::Status Restorer::Run(const std::string& backup_uuid) {
           if (loc) window_records.insert(loc->record);
         }
         if (window_bytes >= options_.window || window_records.size() >= options_.window_records) {
-          window_records.clear();
-          CF_RETURN_IF_ERROR(DoWindow(window, out_offset));
-          for (const auto& w : window) out_offset += w.length;
-          window.clear();
-          window_bytes = 0;
-          ticker_.state().bytes_done = out_offset;
-          ticker_.Tick();
+          CF_RETURN_IF_ERROR(window_done());
         }
       }
       if (n == 0) break;
     }
-    if (!window.empty()) CF_RETURN_IF_ERROR(DoWindow(window, out_offset));
+    if (!window.empty()) CF_RETURN_IF_ERROR(window_done());
+    CF_RETURN_IF_ERROR(restore_ready({}));
     if (queue_ != nullptr) CF_RETURN_IF_ERROR(ReapWrites(writes_in_flight_));
     if (!stream_) {
       CF_RETURN_IF_ERROR(io::Fsync(fd_, partial));
