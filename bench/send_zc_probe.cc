@@ -95,14 +95,18 @@ absl::StatusOr<double> Send(int fd, bool zc, uint64_t bytes, uint64_t frame) {
     const size_t len = static_cast<size_t>(std::min<uint64_t>(frame, bytes - sent));
     size_t off = 0;
     while (status.ok() && off < len) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);  // never null: one request at a time
       if (zc) {
         io_uring_prep_send_zc(sqe, fd, bufs[next].data() + off, len - off, MSG_WAITALL, 0);
       } else {
         io_uring_prep_send(sqe, fd, bufs[next].data() + off, len - off, MSG_WAITALL);
       }
       io_uring_sqe_set_data64(sqe, next);
-      io_uring_submit(&ring);
+      if (int r = io_uring_submit(&ring); r < 1) {
+        status = absl::InternalError(
+            absl::StrCat("io_uring_submit: ", r < 0 ? std::strerror(-r) : "nothing submitted"));
+        break;
+      }
       // The send's own completion (for SEND_ZC, with F_MORE: a notification follows).
       for (;;) {
         io_uring_cqe* cqe = nullptr;
@@ -118,12 +122,13 @@ absl::StatusOr<double> Send(int fd, bool zc, uint64_t bytes, uint64_t frame) {
           --busy[data];
           continue;
         }
+        // A notification follows whenever F_MORE is set, a failed send's too.
+        if (flags & IORING_CQE_F_MORE) ++busy[next];
         if (res < 0) {
           status =
               absl::InternalError(absl::StrCat(zc ? "send_zc: " : "send: ", std::strerror(-res)));
         } else {
           off += static_cast<size_t>(res);
-          if (flags & IORING_CQE_F_MORE) ++busy[next];
         }
         break;
       }
@@ -131,8 +136,8 @@ absl::StatusOr<double> Send(int fd, bool zc, uint64_t bytes, uint64_t frame) {
     sent += len;
     next = (next + 1) % bufs.size();
   }
-  // Every notification in before the buffers go away.
-  while (status.ok() && (busy[0] > 0 || busy[1] > 0)) {
+  // Every notification in before the buffers go away, after an error too.
+  while (busy[0] > 0 || busy[1] > 0) {
     io_uring_cqe* cqe = nullptr;
     if (io_uring_wait_cqe(&ring, &cqe) < 0) break;
     if (cqe->flags & IORING_CQE_F_NOTIF) --busy[io_uring_cqe_get_data64(cqe)];
@@ -170,7 +175,10 @@ int RunLoopback(const Options& o) {
         if (c.ok()) got = Drain(c->get());
       });
       auto conn = chunkferry::io::Connect(Endpoint{"127.0.0.1", *port}, 10'000);
-      if (!conn.ok()) return std::fprintf(stderr, "%s\n", conn.status().ToString().c_str()), 1;
+      if (!conn.ok()) {
+        receiver.join();  // its Accept gives up after 10 s
+        return std::fprintf(stderr, "%s\n", conn.status().ToString().c_str()), 1;
+      }
       (void)chunkferry::io::TuneSocket(conn->get());
       const auto t0 = std::chrono::steady_clock::now();
       auto cpu = Send(conn->get(), zc, o.bytes, o.frame);
@@ -226,9 +234,10 @@ int RunConnect(const Options& o) {
   return 0;
 }
 
+// A size for --bytes or --frame (binary suffixes): positive; a frame must fit one request.
 bool ParseSize(const char* text, uint64_t* out) {
   absl::StatusOr<uint64_t> v = chunkferry::tools::ParseSize(text);
-  if (!v.ok() || *v == 0) return false;
+  if (!v.ok() || *v == 0 || *v > (uint64_t{1} << 40)) return false;
   *out = *v;
   return true;
 }
@@ -259,6 +268,10 @@ int main(int argc, char** argv) {
                    a.c_str());
       return 2;
     }
+  }
+  if (o.frame > (1u << 30)) {
+    std::fprintf(stderr, "send_zc_probe: --frame is at most 1G\n");
+    return 2;
   }
   if (o.mode != "send" && o.mode != "zc") {
     std::fprintf(stderr, "send_zc_probe: --mode is send or zc\n");

@@ -2,11 +2,12 @@
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_generateSecret is in xxHash's "experimental" section.
 #include <xxhash.h>
-#if defined(__x86_64__)
+#if defined(CHUNKFERRY_XXH_DISPATCH)
 // The shared library's plain XXH3 entry points are built for the baseline CPU; its _dispatch
 // variants pick AVX2 or AVX-512 at run time. Including this header turns every XXH3_* call below
 // into its _dispatch variant (same hash values). Measured: 17 -> 30 GB/s on cached data and
-// 5 -> 27 GB/s on data out of cache (docs/BENCHMARKS.md).
+// 5 -> 27 GB/s on data out of cache (docs/BENCHMARKS.md). codec/CMakeLists.txt defines the
+// macro only when the installed xxHash has these functions.
 #include <xxh_x86dispatch.h>
 #endif
 
@@ -18,6 +19,17 @@
 
 namespace chunkferry::codec {
 namespace {
+
+#if defined(CHUNKFERRY_XXH_DISPATCH)
+// libxxhash 0.8.1 picks its vector code on the first dispatched call of each width, without a
+// lock. Make those calls here, at static initialisation, before any thread of ours can race to.
+[[maybe_unused]] const bool kXxhDispatchReady = [] {
+  const uint8_t probe[256] = {};  // past 240 bytes: the dispatched code path
+  (void)XXH3_64bits(probe, sizeof(probe));
+  (void)XXH3_128bits(probe, sizeof(probe));
+  return true;
+}();
+#endif
 
 constexpr size_t kMinKeySize = 16;
 constexpr size_t kSecretSize = XXH3_SECRET_DEFAULT_SIZE;  // 192

@@ -165,27 +165,35 @@ absl::Status Restorer::WritePieces(const std::vector<Piece>& pieces) {
       len += pieces[j].length;
       ++j;
     }
-    const bool aligned = ((p.out_offset | len | reinterpret_cast<uintptr_t>(bytes)) &
-                          (io::kDirectAlignment - 1)) == 0;
-    if (direct_fd_.valid() && !aligned) {
-      // Rare (the short last chunk of a volume): not worth a second queue.
-      CF_RETURN_IF_ERROR(io::PwriteFull(fd_, absl::MakeConstSpan(bytes, len), p.out_offset));
-      stats_.data_bytes += len;
-      i = j;
-      continue;
+    // Direct I/O takes whole aligned blocks: a run that starts aligned goes out direct up to its
+    // last whole block, and only what is left (the short last chunk of a volume) is written
+    // through the page cache here. Rare: not worth a second queue.
+    uint64_t direct_len = len;
+    if (direct_fd_.valid()) {
+      const bool start_aligned =
+          ((p.out_offset | reinterpret_cast<uintptr_t>(bytes)) & (io::kDirectAlignment - 1)) == 0;
+      direct_len = start_aligned ? len & ~uint64_t{io::kDirectAlignment - 1} : 0;
     }
-    if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
-    io::Request r;
-    r.op = io::Request::Op::kWrite;
-    r.fd = direct_fd_.valid() ? direct_fd_.get() : fd_;
-    r.buf = bytes;
-    r.len = static_cast<uint32_t>(len);
-    r.offset = p.out_offset;
-    r.tag = (static_cast<uint64_t>(p.arena) << 32) | len;
-    CF_RETURN_IF_ERROR(queue_->Submit(r));
-    ++arenas_[p.arena].writes_in_flight;
-    ++writes_in_flight_;
-    stats_.data_bytes += len;
+    if (direct_len < len) {
+      CF_RETURN_IF_ERROR(io::PwriteFull(fd_,
+                                        absl::MakeConstSpan(bytes + direct_len, len - direct_len),
+                                        p.out_offset + direct_len));
+      stats_.data_bytes += len - direct_len;
+    }
+    if (direct_len > 0) {
+      if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
+      io::Request r;
+      r.op = io::Request::Op::kWrite;
+      r.fd = direct_fd_.valid() ? direct_fd_.get() : fd_;
+      r.buf = bytes;
+      r.len = static_cast<uint32_t>(direct_len);
+      r.offset = p.out_offset;
+      r.tag = (static_cast<uint64_t>(p.arena) << 32) | direct_len;
+      CF_RETURN_IF_ERROR(queue_->Submit(r));
+      ++arenas_[p.arena].writes_in_flight;
+      ++writes_in_flight_;
+      stats_.data_bytes += direct_len;
+    }
     i = j;
   }
   return ReapWrites(0);  // to the disk now, not when the next window waits for an arena
@@ -259,7 +267,10 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
         views[i], codec::ParseRecord(absl::MakeConstSpan(arena.stored.data() + arena.stored_off[i],
                                                          arena.locs[i].size)));
     arena.raw_off[i] = raw_total;
-    raw_total += views[i].raw_length;
+    // Each record's raw bytes start on a block boundary, so that one odd-sized record (a
+    // volume's short last chunk, deduped into another volume) leaves the rest aligned for
+    // direct writes.
+    raw_total += io::AlignUp(views[i].raw_length, io::kDirectAlignment);
   }
   if (arena.raw.size() < raw_total) arena.raw = io::AlignedBuffer(raw_total + (raw_total >> 2));
   std::vector<absl::Status> results(views.size());
