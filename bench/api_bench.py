@@ -42,16 +42,6 @@ SRC_BS = macro.uuid_of("api-bench-bs-src")
 DST_BS = macro.uuid_of("api-bench-bs-dst")
 
 
-def proc_cpu_s(pid):
-    """User + system CPU seconds the process has used so far (/proc/PID/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def http_call(addr, method, path, headers, body=None):
     """One request on its own connection; returns (status, parsed JSON body or text)."""
     host, port = addr.rsplit(":", 1)
@@ -77,7 +67,7 @@ def api_sync(runner, api, session, group, n_volumes):
         "srcBackupStorageUuid": SRC_BS, "dstBackupStorageUuid": DST_BS}}).encode()
     if runner.cold:  # what Runner.run does before every timed process
         runner._drop()
-    cpu0 = proc_cpu_s(api.pid)
+    cpu0 = macro.proc_cpu_seconds(api.pid)
     t0 = time.monotonic()
     status, answer = http_call(api.addr, "PUT", f"/zstack/v1/vm-backups/{group}/actions",
                                headers, body)
@@ -97,7 +87,7 @@ def api_sync(runner, api, session, group, n_volumes):
         if time.monotonic() > deadline:
             raise RuntimeError(f"job {job} still running after its apiTimeout")
     seconds = time.monotonic() - t0
-    cpu = proc_cpu_s(api.pid) - cpu0
+    cpu = macro.proc_cpu_seconds(api.pid) - cpu0
     if status != 200 or not isinstance(answer, dict):
         raise RuntimeError(f"job poll answered {status}, expected 200: {answer}")
     inv = answer.get("inventories")
