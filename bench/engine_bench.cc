@@ -9,8 +9,8 @@
 
 #include "benchmark/benchmark.h"
 #include "codec/record.h"
-#include "engine/chunk_index.h"
-#include "engine/local_store.h"
+#include "engine/local/chunk_index.h"
+#include "engine/local/local_store.h"
 
 namespace chunkferry::engine {
 namespace {

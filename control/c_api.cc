@@ -13,7 +13,7 @@
 #include "control/chunkferry.h"
 #include "control/registry.h"
 #include "control/sync_service.h"
-#include "engine/progress.h"
+#include "engine/store/progress.h"
 
 #ifndef CHUNKFERRY_VERSION
 #error "CHUNKFERRY_VERSION must be defined by the build"

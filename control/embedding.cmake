@@ -8,14 +8,14 @@ include(CMakePackageConfigHelpers)
 # The target cannot be called `chunkferry`: that is the CLI (tools/). Its file and its exported
 # name are still libchunkferry.so and chunkferry::chunkferry.
 #
-# It is built from the objects of the four libraries, not from their archives: the linker would
-# keep only the objects c_api.cc reaches, and the C++ API (copier, store daemon, HTTP endpoint,
-# ...) would be missing. ($<LINK_LIBRARY:WHOLE_ARCHIVE,...> cannot do it: CMake refuses an
+# It is built from the objects of the libraries (io, codec, engine's rooms, control), not from
+# their archives: the linker would keep only the objects c_api.cc reaches, and the C++ API
+# (copier, store daemon, HTTP endpoint, ...) would be missing. ($<LINK_LIBRARY:WHOLE_ARCHIVE,...> cannot do it: CMake refuses an
 # archive that is also linked plainly, as chunkferry_control links chunkferry_engine.) Linking
-# the four as well brings their usage requirements (definitions, private dependencies); their
+# them as well brings their usage requirements (definitions, private dependencies); their
 # archives then add nothing. Debian's Abseil, OpenSSL, zstd, xxHash, liburing and cpp-httplib are
 # shared libraries built as PIC: they stay DT_NEEDED dependencies, none of them is copied in.
-set(CHUNKFERRY_PARTS chunkferry_io chunkferry_codec chunkferry_engine chunkferry_control)
+set(CHUNKFERRY_PARTS chunkferry_io chunkferry_codec ${CHUNKFERRY_ENGINE_PARTS} chunkferry_control)
 add_library(chunkferry_shared SHARED c_api.cc)
 foreach(part ${CHUNKFERRY_PARTS})
   target_sources(chunkferry_shared PRIVATE $<TARGET_OBJECTS:${part}>)
@@ -44,7 +44,7 @@ target_link_options(chunkferry_shared PRIVATE "LINKER:--no-undefined")
 # --- install: the library, chunkferry.h, the C++ headers, the CMake package, pkg-config ---
 install(TARGETS chunkferry_shared EXPORT chunkferryTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/chunkferry.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-# The C++ headers keep their folder so that their own `#include "engine/store.h"` resolve under
+# The C++ headers keep their folder so that their own `#include "engine/store/store.h"` resolve under
 # include/chunkferry. internal/ folders are not API and no installed header includes them.
 foreach(dir io codec engine control)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${dir}/

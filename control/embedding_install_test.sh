@@ -32,7 +32,7 @@ prefix=$scratch/prefix
   fail "cmake --install: $(cat "$scratch/install.log")"
 
 [[ -f $prefix/include/chunkferry.h ]] || fail "chunkferry.h not installed"
-[[ -f $prefix/include/chunkferry/engine/copier.h ]] || fail "engine headers not installed"
+[[ -f $prefix/include/chunkferry/engine/pipeline/copier.h ]] || fail "engine headers not installed"
 [[ -f $prefix/include/chunkferry/control/sync_service.h ]] || fail "control headers not installed"
 [[ ! -e $prefix/include/chunkferry/io/internal ]] || fail "internal headers installed"
 pc=$(find "$prefix" -name chunkferry.pc)
@@ -66,7 +66,7 @@ cat >"$scratch/src/consumer_cc.cc" <<'EOF'
 #include <cstdio>
 
 #include "control/api_error.h"
-#include "engine/volume_backup.h"
+#include "engine/format/volume_backup.h"
 
 extern "C" int CxxPart(void) {
   const auto body = chunkferry::control::ErrorBody(

@@ -24,8 +24,8 @@
 #include "control/job_table.h"
 #include "control/registry.h"
 #include "control/sync_service.h"
-#include "engine/volume_backup.h"
-#include "engine/worker_pool.h"
+#include "engine/format/volume_backup.h"
+#include "engine/store/worker_pool.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 

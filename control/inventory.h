@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/volume_backup.h"
+#include "engine/format/volume_backup.h"
 
 namespace chunkferry::control {
 

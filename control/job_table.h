@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "control/sync_service.h"
-#include "engine/progress.h"
+#include "engine/store/progress.h"
 
 namespace chunkferry::control {
 

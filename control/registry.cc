@@ -15,7 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "engine/volume_backup.h"
+#include "engine/format/volume_backup.h"
 
 namespace chunkferry::control {
 namespace {

@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/auth.h"
-#include "engine/store.h"
+#include "engine/store/store.h"
+#include "engine/wire/auth.h"
 #include "io/net.h"
 
 namespace chunkferry::control {

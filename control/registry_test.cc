@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "engine/auth.h"
+#include "engine/wire/auth.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 

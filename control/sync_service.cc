@@ -11,11 +11,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "control/inventory.h"
-#include "engine/local_store.h"
-#include "engine/remote_store.h"
-#include "engine/store.h"
-#include "engine/volume_backup.h"
-#include "engine/worker_pool.h"
+#include "engine/format/volume_backup.h"
+#include "engine/local/local_store.h"
+#include "engine/store/store.h"
+#include "engine/store/worker_pool.h"
+#include "engine/wire/remote_store.h"
 #include "io/net.h"
 
 namespace chunkferry::control {

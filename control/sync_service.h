@@ -17,8 +17,8 @@
 
 #include "control/api_error.h"
 #include "control/registry.h"
-#include "engine/copier.h"
-#include "engine/progress.h"
+#include "engine/pipeline/copier.h"
+#include "engine/store/progress.h"
 #include "io/queue.h"
 
 namespace chunkferry::control {

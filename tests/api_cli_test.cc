@@ -17,7 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "engine/volume_backup.h"
+#include "engine/format/volume_backup.h"
 #include "gtest/gtest.h"
 #include "io/fd.h"
 #include "tests/cli_fixture.h"

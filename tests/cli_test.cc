@@ -7,7 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/volume_backup.h"
+#include "engine/format/volume_backup.h"
 #include "gtest/gtest.h"
 #include "tests/cli_fixture.h"
 #include "tests/test_util.h"

@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/importer.h"
-#include "engine/local_store.h"
-#include "engine/worker_pool.h"
+#include "engine/local/local_store.h"
+#include "engine/pipeline/importer.h"
+#include "engine/store/worker_pool.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 

@@ -16,7 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "codec/record.h"
-#include "engine/restorer.h"
+#include "engine/pipeline/restorer.h"
 #include "io/fd.h"
 
 extern char** environ;

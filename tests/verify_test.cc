@@ -9,11 +9,11 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "engine/importer.h"
-#include "engine/local_store.h"
-#include "engine/restorer.h"
-#include "engine/verifier.h"
-#include "engine/worker_pool.h"
+#include "engine/local/local_store.h"
+#include "engine/pipeline/importer.h"
+#include "engine/pipeline/restorer.h"
+#include "engine/pipeline/verifier.h"
+#include "engine/store/worker_pool.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 

@@ -11,9 +11,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "engine/local_store.h"
-#include "engine/progress.h"
-#include "engine/worker_pool.h"
+#include "engine/local/local_store.h"
+#include "engine/store/progress.h"
+#include "engine/store/worker_pool.h"
 #include "tools/flags.h"
 
 namespace chunkferry::tools {

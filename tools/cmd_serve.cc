@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "engine/auth.h"
-#include "engine/store_server.h"
+#include "engine/wire/auth.h"
+#include "engine/wire/store_server.h"
 #include "io/net.h"
 #include "tools/cli_common.h"
 #include "tools/daemon_util.h"

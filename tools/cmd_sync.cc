@@ -16,9 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
-#include "engine/auth.h"
-#include "engine/copier.h"
-#include "engine/remote_store.h"
+#include "engine/pipeline/copier.h"
+#include "engine/wire/auth.h"
+#include "engine/wire/remote_store.h"
 #include "io/net.h"
 #include "tools/cli_common.h"
 

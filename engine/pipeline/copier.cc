@@ -1,0 +1,272 @@
+#include "engine/pipeline/copier.h"
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "engine/format/manifest_delta.h"
+#include "io/status_macros.h"
+
+namespace chunkferry::engine {
+namespace {
+
+// Most candidate manifests the base search opens on the source.
+constexpr size_t kMaxBaseCandidates = 32;
+
+class Copier {
+ public:
+  Copier(Store& src, Store& dst, const CopyOptions& options, CopyStats& stats,
+         const ProgressFn* progress)
+      : src_(src), dst_(dst), options_(options), stats_(stats), ticker_(progress, "copy") {}
+
+  absl::Status Run(const std::string& group_uuid);
+
+ private:
+  absl::Status Query();
+  // Picks a base for each volume of `group` (see copier.h) and opens it on the source.
+  absl::Status FindBases(const GroupRecord& group,
+                         const std::vector<std::unique_ptr<ManifestSource>>& manifests);
+  // Sleeps as long as the rate limit asks.
+  void Pace();
+
+  Store& src_;
+  Store& dst_;
+  const CopyOptions& options_;
+  CopyStats& stats_;
+  ProgressTicker ticker_;
+  std::vector<std::unique_ptr<ManifestSource>> bases_;  // per volume; null: none
+  std::vector<std::string> base_uuids_;
+  std::vector<codec::ChunkId> pending_;
+  absl::flat_hash_set<codec::ChunkId> pending_set_;
+  // Progress: logical bytes and data entries read from the manifests so far, and the part of
+  // them whose chunks the destination holds (reported).
+  uint64_t planned_bytes_ = 0;
+  uint64_t planned_chunks_ = 0;
+  uint64_t done_bytes_ = 0;
+  uint64_t done_chunks_ = 0;
+};
+
+void Copier::Pace() {
+  if (options_.rate_limit_bytes_per_s == 0) return;
+  const double due =
+      static_cast<double>(stats_.bytes_sent) / static_cast<double>(options_.rate_limit_bytes_per_s);
+  const double ahead = due - ticker_.Elapsed();
+  if (ahead > 0) std::this_thread::sleep_for(std::chrono::duration<double>(ahead));
+}
+
+// Sends the records the destination lacks for the pending ids.
+absl::Status Copier::Query() {
+  // Once this query's chunks are there, every entry read so far is done.
+  const uint64_t target_bytes = planned_bytes_, target_chunks = planned_chunks_;
+  auto report = [&](double fraction) {
+    ProgressState& p = ticker_.state();
+    p.bytes_done = done_bytes_ + static_cast<uint64_t>(
+                                     fraction * static_cast<double>(target_bytes - done_bytes_));
+    p.chunks_done =
+        done_chunks_ +
+        static_cast<uint64_t>(fraction * static_cast<double>(target_chunks - done_chunks_));
+  };
+  auto finish = [&] {
+    done_bytes_ = target_bytes;
+    done_chunks_ = target_chunks;
+    report(0);
+    ticker_.Tick();
+  };
+  if (pending_.empty()) {
+    finish();
+    return absl::OkStatus();
+  }
+  std::vector<bool> have;
+  CF_RETURN_IF_ERROR(dst_.HaveChunks(pending_, &have));
+  std::vector<codec::ChunkId> missing;
+  for (size_t i = 0; i < pending_.size(); ++i) {
+    if (!have[i]) missing.push_back(pending_[i]);
+  }
+  stats_.chunks_queried += pending_.size();
+  stats_.chunks_missing += missing.size();
+  pending_.clear();
+  pending_set_.clear();
+  if (missing.empty()) {
+    finish();
+    return absl::OkStatus();
+  }
+  uint64_t moved_chunks = 0;  // chunks in the records sent for this query (from their headers)
+  // Batches go straight from the source's read buffers to the destination, which checks them
+  // in parallel and copies them once, into its pack buffers.
+  auto sink = [&](absl::Span<const absl::Span<const uint8_t>> records) {
+    CF_RETURN_IF_ERROR(dst_.AppendRecords(records, options_.verify, &stats_.appended));
+    stats_.records_sent += records.size();
+    for (const auto& r : records) {
+      stats_.bytes_sent += r.size();
+      // The record header's chunk count (u16 at offset 6, codec/record.h).
+      if (r.size() >= 8) moved_chunks += uint64_t{r[6]} | (uint64_t{r[7]} << 8);
+    }
+    report(std::min(1.0, static_cast<double>(moved_chunks) / static_cast<double>(missing.size())));
+    ticker_.Tick();
+    Pace();
+    return absl::OkStatus();
+  };
+  CF_RETURN_IF_ERROR(src_.ReadRecordsFor(missing, sink));
+  finish();
+  return absl::OkStatus();
+}
+
+absl::Status Copier::FindBases(const GroupRecord& group,
+                               const std::vector<std::unique_ptr<ManifestSource>>& manifests) {
+  absl::flat_hash_set<std::string> own, wanted;
+  for (const auto& m : manifests) {
+    own.insert(m->meta().uuid);
+    if (!m->meta().volume_uuid.empty()) wanted.insert(m->meta().volume_uuid);
+  }
+  if (wanted.empty()) return absl::OkStatus();
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> names, dst_.ListGroups());
+  std::vector<GroupRecord> held;
+  for (const auto& name : names) {
+    absl::StatusOr<GroupRecord> g = dst_.GetGroup(name);
+    if (absl::IsNotFound(g.status())) continue;  // removed meanwhile
+    if (!g.ok()) return g.status();
+    // Another VM's backups would not share volumes.
+    if (group.vm_instance_uuid && g->vm_instance_uuid &&
+        *group.vm_instance_uuid != *g->vm_instance_uuid) {
+      continue;
+    }
+    held.push_back(*std::move(g));
+  }
+  std::stable_sort(held.begin(), held.end(), [](const GroupRecord& a, const GroupRecord& b) {
+    return a.create_date > b.create_date;
+  });
+  struct Best {
+    int64_t create_date = 0;
+    std::string uuid;
+  };
+  absl::flat_hash_map<std::string, Best> best;  // by volume_uuid
+  absl::flat_hash_set<std::string> seen;
+  size_t opened = 0;
+  for (const GroupRecord& g : held) {
+    if (best.size() == wanted.size() || opened >= kMaxBaseCandidates) break;
+    for (const std::string& b : g.volume_uuids) {
+      if (own.contains(b) || !seen.insert(b).second) continue;
+      if (opened >= kMaxBaseCandidates) break;
+      ++opened;
+      // Best effort: a backup the source lacks (or cannot read) is no candidate.
+      absl::StatusOr<std::unique_ptr<ManifestSource>> m = src_.OpenManifest(b);
+      if (!m.ok()) continue;
+      const VolumeBackupMeta& meta = (*m)->meta();
+      if (meta.uuid != b || !wanted.contains(meta.volume_uuid)) continue;
+      auto [it, fresh] = best.try_emplace(meta.volume_uuid);
+      if (fresh || meta.create_date > it->second.create_date) {
+        it->second.create_date = meta.create_date;
+        it->second.uuid = b;
+      }
+    }
+  }
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    auto it = best.find(manifests[i]->meta().volume_uuid);
+    if (it == best.end()) continue;
+    absl::StatusOr<std::unique_ptr<ManifestSource>> m = src_.OpenManifest(it->second.uuid);
+    if (!m.ok()) continue;
+    bases_[i] = *std::move(m);
+    base_uuids_[i] = it->second.uuid;
+    ++stats_.volumes_with_base;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Copier::Run(const std::string& group_uuid) {
+  if (src_.info().uuid == dst_.info().uuid) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("source and destination are the same store (", src_.info().uuid, ")"));
+  }
+  if (src_.info().key_fingerprint != dst_.info().key_fingerprint) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("stores ", src_.location(), " and ", dst_.location(),
+                     " key their chunk ids differently; give both the same id key"));
+  }
+  CF_ASSIGN_OR_RETURN(GroupRecord group, src_.GetGroup(group_uuid));
+  std::vector<std::unique_ptr<ManifestSource>> manifests;
+  for (const auto& v : group.volume_uuids) {
+    CF_ASSIGN_OR_RETURN(auto m, src_.OpenManifest(v));
+    stats_.logical_bytes += m->meta().size;
+    manifests.push_back(std::move(m));
+  }
+  stats_.volumes = manifests.size();
+  bases_.resize(manifests.size());
+  base_uuids_.resize(manifests.size());
+  if (options_.use_base && src_.ManifestsAreLocal() && !dst_.ManifestsAreLocal()) {
+    CF_RETURN_IF_ERROR(FindBases(group, manifests));
+  }
+  // Totals for progress: the manifests' trailers count their entries; other sources are counted.
+  ticker_.state().bytes_total = stats_.logical_bytes;
+  for (auto& m : manifests) {
+    if (const auto* reader = dynamic_cast<const ManifestReader*>(m.get())) {
+      ticker_.state().chunks_total += reader->data_entries();
+      continue;
+    }
+    std::vector<ManifestEntry> batch;
+    for (;;) {
+      CF_ASSIGN_OR_RETURN(size_t n, m->Next(&batch, 4096));
+      if (n == 0) break;
+      for (const auto& e : batch) ticker_.state().chunks_total += e.zero ? 0 : 1;
+    }
+    m->Rewind();
+  }
+  ticker_.Tick(false);
+  // Plan and transfer, a query's worth of unique ids at a time: memory stays bounded by the
+  // batch, and ids sent in an earlier batch are answered "have" by the destination.
+  // The base is walked in step, by byte offset: an entry equal to the base's at its offset names
+  // a chunk the destination holds.
+  std::vector<ManifestEntry> entries;
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    ManifestSource& m = *manifests[i];
+    BaseCursor base(bases_[i].get());
+    uint64_t offset = 0;
+    for (;;) {
+      CF_ASSIGN_OR_RETURN(size_t n, m.Next(&entries, 4096));
+      if (n == 0) break;
+      for (const auto& e : entries) {
+        CF_ASSIGN_OR_RETURN(const ManifestEntry* b, base.At(offset));
+        offset += e.length;
+        planned_bytes_ += e.length;
+        if (e.zero) continue;
+        ++planned_chunks_;
+        ++stats_.chunks_referenced;
+        if (b != nullptr && SameEntry(*b, e)) {
+          ++stats_.chunks_known_from_base;
+          continue;
+        }
+        if (pending_set_.insert(e.id).second) pending_.push_back(e.id);
+        if (pending_.size() >= options_.ids_per_query) CF_RETURN_IF_ERROR(Query());
+      }
+    }
+  }
+  CF_RETURN_IF_ERROR(Query());
+  CF_RETURN_IF_ERROR(dst_.Flush());
+  ticker_.state().phase = "commit";
+  for (size_t i = 0; i < manifests.size(); ++i) {
+    VolumeBackupMeta meta = manifests[i]->meta();
+    meta.status = "Ready";
+    if (bases_[i] != nullptr) {
+      CF_RETURN_IF_ERROR(
+          dst_.PutManifestWithBase(meta, *manifests[i], bases_[i].get(), base_uuids_[i]));
+    } else {
+      CF_RETURN_IF_ERROR(dst_.PutManifest(meta, *manifests[i]));
+    }
+  }
+  CF_RETURN_IF_ERROR(dst_.PutGroup(group));
+  stats_.seconds = ticker_.Elapsed();
+  ticker_.Tick(true);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CopyGroup(Store& src, Store& dst, const std::string& group_uuid,
+                       const CopyOptions& options, CopyStats* stats, const ProgressFn* progress) {
+  CopyStats local;
+  return Copier(src, dst, options, stats ? *stats : local, progress).Run(group_uuid);
+}
+
+}  // namespace chunkferry::engine

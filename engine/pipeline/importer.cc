@@ -1,0 +1,485 @@
+#include "engine/pipeline/importer.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "codec/chunker.h"
+#include "codec/compressor.h"
+#include "codec/record.h"
+#include "codec/zero.h"
+#include "io/buffer.h"
+#include "io/fd.h"
+#include "io/status_macros.h"
+
+namespace chunkferry::engine {
+namespace {
+
+constexpr size_t kReadBlock = 1 << 20;
+constexpr uint64_t kMergeHoleBelow = 256 << 10;
+
+// The image being imported: a seekable file or device read through the queue, or a stream.
+struct Input {
+  io::Fd owned;
+  int fd = -1;
+  bool seekable = false;
+  bool direct = false;
+  uint64_t size = 0;  // when seekable
+};
+
+absl::StatusOr<Input> OpenInput(const std::string& source) {
+  Input in;
+  if (source == "-") {
+    in.fd = STDIN_FILENO;
+  } else {
+    CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
+    in.fd = in.owned.get();
+  }
+  struct stat st;
+  if (::fstat(in.fd, &st) != 0) return io::ErrnoStatus(errno, "stat", source);
+  if (S_ISREG(st.st_mode)) {
+    in.seekable = true;
+    in.size = static_cast<uint64_t>(st.st_size);
+  } else if (S_ISBLK(st.st_mode)) {
+    in.seekable = true;
+    if (::ioctl(in.fd, BLKGETSIZE64, &in.size) != 0) {
+      return io::ErrnoStatus(errno, "BLKGETSIZE64", source);
+    }
+  } else if (S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(source, " is a directory, not an image"));
+  }
+  return in;
+}
+
+// One chunk of the current window.
+struct Chunk {
+  uint32_t offset;  // in the window's data
+  uint32_t length;
+  bool zero;
+  bool fresh;  // first time seen: goes into a record
+  codec::ChunkId id;
+};
+
+// A record to build: chunks [first, last) of the window's fresh list.
+struct RecordPlan {
+  size_t first, last;
+  uint32_t raw;
+  size_t out_offset;  // in the output arena
+  size_t out_size;
+  absl::Status status;
+};
+
+class Importer {
+ public:
+  Importer(LocalStore& store, WorkerPool& pool, const ImportOptions& options, ImportStats* stats,
+           const ProgressFn* progress)
+      : store_(store),
+        pool_(pool),
+        options_(options),
+        stats_(*stats),
+        ticker_(progress, "import"),
+        chunker_(codec::MakeChunker(store.info().chunker)) {
+    for (size_t i = 0; i < pool.slots(); ++i) compressors_.emplace_back(store.info().zstd_level);
+  }
+
+  ~Importer() { WaitEncodes(); }
+
+  absl::StatusOr<VolumeBackupMeta> Run();
+
+ private:
+  // The work on one window. Two of them alternate: window w+1 is cut, hashed and deduplicated
+  // while the pool still compresses window w, whose records are appended just before window
+  // w+1's compression starts. So the serial parts (dedupe, manifest, appends) overlap with
+  // compression instead of leaving cores idle between barriers.
+  struct WindowWork {
+    const uint8_t* data = nullptr;
+    std::vector<Chunk> chunks;
+    std::vector<size_t> fresh;  // indexes into chunks, in order
+    std::vector<RecordPlan> plans;
+    absl::flat_hash_set<codec::ChunkId> fresh_ids;  // not yet appended: dedupes later windows
+    io::AlignedBuffer out;                          // encoded records
+    std::shared_ptr<WorkerPool::Job> job;           // compression in progress
+  };
+
+  absl::Status SubmitWindowReads(int which, uint64_t file_offset);
+  // Submits the reads of the next window of the input, unless the end was reached.
+  absl::Status ReadAhead();
+  absl::StatusOr<size_t> WaitWindow(int which);
+  // Collects at least `min_complete` read completions (of either window).
+  absl::Status ReapReads(size_t min_complete);
+  // Cuts, hashes and deduplicates a window, adds it to the manifest and plans its records;
+  // returns the bytes used (the rest is carried into the next window).
+  absl::StatusOr<size_t> PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
+                                    const WindowWork& previous);
+  void StartEncode(WindowWork& w);
+  // Waits for a window's compression and appends its records in order.
+  absl::Status FinishEncode(WindowWork& w);
+  void WaitEncodes();
+
+  LocalStore& store_;
+  WorkerPool& pool_;
+  const ImportOptions& options_;
+  ImportStats& stats_;
+  ProgressTicker ticker_;
+  std::unique_ptr<codec::Chunker> chunker_;
+  std::vector<codec::Compressor> compressors_;
+  Input input_;
+  size_t gap_ = 0;
+  size_t window_ = 0;
+  // Four: two being read (so the disk always has the next window queued while one is waited
+  // for), one being planned, one still being compressed.
+  static constexpr int kBuffers = 4;
+  io::AlignedBuffer bufs_[kBuffers];
+  // After the buffers: destroyed first, so reads still in flight finish before they are freed.
+  std::unique_ptr<io::Queue> queue_;
+  size_t pending_[kBuffers] = {};  // reads in flight per buffer
+  size_t got_[kBuffers] = {};      // bytes of image per buffer
+  // Read-ahead: windows submitted so far, the file offset of the next one, and whether the one
+  // submitted last reaches the end of the input.
+  size_t submitted_ = 0;
+  uint64_t submit_offset_ = 0;
+  bool submitted_end_ = false;
+  bool probe_holes_ = true;
+  absl::Status read_error_;
+  std::unique_ptr<ManifestWriter> manifest_;
+  WindowWork work_[2];
+};
+
+absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
+  got_[which] = 0;
+  if (!input_.seekable) {
+    CF_ASSIGN_OR_RETURN(
+        got_[which], io::ReadFully(input_.fd, absl::MakeSpan(bufs_[which].data() + gap_, window_)));
+    return absl::OkStatus();
+  }
+  const uint64_t end = file_offset + std::min<uint64_t>(window_, input_.size - file_offset);
+  got_[which] = end - file_offset;
+  uint8_t* base = bufs_[which].data() + gap_ - file_offset;
+  for (uint64_t pos = file_offset; pos < end;) {
+    // Sparse images: holes are zeros without reading them (SEEK_DATA/SEEK_HOLE).
+    uint64_t data_begin = pos, data_end = end;
+    if (probe_holes_) {
+      const off_t d = ::lseek(input_.fd, static_cast<off_t>(pos), SEEK_DATA);
+      if (d >= 0 || errno == ENXIO) {
+        data_begin = d < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(d), end);
+        // Extents separated by small holes are read as one: a few KiB of zeros cost less
+        // than another request.
+        for (uint64_t from = data_begin; from < end;) {
+          const off_t h = ::lseek(input_.fd, static_cast<off_t>(from), SEEK_HOLE);
+          data_end = h < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(h), end);
+          const off_t next =
+              data_end < end ? ::lseek(input_.fd, static_cast<off_t>(data_end), SEEK_DATA) : -1;
+          if (next < 0 || static_cast<uint64_t>(next) >= end ||
+              static_cast<uint64_t>(next) - data_end > kMergeHoleBelow) {
+            break;
+          }
+          from = static_cast<uint64_t>(next);
+        }
+        // Keep direct reads aligned; the extra bytes are zeros of the hole anyway.
+        data_begin = std::max(pos, data_begin & ~(io::kDirectAlignment - 1));
+        data_end = std::min(end, io::AlignUp(data_end, io::kDirectAlignment));
+      } else {
+        probe_holes_ = false;  // not supported here (some block devices, old file systems)
+      }
+    }
+    std::memset(base + pos, 0, data_begin - pos);
+    for (uint64_t off = data_begin; off < data_end; off += kReadBlock) {
+      const uint64_t len = std::min<uint64_t>(kReadBlock, data_end - off);
+      io::Request r;
+      r.op = io::Request::Op::kRead;
+      r.fd = input_.fd;
+      r.buf = base + off;
+      // O_DIRECT lengths must be aligned; the file simply ends earlier.
+      r.len = static_cast<uint32_t>(io::AlignUp(len, io::kDirectAlignment));
+      r.offset = off;
+      r.tag = (static_cast<uint64_t>(which) << 32) | len;
+      if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapReads(1));
+      CF_RETURN_IF_ERROR(queue_->Submit(r));
+      ++pending_[which];
+    }
+    pos = data_end;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Importer::ReapReads(size_t min_complete) {
+  io::Completion done[16];
+  CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), min_complete));
+  for (size_t i = 0; i < n; ++i) {
+    const int w = static_cast<int>(done[i].tag >> 32);
+    const uint64_t expect = done[i].tag & 0xffffffffu;
+    --pending_[w];
+    if (done[i].result < 0) {
+      if (read_error_.ok()) {
+        read_error_ = io::ErrnoStatus(static_cast<int>(-done[i].result), "read", options_.source);
+      }
+    } else if (static_cast<uint64_t>(done[i].result) < expect && read_error_.ok()) {
+      read_error_ = absl::DataLossError(
+          absl::StrCat(options_.source, " got shorter while it was being imported"));
+    }
+  }
+  return read_error_;
+}
+
+absl::Status Importer::ReadAhead() {
+  if (submitted_end_) return absl::OkStatus();
+  const int which = static_cast<int>(submitted_ % kBuffers);
+  CF_RETURN_IF_ERROR(SubmitWindowReads(which, submit_offset_));
+  ++submitted_;
+  submit_offset_ += got_[which];
+  // A stream ends with its first short window (possibly empty); a file at its size.
+  submitted_end_ = input_.seekable ? submit_offset_ >= input_.size : got_[which] < window_;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> Importer::WaitWindow(int which) {
+  while (pending_[which] > 0) CF_RETURN_IF_ERROR(ReapReads(1));
+  CF_RETURN_IF_ERROR(read_error_);
+  return got_[which];
+}
+
+absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
+                                            const WindowWork& previous) {
+  // 1. Boundaries (serial: content-defined cuts depend on what came before).
+  w.data = data;
+  w.chunks.clear();
+  size_t pos = 0;
+  while (pos < n) {
+    const size_t len = chunker_->FindBoundary(absl::MakeConstSpan(data + pos, n - pos), last);
+    if (len == 0) break;
+    w.chunks.push_back(
+        Chunk{static_cast<uint32_t>(pos), static_cast<uint32_t>(len), false, false, {}});
+    pos += len;
+  }
+  // 2. Zero detection and ids on every core.
+  std::vector<Chunk>& chunks = w.chunks;
+  const size_t tasks = std::min<size_t>(chunks.size(), pool_.slots() * 4);
+  const codec::ChunkHasher& hasher = store_.hasher();
+  pool_.Run(tasks, [&](size_t t, size_t) {
+    const size_t b = chunks.size() * t / tasks, e = chunks.size() * (t + 1) / tasks;
+    for (size_t i = b; i < e; ++i) {
+      Chunk& c = chunks[i];
+      const auto bytes = absl::MakeConstSpan(data + c.offset, c.length);
+      c.zero = codec::IsAllZero(bytes);
+      if (!c.zero) c.id = hasher.Hash(bytes);
+    }
+  });
+  // 3. Dedupe and the manifest, in order; fresh chunks grouped into records. The previous
+  // window's fresh chunks are not in the index yet (still being compressed).
+  w.fresh.clear();
+  w.plans.clear();
+  w.fresh_ids.clear();
+  const uint32_t target = store_.info().record_target;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    Chunk& c = chunks[i];
+    ++stats_.chunks;
+    if (c.zero) {
+      ++stats_.zero_chunks;
+      stats_.zero_bytes += c.length;
+      CF_RETURN_IF_ERROR(manifest_->AddZero(c.length));
+      continue;
+    }
+    CF_RETURN_IF_ERROR(manifest_->AddData(c.id, c.length));
+    if (store_.index().Contains(c.id) || previous.fresh_ids.contains(c.id) ||
+        !w.fresh_ids.insert(c.id).second) {
+      ++stats_.duplicate_chunks;
+      continue;
+    }
+    c.fresh = true;
+    ++stats_.new_chunks;
+    stats_.new_raw_bytes += c.length;
+    if (w.plans.empty() || w.plans.back().raw + c.length > target ||
+        w.plans.back().last - w.plans.back().first >= codec::kMaxRecordChunks) {
+      w.plans.push_back(RecordPlan{w.fresh.size(), w.fresh.size(), 0, 0, 0, {}});
+    }
+    w.fresh.push_back(i);
+    w.plans.back().last = w.fresh.size();
+    w.plans.back().raw += c.length;
+  }
+  size_t arena = 0;
+  for (auto& p : w.plans) {
+    p.out_offset = arena;
+    arena += codec::MaxRecordSize(p.last - p.first, p.raw);
+  }
+  if (w.out.size() < arena) w.out = io::AlignedBuffer(arena + (arena >> 3));
+  stats_.bytes_read += pos;
+  return pos;
+}
+
+void Importer::StartEncode(WindowWork& w) {
+  // 4. Encode records on the workers into the window's arena.
+  WindowWork* wp = &w;
+  w.job = pool_.Start(w.plans.size(), [this, wp](size_t r, size_t slot) {
+    WindowWork& ww = *wp;
+    RecordPlan& p = ww.plans[r];
+    std::vector<codec::ChunkRef> refs;
+    std::vector<absl::Span<const uint8_t>> parts;
+    refs.reserve(p.last - p.first);
+    parts.reserve(p.last - p.first);
+    for (size_t k = p.first; k < p.last; ++k) {
+      const Chunk& c = ww.chunks[ww.fresh[k]];
+      refs.push_back(codec::ChunkRef{c.id, c.length});
+      parts.push_back(absl::MakeConstSpan(ww.data + c.offset, c.length));
+    }
+    auto size = codec::EncodeRecord(
+        refs, parts, &compressors_[slot],
+        absl::MakeSpan(ww.out.data() + p.out_offset, codec::MaxRecordSize(refs.size(), p.raw)));
+    if (size.ok()) {
+      p.out_size = *size;
+    } else {
+      p.status = size.status();
+    }
+  });
+}
+
+absl::Status Importer::FinishEncode(WindowWork& w) {
+  if (w.job == nullptr) return absl::OkStatus();
+  pool_.Wait(*w.job);
+  w.job = nullptr;
+  // 5. Append in order.
+  for (const auto& p : w.plans) {
+    CF_RETURN_IF_ERROR(p.status);
+    const auto bytes = absl::MakeConstSpan(w.out.data() + p.out_offset, p.out_size);
+    CF_ASSIGN_OR_RETURN(codec::RecordView view, codec::ParseRecord(bytes));
+    CF_RETURN_IF_ERROR(store_.AppendRecord(bytes, view).status());
+    ++stats_.records;
+    stats_.stored_bytes += p.out_size;
+  }
+  w.plans.clear();
+  w.fresh_ids.clear();
+  ticker_.state().bytes_done = stats_.bytes_read;
+  ticker_.state().chunks_done = stats_.chunks;
+  ticker_.Tick();
+  return absl::OkStatus();
+}
+
+void Importer::WaitEncodes() {
+  for (auto& w : work_) {
+    if (w.job != nullptr) pool_.Wait(*w.job);
+    w.job = nullptr;
+  }
+}
+
+absl::StatusOr<VolumeBackupMeta> Importer::Run() {
+  VolumeBackupMeta meta = options_.meta;
+  if (meta.uuid.empty()) meta.uuid = NewUuid();
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  if (meta.create_date == 0) meta.create_date = now;
+  meta.last_op_date = now;
+  meta.chunker = store_.info().chunker.ToString();
+  if (meta.install_path.empty()) meta.install_path = DefaultInstallPath(meta.group_uuid, meta.uuid);
+  CF_RETURN_IF_ERROR(ValidateMeta(meta));
+  struct stat st;
+  if (::stat(store_.ManifestPath(meta.uuid).c_str(), &st) == 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("store ", store_.location(), " already holds volume backup ", meta.uuid));
+  }
+  if (options_.add_to_group) {
+    // A group record that cannot be read would fail the import after its data is in: find out
+    // before reading a byte.
+    auto group = store_.GetGroup(meta.group_uuid);
+    if (!group.ok() && !absl::IsNotFound(group.status())) return group.status();
+  }
+  CF_ASSIGN_OR_RETURN(input_, OpenInput(options_.source));
+  stats_.direct_io = input_.direct;
+  ticker_.state().bytes_total = input_.size;
+  io::QueueOptions qo;
+  qo.backend = store_.queue().backend();
+  qo.depth = 32;
+  CF_ASSIGN_OR_RETURN(queue_, io::MakeQueue(qo));
+  CF_ASSIGN_OR_RETURN(manifest_, ManifestWriter::Create(store_.NewTmpPath("manifest")));
+
+  gap_ = io::AlignUp(chunker_->max_size(), io::kDirectAlignment);
+  window_ = std::max<size_t>(io::AlignUp(options_.window, kReadBlock), kReadBlock);
+  for (auto& b : bufs_) b = io::AlignedBuffer(gap_ + window_);
+
+  size_t carry = 0;
+  for (int i = 0; i < kBuffers - 2; ++i) CF_RETURN_IF_ERROR(ReadAhead());
+  for (size_t w = 0;; ++w) {
+    const int cur = static_cast<int>(w % kBuffers);
+    const int next = static_cast<int>((w + 1) % kBuffers);
+    CF_ASSIGN_OR_RETURN(size_t got, WaitWindow(cur));
+    // Windows w+1 (submitted last time) and w+2 (now) are read while this one is worked on:
+    // with one window ahead the disk idled whenever planning and appending took longer than a
+    // read (measured: the import of a dense 1 GiB volume waited ~0.9 s on reads, ~0.45 s with
+    // two; three gained nothing more, the appends then waited on the disk instead). Window
+    // w+2's buffer held window w-2, whose compression finished in the last round.
+    const bool last = submitted_end_ && submitted_ == w + 1;
+    CF_RETURN_IF_ERROR(ReadAhead());
+    uint8_t* data = bufs_[cur].data() + gap_ - carry;
+    const size_t n = carry + got;
+    WindowWork& work = work_[w % 2];
+    WindowWork& previous = work_[(w + 1) % 2];
+    CF_ASSIGN_OR_RETURN(size_t used, PlanWindow(work, data, n, last, previous));
+    carry = n - used;
+    if (!last) {
+      if (carry > gap_) return absl::InternalError("chunker left more than its maximum unconsumed");
+      std::memmove(bufs_[next].data() + gap_ - carry, data + used, carry);
+    }
+    CF_RETURN_IF_ERROR(FinishEncode(previous));
+    StartEncode(work);
+    if (last) {
+      CF_RETURN_IF_ERROR(FinishEncode(work));
+      break;
+    }
+  }
+  meta.size = stats_.bytes_read;
+  CF_RETURN_IF_ERROR(store_.Flush());
+  CF_RETURN_IF_ERROR(manifest_->Finish(meta, store_.ManifestPath(meta.uuid)));
+  if (options_.add_to_group) {
+    absl::Status grouped = AddToGroup(store_, meta);
+    if (!grouped.ok()) {
+      // The backup is not part of any group: take its manifest back, as if it never came.
+      ::unlink(store_.ManifestPath(meta.uuid).c_str());
+      return grouped;
+    }
+  }
+  stats_.seconds = ticker_.Elapsed();
+  ticker_.Tick(true);
+  return meta;
+}
+
+}  // namespace
+
+absl::StatusOr<VolumeBackupMeta> ImportVolume(LocalStore& store, WorkerPool& pool,
+                                              const ImportOptions& options, ImportStats* stats,
+                                              const ProgressFn* progress) {
+  ImportStats local;
+  if (stats == nullptr) stats = &local;
+  auto result = Importer(store, pool, options, stats, progress).Run();
+  if (!result.ok()) (void)store.Rollback();
+  return result;
+}
+
+absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta) {
+  GroupRecord group;
+  auto existing = store.GetGroup(meta.group_uuid);
+  if (existing.ok()) {
+    group = *std::move(existing);
+  } else if (absl::IsNotFound(existing.status())) {
+    group.group_uuid = meta.group_uuid;
+    group.vm_instance_uuid = meta.vm_instance_uuid;
+    group.create_date = meta.create_date;
+  } else {
+    return existing.status();
+  }
+  if (std::find(group.volume_uuids.begin(), group.volume_uuids.end(), meta.uuid) ==
+      group.volume_uuids.end()) {
+    if (meta.type == "Root") {
+      group.volume_uuids.insert(group.volume_uuids.begin(), meta.uuid);
+    } else {
+      group.volume_uuids.push_back(meta.uuid);
+    }
+  }
+  return store.PutGroup(group);
+}
+
+}  // namespace chunkferry::engine

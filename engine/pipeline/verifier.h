@@ -1,0 +1,47 @@
+// Verify: reads every record a store's index points at, checks it (decompress and recompute every
+// chunk id by default), then walks every manifest and group and names the volume backups that a
+// damaged or missing chunk breaks.
+#ifndef CHUNKFERRY_ENGINE_PIPELINE_VERIFIER_H_
+#define CHUNKFERRY_ENGINE_PIPELINE_VERIFIER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/local/local_store.h"
+#include "engine/store/progress.h"
+#include "engine/store/worker_pool.h"
+
+namespace chunkferry::engine {
+
+struct DamagedBackup {
+  std::string uuid;
+  std::string group_uuid;
+  std::string name;
+  uint64_t damaged_chunks = 0;  // named chunks whose record failed its check
+  uint64_t missing_chunks = 0;  // named chunks the store does not hold at all
+  std::string problem;          // when the manifest itself is unreadable
+};
+
+struct VerifyReport {
+  uint64_t records = 0;
+  uint64_t chunks = 0;
+  uint64_t stored_bytes = 0;
+  uint64_t bad_records = 0;
+  uint64_t manifests = 0;
+  uint64_t groups = 0;
+  std::vector<std::string> problems;  // every finding, in words
+  std::vector<DamagedBackup> damaged;
+  double seconds = 0;
+
+  bool ok() const { return problems.empty() && damaged.empty(); }
+};
+
+// Returns the report; an error only when verification itself could not run.
+[[nodiscard]] absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool,
+                                                       VerifyMode mode,
+                                                       const ProgressFn* progress = nullptr);
+
+}  // namespace chunkferry::engine
+
+#endif  // CHUNKFERRY_ENGINE_PIPELINE_VERIFIER_H_

@@ -1,0 +1,111 @@
+// The Store interface: what the copier needs from any image store, local (a directory) or
+// remote (a daemon on another node, reached through the wire protocol). The copier only talks to
+// this interface, so one pipeline copies from any store to any store.
+#ifndef CHUNKFERRY_ENGINE_STORE_STORE_H_
+#define CHUNKFERRY_ENGINE_STORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "codec/chunk_id.h"
+#include "codec/chunker.h"
+#include "engine/format/manifest.h"
+#include "engine/format/volume_backup.h"
+
+namespace chunkferry::engine {
+
+// How a receiving store checks a record before accepting it.
+enum class VerifyMode : uint8_t {
+  kFull,      // decompress and recompute every chunk id (the default)
+  kChecksum,  // check the stored bytes against the record's checksum only
+};
+
+struct StoreInfo {
+  std::string uuid;
+  codec::ChunkerSpec chunker;
+  int zstd_level = 1;
+  uint32_t record_target = 64 << 10;  // raw bytes grouped into one record
+  uint64_t key_fingerprint = 0;       // 0: unkeyed chunk ids
+};
+
+struct AppendStats {
+  uint64_t records_received = 0;
+  uint64_t records_appended = 0;  // the rest held only chunks the store already had
+  uint64_t bytes_appended = 0;
+  uint64_t chunks_added = 0;
+};
+
+// An image store. Implementations are not thread-safe: one thread drives a Store at a time.
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual const StoreInfo& info() const = 0;
+  // Where the store is (a path or an address), for messages.
+  virtual const std::string& location() const = 0;
+
+  // Sets have[i] to whether the store holds ids[i]. Answered from the index: no pack is read.
+  [[nodiscard]] virtual absl::Status HaveChunks(absl::Span<const codec::ChunkId> ids,
+                                                std::vector<bool>* have) = 0;
+
+  using RecordSink =
+      std::function<absl::Status(absl::Span<const absl::Span<const uint8_t>> records)>;
+  // Streams the records that hold `ids`, each record once, in an order the store picks for fast
+  // reads, in batches as they arrive. `sink` runs on the calling thread; the bytes are valid only
+  // during the call. An id the store lacks is NotFound; an error from `sink` stops the stream
+  // and is returned.
+  [[nodiscard]] virtual absl::Status ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
+                                                    const RecordSink& sink) = 0;
+
+  // Receives records, checks every one (`mode`), and appends those holding chunks the store
+  // lacks. The checks may run after the call returns (a remote store's do, so that the caller's
+  // I/O goes on meanwhile): a record that fails them makes this call, a later one or Flush()
+  // return the error, and then no record from its batch on is appended; earlier batches stay.
+  // (A batch: one call; a local store takes a call of more than 16 MiB in parts of up to 16 MiB,
+  // each a batch.) Chunks of records received but not yet checked count as held for
+  // HaveChunks(). Not durable until Flush(). `stats` must stay valid until Flush().
+  [[nodiscard]] virtual absl::Status AppendRecords(
+      absl::Span<const absl::Span<const uint8_t>> records, VerifyMode mode, AppendStats* stats) = 0;
+
+  // Finishes the checks of received records and makes every appended record durable.
+  [[nodiscard]] virtual absl::Status Flush() = 0;
+
+  // Writes the manifest of one volume backup from `entries` (its meta comes from `meta`). Every
+  // chunk it names must already be durable in this store (FailedPrecondition otherwise).
+  [[nodiscard]] virtual absl::Status PutManifest(const VolumeBackupMeta& meta,
+                                                 ManifestSource& entries) = 0;
+  // As PutManifest, where `base` (when not null) holds the entries of volume backup `base_uuid`,
+  // which this store holds too: a store reached over a network may send only the difference
+  // (RemoteStore: PUT_MANIFEST_DELTA, falling back to the whole manifest). The result is the
+  // same manifest. Rewinds both sources as it needs.
+  [[nodiscard]] virtual absl::Status PutManifestWithBase(const VolumeBackupMeta& meta,
+                                                         ManifestSource& entries,
+                                                         ManifestSource* base,
+                                                         const std::string& base_uuid) {
+    (void)base;
+    (void)base_uuid;
+    return PutManifest(meta, entries);
+  }
+  // True when OpenManifest is cheap (a local file): the copier then reads extra manifests of
+  // this store to find bases for a destination that is not.
+  virtual bool ManifestsAreLocal() const { return true; }
+  // NotFound when the store has no such volume backup.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
+      const std::string& backup_uuid) = 0;
+
+  // Publishes a group; every volume it names must have a manifest here.
+  [[nodiscard]] virtual absl::Status PutGroup(const GroupRecord& group) = 0;
+  // NotFound when the store has no such group.
+  [[nodiscard]] virtual absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListGroups() = 0;
+};
+
+}  // namespace chunkferry::engine
+
+#endif  // CHUNKFERRY_ENGINE_STORE_STORE_H_

@@ -1,0 +1,122 @@
+// The store daemon's engine: serves one writable LocalStore to many authenticated connections
+// over the wire protocol (docs/PROTOCOL.md, server side). `chunkferry serve` wraps it.
+//
+// Threads: one accept thread, and one thread per connection (at most max_connections; beyond
+// that a connection is answered ERROR ResourceExhausted "too many connections" and closed). Each
+// connection thread has its own WireConn, hence its own I/O queue. Records of an APPEND are
+// checked (decompressed and rehashed, or checksummed) on the connection's thread without any
+// lock, so several connections verify on several cores; only the store calls themselves run
+// under one store-wide mutex. v1 simplification: the RECORDS frames answering a READ are sent
+// while that mutex is held (the store hands the records out inside ReadRecordsFor), so a slow
+// reader delays the other connections' store calls by at most its send timeout.
+//
+// Memory: each connection holds at most one received frame (max_frame), one RECORDS frame being
+// built (max_frame) and one decoded record (16 MiB); nothing is read ahead.
+#ifndef CHUNKFERRY_ENGINE_WIRE_STORE_SERVER_H_
+#define CHUNKFERRY_ENGINE_WIRE_STORE_SERVER_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "engine/wire/auth.h"
+#include "engine/local/local_store.h"
+#include "engine/wire/wire_conn.h"
+#include "engine/wire/wire_frame.h"
+#include "engine/wire/wire_messages.h"
+#include "io/fd.h"
+#include "io/net.h"
+#include "io/queue.h"
+
+namespace chunkferry::engine {
+
+struct ServerOptions {
+  io::Endpoint listen;  // port 0: any free port (see StoreServer::port())
+  AuthKey key;          // the shared key clients must prove they hold
+  size_t max_connections = 16;
+  uint32_t max_frame = kDefaultMaxFrame;        // announced in WELCOME; >= kMinMaxFrame
+  uint64_t max_inflight = kDefaultMaxInflight;  // announced in WELCOME; >= max_frame
+  int64_t idle_timeout_ms = 300'000;            // longest wait for a connection's next request
+  io::Backend backend = io::Backend::kAuto;     // of the connections' queues
+  // Receives one line per event (connection accepted, authenticated, refused, protocol error,
+  // closed with its totals, …). Called from any thread, one call at a time. May be empty.
+  std::function<void(const std::string&)> log;
+};
+
+// Thread-safe: Start, Stop, port and WithStore may be called from any thread.
+class StoreServer {
+ public:
+  // `store` must be writable and outlive the server; the server drives it from its connection
+  // threads in turn (LocalStore::Open makes its queue usable from several threads).
+  StoreServer(LocalStore* store, ServerOptions options);
+  // Stops (see Stop()).
+  ~StoreServer();
+  StoreServer(const StoreServer&) = delete;
+  StoreServer& operator=(const StoreServer&) = delete;
+
+  // Checks the options, listens and starts accepting. InvalidArgument for options out of range;
+  // the Listen error (e.g. AlreadyExists for an address in use); FailedPrecondition when called
+  // twice.
+  [[nodiscard]] absl::Status Start();
+  // The port listened on (the bound one when options.listen.port was 0); 0 before Start().
+  uint16_t port() const { return port_.load(); }
+
+  // Stops accepting, shuts every connection's socket down (their operations fail at once), and
+  // waits for all threads. Store calls in progress finish first; nothing is flushed (the owner
+  // closes the store). Idempotent.
+  void Stop();
+
+  // Runs `fn` on the store with the store mutex held: to look at the store while it is served.
+  [[nodiscard]] absl::Status WithStore(const std::function<absl::Status(LocalStore&)>& fn);
+
+  // Connections open now (including those still in their handshake).
+  size_t active_connections();
+
+ private:
+  // One accepted connection. The socket is owned by the connection's thread (in its WireConn);
+  // `fd` lets Stop() shut it down and is cleared, under conns_mu_, before the socket is closed.
+  struct Conn {
+    uint64_t id = 0;
+    std::string peer;
+    int fd = -1;
+    bool done = false;
+    std::thread thread;
+  };
+
+  void AcceptLoop();
+  // Answers a connection beyond max_connections with ERROR and closes it.
+  void Refuse(io::Fd socket);
+  void ServeConnection(Conn* conn, io::Fd socket);
+  // Joins the threads of connections that have ended.
+  void ReapFinished();
+  void Log(const std::string& line);
+
+  LocalStore* const store_;
+  const ServerOptions options_;
+  Welcome welcome_;
+
+  std::mutex store_mu_;  // guards every call into *store_
+  std::mutex log_mu_;
+
+  std::mutex conns_mu_;
+  std::list<Conn> conns_;
+  uint64_t next_conn_id_ = 1;
+
+  std::mutex start_mu_;  // serializes Start and Stop
+  bool started_ = false;
+  std::atomic<bool> stopping_{false};
+  io::Fd listen_fd_;
+  std::atomic<uint16_t> port_{0};
+  std::thread accept_thread_;
+};
+
+}  // namespace chunkferry::engine
+
+#endif  // CHUNKFERRY_ENGINE_WIRE_STORE_SERVER_H_

@@ -1,0 +1,279 @@
+#include "engine/wire/wire_conn.h"
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <span>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "io/net.h"
+#include "io/status_macros.h"
+
+namespace chunkferry::engine {
+namespace {
+
+constexpr size_t kIoPiece = 4 << 20;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+absl::Span<const uint8_t> FrameBuffer::Seal(MsgType type) {
+  EncodeFrameHeader(static_cast<uint16_t>(type), payload(),
+                    std::span<uint8_t, kFrameHeaderSize>(bytes_.data(), kFrameHeaderSize));
+  return absl::MakeConstSpan(bytes_);
+}
+
+absl::StatusOr<std::unique_ptr<WireConn>> WireConn::Make(io::Fd socket, std::string peer,
+                                                         io::Backend backend) {
+  io::QueueOptions qo;
+  qo.backend = backend;
+  qo.depth = 4;
+  qo.threads = 2;  // a send and a recv may wait on the peer at the same time
+  CF_ASSIGN_OR_RETURN(auto queue, io::MakeQueue(qo));
+  return std::unique_ptr<WireConn>(
+      new WireConn(std::move(socket), std::move(peer), std::move(queue)));
+}
+
+WireConn::WireConn(io::Fd socket, std::string peer, std::unique_ptr<io::Queue> queue)
+    : socket_(std::move(socket)), peer_(std::move(peer)), queue_(std::move(queue)) {}
+
+WireConn::~WireConn() {
+  // The queue may still hold an operation a timeout left behind: end it before the buffers go.
+  if (queue_ != nullptr && queue_->in_flight() > 0) {
+    Shutdown();
+    io::Completion done[4];
+    while (queue_->in_flight() > 0) {
+      if (!queue_->Reap(absl::MakeSpan(done), 1).ok()) break;
+    }
+  }
+}
+
+void WireConn::Shutdown() {
+  broken_ = true;
+  if (socket_.valid()) ::shutdown(socket_.get(), SHUT_RDWR);
+}
+
+absl::StatusOr<size_t> WireConn::Transfer(io::Request::Op op, uint8_t* buf, size_t len,
+                                          int64_t timeout_ms) {
+  if (broken_) {
+    return absl::UnavailableError(absl::StrCat("connection to ", peer_, " is closed"));
+  }
+  io::Request r;
+  r.op = op;
+  r.fd = socket_.get();
+  r.buf = buf;
+  r.len = static_cast<uint32_t>(len);
+  r.flags = op == io::Request::Op::kRecv ? io::Request::kRecvAll : 0;
+  CF_RETURN_IF_ERROR(queue_->Submit(r));
+  io::Completion done[1];
+  const int64_t deadline = NowMs() + timeout_ms;
+  for (;;) {
+    const int64_t left = deadline - NowMs();
+    CF_ASSIGN_OR_RETURN(size_t n, queue_->ReapFor(absl::MakeSpan(done), 1, left > 0 ? left : 0));
+    if (n == 1) break;
+    if (left <= 0) {
+      // Stalled peer: shut the socket down so the operation completes, then collect it.
+      Shutdown();
+      while (queue_->in_flight() > 0)
+        CF_RETURN_IF_ERROR(queue_->Reap(absl::MakeSpan(done), 1).status());
+      return absl::DeadlineExceededError(
+          absl::StrCat("peer ", peer_, " made no progress for ", timeout_ms / 1000.0, " s (",
+                       op == io::Request::Op::kSend ? "sending" : "receiving", ")"));
+    }
+  }
+  if (done[0].result < 0) {
+    Shutdown();
+    return io::SocketErrorStatus(static_cast<int>(-done[0].result),
+                                 op == io::Request::Op::kSend ? "send" : "recv", peer_);
+  }
+  return static_cast<size_t>(done[0].result);
+}
+
+absl::Status WireConn::SendRaw(absl::Span<const uint8_t> bytes, int64_t timeout_ms) {
+  // Large frames go in pieces so that the timeout measures progress, not the whole transfer.
+  for (size_t at = 0; at < bytes.size();) {
+    const size_t n = std::min(kIoPiece, bytes.size() - at);
+    CF_RETURN_IF_ERROR(
+        Transfer(io::Request::Op::kSend, const_cast<uint8_t*>(bytes.data() + at), n, timeout_ms)
+            .status());
+    at += n;
+  }
+  bytes_sent_ += bytes.size();
+  return absl::OkStatus();
+}
+
+absl::Status WireConn::Send(MsgType type, absl::Span<const uint8_t> payload, int64_t timeout_ms) {
+  CF_RETURN_IF_ERROR(CheckFrameSize(payload.size(), max_send_frame_));
+  uint8_t header[kFrameHeaderSize];
+  EncodeFrameHeader(static_cast<uint16_t>(type), payload, header);
+  CF_RETURN_IF_ERROR(SendRaw(absl::MakeConstSpan(header), timeout_ms));
+  return SendRaw(payload, timeout_ms);
+}
+
+absl::Status WireConn::Send(MsgType type, absl::string_view payload, int64_t timeout_ms) {
+  return Send(type,
+              absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()),
+              timeout_ms);
+}
+
+absl::Status WireConn::Send(MsgType type, FrameBuffer& frame, int64_t timeout_ms) {
+  CF_RETURN_IF_ERROR(CheckFrameSize(frame.payload_size(), max_send_frame_));
+  return SendRaw(frame.Seal(type), timeout_ms);
+}
+
+absl::StatusOr<WireFrame> WireConn::Recv(int64_t timeout_ms) {
+  uint8_t header[kFrameHeaderSize];
+  CF_ASSIGN_OR_RETURN(size_t got,
+                      Transfer(io::Request::Op::kRecv, header, kFrameHeaderSize, timeout_ms));
+  if (got == 0) {
+    Shutdown();
+    return absl::UnavailableError(absl::StrCat("peer ", peer_, " closed the connection"));
+  }
+  if (got < kFrameHeaderSize) {
+    Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("peer ", peer_, " closed the connection in the middle of a frame"));
+  }
+  auto parsed = ParseFrameHeader(header, max_recv_frame_);
+  if (!parsed.ok()) {
+    SendError(parsed.status());  // the peer learns why before the close
+    Shutdown();
+    return absl::Status(parsed.status().code(),
+                        absl::StrCat("peer ", peer_, ": ", parsed.status().message()));
+  }
+  const uint32_t len = parsed->payload_length;
+  // Grows only to what was announced and accepted (at most max_recv_frame_).
+  if (recv_buf_.size() < len) recv_buf_.resize(len);
+  size_t have = 0;
+  while (have < len) {
+    // In pieces, so that the timeout measures progress (a rate-limited peer is slow, not stalled).
+    CF_ASSIGN_OR_RETURN(size_t n, Transfer(io::Request::Op::kRecv, recv_buf_.data() + have,
+                                           std::min<size_t>(len - have, kIoPiece), timeout_ms));
+    if (n == 0) {
+      Shutdown();
+      return absl::UnavailableError(
+          absl::StrCat("peer ", peer_, " closed the connection in the middle of a frame"));
+    }
+    have += n;
+  }
+  const auto payload = absl::MakeConstSpan(recv_buf_.data(), len);
+  absl::Status checked = CheckFramePayload(*parsed, payload);
+  if (!checked.ok()) {
+    SendError(checked);
+    Shutdown();
+    return absl::Status(checked.code(), absl::StrCat("peer ", peer_, ": ", checked.message()));
+  }
+  bytes_received_ += kFrameHeaderSize + len;
+  return WireFrame{parsed->type, payload};
+}
+
+absl::Status WireConn::PeerError(absl::Span<const uint8_t> payload) const {
+  const absl::Status carried = DecodeError(payload);
+  return absl::Status(carried.code(), absl::StrCat("peer ", peer_, ": ", carried.message()));
+}
+
+absl::StatusOr<absl::Span<const uint8_t>> WireConn::Expect(MsgType type, int64_t timeout_ms) {
+  CF_ASSIGN_OR_RETURN(WireFrame frame, Recv(timeout_ms));
+  if (frame.type == static_cast<uint16_t>(type)) return frame.payload;
+  if (frame.type == static_cast<uint16_t>(MsgType::kError)) return PeerError(frame.payload);
+  const absl::Status unexpected = UnexpectedFrameError(frame.type, type);
+  SendError(unexpected);
+  Shutdown();
+  return absl::Status(unexpected.code(), absl::StrCat("peer ", peer_, ": ", unexpected.message()));
+}
+
+void WireConn::SendError(const absl::Status& status) {
+  if (broken_) return;
+  (void)Send(MsgType::kError, EncodeError(status), 1000);
+}
+
+absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
+                                        const std::string& expect_uuid) {
+  Hello hello;
+  hello.client_nonce = RandomNonce();
+  CF_RETURN_IF_ERROR(conn.Send(MsgType::kHello, EncodeHello(hello), kHandshakeTimeoutMs));
+  CF_ASSIGN_OR_RETURN(auto challenge_bytes, conn.Expect(MsgType::kChallenge, kHandshakeTimeoutMs));
+  auto challenge = DecodeChallenge(challenge_bytes);
+  auto refuse = [&conn](absl::Status why) {
+    conn.SendError(why);
+    conn.Shutdown();
+    return absl::Status(why.code(),
+                        absl::StrCat("store daemon ", conn.peer(), ": ", why.message()));
+  };
+  if (!challenge.ok()) return refuse(challenge.status());
+  if (challenge->version < hello.min_version || challenge->version > hello.max_version) {
+    return refuse(absl::FailedPreconditionError(
+        absl::StrCat("protocol version mismatch: server chose ", challenge->version,
+                     ", client speaks ", hello.min_version, "..", hello.max_version)));
+  }
+  const AuthProof expected = Proof(key, kServerProofLabel, hello.client_nonce,
+                                   challenge->server_nonce, challenge->store_uuid);
+  if (!ProofEquals(expected, challenge->server_proof)) {
+    return refuse(absl::UnauthenticatedError(
+        "authentication failed: the daemon does not hold our key (wrong key file?)"));
+  }
+  if (!expect_uuid.empty() && challenge->store_uuid != expect_uuid) {
+    return refuse(absl::FailedPreconditionError(
+        absl::StrCat("the daemon serves store ", challenge->store_uuid, ", not ", expect_uuid)));
+  }
+  Auth auth;
+  auth.client_proof = Proof(key, kClientProofLabel, hello.client_nonce, challenge->server_nonce,
+                            challenge->store_uuid);
+  CF_RETURN_IF_ERROR(conn.Send(MsgType::kAuth, EncodeAuth(auth), kHandshakeTimeoutMs));
+  auto welcome_bytes = conn.Expect(MsgType::kWelcome, kHandshakeTimeoutMs);
+  if (!welcome_bytes.ok()) {
+    return absl::Status(
+        welcome_bytes.status().code(),
+        absl::StrCat("store daemon refused us: ", welcome_bytes.status().message()));
+  }
+  auto welcome = DecodeWelcome(*welcome_bytes);
+  if (!welcome.ok()) return refuse(welcome.status());
+  if (welcome->info.uuid != challenge->store_uuid) {
+    return refuse(absl::InvalidArgumentError("WELCOME names another store than CHALLENGE"));
+  }
+  conn.set_max_recv_frame(welcome->max_frame);
+  conn.set_max_send_frame(welcome->max_frame);
+  return welcome;
+}
+
+absl::Status ServerHandshake(WireConn& conn, const AuthKey& key, const Welcome& welcome) {
+  const int64_t deadline = NowMs() + kHandshakeTimeoutMs;
+  auto left = [deadline] { return std::max<int64_t>(1, deadline - NowMs()); };
+  auto refuse = [&conn](absl::Status why) {
+    conn.SendError(why);
+    conn.Shutdown();
+    return why;
+  };
+  CF_ASSIGN_OR_RETURN(auto hello_bytes, conn.Expect(MsgType::kHello, left()));
+  auto hello = DecodeHello(hello_bytes);
+  if (!hello.ok()) return refuse(hello.status());
+  auto version = ChooseVersion(hello->min_version, hello->max_version);
+  if (!version.ok()) return refuse(version.status());
+  Challenge challenge;
+  challenge.version = *version;
+  challenge.server_nonce = RandomNonce();
+  challenge.store_uuid = welcome.info.uuid;
+  challenge.server_proof = Proof(key, kServerProofLabel, hello->client_nonce,
+                                 challenge.server_nonce, challenge.store_uuid);
+  CF_RETURN_IF_ERROR(conn.Send(MsgType::kChallenge, EncodeChallenge(challenge), left()));
+  CF_ASSIGN_OR_RETURN(auto auth_bytes, conn.Expect(MsgType::kAuth, left()));
+  auto auth = DecodeAuth(auth_bytes);
+  if (!auth.ok()) return refuse(auth.status());
+  const AuthProof expected = Proof(key, kClientProofLabel, hello->client_nonce,
+                                   challenge.server_nonce, challenge.store_uuid);
+  if (!ProofEquals(expected, auth->client_proof)) {
+    return refuse(absl::UnauthenticatedError("authentication failed"));
+  }
+  conn.set_max_send_frame(welcome.max_frame);
+  CF_RETURN_IF_ERROR(conn.Send(MsgType::kWelcome, EncodeWelcome(welcome), left()));
+  conn.set_max_recv_frame(welcome.max_frame);
+  return absl::OkStatus();
+}
+
+}  // namespace chunkferry::engine
