@@ -4,10 +4,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "io/status_macros.h"
@@ -204,6 +207,61 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view data) {
   }
   // The new content is in place; make the rename itself durable.
   return FsyncDir(DirName(path));
+}
+
+absl::StatusOr<bool> FilesEqual(const std::string& a, const std::string& b) {
+  CF_ASSIGN_OR_RETURN(Fd fa, OpenFile(a, O_RDONLY | O_CLOEXEC));
+  CF_ASSIGN_OR_RETURN(Fd fb, OpenFile(b, O_RDONLY | O_CLOEXEC));
+  CF_ASSIGN_OR_RETURN(uint64_t size, FileSize(fa.get(), a));
+  CF_ASSIGN_OR_RETURN(uint64_t size_b, FileSize(fb.get(), b));
+  if (size != size_b) return false;
+  constexpr size_t kStep = 1 << 20;
+  std::vector<uint8_t> ba(std::min<uint64_t>(size, kStep)), bb(ba.size());
+  for (uint64_t off = 0; off < size; off += kStep) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kStep, size - off));
+    CF_RETURN_IF_ERROR(PreadFull(fa.get(), absl::MakeSpan(ba.data(), n), off));
+    CF_RETURN_IF_ERROR(PreadFull(fb.get(), absl::MakeSpan(bb.data(), n), off));
+    if (std::memcmp(ba.data(), bb.data(), n) != 0) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<bool> PublishFileOnce(const std::string& tmp_path, const std::string& path) {
+  int rc = ::renameat2(AT_FDCWD, tmp_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+  if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
+    // No RENAME_NOREPLACE here: link(2) refuses an existing name just as atomically.
+    rc = ::link(tmp_path.c_str(), path.c_str());
+    if (rc == 0) ::unlink(tmp_path.c_str());
+  }
+  if (rc == 0) {
+    CF_RETURN_IF_ERROR(FsyncDir(DirName(path)));
+    return true;
+  }
+  const int err = errno;
+  absl::StatusOr<bool> same =
+      err == EEXIST ? FilesEqual(tmp_path, path) : ErrnoStatus(err, "publish", path);
+  ::unlink(tmp_path.c_str());
+  if (!same.ok()) return same.status();
+  if (!*same) {
+    return absl::AlreadyExistsError(absl::StrCat(path, " already exists with other contents"));
+  }
+  return false;
+}
+
+absl::StatusOr<bool> WriteFileOnce(const std::string& path, std::string_view data) {
+  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
+  absl::Status status = [&]() -> absl::Status {
+    CF_ASSIGN_OR_RETURN(Fd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC));
+    CF_RETURN_IF_ERROR(
+        PwriteFull(fd.get(), {reinterpret_cast<const uint8_t*>(data.data()), data.size()}, 0));
+    CF_RETURN_IF_ERROR(Fsync(fd.get(), tmp));
+    return fd.Close();
+  }();
+  if (!status.ok()) {
+    ::unlink(tmp.c_str());
+    return status;
+  }
+  return PublishFileOnce(tmp, path);
 }
 
 absl::Status FsyncDir(const std::string& dir) {

@@ -67,6 +67,17 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 // Replaces `path` durably and atomically: write `path.tmp.<pid>`, fsync, rename over `path`,
 // fsync the directory. Readers see either the old or the new content, never a mix.
 [[nodiscard]] absl::Status WriteFileAtomic(const std::string& path, std::string_view data);
+// Publishes the finished, fsynced file `tmp_path` as `path` unless `path` already exists
+// (renameat2 RENAME_NOREPLACE, or link(2) where the file system lacks it, so that of two
+// publishers only one can win), then fsyncs the directory. Returns true when `path` is new; false
+// when `path` already held the same bytes (publishing again is a no-op). A `path` with other bytes
+// is AlreadyExists and stays as it was. `tmp_path` is gone afterwards in every case.
+[[nodiscard]] absl::StatusOr<bool> PublishFileOnce(const std::string& tmp_path,
+                                                   const std::string& path);
+// Writes `data` to a temporary file beside `path`, fsyncs it and publishes it as PublishFileOnce.
+[[nodiscard]] absl::StatusOr<bool> WriteFileOnce(const std::string& path, std::string_view data);
+// Compares two files byte for byte, streaming (files of any size).
+[[nodiscard]] absl::StatusOr<bool> FilesEqual(const std::string& a, const std::string& b);
 // fsyncs a directory so that renames and creations inside it are durable.
 [[nodiscard]] absl::Status FsyncDir(const std::string& dir);
 // fsyncs an open file.

@@ -216,6 +216,57 @@ TEST_F(FdTest, WriteFileAtomicReplacesContentAndLeavesNoTemp) {
   EXPECT_EQ(*content, "");
 }
 
+TEST_F(FdTest, WriteFileOnceNeverReplacesOtherBytes) {
+  const std::string path = dir_.File("group");
+  absl::StatusOr<bool> first = WriteFileOnce(path, "published");
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(*first);
+
+  // The same bytes again: a no-op success that says nothing was new.
+  absl::StatusOr<bool> again = WriteFileOnce(path, "published");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(*again);
+
+  // Other bytes, shorter or of the same length: refused, the file as it was, no temp left.
+  for (const char* other : {"other", "PUBLISHED"}) {
+    absl::StatusOr<bool> replaced = WriteFileOnce(path, other);
+    EXPECT_EQ(replaced.status().code(), absl::StatusCode::kAlreadyExists) << replaced.status();
+    EXPECT_TRUE(absl::StrContains(replaced.status().message(), path)) << replaced.status();
+    absl::StatusOr<std::string> content = ReadFileToString(path);
+    ASSERT_TRUE(content.ok()) << content.status();
+    EXPECT_EQ(*content, "published");
+    EXPECT_EQ(ListDir(dir_.path()), std::vector<std::string>{"group"});
+  }
+}
+
+TEST_F(FdTest, PublishFileOnceConsumesTheTemporaryFileEitherWay) {
+  const std::string path = dir_.File("manifest"), tmp = dir_.File("tmp");
+  ASSERT_TRUE(WriteFileAtomic(tmp, std::string(3 << 20, 'a')).ok());
+  absl::StatusOr<bool> published = PublishFileOnce(tmp, path);
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_TRUE(*published);
+  EXPECT_EQ(ListDir(dir_.path()), std::vector<std::string>{"manifest"});
+
+  // Differs only in its last byte, past the first MiB compared.
+  std::string almost(3 << 20, 'a');
+  almost.back() = 'b';
+  ASSERT_TRUE(WriteFileAtomic(tmp, almost).ok());
+  EXPECT_EQ(PublishFileOnce(tmp, path).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ListDir(dir_.path()), std::vector<std::string>{"manifest"});
+  absl::StatusOr<bool> equal = FilesEqual(path, path);
+  ASSERT_TRUE(equal.ok()) << equal.status();
+  EXPECT_TRUE(*equal);
+
+  ASSERT_TRUE(WriteFileAtomic(tmp, std::string(3 << 20, 'a')).ok());
+  published = PublishFileOnce(tmp, path);
+  ASSERT_TRUE(published.ok()) << published.status();
+  EXPECT_FALSE(*published);
+  EXPECT_EQ(ListDir(dir_.path()), std::vector<std::string>{"manifest"});
+
+  EXPECT_EQ(PublishFileOnce(dir_.File("missing"), dir_.File("x")).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(FdTest, WriteFileAtomicWithRelativePath) {
   const std::filesystem::path old_cwd = std::filesystem::current_path();
   std::filesystem::current_path(dir_.path());

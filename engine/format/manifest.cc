@@ -155,12 +155,15 @@ absl::Status ManifestWriter::Finish(const VolumeBackupMeta& meta, const std::str
   CF_RETURN_IF_ERROR(io::PwriteFull(fd_.get(), AsBytes(sum), file_offset_));
   CF_RETURN_IF_ERROR(io::Fsync(fd_.get(), tmp_path_));
   CF_RETURN_IF_ERROR(fd_.Close());
-  if (::rename(tmp_path_.c_str(), final_path.c_str()) != 0) {
-    return io::ErrnoStatus(errno, "rename", final_path);
-  }
+  // The temporary file is gone after this whatever it returns.
   finished_ = true;
-  const size_t slash = final_path.find_last_of('/');
-  return io::FsyncDir(slash == std::string::npos ? "." : final_path.substr(0, slash));
+  absl::StatusOr<bool> published = io::PublishFileOnce(tmp_path_, final_path);
+  if (absl::IsAlreadyExists(published.status())) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "volume backup ", meta.uuid, " is already published (", final_path,
+        ") with other contents: a published backup is never replaced; delete it first"));
+  }
+  return published.status();
 }
 
 absl::StatusOr<std::unique_ptr<ManifestReader>> ManifestReader::Open(const std::string& path) {

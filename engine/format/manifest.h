@@ -59,8 +59,11 @@ class ManifestWriter {
     return e.zero ? AddZero(e.length) : AddData(e.id, static_cast<uint32_t>(e.length));
   }
 
-  // Writes the metadata and trailer, fsyncs, renames to `final_path` and fsyncs its directory.
-  // meta.size must equal the bytes the entries cover (InvalidArgument otherwise).
+  // Writes the metadata and trailer, fsyncs, and publishes the file as `final_path`
+  // (io::PublishFileOnce): a published manifest is never replaced. When `final_path` already
+  // holds these very bytes the call succeeds and changes nothing; other bytes are AlreadyExists
+  // and `final_path` stays as it was. meta.size must equal the bytes the entries cover
+  // (InvalidArgument otherwise).
   [[nodiscard]] absl::Status Finish(const VolumeBackupMeta& meta, const std::string& final_path);
 
   uint64_t logical_size() const { return logical_size_ + pending_zero_; }

@@ -978,6 +978,15 @@ std::string LocalStore::ManifestPath(const std::string& backup_uuid) const {
   return absl::StrCat(dir_, "/volumes/", backup_uuid, ".manifest");
 }
 
+bool LocalStore::HasManifest(const std::string& backup_uuid) const {
+  struct stat st;
+  return IsValidUuid(backup_uuid) && ::stat(ManifestPath(backup_uuid).c_str(), &st) == 0;
+}
+
+std::string LocalStore::GroupPath(const std::string& group_uuid) const {
+  return absl::StrCat(dir_, "/groups/", group_uuid, ".group");
+}
+
 std::string LocalStore::NewTmpPath(absl::string_view what) {
   return absl::StrCat(dir_, "/tmp/", what, ".", ::getpid(), ".", ++tmp_counter_);
 }
@@ -1053,29 +1062,61 @@ absl::StatusOr<std::vector<std::string>> LocalStore::ListManifests() {
   return out;
 }
 
+absl::Status LocalStore::CheckGroupVolumes(const GroupRecord& group) const {
+  for (const auto& v : group.volume_uuids) {
+    if (!HasManifest(v)) {
+      return absl::FailedPreconditionError(absl::StrCat("group ", group.group_uuid,
+                                                        " names volume backup ", v, " that store ",
+                                                        dir_, " does not hold"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status LocalStore::PutGroup(const GroupRecord& group) {
   CF_RETURN_IF_ERROR(CheckUsable());
   if (!IsValidUuid(group.group_uuid)) {
     return absl::InvalidArgumentError(
         absl::StrCat("group uuid '", group.group_uuid, "' is malformed"));
   }
-  for (const auto& v : group.volume_uuids) {
-    struct stat st;
-    if (!IsValidUuid(v) || ::stat(ManifestPath(v).c_str(), &st) != 0) {
-      return absl::FailedPreconditionError(absl::StrCat("group ", group.group_uuid,
-                                                        " names volume backup ", v, " that store ",
-                                                        dir_, " does not hold"));
-    }
+  CF_RETURN_IF_ERROR(CheckGroupVolumes(group));
+  absl::StatusOr<bool> published =
+      io::WriteFileOnce(GroupPath(group.group_uuid), EncodeGroup(group));
+  if (absl::IsAlreadyExists(published.status())) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("group ", group.group_uuid, " is already published in store ", dir_,
+                     " with other contents: a published group is never replaced; delete it first"));
   }
-  return io::WriteFileAtomic(absl::StrCat(dir_, "/groups/", group.group_uuid, ".group"),
-                             EncodeGroup(group));
+  return published.status();
+}
+
+absl::Status LocalStore::GrowGroup(const GroupRecord& group) {
+  absl::StatusOr<GroupRecord> old = GetGroup(group.group_uuid);
+  if (absl::IsNotFound(old.status())) return PutGroup(group);
+  CF_RETURN_IF_ERROR(old.status());
+  // The old volumes must appear in `group` in their old order.
+  size_t kept = 0;
+  for (const auto& v : group.volume_uuids) {
+    if (kept < old->volume_uuids.size() && v == old->volume_uuids[kept]) ++kept;
+  }
+  if (kept != old->volume_uuids.size() || old->vm_instance_uuid != group.vm_instance_uuid ||
+      old->create_date != group.create_date) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "group ", group.group_uuid, " is already published in store ", dir_,
+        " and the new record does not only add volumes to it: a published group is never "
+        "replaced; delete it first"));
+  }
+  if (group.volume_uuids.size() == old->volume_uuids.size()) return absl::OkStatus();
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(CheckGroupVolumes(group));
+  return io::WriteFileAtomic(GroupPath(group.group_uuid), EncodeGroup(group));
 }
 
 absl::StatusOr<GroupRecord> LocalStore::GetGroup(const std::string& group_uuid) {
   if (!IsValidUuid(group_uuid)) {
     return absl::InvalidArgumentError(absl::StrCat("group uuid '", group_uuid, "' is malformed"));
   }
-  const std::string path = absl::StrCat(dir_, "/groups/", group_uuid, ".group");
+  const std::string path = GroupPath(group_uuid);
   auto bytes = io::ReadFileToString(path);
   if (absl::IsNotFound(bytes.status())) {
     return absl::NotFoundError(absl::StrCat("store ", dir_, " has no group ", group_uuid));

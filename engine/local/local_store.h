@@ -83,6 +83,12 @@ class LocalStore final : public Store {
   absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
   absl::StatusOr<std::vector<std::string>> ListGroups() override;
 
+  // Publishes `group` over the published record of the same uuid when it only adds volumes to it
+  // (same VM and date, every volume still named, the order of the old ones kept): how a local
+  // import builds a group one volume at a time. Anything else is AlreadyExists, as for PutGroup;
+  // with no published record this is PutGroup.
+  [[nodiscard]] absl::Status GrowGroup(const GroupRecord& group);
+
   // Local-only operations used by import, restore and verify.
   const codec::ChunkHasher& hasher() const { return hasher_; }
   const ChunkIndex& index() const { return index_; }
@@ -131,6 +137,9 @@ class LocalStore final : public Store {
   // A fresh path in tmp/ for a file being built (e.g. a manifest).
   std::string NewTmpPath(absl::string_view what);
   std::string ManifestPath(const std::string& backup_uuid) const;
+  std::string GroupPath(const std::string& group_uuid) const;
+  // True when volume backup `backup_uuid` is published here.
+  bool HasManifest(const std::string& backup_uuid) const;
 
   // Truncates packs back to their last durable size and forgets the chunks beyond it: what a
   // failed operation calls so that the store is left as it was.
@@ -189,6 +198,8 @@ class LocalStore final : public Store {
   // Submits the open buffer and waits for every write: what readers of the packs need first.
   absl::Status FinishWrites();
   absl::Status CheckUsable() const;
+  // FailedPrecondition unless every volume `group` names has a manifest here.
+  absl::Status CheckGroupVolumes(const GroupRecord& group) const;
 
   // AppendRecords takes received records in parts that fit the write buffers with room to
   // spare and stay in one pack. A part is placed first (buffer positions, index entries), then

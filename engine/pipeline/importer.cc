@@ -454,12 +454,18 @@ absl::StatusOr<VolumeBackupMeta> ImportVolume(LocalStore& store, WorkerPool& poo
                                               const ProgressFn* progress) {
   ImportStats local;
   if (stats == nullptr) stats = &local;
+  // Refused at the end too (a manifest is published only once); saying so first saves the work.
+  if (!options.meta.uuid.empty() && store.HasManifest(options.meta.uuid)) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "volume backup ", options.meta.uuid, " is already published in store ", store.location(),
+        ": a published backup is never replaced; delete it first or import under a new uuid"));
+  }
   auto result = Importer(store, pool, options, stats, progress).Run();
   if (!result.ok()) (void)store.Rollback();
   return result;
 }
 
-absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta) {
+absl::Status AddToGroup(LocalStore& store, const VolumeBackupMeta& meta) {
   GroupRecord group;
   auto existing = store.GetGroup(meta.group_uuid);
   if (existing.ok()) {
@@ -479,7 +485,7 @@ absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta) {
       group.volume_uuids.push_back(meta.uuid);
     }
   }
-  return store.PutGroup(group);
+  return store.GrowGroup(group);
 }
 
 }  // namespace chunkferry::engine

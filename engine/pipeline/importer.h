@@ -9,9 +9,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "engine/format/volume_backup.h"
 #include "engine/local/local_store.h"
 #include "engine/store/progress.h"
-#include "engine/format/volume_backup.h"
 #include "engine/store/worker_pool.h"
 
 namespace chunkferry::engine {
@@ -44,8 +44,9 @@ struct ImportStats {
                                                             ImportStats* stats,
                                                             const ProgressFn* progress = nullptr);
 
-// Adds a volume backup to its group record (creating it), keeping the Root volume first.
-[[nodiscard]] absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta);
+// Adds a volume backup to its group record (creating it), keeping the Root volume first. The only
+// way a published group changes: it grows by the volume (LocalStore::GrowGroup).
+[[nodiscard]] absl::Status AddToGroup(LocalStore& store, const VolumeBackupMeta& meta);
 
 }  // namespace chunkferry::engine
 

@@ -242,6 +242,42 @@ TEST_P(RemoteStoreTest, SecondSyncMovesNoChunkData) {
   EXPECT_LT(remote->wire_bytes_received() - recv1, 25 * pull2.chunks_referenced + 64 * 1024);
 }
 
+TEST_P(RemoteStoreTest, PublishedBackupsAreImmutableOverTheWire) {
+  std::vector<Volume> vols = BuildGroup(group_, 4);
+  auto remote = ConnectOk(Options());
+  ASSERT_NE(remote, nullptr);
+  CopyStats stats;
+  ASSERT_TRUE(CopyGroup(*a_, *remote, group_, CopyOptions(), &stats).ok());
+  const auto files = testing::ListFiles(tmp_.Sub("b"), {"LOCK", "chunks.idx"});
+
+  // A manifest of holes under a published uuid: PUT_MANIFEST is refused, nothing changes.
+  const VolumeBackupMeta& meta = vols[0].meta;
+  std::vector<ManifestEntry> holes(1);
+  holes[0].zero = true;
+  holes[0].length = meta.size;
+  testing::VectorManifestSource zeros(meta, holes);
+  absl::Status st = remote->PutManifest(meta, zeros);
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), meta.uuid)) << st;
+  // Against its own earlier version as base it goes as a delta: refused the same way.
+  testing::VectorManifestSource base(meta, testing::ManifestEntries(*a_, meta.uuid));
+  st = remote->PutManifestWithBase(meta, zeros, &base, meta.uuid);
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+
+  // A group record dropping a volume: PUT_GROUP is refused.
+  auto group = a_->GetGroup(group_);
+  ASSERT_TRUE(group.ok()) << group.status();
+  GroupRecord fewer = *group;
+  fewer.volume_uuids.pop_back();
+  st = remote->PutGroup(fewer);
+  EXPECT_EQ(st.code(), absl::StatusCode::kAlreadyExists) << st;
+
+  // The connection is still usable, and the same bytes again are a no-op success.
+  ASSERT_TRUE(remote->PutGroup(*group).ok());
+  EXPECT_EQ(testing::ListFiles(tmp_.Sub("b"), {"LOCK", "chunks.idx"}), files);
+  ExpectServedRestores(vols);
+}
+
 TEST_P(RemoteStoreTest, RelatedGroupMovesOnlyItsNewChunks) {
   const auto v1 = BuildGroup(group_, 3);
   auto remote = ConnectOk(Options());
