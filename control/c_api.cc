@@ -114,6 +114,35 @@ int Sync(chunkferry_handle* h, const char* group_uuid, const char* body_json, un
   return kHttpOk;
 }
 
+int Delete(chunkferry_handle* h, const char* storage_uuid, int kind, const char* uuid,
+           char** response) {
+  const char* missing = h == nullptr              ? "the handle is NULL"
+                        : storage_uuid == nullptr ? "backup_storage_uuid is NULL"
+                        : uuid == nullptr         ? "uuid is NULL"
+                                                  : nullptr;
+  if (missing != nullptr) {
+    SetOut(response, missing);
+    return kHttpBadRequest;
+  }
+  if (kind != CHUNKFERRY_DELETE_GROUP && kind != CHUNKFERRY_DELETE_BACKUP) {
+    SetOut(response, absl::StrCat("unknown kind ", kind,
+                                  " (known: CHUNKFERRY_DELETE_GROUP, CHUNKFERRY_DELETE_BACKUP)"));
+    return kHttpBadRequest;
+  }
+  DeleteOutcome outcome = h->service.Delete(
+      storage_uuid,
+      kind == CHUNKFERRY_DELETE_GROUP ? engine::DeleteKind::kGroup : engine::DeleteKind::kBackup,
+      uuid);
+  if (outcome.error.has_value()) {
+    SetOut(response, Dump(ErrorBody(*outcome.error)));
+    return kHttpUnavailable;
+  }
+  SetOut(response, Dump(Json{{"groupsRemoved", outcome.removed.groups_removed},
+                             {"backupsRemoved", outcome.removed.backups_removed},
+                             {"backupsKept", outcome.removed.backups_kept}}));
+  return kHttpOk;
+}
+
 }  // namespace
 }  // namespace chunkferry::control
 
@@ -146,6 +175,19 @@ int chunkferry_sync(chunkferry_handle* h, const char* group_uuid, const char* bo
   if (response != nullptr) *response = nullptr;
   try {
     return chunkferry::control::Sync(h, group_uuid, body_json, flags, progress, user, response);
+  } catch (const std::exception& e) {
+    chunkferry::control::AnswerInternal(response, e.what());
+  } catch (...) {
+    chunkferry::control::AnswerInternal(response, "unknown exception");
+  }
+  return chunkferry::control::kHttpUnavailable;
+}
+
+int chunkferry_delete(chunkferry_handle* h, const char* backup_storage_uuid, int kind,
+                      const char* uuid, char** response) {
+  if (response != nullptr) *response = nullptr;
+  try {
+    return chunkferry::control::Delete(h, backup_storage_uuid, kind, uuid, response);
   } catch (const std::exception& e) {
     chunkferry::control::AnswerInternal(response, e.what());
   } catch (...) {

@@ -228,6 +228,49 @@ static void TestErrors(chunkferry* h) {
   chunkferry_free(response);
 }
 
+static void TestDelete(chunkferry* h) {
+  char* response = NULL;
+  CHECK(chunkferry_delete(NULL, g_dst, CHUNKFERRY_DELETE_GROUP, g_group, &response) == 400,
+        "NULL handle");
+  chunkferry_free(response);
+  CHECK(chunkferry_delete(h, NULL, CHUNKFERRY_DELETE_GROUP, g_group, NULL) == 400, "NULL storage");
+  CHECK(chunkferry_delete(h, g_dst, 7, g_group, &response) == 400, "unknown kind");
+  CHECK(response != NULL && strstr(response, "unknown kind 7") != NULL, "%s",
+        response ? response : "(null)");
+  chunkferry_free(response);
+
+  int status = chunkferry_delete(h, "ffffffffffffffffffffffffffffffff", CHUNKFERRY_DELETE_GROUP,
+                                 g_group, &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "\"SYS.1003\"") != NULL,
+        "unknown storage answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  status = chunkferry_delete(h, g_dst, CHUNKFERRY_DELETE_GROUP, "not-a-uuid", &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "\"SYS.1007\"") != NULL,
+        "malformed uuid answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  /* The Root backup belongs to the group: refused, naming the group. */
+  status = chunkferry_delete(h, g_dst, CHUNKFERRY_DELETE_BACKUP, g_root, &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "\"SYS.1006\"") != NULL &&
+            strstr(response, g_group) != NULL,
+        "grouped backup answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+
+  status = chunkferry_delete(h, g_dst, CHUNKFERRY_DELETE_GROUP, g_group, &response);
+  CHECK(status == 200 && response != NULL && StartsWith(response, "{\"groupsRemoved\":[\"") &&
+            strstr(response, g_root) != NULL,
+        "delete answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  status = chunkferry_delete(h, g_dst, CHUNKFERRY_DELETE_GROUP, g_group, &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "\"SYS.1003\"") != NULL,
+        "second delete answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  /* The source still holds the group: a sync brings it back. */
+  status = chunkferry_sync(h, g_group, g_body, 0, NULL, NULL, &response);
+  CHECK(status == 200, "sync after delete answered %d: %s", status,
+        response ? response : "(null)");
+  chunkferry_free(response);
+}
+
 int main(int argc, char** argv) {
   if (argc != 6) {
     fprintf(stderr, "usage: %s CONFIG GROUP SRC_STORAGE DST_STORAGE ROOT_BACKUP\n", argv[0]);
@@ -257,6 +300,7 @@ int main(int argc, char** argv) {
   TestSync(h);
   TestThreads(h);
   TestErrors(h);
+  TestDelete(h);
   chunkferry_close(h);
 
   printf("c_api_test: %d checks, %d failed\n", checks, failures);

@@ -100,6 +100,25 @@ CHUNKFERRY_EXPORT int chunkferry_sync(chunkferry_handle* h, const char* group_uu
                                       const char* body_json, unsigned flags,
                                       chunkferry_progress_fn progress, void* user, char** response);
 
+/* chunkferry_delete kinds. */
+#define CHUNKFERRY_DELETE_GROUP 0  /* a VM backup group and its volume backups */
+#define CHUNKFERRY_DELETE_BACKUP 1 /* one volume backup that no group names */
+
+/* Deletes from the backup storage `backup_storage_uuid` of the registry either the VM backup
+ * group `uuid` with the volume backups it names (those no other group names too), or the volume
+ * backup `uuid`, which no group may name. Nothing restores them afterwards; the space of their
+ * chunks comes back at the storage's next garbage collection (`chunkferry gc`). Waits for syncs
+ * that touch the storage.
+ * @return the HTTP status, with *response set to its body (release it with chunkferry_free):
+ *   200  {"groupsRemoved": [...], "backupsRemoved": [...], "backupsKept": [...]}: backupsKept
+ *        are volume backups of the group that another group names too, so left in place;
+ *   400  a plain-text reason: a NULL handle, uuid or storage uuid, or an unknown `kind`;
+ *   503  {"error": ErrorCode}: SYS.1003 unknown storage, group or volume backup, SYS.1006 a
+ *        volume backup that a group names (the details name the group), SYS.1007 a malformed
+ *        uuid, or the code of what failed. Nothing was deleted. */
+CHUNKFERRY_EXPORT int chunkferry_delete(chunkferry_handle* h, const char* backup_storage_uuid,
+                                        int kind, const char* uuid, char** response);
+
 /* Releases a string the library handed out. NULL is a no-op. */
 CHUNKFERRY_EXPORT void chunkferry_free(void* p);
 

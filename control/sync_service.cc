@@ -278,6 +278,52 @@ std::vector<std::unique_lock<std::mutex>> SyncService::LockStorages(const std::s
   return locks;
 }
 
+DeleteOutcome SyncService::Delete(const std::string& storage_uuid, engine::DeleteKind kind,
+                                  const std::string& uuid) {
+  DeleteOutcome out;
+  const bool group = kind == engine::DeleteKind::kGroup;
+  if (auto e = CheckUuid("backupStorageUuid", storage_uuid)) {
+    out.error = *std::move(e);
+    return out;
+  }
+  if (auto e = CheckUuid(group ? "groupUuid" : "uuid", uuid)) {
+    out.error = *std::move(e);
+    return out;
+  }
+  const BackupStorage* storage = registry_.Find(storage_uuid);
+  if (storage == nullptr) {
+    out.error =
+        MakeError(kSysNotFound, absl::StrCat("backup storage ", storage_uuid, " is not known"));
+    return out;
+  }
+  const auto locks = LockStorages(storage->uuid, storage->uuid);
+  auto opened = OpenStorage(*storage, /*writable=*/true, options_.queue, nullptr);
+  if (!opened.ok()) {
+    out.error = StatusError(
+        absl::StrCat("cannot open backup storage ", storage->uuid, " (", Place(*storage), ")"),
+        opened.status());
+    return out;
+  }
+  engine::Store& store = opened->store();
+  absl::StatusOr<engine::DeleteResult> removed =
+      group ? store.DeleteGroup(uuid) : store.DeleteBackup(uuid);
+  const absl::Status closed = opened->local ? opened->local->Close() : absl::OkStatus();
+  const std::string what =
+      absl::StrCat(group ? "group " : "volume backup ", uuid, " in backup storage ", storage->uuid);
+  if (!removed.ok()) {
+    out.error = absl::IsFailedPrecondition(removed.status())
+                    ? MakeError(kSysOperationFailed, std::string(removed.status().message()))
+                    : StatusError(absl::StrCat("cannot delete ", what), removed.status());
+    return out;
+  }
+  if (!closed.ok()) {
+    out.error = StatusError(absl::StrCat("deleted ", what, " but closing failed"), closed);
+    return out;
+  }
+  out.removed = *std::move(removed);
+  return out;
+}
+
 SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressFn* progress) {
   SyncResult result;
   auto fail = [&result](ApiError error) {

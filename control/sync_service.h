@@ -55,6 +55,11 @@ struct SyncResult {
 // and every inventories[i].backupStorageRefs[j], each parent before its children.
 Json SuccessBody(const Json& inventories, bool with_schema);
 
+struct DeleteOutcome {
+  std::optional<ApiError> error;  // set: nothing was deleted
+  engine::DeleteResult removed;
+};
+
 struct ServiceOptions {
   io::QueueOptions queue;   // for the stores the service opens
   size_t pool_workers = 0;  // checking threads for local destinations; 0: one per core
@@ -79,6 +84,14 @@ class SyncService {
   // A group the destination already holds succeeds with nothing copied. `progress` (may be null)
   // is called from this thread.
   SyncResult Sync(const SyncRequest& request, const engine::ProgressFn* progress);
+
+  // Deletes group `uuid` with its volume backups (those no other group names), or volume backup
+  // `uuid` that no group names, from backup storage `storage_uuid`. Errors: unknown storage,
+  // group or backup → SYS.1003; a malformed uuid → SYS.1007; a volume backup a group names →
+  // SYS.1006 naming the group; others → the code of ErrorFromStatus. Waits for syncs touching
+  // the storage, as they wait for each other.
+  DeleteOutcome Delete(const std::string& storage_uuid, engine::DeleteKind kind,
+                       const std::string& uuid);
 
   // Parses the body and runs the sync: what the C ABI and HTTP call. When the body is a bad
   // request, `bad_request` gets its text and the result is empty.

@@ -1,5 +1,6 @@
 #include "io/fd.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -262,6 +263,29 @@ absl::StatusOr<bool> WriteFileOnce(const std::string& path, std::string_view dat
     return status;
   }
   return PublishFileOnce(tmp, path);
+}
+
+absl::Status MakeDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoStatus(errno, "mkdir", path);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir, std::string_view suffix) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return ErrnoStatus(errno, "opendir", dir);
+  std::vector<std::string> out;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (name == "." || name == "..") continue;
+    if (name.size() > suffix.size() && name.substr(name.size() - suffix.size()) == suffix) {
+      out.emplace_back(name.substr(0, name.size() - suffix.size()));
+    }
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 absl::Status FsyncDir(const std::string& dir) {

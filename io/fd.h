@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -78,6 +79,12 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 [[nodiscard]] absl::StatusOr<bool> WriteFileOnce(const std::string& path, std::string_view data);
 // Compares two files byte for byte, streaming (files of any size).
 [[nodiscard]] absl::StatusOr<bool> FilesEqual(const std::string& a, const std::string& b);
+// Creates directory `path` (mode 0755); one that exists already is fine.
+[[nodiscard]] absl::Status MakeDir(const std::string& path);
+// Lists the names in `dir` that end in `suffix` (and are longer than it), without the suffix,
+// sorted.
+[[nodiscard]] absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir,
+                                                               std::string_view suffix);
 // fsyncs a directory so that renames and creations inside it are durable.
 [[nodiscard]] absl::Status FsyncDir(const std::string& dir);
 // fsyncs an open file.

@@ -171,6 +171,39 @@ TEST_P(CliTest, EndToEnd) {
   EXPECT_EQ(bad["damagedBackups"].size(), 1u) << bad.dump();
 }
 
+// delete: refusals are exit 1 (unknown, grouped) or 2 (flags) and change nothing; a group goes
+// with its volume backups, and restore then fails.
+TEST_P(CliTest, DeleteGroupsAndBackups) {
+  const std::string s = tmp_.Sub("s"), image = tmp_.Sub("root.img");
+  testing::WriteMixedFile(image, 2 * kMiB, 3);
+  const std::string group = engine::NewUuid();
+  Run({"store", "init", "--store", s});
+  const std::string backup =
+      ParseJson(Run({"import", "--store", s, "--image", image, "--group", group, "--volume",
+                     engine::NewUuid(), "--type", "Root", "--json", "--quiet"})
+                    .out)
+          .value("uuid", "");
+  ASSERT_TRUE(engine::IsValidUuid(backup));
+  const auto files = testing::ListFiles(s, {"LOCK", "chunks.idx"});
+
+  auto grouped = Run({"delete", "--store", s, "--backup", backup}, 1);
+  EXPECT_TRUE(absl::StrContains(grouped.err, group)) << grouped.err;
+  auto unknown = Run({"delete", "--store", s, "--group", engine::NewUuid()}, 1);
+  EXPECT_TRUE(absl::StrContains(unknown.err, "has no group")) << unknown.err;
+  Run({"delete", "--store", s}, 2);
+  Run({"delete", "--store", s, "--group", group, "--backup", backup}, 2);
+  Run({"delete", "--store", s, "--group", "not-a-uuid"}, 2);
+  Run({"delete", "--store", s, "--group", group, "--key-file", tmp_.Sub("k")}, 2);
+  EXPECT_EQ(testing::ListFiles(s, {"LOCK", "chunks.idx"}), files);
+
+  const Json deleted = ParseJson(Run({"delete", "--store", s, "--group", group, "--json"}).out);
+  EXPECT_EQ(deleted["groups_removed"], Json::array({group}));
+  EXPECT_EQ(deleted["backups_removed"], Json::array({backup}));
+  EXPECT_EQ(deleted["backups_kept"], Json::array());
+  Run({"restore", "--store", s, "--backup", backup, "--output", tmp_.Sub("out")}, 1);
+  EXPECT_EQ(ParseJson(Run({"ls", "--store", s, "--json"}).out), Json::array());
+}
+
 TEST(CliHelpTest, HelpIsExitCodeZeroOnStdout) {
   for (const char* cmd : {"import", "restore", "copy", "verify", "ls", "inventory"}) {
     const auto r = testing::RunProcess({CHUNKFERRY_CLI, cmd, "--help"});

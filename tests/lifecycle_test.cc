@@ -2,6 +2,10 @@
 // never replaced by other bytes (publishing the same bytes again is a no-op), a group only grows
 // through import, and delete removes groups and volume backups, crash-safely, refusing what a
 // group still needs.
+#include <stdio.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -153,6 +157,137 @@ TEST_P(LifecycleTest, GroupsAreNeverReplacedAndOnlyGrowByImport) {
   std::vector<std::string> want = group->volume_uuids;
   want.push_back(added.meta.uuid);
   EXPECT_EQ(grown->volume_uuids, want);
+}
+
+// ---- Delete. ----
+
+TEST_P(LifecycleTest, DeleteGroupRemovesItAndItsBackupsAndLeavesOtherGroups) {
+  const std::string other = engine::NewUuid();
+  std::vector<testing::ImportedVolume> kept =
+      testing::ImportRelatedGroup(*store_, pool_, tmp_, other, vols_[0].image, vols_[1].image);
+  ASSERT_TRUE(store_->Flush().ok());
+
+  absl::StatusOr<engine::DeleteResult> r = store_->DeleteGroup(group_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->groups_removed, std::vector<std::string>{group_});
+  std::vector<std::string> want;
+  for (const auto& v : vols_) want.push_back(v.meta.uuid);
+  std::vector<std::string> got = r->backups_removed;
+  std::sort(want.begin(), want.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, want);
+  EXPECT_TRUE(r->backups_kept.empty());
+
+  EXPECT_EQ(store_->GetGroup(group_).status().code(), absl::StatusCode::kNotFound);
+  for (const auto& v : vols_) {
+    EXPECT_FALSE(store_->HasManifest(v.meta.uuid)) << v.meta.uuid;
+    EXPECT_EQ(store_->OpenManifest(v.meta.uuid).status().code(), absl::StatusCode::kNotFound);
+  }
+  auto groups = store_->ListGroups();
+  ASSERT_TRUE(groups.ok());
+  EXPECT_EQ(*groups, std::vector<std::string>{other});
+  // The other group shares chunks with the deleted one: it still restores, now and after reopen.
+  for (int round = 0; round < 2; ++round) {
+    for (size_t i = 0; i < kept.size(); ++i) {
+      EXPECT_TRUE(testing::RestoresIdentical(*store_, pool_, kept[i].meta.uuid, kept[i].image,
+                                             tmp_.Sub(absl::StrCat("kept", i))));
+    }
+    Reopen();
+  }
+  EXPECT_EQ(store_->DeleteGroup(group_).status().code(), absl::StatusCode::kNotFound);
+  // The name is free again.
+  std::vector<testing::ImportedVolume> again =
+      testing::ImportSampleGroup(*store_, pool_, tmp_, group_, 8, {1 * kMiB, 1 * kMiB, 1 * kMiB});
+  EXPECT_EQ(again.size(), 3u);
+}
+
+TEST_P(LifecycleTest, ABackupTwoGroupsNameIsKeptUntilTheLastGoes) {
+  auto group = store_->GetGroup(group_);
+  ASSERT_TRUE(group.ok());
+  engine::GroupRecord twin = *group;
+  twin.group_uuid = engine::NewUuid();
+  twin.volume_uuids.resize(1);  // shares the Root backup
+  ASSERT_TRUE(store_->PutGroup(twin).ok());
+
+  absl::StatusOr<engine::DeleteResult> r = store_->DeleteGroup(group_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->backups_kept, std::vector<std::string>{twin.volume_uuids[0]});
+  EXPECT_EQ(r->backups_removed.size(), 2u);
+  EXPECT_TRUE(testing::RestoresIdentical(*store_, pool_, vols_[0].meta.uuid, vols_[0].image,
+                                         tmp_.Sub("root.out")));
+  r = store_->DeleteGroup(twin.group_uuid);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->backups_removed, std::vector<std::string>{twin.volume_uuids[0]});
+  EXPECT_FALSE(store_->HasManifest(vols_[0].meta.uuid));
+}
+
+TEST_P(LifecycleTest, DeleteBackupRefusesOneAGroupNamesAndTakesOneNoGroupNames) {
+  const auto files = Files();
+  absl::StatusOr<engine::DeleteResult> r = store_->DeleteBackup(vols_[1].meta.uuid);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), group_)) << r.status();
+  EXPECT_EQ(Files(), files);
+
+  engine::ImportOptions o;
+  o.source = vols_[2].image;
+  o.meta = testing::NewMeta(engine::NewUuid(), "Data");
+  o.add_to_group = false;
+  engine::ImportStats stats;
+  auto loose = engine::ImportVolume(*store_, pool_, o, &stats);
+  ASSERT_TRUE(loose.ok()) << loose.status();
+  r = store_->DeleteBackup(loose->uuid);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->backups_removed, std::vector<std::string>{loose->uuid});
+  EXPECT_TRUE(r->groups_removed.empty());
+  EXPECT_FALSE(store_->HasManifest(loose->uuid));
+  ExpectAllRestore();
+}
+
+TEST_P(LifecycleTest, BadDeletesAreClearErrorsAndChangeNothing) {
+  const auto files = Files();
+  const std::string unknown = engine::NewUuid();
+  absl::StatusOr<engine::DeleteResult> r = store_->DeleteGroup(unknown);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), unknown)) << r.status();
+  EXPECT_EQ(store_->DeleteBackup(unknown).status().code(), absl::StatusCode::kNotFound);
+  for (const char* bad : {"", "../../etc", "0123456789ABCDEF0123456789ABCDEF"}) {
+    EXPECT_EQ(store_->DeleteGroup(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(store_->DeleteBackup(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_EQ(Files(), files);
+
+  // A read-only store deletes nothing.
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  auto ro = testing::OpenStore(dir_, GetParam(), false, &pool_);
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  EXPECT_EQ((*ro)->DeleteGroup(group_).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(Files(), files);
+}
+
+// A delete that stopped at any point is finished by the next writable open: the group never
+// comes back, and never names a missing manifest.
+TEST_P(LifecycleTest, AnInterruptedDeleteIsFinishedOnOpen) {
+  for (size_t unlinked = 0; unlinked <= vols_.size(); ++unlinked) {
+    SCOPED_TRACE(absl::StrCat(unlinked, " manifests unlinked before the crash"));
+    const std::string g = unlinked == 0 ? group_ : engine::NewUuid();
+    std::vector<testing::ImportedVolume> vols =
+        unlinked == 0 ? vols_
+                      : testing::ImportSampleGroup(*store_, pool_, tmp_, g, 20 + unlinked,
+                                                   {1 * kMiB, 1 * kMiB, 1 * kMiB});
+    ASSERT_TRUE(store_->Flush().ok());
+    // What DeleteGroup does first, then `unlinked` of its manifests, then a crash.
+    ASSERT_EQ(::rename(store_->GroupPath(g).c_str(),
+                       absl::StrCat(dir_, "/deleting/", g, ".group").c_str()),
+              0);
+    for (size_t i = 0; i < unlinked; ++i) {
+      ASSERT_EQ(::unlink(store_->ManifestPath(vols[i].meta.uuid).c_str()), 0);
+    }
+    Reopen();
+    EXPECT_EQ(store_->GetGroup(g).status().code(), absl::StatusCode::kNotFound);
+    for (const auto& v : vols) EXPECT_FALSE(store_->HasManifest(v.meta.uuid));
+    EXPECT_TRUE(testing::ListFiles(absl::StrCat(dir_, "/deleting")).empty());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LifecycleTest, ::testing::ValuesIn(testing::AllBackends()),

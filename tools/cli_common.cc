@@ -1,10 +1,13 @@
 #include "tools/cli_common.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <string_view>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -87,6 +90,49 @@ absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx
   o.queue = ctx.queue;
   o.pool = ctx.pool.get();
   return engine::LocalStore::Open(dir, o);
+}
+
+namespace {
+
+constexpr char kRemotePrefix[] = "tcp://";
+
+bool IsDirectory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+bool FileExists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const std::string& text) {
+  StoreLocation where;
+  where.text = text;
+  if (absl::StartsWith(text, kRemotePrefix)) {
+    auto ep = io::ParseEndpoint(std::string_view(text).substr(sizeof(kRemotePrefix) - 1));
+    if (!ep.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", ep.status().message()));
+    }
+    if (ep->port == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": port 0 names no daemon"));
+    }
+    where.remote = true;
+    where.endpoint = *ep;
+    return where;
+  }
+  if (!IsDirectory(text)) {
+    auto ep = io::ParseEndpoint(text);
+    if (ep.ok() && ep->port != 0) {
+      where.remote = true;
+      where.endpoint = *ep;
+      return where;
+    }
+  }
+  where.dir = text;
+  return where;
 }
 
 std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,

@@ -14,6 +14,7 @@
 #include "engine/local/local_store.h"
 #include "engine/store/progress.h"
 #include "engine/store/worker_pool.h"
+#include "io/net.h"
 #include "tools/flags.h"
 
 namespace chunkferry::tools {
@@ -44,6 +45,19 @@ absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx
                                                               const std::string& dir,
                                                               bool writable);
 
+// Where a store is: a directory, or a store daemon.
+struct StoreLocation {
+  bool remote = false;
+  std::string dir;        // local
+  io::Endpoint endpoint;  // remote
+  std::string text;       // as given, for messages
+};
+// "tcp://HOST:PORT" is a daemon; otherwise an existing directory is a store, and HOST:PORT that
+// names no directory is a daemon. Anything else is taken as a store directory (opening it then
+// says what is wrong). `flag` names the flag in errors (InvalidArgument).
+absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const std::string& text);
+bool FileExists(const std::string& path);
+
 // How a command's help and flags differ from the usual.
 struct ParseExtras {
   absl::string_view about;                // a paragraph after the usage line
@@ -71,9 +85,10 @@ int CmdStore(const std::vector<std::string>& args);
 int CmdImport(const std::vector<std::string>& args);
 int CmdRestore(const std::vector<std::string>& args);
 int CmdCopy(const std::vector<std::string>& args);
-int CmdServe(const std::vector<std::string>& args);  // tools/cmd_serve.cc
-int CmdSync(const std::vector<std::string>& args);   // tools/cmd_sync.cc
-int CmdApi(const std::vector<std::string>& args);    // tools/cmd_api.cc
+int CmdServe(const std::vector<std::string>& args);   // tools/cmd_serve.cc
+int CmdSync(const std::vector<std::string>& args);    // tools/cmd_sync.cc
+int CmdApi(const std::vector<std::string>& args);     // tools/cmd_api.cc
+int CmdDelete(const std::vector<std::string>& args);  // tools/cmd_delete.cc
 int CmdVerify(const std::vector<std::string>& args);
 int CmdLs(const std::vector<std::string>& args);
 int CmdInventory(const std::vector<std::string>& args);

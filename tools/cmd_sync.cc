@@ -26,56 +26,6 @@ namespace chunkferry::tools {
 namespace {
 
 constexpr char kCmd[] = "sync";
-constexpr char kRemotePrefix[] = "tcp://";
-
-// One end of the sync: a store directory or a daemon address.
-struct Side {
-  bool remote = false;
-  std::string dir;        // local
-  io::Endpoint endpoint;  // remote
-  std::string text;       // as given, for messages
-};
-
-bool IsDirectory(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool FileExists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
-
-// "tcp://HOST:PORT" is a daemon; otherwise an existing directory is a store, and HOST:PORT that
-// names no directory is a daemon. Anything else is taken as a store directory (opening it then
-// says what is wrong).
-absl::StatusOr<Side> ParseSide(absl::string_view flag, const std::string& text) {
-  Side side;
-  side.text = text;
-  if (absl::StartsWith(text, kRemotePrefix)) {
-    auto ep = io::ParseEndpoint(std::string_view(text).substr(sizeof(kRemotePrefix) - 1));
-    if (!ep.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", ep.status().message()));
-    }
-    if (ep->port == 0) {
-      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": port 0 names no daemon"));
-    }
-    side.remote = true;
-    side.endpoint = *ep;
-    return side;
-  }
-  if (!IsDirectory(text)) {
-    auto ep = io::ParseEndpoint(text);
-    if (ep.ok() && ep->port != 0) {
-      side.remote = true;
-      side.endpoint = *ep;
-      return side;
-    }
-  }
-  side.dir = text;
-  return side;
-}
-
 // Parses a rate: a size with an optional k/m/g/t suffix (binary: 50M is 50 MiB), optionally
 // followed by "B", "iB" or "/s" ("50M", "50MiB/s", "1g"). "0" is no limit.
 absl::StatusOr<uint64_t> ParseRate(const std::string& text) {
@@ -153,9 +103,9 @@ int CmdSync(const std::vector<std::string>& args) {
     return Usage(
         kCmd, absl::StrCat("--group: '", group, "' is not a uuid (32 lowercase hex digits)"), "");
   }
-  auto from = ParseSide("from", flags->Get("from"));
+  auto from = ParseStoreLocation("from", flags->Get("from"));
   if (!from.ok()) return Usage(kCmd, from.status().message(), "");
-  auto to = ParseSide("to", flags->Get("to"));
+  auto to = ParseStoreLocation("to", flags->Get("to"));
   if (!to.ok()) return Usage(kCmd, to.status().message(), "");
   if (from->remote && to->remote) {
     return Usage(kCmd, "--from and --to are both daemons; at most one side may be remote", "");
@@ -174,7 +124,7 @@ int CmdSync(const std::vector<std::string>& args) {
   if (progress_json) ctx->progress = PrintProgressJson;
 
   const bool remote = from->remote || to->remote;
-  const Side& local_side = from->remote ? *to : *from;
+  const StoreLocation& local_side = from->remote ? *to : *from;
   std::optional<engine::AuthKey> key;
   if (remote) {
     std::string key_file = flags->Get("key-file");

@@ -24,6 +24,7 @@ constexpr char kUsage[] =
     "  verify       check every chunk of a store and name the backups damage breaks\n"
     "  ls           list groups and their volume backups\n"
     "  inventory    a group's VolumeBackupInventory JSON\n"
+    "  delete       delete a group, or a volume backup no group names\n"
     "\n"
     "exit codes: 0 ok, 1 failed (or damage found), 2 usage error\n";
 
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   if (cmd == "verify") return CmdVerify(args);
   if (cmd == "ls") return CmdLs(args);
   if (cmd == "inventory") return CmdInventory(args);
+  if (cmd == "delete") return CmdDelete(args);
   std::fprintf(stderr, "chunkferry: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return kExitUsage;
 }

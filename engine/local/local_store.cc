@@ -41,30 +41,6 @@ static_assert(std::max<size_t>(kPartMax, codec::kMaxRecordRawLength + (1 << 20))
 constexpr uint64_t kSnapshotTailMax = 16384;
 constexpr uint64_t kWriteTagBit = 1ull << 63;
 
-absl::Status MakeDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-    return io::ErrnoStatus(errno, "mkdir", path);
-  }
-  return absl::OkStatus();
-}
-
-// Lists the names in `dir` that end in `suffix`, without the suffix.
-absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir, absl::string_view suffix) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return io::ErrnoStatus(errno, "opendir", dir);
-  std::vector<std::string> out;
-  while (dirent* e = ::readdir(d)) {
-    absl::string_view name(e->d_name);
-    if (name == "." || name == "..") continue;
-    if (name.size() > suffix.size() && absl::EndsWith(name, suffix)) {
-      out.emplace_back(name.substr(0, name.size() - suffix.size()));
-    }
-  }
-  ::closedir(d);
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 std::string FormatDescriptor(const StoreInfo& info) {
   return absl::StrCat("format=", kFormatName, "\nversion=", kFormatVersion, "\nuuid=", info.uuid,
                       "\nchunker=", info.chunker.ToString(), "\nzstd_level=", info.zstd_level,
@@ -124,7 +100,7 @@ absl::StatusOr<StoreInfo> ParseDescriptor(const std::string& text, const std::st
 }  // namespace
 
 absl::Status LocalStore::Init(const std::string& dir, const StoreInitOptions& options) {
-  CF_RETURN_IF_ERROR(MakeDir(dir));
+  CF_RETURN_IF_ERROR(io::MakeDir(dir));
   {
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr) return io::ErrnoStatus(errno, "opendir", dir);
@@ -149,8 +125,8 @@ absl::Status LocalStore::Init(const std::string& dir, const StoreInitOptions& op
   if (info.record_target == 0 || info.record_target > codec::kMaxRecordRawLength) {
     return absl::InvalidArgumentError("record target must be between 1 byte and 16 MiB");
   }
-  for (const char* sub : {"packs", "index", "volumes", "groups", "tmp"}) {
-    CF_RETURN_IF_ERROR(MakeDir(absl::StrCat(dir, "/", sub)));
+  for (const char* sub : {"packs", "index", "volumes", "groups", "tmp", "deleting"}) {
+    CF_RETURN_IF_ERROR(io::MakeDir(absl::StrCat(dir, "/", sub)));
   }
   if (!options.id_key_hex.empty()) {
     for (char c : options.id_key_hex) {
@@ -214,7 +190,7 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
       return io::ErrnoStatus(errno, "ftruncate", lock_path);
     CF_RETURN_IF_ERROR(io::PwriteFull(s->lock_fd_.get(), AsBytes(pid), 0));
     // Leftovers of an interrupted run: never referenced by anything.
-    auto tmps = ListDir(absl::StrCat(dir, "/tmp"), "");
+    auto tmps = io::ListDir(absl::StrCat(dir, "/tmp"), "");
     if (tmps.ok()) {
       for (const auto& t : *tmps) ::unlink(absl::StrCat(dir, "/tmp/", t).c_str());
     }
@@ -225,6 +201,7 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
   queue_options.single_thread = false;
   CF_ASSIGN_OR_RETURN(s->queue_, io::MakeQueue(queue_options));
   CF_RETURN_IF_ERROR(s->LoadIndexAndPacks());
+  if (options.writable) CF_RETURN_IF_ERROR(s->FinishInterruptedDeletes());
   const size_t slots = options.pool ? options.pool->slots() : 1;
   s->decompressors_.resize(slots);
   s->scratch_.resize(slots);
@@ -247,7 +224,7 @@ absl::Status LocalStore::CheckUsable() const {
 
 absl::Status LocalStore::LoadIndexAndPacks() {
   const std::string packs_dir = absl::StrCat(dir_, "/packs");
-  CF_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(packs_dir, ".pack"));
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> names, io::ListDir(packs_dir, ".pack"));
   std::vector<uint32_t> ids;
   for (const auto& n : names) {
     uint32_t id = 0;
@@ -1054,7 +1031,7 @@ absl::StatusOr<std::unique_ptr<ManifestSource>> LocalStore::OpenManifest(
 }
 
 absl::StatusOr<std::vector<std::string>> LocalStore::ListManifests() {
-  CF_ASSIGN_OR_RETURN(auto names, ListDir(absl::StrCat(dir_, "/volumes"), ".manifest"));
+  CF_ASSIGN_OR_RETURN(auto names, io::ListDir(absl::StrCat(dir_, "/volumes"), ".manifest"));
   std::vector<std::string> out;
   for (auto& n : names) {
     if (IsValidUuid(n)) out.push_back(std::move(n));
@@ -1126,7 +1103,7 @@ absl::StatusOr<GroupRecord> LocalStore::GetGroup(const std::string& group_uuid) 
 }
 
 absl::StatusOr<std::vector<std::string>> LocalStore::ListGroups() {
-  CF_ASSIGN_OR_RETURN(auto names, ListDir(absl::StrCat(dir_, "/groups"), ".group"));
+  CF_ASSIGN_OR_RETURN(auto names, io::ListDir(absl::StrCat(dir_, "/groups"), ".group"));
   std::vector<std::string> out;
   for (auto& n : names) {
     if (IsValidUuid(n)) out.push_back(std::move(n));

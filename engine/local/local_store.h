@@ -8,6 +8,7 @@
 //   packs/*.pack    chunk records
 //   index/chunks.idx  index snapshot
 //   volumes/<uuid>.manifest, groups/<uuid>.group, tmp/
+//   deleting/<uuid>.group  a group being deleted (local_store_delete.cc)
 #ifndef CHUNKFERRY_ENGINE_LOCAL_LOCAL_STORE_H_
 #define CHUNKFERRY_ENGINE_LOCAL_LOCAL_STORE_H_
 
@@ -82,6 +83,8 @@ class LocalStore final : public Store {
   absl::Status PutGroup(const GroupRecord& group) override;
   absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
   absl::StatusOr<std::vector<std::string>> ListGroups() override;
+  absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
+  absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 
   // Publishes `group` over the published record of the same uuid when it only adds volumes to it
   // (same VM and date, every volume still named, the order of the old ones kept): how a local
@@ -198,6 +201,12 @@ class LocalStore final : public Store {
   // Submits the open buffer and waits for every write: what readers of the packs need first.
   absl::Status FinishWrites();
   absl::Status CheckUsable() const;
+  // Deletes what the group record parked in deleting/ (by DeleteGroup, or by a run that crashed
+  // part way) names, then the record: the second half of DeleteGroup, and what a writable open
+  // does for every record it finds there.
+  absl::Status FinishGroupDelete(const std::string& group_uuid, DeleteResult* result);
+  absl::Status FinishInterruptedDeletes();
+  std::string DeletingPath(const std::string& group_uuid) const;
   // FailedPrecondition unless every volume `group` names has a manifest here.
   absl::Status CheckGroupVolumes(const GroupRecord& group) const;
 

@@ -41,6 +41,17 @@ struct AppendStats {
   uint64_t chunks_added = 0;
 };
 
+// What a delete removes: a group (with its volume backups) or one volume backup.
+enum class DeleteKind : uint8_t { kGroup = 0, kBackup = 1 };
+
+// What a delete removed.
+struct DeleteResult {
+  std::vector<std::string> groups_removed;
+  std::vector<std::string> backups_removed;
+  // Volume backups of a deleted group that another group names too, so left in place.
+  std::vector<std::string> backups_kept;
+};
+
 // An image store. Implementations are not thread-safe: one thread drives a Store at a time.
 class Store {
  public:
@@ -104,6 +115,16 @@ class Store {
   // NotFound when the store has no such group.
   [[nodiscard]] virtual absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListGroups() = 0;
+
+  // Deletes group `group_uuid` and the volume backups it names (those that no other group names
+  // too). The group is unreachable when this returns, whatever happens after; a crash part way
+  // is finished by the store's next writable open. Chunks stay until a garbage collection.
+  // NotFound when the store has no such group.
+  [[nodiscard]] virtual absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) = 0;
+  // Deletes one volume backup that no group names. FailedPrecondition naming the group when one
+  // does; NotFound when the store has no such backup.
+  [[nodiscard]] virtual absl::StatusOr<DeleteResult> DeleteBackup(
+      const std::string& backup_uuid) = 0;
 };
 
 }  // namespace chunkferry::engine

@@ -223,6 +223,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
       s->max_frame_ = welcome->max_frame;
       s->max_inflight_ = welcome->max_inflight;
       s->manifest_delta_ = welcome->manifest_delta;
+      s->takes_delete_ = welcome->takes_delete;
       expect = welcome->info.uuid;
     } else if (welcome->info.uuid != expect) {
       return s->PeerStatus(absl::StatusCode::kFailedPrecondition,
@@ -993,6 +994,30 @@ uint64_t RemoteStore::wire_bytes_received() const {
   uint64_t n = 0;
   for (const Conn& c : conns_) n += c.bytes_received + c.wire->bytes_received();
   return n;
+}
+
+absl::StatusOr<DeleteResult> RemoteStore::Delete(DeleteKind kind, const std::string& uuid) {
+  if (!IsValidUuid(uuid)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kind == DeleteKind::kGroup ? "group" : "volume backup", " uuid '", uuid, "' is malformed"));
+  }
+  if (!takes_delete_) {
+    return PeerStatus(absl::StatusCode::kFailedPrecondition,
+                      "the daemon does not take DELETE (an older version): upgrade it first");
+  }
+  CF_ASSIGN_OR_RETURN(
+      auto reply, Call(MsgType::kDelete, StrBytes(EncodeDelete({kind, uuid})), MsgType::kDeleted));
+  auto result = DecodeDeleted(reply);
+  if (!result.ok()) return PeerStatus(result.status().code(), result.status().message());
+  return result;
+}
+
+absl::StatusOr<DeleteResult> RemoteStore::DeleteGroup(const std::string& group_uuid) {
+  return Delete(DeleteKind::kGroup, group_uuid);
+}
+
+absl::StatusOr<DeleteResult> RemoteStore::DeleteBackup(const std::string& backup_uuid) {
+  return Delete(DeleteKind::kBackup, backup_uuid);
 }
 
 }  // namespace chunkferry::engine

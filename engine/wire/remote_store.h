@@ -40,8 +40,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "engine/wire/auth.h"
 #include "engine/store/store.h"
+#include "engine/wire/auth.h"
 #include "engine/wire/wire_conn.h"
 #include "io/net.h"
 #include "io/queue.h"
@@ -98,6 +98,8 @@ class RemoteStore final : public Store {
   absl::Status PutGroup(const GroupRecord& group) override;
   absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
   absl::StatusOr<std::vector<std::string>> ListGroups() override;
+  absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
+  absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 
   // Bytes that crossed the wire on all connections (frames, handshake included).
   uint64_t wire_bytes_sent() const;
@@ -198,6 +200,8 @@ class RemoteStore final : public Store {
   absl::Status RunUntil(const std::function<bool()>& done, int64_t timeout_ms = kWireIoTimeoutMs);
   // Posts what can go, collects the completions that are in, without waiting.
   absl::Status Poll();
+  // DELETE of a group or a volume backup.
+  absl::StatusOr<DeleteResult> Delete(DeleteKind kind, const std::string& uuid);
   // A request on connection 0 answered by one frame of type `reply`; returns its payload.
   absl::StatusOr<std::vector<uint8_t>> Call(MsgType type, absl::Span<const uint8_t> payload,
                                             MsgType reply, int64_t timeout_ms = kWireIoTimeoutMs);
@@ -231,6 +235,7 @@ class RemoteStore final : public Store {
   Clock::time_point last_progress_;
   bool in_sink_ = false;
   bool manifest_delta_ = false;
+  bool takes_delete_ = false;  // WELCOME's delete=1
   uint64_t deltas_sent_ = 0;
   uint64_t delta_fallbacks_ = 0;
 };

@@ -16,12 +16,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "codec/chunk_id.h"
+#include "engine/format/pack.h"
+#include "engine/local/local_store.h"
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
-#include "engine/local/local_store.h"
-#include "engine/format/pack.h"
-#include "engine/wire/store_server.h"
 #include "engine/store/worker_pool.h"
+#include "engine/wire/store_server.h"
 #include "gtest/gtest.h"
 #include "io/net.h"
 #include "tests/test_util.h"
@@ -275,6 +275,34 @@ TEST_P(RemoteStoreTest, PublishedBackupsAreImmutableOverTheWire) {
   // The connection is still usable, and the same bytes again are a no-op success.
   ASSERT_TRUE(remote->PutGroup(*group).ok());
   EXPECT_EQ(testing::ListFiles(tmp_.Sub("b"), {"LOCK", "chunks.idx"}), files);
+  ExpectServedRestores(vols);
+}
+
+TEST_P(RemoteStoreTest, DeleteOverTheWire) {
+  std::vector<Volume> vols = BuildGroup(group_, 5);
+  auto remote = ConnectOk(Options());
+  ASSERT_NE(remote, nullptr);
+  CopyStats stats;
+  ASSERT_TRUE(CopyGroup(*a_, *remote, group_, CopyOptions(), &stats).ok());
+
+  // A volume backup the group names is refused, naming the group; the connection stays usable.
+  absl::StatusOr<DeleteResult> r = remote->DeleteBackup(vols[1].meta.uuid);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), group_)) << r.status();
+  const std::string unknown = NewUuid();
+  EXPECT_EQ(remote->DeleteGroup(unknown).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(remote->DeleteGroup("../x").status().code(), absl::StatusCode::kInvalidArgument);
+
+  r = remote->DeleteGroup(group_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->groups_removed, std::vector<std::string>{group_});
+  EXPECT_EQ(r->backups_removed.size(), vols.size());
+  EXPECT_EQ(remote->GetGroup(group_).status().code(), absl::StatusCode::kNotFound);
+  for (const auto& v : vols) {
+    EXPECT_EQ(remote->OpenManifest(v.meta.uuid).status().code(), absl::StatusCode::kNotFound);
+  }
+  // The source still has it, and syncing it again brings it back.
+  ASSERT_TRUE(CopyGroup(*a_, *remote, group_, CopyOptions(), &stats).ok());
   ExpectServedRestores(vols);
 }
 

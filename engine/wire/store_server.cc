@@ -91,6 +91,7 @@ class Session {
   absl::Status HandlePutGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleGetGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleListGroups(absl::Span<const uint8_t> payload);
+  absl::Status HandleDelete(absl::Span<const uint8_t> payload);
 
   // Marks `status` as the peer's protocol error (the loop answers it with ERROR and closes).
   absl::Status ProtocolError(absl::Status status) {
@@ -175,6 +176,8 @@ absl::Status Session::Handle(const WireFrame& frame) {
       return HandleGetGroup(frame.payload);
     case MsgType::kListGroups:
       return HandleListGroups(frame.payload);
+    case MsgType::kDelete:
+      return HandleDelete(frame.payload);
     case MsgType::kBye:
       if (absl::Status st = CheckEmptyPayload(MsgType::kBye, frame.payload); !st.ok()) {
         return ProtocolError(st);
@@ -482,12 +485,26 @@ absl::Status Session::HandleListGroups(absl::Span<const uint8_t> payload) {
   return conn_.Send(MsgType::kGroupList, Bytes(reply));
 }
 
+absl::Status Session::HandleDelete(absl::Span<const uint8_t> payload) {
+  absl::StatusOr<DeleteRequest> request = DecodeDelete(payload);
+  if (!request.ok()) return ProtocolError(request.status());
+  absl::StatusOr<DeleteResult> result;
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    result = request->kind == DeleteKind::kGroup ? store_.DeleteGroup(request->uuid)
+                                                 : store_.DeleteBackup(request->uuid);
+  }
+  if (!result.ok()) return RequestError("DELETE", result.status());
+  return conn_.Send(MsgType::kDeleted, Bytes(EncodeDeleted(*result)));
+}
+
 }  // namespace
 
 StoreServer::StoreServer(LocalStore* store, ServerOptions options)
     : store_(store), options_(std::move(options)) {
   if (store_ != nullptr) welcome_.info = store_->info();
   welcome_.manifest_delta = true;
+  welcome_.takes_delete = true;
   welcome_.max_frame = options_.max_frame;
   welcome_.max_inflight = options_.max_inflight;
 }

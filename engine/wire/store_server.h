@@ -26,8 +26,8 @@
 #include <thread>
 
 #include "absl/status/status.h"
-#include "engine/wire/auth.h"
 #include "engine/local/local_store.h"
+#include "engine/wire/auth.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"

@@ -289,6 +289,10 @@ std::string_view MsgTypeName(uint16_t type) {
       return "BYE";
     case MsgType::kPutManifestDelta:
       return "PUT_MANIFEST_DELTA";
+    case MsgType::kDelete:
+      return "DELETE";
+    case MsgType::kDeleted:
+      return "DELETED";
   }
   return "UNKNOWN";
 }
@@ -455,6 +459,7 @@ std::string EncodeWelcome(const Welcome& welcome) {
   std::string out;
   KvPairs kv = StoreInfoToKv(welcome.info);
   if (welcome.manifest_delta) kv.emplace_back("manifest_delta", "1");
+  if (welcome.takes_delete) kv.emplace_back("delete", "1");
   EncodeKv(kv, &out);
   PutU32(&out, welcome.max_frame);
   PutU64(&out, welcome.max_inflight);
@@ -481,6 +486,7 @@ absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload) {
   w.info = *std::move(info);
   for (const auto& [key, value] : *kv) {
     if (key == "manifest_delta" && value == "1") w.manifest_delta = true;
+    if (key == "delete" && value == "1") w.takes_delete = true;
   }
   if (w.max_frame < kMinMaxFrame) {
     return Malformed(MsgType::kWelcome, "frame limit ", w.max_frame, " is below the minimum ",
@@ -742,32 +748,93 @@ absl::StatusOr<GroupRecord> DecodeGroupReply(absl::Span<const uint8_t> payload) 
   return DecodeGroupPayload(MsgType::kGroup, payload);
 }
 
+namespace {
+
+void PutUuidList(std::string* out, absl::Span<const std::string> uuids) {
+  PutU32(out, static_cast<uint32_t>(uuids.size()));
+  for (const std::string& uuid : uuids) PutUuid(out, uuid);
+}
+
+// Reads a u32 count and that many uuids; `field` names them in errors ("group uuid").
+absl::StatusOr<std::vector<std::string>> TakeUuidList(MsgType type, ByteReader& r,
+                                                      absl::string_view field) {
+  const uint32_t count = r.U32();
+  if (!r.ok()) return Malformed(type, "payload is truncated");
+  // Every entry is a u16 length and a 32-character uuid.
+  if (count > r.remaining() / 34) {
+    return Malformed(type, "announces ", count, " ", field, "s but carries only ", r.remaining(),
+                     " bytes");
+  }
+  std::vector<std::string> uuids;
+  uuids.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    absl::StatusOr<std::string> uuid = TakeUuid(type, r, absl::StrCat(field, " ", i));
+    if (!uuid.ok()) return uuid.status();
+    uuids.push_back(*std::move(uuid));
+  }
+  return uuids;
+}
+
+}  // namespace
+
 std::string EncodeGroupList(absl::Span<const std::string> group_uuids) {
   std::string out;
-  PutU32(&out, static_cast<uint32_t>(group_uuids.size()));
-  for (const std::string& uuid : group_uuids) PutUuid(&out, uuid);
+  PutUuidList(&out, group_uuids);
   return out;
 }
 
 absl::StatusOr<std::vector<std::string>> DecodeGroupList(absl::Span<const uint8_t> payload) {
   ByteReader r(payload);
-  const uint32_t count = r.U32();
-  if (!r.ok()) return Malformed(MsgType::kGroupList, "payload is truncated");
-  // Every entry is a u16 length and a 32-character uuid.
-  if (count > r.remaining() / 34) {
-    return Malformed(MsgType::kGroupList, "announces ", count, " group uuids but carries only ",
-                     r.remaining(), " bytes");
-  }
-  std::vector<std::string> uuids;
-  uuids.reserve(count);
-  for (uint32_t i = 0; i < count; ++i) {
-    absl::StatusOr<std::string> uuid =
-        TakeUuid(MsgType::kGroupList, r, absl::StrCat("group uuid ", i));
-    if (!uuid.ok()) return uuid.status();
-    uuids.push_back(*std::move(uuid));
-  }
+  absl::StatusOr<std::vector<std::string>> uuids =
+      TakeUuidList(MsgType::kGroupList, r, "group uuid");
+  if (!uuids.ok()) return uuids.status();
   if (absl::Status st = CheckEnd(MsgType::kGroupList, r); !st.ok()) return st;
   return uuids;
+}
+
+std::string EncodeDelete(const DeleteRequest& request) {
+  std::string out;
+  out.push_back(static_cast<char>(request.kind));
+  PutUuid(&out, request.uuid);
+  return out;
+}
+
+absl::StatusOr<DeleteRequest> DecodeDelete(absl::Span<const uint8_t> payload) {
+  ByteReader r(payload);
+  const uint8_t kind = r.U8();
+  if (!r.ok()) return Malformed(MsgType::kDelete, "payload is truncated");
+  if (kind > static_cast<uint8_t>(DeleteKind::kBackup)) {
+    return Malformed(MsgType::kDelete, "unknown kind ", kind);
+  }
+  DeleteRequest request;
+  request.kind = static_cast<DeleteKind>(kind);
+  absl::StatusOr<std::string> uuid = TakeUuid(MsgType::kDelete, r, "uuid");
+  if (!uuid.ok()) return uuid.status();
+  request.uuid = *std::move(uuid);
+  if (absl::Status st = CheckEnd(MsgType::kDelete, r); !st.ok()) return st;
+  return request;
+}
+
+std::string EncodeDeleted(const DeleteResult& result) {
+  std::string out;
+  PutUuidList(&out, result.groups_removed);
+  PutUuidList(&out, result.backups_removed);
+  PutUuidList(&out, result.backups_kept);
+  return out;
+}
+
+absl::StatusOr<DeleteResult> DecodeDeleted(absl::Span<const uint8_t> payload) {
+  ByteReader r(payload);
+  DeleteResult result;
+  for (auto [list, field] : {std::pair{&result.groups_removed, "removed group uuid"},
+                             {&result.backups_removed, "removed backup uuid"},
+                             {&result.backups_kept, "kept backup uuid"}}) {
+    absl::StatusOr<std::vector<std::string>> uuids = TakeUuidList(MsgType::kDeleted, r, field);
+    if (!uuids.ok()) return uuids.status();
+    *list = *std::move(uuids);
+  }
+  if (absl::Status st = CheckEnd(MsgType::kDeleted, r); !st.ok()) return st;
+  return result;
 }
 
 absl::Status CheckEmptyPayload(MsgType type, absl::Span<const uint8_t> payload) {

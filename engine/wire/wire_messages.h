@@ -23,10 +23,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "codec/chunk_id.h"
-#include "engine/wire/auth.h"
 #include "engine/format/kv_block.h"
-#include "engine/store/store.h"
 #include "engine/format/volume_backup.h"
+#include "engine/store/store.h"
+#include "engine/wire/auth.h"
 #include "engine/wire/wire_frame.h"
 
 namespace chunkferry::engine {
@@ -70,6 +70,8 @@ enum class MsgType : uint16_t {
   kOk = 29,
   kBye = 30,
   kPutManifestDelta = 31,  // only to a daemon whose WELCOME announces manifest_delta=1
+  kDelete = 32,            // only to a daemon whose WELCOME announces delete=1
+  kDeleted = 33,
 };
 
 // The type's name as PROTOCOL.md spells it ("APPEND_ACK"), or "UNKNOWN".
@@ -133,6 +135,8 @@ struct Welcome {
   uint64_t max_inflight = kDefaultMaxInflight;  // unacknowledged APPEND payload it accepts
   // The daemon takes PUT_MANIFEST_DELTA: WELCOME key `manifest_delta` = "1" (absent otherwise).
   bool manifest_delta = false;
+  // The daemon takes DELETE: WELCOME key `delete` = "1" (absent otherwise).
+  bool takes_delete = false;
 };
 std::string EncodeWelcome(const Welcome& welcome);
 [[nodiscard]] absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload);
@@ -252,6 +256,19 @@ std::string EncodeGroupReply(const GroupRecord& group);
 std::string EncodeGroupList(absl::Span<const std::string> group_uuids);
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> DecodeGroupList(
     absl::Span<const uint8_t> payload);
+
+// DELETE: u8 kind (0 a group and its volume backups, 1 one volume backup), uuid.
+struct DeleteRequest {
+  DeleteKind kind = DeleteKind::kGroup;
+  std::string uuid;
+};
+std::string EncodeDelete(const DeleteRequest& request);
+[[nodiscard]] absl::StatusOr<DeleteRequest> DecodeDelete(absl::Span<const uint8_t> payload);
+
+// DELETED: three uuid lists, each u32 count + count × (u16 length + uuid): groups removed,
+// volume backups removed, volume backups kept (named by another group too).
+std::string EncodeDeleted(const DeleteResult& result);
+[[nodiscard]] absl::StatusOr<DeleteResult> DecodeDeleted(absl::Span<const uint8_t> payload);
 
 // FLUSH, FLUSH_ACK, READ_END, MANIFEST_END, LIST_GROUPS, OK and BYE carry nothing: checks that
 // the payload of a `type` message is empty.

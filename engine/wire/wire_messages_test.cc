@@ -332,6 +332,21 @@ TEST(WireMessagesTest, GroupMessagesRoundTrip) {
   }
 }
 
+TEST(WireMessagesTest, DeleteAndDeletedRoundTrip) {
+  for (DeleteKind kind : {DeleteKind::kGroup, DeleteKind::kBackup}) {
+    absl::StatusOr<DeleteRequest> d = DecodeDelete(Sp(EncodeDelete({kind, kUuidB})));
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->kind, kind);
+    EXPECT_EQ(d->uuid, kUuidB);
+  }
+  const DeleteResult result{{kUuidA}, {kUuidB, kUuidC}, {}};
+  absl::StatusOr<DeleteResult> r = DecodeDeleted(Sp(EncodeDeleted(result)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->groups_removed, result.groups_removed);
+  EXPECT_EQ(r->backups_removed, result.backups_removed);
+  EXPECT_TRUE(r->backups_kept.empty());
+}
+
 TEST(WireMessagesTest, EmptyMessagesCarryNothing) {
   for (MsgType t : {MsgType::kFlush, MsgType::kFlushAck, MsgType::kReadEnd, MsgType::kManifestEnd,
                     MsgType::kListGroups, MsgType::kOk, MsgType::kBye}) {
@@ -371,7 +386,8 @@ TEST(WireMessagesTest, NamesEveryTypeAndNothingElse) {
       {24, "PUT_GROUP"},    {25, "GET_GROUP"},
       {26, "GROUP"},        {27, "LIST_GROUPS"},
       {28, "GROUP_LIST"},   {29, "OK"},
-      {30, "BYE"},          {31, "PUT_MANIFEST_DELTA"}};
+      {30, "BYE"},          {31, "PUT_MANIFEST_DELTA"},
+      {32, "DELETE"},       {33, "DELETED"}};
   size_t known = 0;
   for (uint32_t t = 0; t <= 0xffff; ++t) known += IsKnownMsgType(static_cast<uint16_t>(t));
   EXPECT_EQ(known, names.size());
@@ -491,6 +507,12 @@ std::vector<Case> AllCases() {
          return Reencode(DecodeGroupList(p),
                          [](const std::vector<std::string>& u) { return EncodeGroupList(u); });
        }});
+  for (DeleteKind kind : {DeleteKind::kGroup, DeleteKind::kBackup}) {
+    cases.push_back({"DELETE", EncodeDelete({kind, kUuidA}),
+                     [](auto p) { return Reencode(DecodeDelete(p), EncodeDelete); }});
+  }
+  cases.push_back({"DELETED", EncodeDeleted({{kUuidA}, {kUuidB, kUuidC}, {kUuidA}}),
+                   [](auto p) { return Reencode(DecodeDeleted(p), EncodeDeleted); }});
   for (MsgType t : {MsgType::kFlush, MsgType::kFlushAck, MsgType::kReadEnd, MsgType::kManifestEnd,
                     MsgType::kListGroups, MsgType::kOk, MsgType::kBye}) {
     cases.push_back({std::string(MsgTypeName(t)), "", [t](auto p) -> absl::StatusOr<std::string> {
@@ -878,6 +900,15 @@ TEST(WireMessagesHostileTest, GroupListRefusesCountsBeyondThePayload) {
                  "announces 2 group uuids");
   EXPECT_REFUSED(DecodeGroupList(Sp(U32(1) + U16(32) + kUuidA + "x")).status(), kInvalidArgument,
                  "trailing");
+}
+
+TEST(WireMessagesHostileTest, DeleteRefusesUnknownKindsAndBadUuids) {
+  EXPECT_REFUSED(DecodeDelete(Sp(std::string(1, '\x02') + U16(32) + kUuidA)).status(),
+                 kInvalidArgument, "unknown kind 2");
+  EXPECT_REFUSED(DecodeDelete(Sp(std::string(1, '\0') + U16(5) + "../..")).status(),
+                 kInvalidArgument, "uuid");
+  EXPECT_REFUSED(DecodeDeleted(Sp(U32(0) + U32(7))).status(), kInvalidArgument,
+                 "announces 7 removed backup uuids");
 }
 
 TEST(WireMessagesHostileTest, DamagedGroupRecordIsDataLoss) {
