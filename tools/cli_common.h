@@ -89,6 +89,7 @@ int CmdServe(const std::vector<std::string>& args);   // tools/cmd_serve.cc
 int CmdSync(const std::vector<std::string>& args);    // tools/cmd_sync.cc
 int CmdApi(const std::vector<std::string>& args);     // tools/cmd_api.cc
 int CmdDelete(const std::vector<std::string>& args);  // tools/cmd_delete.cc
+int CmdGc(const std::vector<std::string>& args);      // tools/cmd_gc.cc
 int CmdVerify(const std::vector<std::string>& args);
 int CmdLs(const std::vector<std::string>& args);
 int CmdInventory(const std::vector<std::string>& args);

@@ -25,6 +25,7 @@ constexpr char kUsage[] =
     "  ls           list groups and their volume backups\n"
     "  inventory    a group's VolumeBackupInventory JSON\n"
     "  delete       delete a group, or a volume backup no group names\n"
+    "  gc           reclaim the space that deleted backups held\n"
     "\n"
     "exit codes: 0 ok, 1 failed (or damage found), 2 usage error\n";
 
@@ -52,6 +53,7 @@ int main(int argc, char** argv) {
   if (cmd == "ls") return CmdLs(args);
   if (cmd == "inventory") return CmdInventory(args);
   if (cmd == "delete") return CmdDelete(args);
+  if (cmd == "gc") return CmdGc(args);
   std::fprintf(stderr, "chunkferry: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return kExitUsage;
 }

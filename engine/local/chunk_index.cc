@@ -1,6 +1,8 @@
 #include "engine/local/chunk_index.h"
 
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -51,12 +53,25 @@ void ChunkIndex::FindAll(absl::Span<const codec::ChunkId> ids,
 
 void ChunkIndex::ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const {
   out->resize(ids.size());
-  VisitPrefetched(ids, [&](size_t i) { (*out)[i] = map_.contains(ids[i]); });
+  VisitPrefetched(ids, [&](size_t i) { (*out)[i] = Contains(ids[i]); });
+}
+
+void ChunkIndex::FindRecordNumbers(absl::Span<const codec::ChunkId> ids,
+                                   absl::Span<int64_t> out) const {
+  VisitPrefetched(ids, [&](size_t i) {
+    auto it = map_.find(ids[i]);
+    if (it == map_.end()) {
+      out[i] = -1;
+      return;
+    }
+    Pin(it->second.record);
+    out[i] = it->second.record;
+  });
 }
 
 size_t ChunkIndex::CountLacking(const codec::RecordView& record) const {
   size_t lacking = 0;
-  for (uint32_t i = 0; i < record.chunk_count; ++i) lacking += !map_.contains(record.chunk(i).id);
+  for (uint32_t i = 0; i < record.chunk_count; ++i) lacking += !Contains(record.chunk(i).id);
   return lacking;
 }
 
@@ -81,29 +96,42 @@ void ChunkIndex::RemoveIf(const std::function<bool(const RecordLocation&)>& drop
   absl::erase_if(map_, [&](const auto& kv) { return gone[kv.second.record]; });
 }
 
+void ChunkIndex::EraseChunksOf(const std::function<bool(uint32_t record)>& dead) {
+  absl::erase_if(map_, [&](const auto& kv) { return dead(kv.second.record); });
+}
+
 absl::Status ChunkIndex::Save(const std::string& path) const {
+  // Only records some chunk names are written, renumbered densely: records that a rollback or a
+  // garbage collection left without chunks do not outlive the process.
+  std::vector<uint32_t> renumber(records_.size(), UINT32_MAX);
+  for (const auto& [chunk, e] : map_) renumber[e.record] = 0;
+  uint32_t kept = 0;
+  for (uint32_t& n : renumber) {
+    if (n == 0) n = kept++;
+  }
   std::string out(kMagic, 4);
-  out.reserve(kHeaderSize + coverage_.size() * kPackSize + records_.size() * kRecordSize +
+  out.reserve(kHeaderSize + coverage_.size() * kPackSize + kept * kRecordSize +
               map_.size() * kEntrySize + 8);
   PutU16(&out, kVersion);
   PutU16(&out, 0);
   PutU32(&out, static_cast<uint32_t>(coverage_.size()));
-  PutU64(&out, records_.size());
+  PutU64(&out, kept);
   PutU64(&out, map_.size());
   for (const auto& [pack, len] : coverage_) {
     PutU32(&out, pack);
     PutU64(&out, len);
   }
-  for (const auto& r : records_) {
-    PutU32(&out, r.pack);
-    PutU64(&out, r.offset);
-    PutU32(&out, r.size);
+  for (size_t i = 0; i < records_.size(); ++i) {
+    if (renumber[i] == UINT32_MAX) continue;
+    PutU32(&out, records_[i].pack);
+    PutU64(&out, records_[i].offset);
+    PutU32(&out, records_[i].size);
   }
   uint8_t id[16];
   for (const auto& [chunk, e] : map_) {
     chunk.EncodeTo(id);
     out.append(reinterpret_cast<const char*>(id), 16);
-    PutU32(&out, e.record);
+    PutU32(&out, renumber[e.record]);
     PutU16(&out, e.slot);
   }
   PutU64(&out, codec::Checksum64(AsBytes(out)));

@@ -29,6 +29,26 @@
 
 namespace chunkferry::engine {
 
+// One bit per record number below a limit: the records a garbage collection keeps. Bounded by
+// the records of the store (1 bit each, ~2 MiB per TiB of 64 KiB records), not by its chunks.
+class RecordBitmap {
+ public:
+  explicit RecordBitmap(size_t limit) : limit_(limit), bits_((limit + 63) / 64) {}
+  size_t limit() const { return limit_; }
+  // Records at or past the limit are outside the bitmap: setting them is a no-op and they read
+  // as set (a collection keeps every record newer than its cutoff).
+  void Set(uint64_t record) {
+    if (record < limit_) bits_[record / 64] |= uint64_t{1} << (record % 64);
+  }
+  bool Get(uint64_t record) const {
+    return record >= limit_ || (bits_[record / 64] >> (record % 64)) & 1;
+  }
+
+ private:
+  size_t limit_;
+  std::vector<uint64_t> bits_;
+};
+
 // Not thread-safe: owned by one LocalStore.
 class ChunkIndex {
  public:
@@ -36,9 +56,28 @@ class ChunkIndex {
   std::optional<ChunkLocation> Find(const codec::ChunkId& id) const {
     auto it = map_.find(id);
     if (it == map_.end()) return std::nullopt;
+    Pin(it->second.record);
     return ChunkLocation{records_[it->second.record], it->second.slot};
   }
-  bool Contains(const codec::ChunkId& id) const { return map_.contains(id); }
+  bool Contains(const codec::ChunkId& id) const {
+    auto it = map_.find(id);
+    if (it == map_.end()) return false;
+    Pin(it->second.record);
+    return true;
+  }
+  // While a garbage collection runs, every lookup that finds a chunk (Find, Contains, FindAll,
+  // ContainsAll, CountLacking) sets its record's bit in `pins`: a chunk the store has just
+  // answered "have" for, or that an import deduplicated against, survives the collection.
+  // nullptr stops pinning. `pins` must outlive its use here.
+  void SetPins(RecordBitmap* pins) { pins_ = pins; }
+  // The record number of each id's chunk (-1 when absent), for marking. Pins like Find.
+  void FindRecordNumbers(absl::Span<const codec::ChunkId> ids, absl::Span<int64_t> out) const;
+  // Where record `number` lives (numbers below record_count()).
+  const RecordLocation& record(size_t number) const { return records_[number]; }
+  // Moves record `number` to `loc` (a byte-for-byte copy of it): its chunks follow at once.
+  void Relocate(size_t number, const RecordLocation& loc) { records_[number] = loc; }
+  // Forgets every chunk whose record `dead` says is gone; the records keep their numbers.
+  void EraseChunksOf(const std::function<bool(uint32_t record)>& dead);
   // Find and Contains for many ids at once: on an index larger than the CPU caches this is
   // several times faster than a loop, as the memory later ids need is fetched meanwhile.
   void FindAll(absl::Span<const codec::ChunkId> ids,
@@ -87,7 +126,11 @@ class ChunkIndex {
   // prefetched.
   template <typename Visit>
   void VisitPrefetched(absl::Span<const codec::ChunkId> ids, Visit visit) const;
+  void Pin(uint32_t record) const {
+    if (pins_ != nullptr) pins_->Set(record);
+  }
   absl::flat_hash_map<codec::ChunkId, Entry> map_;
+  RecordBitmap* pins_ = nullptr;
   std::vector<RecordLocation> records_;
   std::map<uint32_t, uint64_t> coverage_;
 };

@@ -317,7 +317,9 @@ absl::StatusOr<LocalStore::Pack*> LocalStore::OpenPack(uint32_t id) {
 
 absl::Status LocalStore::StartNewPack() {
   CF_RETURN_IF_ERROR(SubmitBuffer());
-  const uint32_t id = packs_.empty() ? 1 : packs_.rbegin()->first + 1;
+  const uint32_t id = std::max(next_pack_id_, packs_.empty() ? 1 : packs_.rbegin()->first + 1);
+  next_pack_id_ = id + 1;
+  seal_last_pack_ = false;
   const std::string path = absl::StrCat(dir_, "/packs/", PackFileName(id));
   CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   const std::string header = EncodePackHeader(id, info_.uuid);
@@ -334,7 +336,7 @@ absl::Status LocalStore::StartNewPack() {
 
 absl::Status LocalStore::PackFor(size_t bytes) {
   if (current_pack_ == 0 && !packs_.empty() && report_.damaged_regions.empty() &&
-      packs_.rbegin()->second.size < options_.pack_target) {
+      !seal_last_pack_ && packs_.rbegin()->second.size < options_.pack_target) {
     current_pack_ = packs_.rbegin()->first;  // keep filling the last pack
   }
   if (current_pack_ == 0 || packs_[current_pack_].size + bytes > options_.pack_target) {
@@ -638,6 +640,13 @@ absl::Status LocalStore::Rollback() {
   failed_ = absl::OkStatus();
   return result;
 }
+
+uint64_t LocalStore::HoldNewRecords() {
+  holds_[next_hold_] = index_.record_count();
+  return next_hold_++;
+}
+
+void LocalStore::ReleaseHold(uint64_t hold) { holds_.erase(hold); }
 
 absl::Status LocalStore::Close() {
   if (closed_) return absl::OkStatus();

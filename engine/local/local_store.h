@@ -148,7 +148,19 @@ class LocalStore final : public Store {
   // failed operation calls so that the store is left as it was.
   [[nodiscard]] absl::Status Rollback();
 
+  // Keeps the records appended from now on out of reach of garbage collections until the hold
+  // is released: what a writer that lands chunks before naming them in a manifest (a sync
+  // session) takes at its first append. Returns the hold's id.
+  uint64_t HoldNewRecords();
+  void ReleaseHold(uint64_t hold);
+  // Counts collections that removed records: an import that deduplicated against the store
+  // before a collection must not publish after it (the importer checks).
+  uint64_t gc_generation() const { return gc_generation_; }
+
  private:
+  // The collector reaches into the packs and the index (engine/local/garbage_collector.h).
+  friend class GarbageCollector;
+
   // A run of neighbouring records read in one request: [offset, offset + length) of a pack
   // (offset block-aligned, length up to the end of the last record), holding the records at
   // order[first, last) of the locations it was made from.
@@ -271,6 +283,11 @@ class LocalStore final : public Store {
   std::vector<size_t> sealed_;        // full buffers of the part being appended, in order
   std::vector<PlacedRecord> placed_;  // AppendRecords' records, kept for their capacity
   uint64_t tmp_counter_ = 0;
+  uint32_t next_pack_id_ = 1;         // never reused within a process, even after a collection
+  bool seal_last_pack_ = false;       // the next append starts a new pack (a collection began)
+  std::map<uint64_t, size_t> holds_;  // hold id → record count when taken
+  uint64_t next_hold_ = 1;
+  uint64_t gc_generation_ = 0;
 };
 
 }  // namespace chunkferry::engine

@@ -369,6 +369,9 @@ void Importer::WaitEncodes() {
 }
 
 absl::StatusOr<VolumeBackupMeta> Importer::Run() {
+  // Chunks deduplicated before a garbage collection are not pinned by it (lookups pin only
+  // while it runs): a collection that removed records meanwhile voids the import.
+  const uint64_t gc_generation = store_.gc_generation();
   VolumeBackupMeta meta = options_.meta;
   if (meta.uuid.empty()) meta.uuid = NewUuid();
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
@@ -433,6 +436,12 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   }
   meta.size = stats_.bytes_read;
   CF_RETURN_IF_ERROR(store_.Flush());
+  if (store_.gc_generation() != gc_generation) {
+    return absl::AbortedError(
+        absl::StrCat("a garbage collection of store ", store_.location(),
+                     " removed records while volume backup ", meta.uuid,
+                     " was imported; nothing was published: import it again"));
+  }
   CF_RETURN_IF_ERROR(manifest_->Finish(meta, store_.ManifestPath(meta.uuid)));
   if (options_.add_to_group) {
     absl::Status grouped = AddToGroup(store_, meta);
