@@ -140,6 +140,44 @@ TEST_P(SyncTest, PushPullResyncAndIncremental) {
   EXPECT_TRUE(testing::FilesEqual(d1v2, out));
 }
 
+// delete and gc of a store a daemon serves go through the daemon; the store stays whole.
+TEST_P(SyncTest, DeleteAndGcThroughTheDaemon) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});
+  const std::string key = b + "/auth.key";
+  const std::string old_img = tmp_.Sub("old.img"), new_img = tmp_.Sub("new.img");
+  testing::WriteRandomFile(old_img, 3 * kMiB, 21);
+  testing::WriteRandomFile(new_img, 1 * kMiB, 22);
+  const std::string old_group = engine::NewUuid(), new_group = engine::NewUuid();
+  Import(a, old_img, old_group, "Root");
+  const std::string kept = Import(a, new_img, new_group, "Root").value("uuid", "");
+
+  Daemon daemon(b, tmp_.Sub("ready"), IoFlag());
+  ASSERT_FALSE(daemon.address().empty()) << "the daemon did not start";
+  Sync(a, daemon.url(), old_group, key);
+  Sync(a, daemon.url(), new_group, key);
+
+  const Json deleted = ParseJson(
+      Run({"delete", "--store", daemon.url(), "--group", old_group, "--key-file", key, "--json"})
+          .out);
+  EXPECT_EQ(deleted["groups_removed"], Json::array({old_group})) << deleted.dump();
+  // The daemon holds the store: a local gc is refused, pointing at the daemon.
+  auto busy = Run({"gc", "--store", b, "--quiet"}, 1);
+  EXPECT_TRUE(absl::StrContains(busy.err, "being written by another process")) << busy.err;
+  Run({"gc", "--store", daemon.url()}, 2);  // no key
+  const Json gc = ParseJson(Run({"gc", "--store", daemon.url(), "--key-file", key, "--json"}).out);
+  EXPECT_GE(gc.value("bytes_reclaimed", uint64_t{0}), 3 * kMiB) << gc.dump();
+  EXPECT_EQ(gc.value("manifests", 0), 1) << gc.dump();
+
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+  const Json verify = ParseJson(Run({"verify", "--store", b, "--json", "--quiet"}).out);
+  EXPECT_EQ(verify.value("ok", false), true) << verify.dump();
+  EXPECT_LT(testing::TotalPackBytes(b), 2 * kMiB);
+  const std::string out = tmp_.Sub("kept.out");
+  Run({"restore", "--store", b, "--backup", kept, "--output", out, "--quiet"});
+  EXPECT_TRUE(testing::FilesEqual(new_img, out));
+}
+
 TEST_P(SyncTest, KilledDaemonOrClientThenRerunConverges) {
   const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
   for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});

@@ -11,6 +11,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/local/garbage_collector.h"
+#include "engine/wire/auth.h"
+#include "engine/wire/remote_store.h"
 #include "tools/cli_common.h"
 
 namespace chunkferry::tools {
@@ -43,11 +45,64 @@ int64_t CrashStep() {
   return at != nullptr && absl::SimpleAtoi(at, &n) ? n : 0;
 }
 
+// Prints the summary: JSON, or one line.
+void PrintStats(const engine::GcStats& s, bool dry_run, const Context& ctx) {
+  if (ctx.json) {
+    std::printf("%s\n", StatsJson(s, dry_run).dump(2).c_str());
+  } else if (!ctx.quiet) {
+    std::printf(
+        "%s%s of %s reclaimed: %llu packs removed, %llu rewritten (%s copied); %llu of %llu "
+        "records live in %llu manifests; %.2f s\n",
+        dry_run ? "dry run: " : "", HumanBytes(s.bytes_reclaimed).c_str(),
+        HumanBytes(s.bytes_before).c_str(), static_cast<unsigned long long>(s.packs_removed),
+        static_cast<unsigned long long>(s.packs_rewritten), HumanBytes(s.bytes_copied).c_str(),
+        static_cast<unsigned long long>(s.records_live),
+        static_cast<unsigned long long>(s.records_total),
+        static_cast<unsigned long long>(s.manifests), s.seconds);
+  }
+}
+
+// gc of a store a daemon serves: the daemon collects, between its other requests.
+int CollectThroughDaemon(const StoreLocation& where, const std::string& key_file, double repack,
+                         bool dry_run, const Context& ctx) {
+  auto key = engine::LoadKeyFile(key_file);
+  if (!key.ok()) return Fail(kCmd, key.status());
+  engine::RemoteOptions ro;
+  ro.endpoint = where.endpoint;
+  ro.key = *key;
+  ro.connections = 1;
+  ro.backend = ctx.queue.backend;
+  auto remote = engine::RemoteStore::Connect(ro);
+  if (!remote.ok()) return Fail(kCmd, remote.status());
+  engine::GcRequest request;
+  request.dry_run = dry_run;
+  request.repack_below_ppm = static_cast<uint32_t>(repack * 1e6 + 0.5);
+  auto t = (*remote)->CollectGarbage(request);
+  if (!t.ok()) return Fail(kCmd, t.status());
+  engine::GcStats s;
+  s.manifests = t->manifests;
+  s.chunks_referenced = t->chunks_referenced;
+  s.records_total = t->records;
+  s.records_live = t->records_live;
+  s.packs_before = t->packs_before;
+  s.bytes_before = t->bytes_before;
+  s.packs_removed = t->packs_removed;
+  s.packs_rewritten = t->packs_rewritten;
+  s.packs_kept_late_pin = t->packs_kept_in_use;
+  s.records_copied = t->records_copied;
+  s.bytes_copied = t->bytes_copied;
+  s.bytes_reclaimed = t->bytes_reclaimed;
+  s.seconds = static_cast<double>(t->milliseconds) / 1000;
+  PrintStats(s, dry_run, ctx);
+  return kExitOk;
+}
+
 }  // namespace
 
 int CmdGc(const std::vector<std::string>& args) {
   std::vector<FlagSpec> specs = {
-      {"store", "the store directory"},
+      {"store", "a store directory, or a daemon as tcp://HOST:PORT (or HOST:PORT)"},
+      {"key-file", "shared key of the daemon (required for a daemon)", true, ""},
       {"repack-below",
        "rewrite packs whose live share is below this fraction (0 to 1; 0: only remove packs with "
        "nothing live)",
@@ -77,7 +132,16 @@ int CmdGc(const std::vector<std::string>& args) {
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), help);
   const bool dry_run = f.GetBool("dry-run");
-  auto store = OpenStore(*ctx, f.Get("store"), true);
+  auto where = ParseStoreLocation("store", f.Get("store"));
+  if (!where.ok()) return Usage(kCmd, where.status().message(), help);
+  if (where->remote != f.Has("key-file")) {
+    return Usage(kCmd,
+                 where->remote ? "--key-file is required to reach a daemon"
+                               : "--key-file is for a daemon, and --store is a directory",
+                 help);
+  }
+  if (where->remote) return CollectThroughDaemon(*where, f.Get("key-file"), repack, dry_run, *ctx);
+  auto store = OpenStore(*ctx, where->dir, true);
   if (!store.ok()) return Fail(kCmd, store.status());
 
   engine::GcOptions o;
@@ -93,20 +157,7 @@ int CmdGc(const std::vector<std::string>& args) {
   absl::Status closed = (*store)->Close();
   if (!st.ok()) return Fail(kCmd, st);
   if (!closed.ok()) return Fail(kCmd, closed);
-  const engine::GcStats& s = gc.stats();
-  if (ctx->json) {
-    std::printf("%s\n", StatsJson(s, dry_run).dump(2).c_str());
-  } else if (!ctx->quiet) {
-    std::printf(
-        "%s%s of %s reclaimed: %llu packs removed, %llu rewritten (%s copied); %llu of %llu "
-        "records live in %llu manifests; %.2f s\n",
-        dry_run ? "dry run: " : "", HumanBytes(s.bytes_reclaimed).c_str(),
-        HumanBytes(s.bytes_before).c_str(), static_cast<unsigned long long>(s.packs_removed),
-        static_cast<unsigned long long>(s.packs_rewritten), HumanBytes(s.bytes_copied).c_str(),
-        static_cast<unsigned long long>(s.records_live),
-        static_cast<unsigned long long>(s.records_total),
-        static_cast<unsigned long long>(s.manifests), s.seconds);
-  }
+  PrintStats(gc.stats(), dry_run, *ctx);
   return kExitOk;
 }
 

@@ -224,6 +224,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
       s->max_inflight_ = welcome->max_inflight;
       s->manifest_delta_ = welcome->manifest_delta;
       s->takes_delete_ = welcome->takes_delete;
+      s->takes_gc_ = welcome->takes_gc;
       expect = welcome->info.uuid;
     } else if (welcome->info.uuid != expect) {
       return s->PeerStatus(absl::StatusCode::kFailedPrecondition,
@@ -1018,6 +1019,20 @@ absl::StatusOr<DeleteResult> RemoteStore::DeleteGroup(const std::string& group_u
 
 absl::StatusOr<DeleteResult> RemoteStore::DeleteBackup(const std::string& backup_uuid) {
   return Delete(DeleteKind::kBackup, backup_uuid);
+}
+
+absl::StatusOr<GcTotals> RemoteStore::CollectGarbage(const GcRequest& request) {
+  if (!takes_gc_) {
+    return PeerStatus(absl::StatusCode::kFailedPrecondition,
+                      "the daemon does not take GC (an older version): upgrade it first");
+  }
+  // A collection of a large store takes as long as reading its manifests and rewriting packs.
+  constexpr int64_t kGcTimeoutMs = int64_t{24} * 3600 * 1000;
+  CF_ASSIGN_OR_RETURN(
+      auto reply, Call(MsgType::kGc, StrBytes(EncodeGc(request)), MsgType::kGcDone, kGcTimeoutMs));
+  auto totals = DecodeGcDone(reply);
+  if (!totals.ok()) return PeerStatus(totals.status().code(), totals.status().message());
+  return totals;
 }
 
 }  // namespace chunkferry::engine

@@ -101,6 +101,10 @@ class RemoteStore final : public Store {
   absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
   absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 
+  // Has the daemon collect its store's garbage (GC) and waits for the totals. The daemon runs it
+  // in steps between which it serves other connections.
+  [[nodiscard]] absl::StatusOr<GcTotals> CollectGarbage(const GcRequest& request);
+
   // Bytes that crossed the wire on all connections (frames, handshake included).
   uint64_t wire_bytes_sent() const;
   uint64_t wire_bytes_received() const;
@@ -236,6 +240,7 @@ class RemoteStore final : public Store {
   bool in_sink_ = false;
   bool manifest_delta_ = false;
   bool takes_delete_ = false;  // WELCOME's delete=1
+  bool takes_gc_ = false;      // WELCOME's gc=1
   uint64_t deltas_sent_ = 0;
   uint64_t delta_fallbacks_ = 0;
 };

@@ -7,9 +7,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +22,7 @@
 #include "engine/local/local_store.h"
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
+#include "engine/pipeline/verifier.h"
 #include "engine/store/worker_pool.h"
 #include "engine/wire/store_server.h"
 #include "gtest/gtest.h"
@@ -53,6 +56,9 @@ class RemoteStoreTest : public ::testing::TestWithParam<io::Backend> {
     o.listen = io::Endpoint{"127.0.0.1", 0};
     o.key = KeyOf(1);
     o.backend = GetParam();
+    o.gc_between_steps = [this](GarbageCollector::Phase phase) {
+      if (gc_hook_) gc_hook_(phase);
+    };
     o.log = [this](const std::string& line) {
       std::lock_guard<std::mutex> lock(log_mu_);
       log_ += line + "\n";
@@ -127,6 +133,8 @@ class RemoteStoreTest : public ::testing::TestWithParam<io::Backend> {
   std::mutex log_mu_;
   std::string log_;
   std::string group_ = NewUuid();
+  // Runs between the steps of a collection the daemon makes (its connection's thread).
+  std::function<void(GarbageCollector::Phase)> gc_hook_;
 };
 
 TEST_P(RemoteStoreTest, ConnectReportsTheServedStore) {
@@ -304,6 +312,103 @@ TEST_P(RemoteStoreTest, DeleteOverTheWire) {
   // The source still has it, and syncing it again brings it back.
   ASSERT_TRUE(CopyGroup(*a_, *remote, group_, CopyOptions(), &stats).ok());
   ExpectServedRestores(vols);
+}
+
+// A sync into the daemon's store between two steps of its collection: the chunks the daemon
+// answered "have" for (they only belonged to a deleted group) stay, and the group restores. After
+// Plan, the last look at the manifests, only the pins of the lookups keep them.
+TEST_P(RemoteStoreTest, SyncDuringADaemonCollectionKeepsWhatItWasToldTheStoreHas) {
+  std::vector<Volume> vols = BuildGroup(group_, 6);
+  {
+    // Its sessions hold what they landed until they end: gone before the collection.
+    auto seed = ConnectOk(Options());
+    ASSERT_NE(seed, nullptr);
+    CopyStats first;
+    ASSERT_TRUE(CopyGroup(*a_, *seed, group_, CopyOptions(), &first).ok());
+    ASSERT_TRUE(seed->DeleteGroup(group_).ok());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server_->active_connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(server_->active_connections(), 0u);
+  auto remote = ConnectOk(Options(1));
+  ASSERT_NE(remote, nullptr);
+
+  auto other = ConnectOk(Options());
+  ASSERT_NE(other, nullptr);
+  CopyStats during;
+  absl::Status synced = absl::UnknownError("not run");
+  gc_hook_ = [&](GarbageCollector::Phase phase) {
+    if (phase != GarbageCollector::Phase::kSweep || synced.code() != absl::StatusCode::kUnknown) {
+      return;
+    }
+    synced = CopyGroup(*a_, *other, group_, CopyOptions(), &during);
+  };
+  absl::StatusOr<GcTotals> totals = remote->CollectGarbage(GcRequest());
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  ASSERT_TRUE(synced.ok()) << synced;
+  EXPECT_EQ(during.bytes_sent, 0u);  // the daemon still had every chunk
+  ExpectServedRestores(vols);
+  absl::Status verified = server_->WithStore([&](LocalStore& s) {
+    auto report = VerifyStore(s, pool_, VerifyMode::kFull);
+    if (!report.ok()) return report.status();
+    EXPECT_TRUE(report->problems.empty()) << report->problems.front();
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(verified.ok()) << verified;
+}
+
+// Records a session has landed and not yet named stay through a collection another connection
+// asks for, until the session ends.
+TEST_P(RemoteStoreTest, RecordsALiveSessionLandedSurviveADaemonCollection) {
+  std::vector<Volume> vols = BuildGroup(group_, 8);
+  const VolumeBackupMeta& meta = vols[2].meta;  // random: its own chunks
+  std::vector<codec::ChunkId> ids;
+  const std::vector<ManifestEntry> entries = testing::ManifestEntries(*a_, meta.uuid);
+  for (const auto& e : entries) {
+    if (!e.zero) ids.push_back(e.id);
+  }
+  std::vector<std::vector<uint8_t>> records;
+  ASSERT_TRUE(testing::ReadRecordsFor(*a_, ids, &records).ok());
+  std::vector<absl::Span<const uint8_t>> spans(records.begin(), records.end());
+
+  auto lander = ConnectOk(Options(1));
+  ASSERT_NE(lander, nullptr);
+  AppendStats stats;
+  ASSERT_TRUE(lander->AppendRecords(spans, VerifyMode::kFull, &stats).ok());
+  ASSERT_TRUE(lander->Flush().ok());
+  ASSERT_GT(stats.records_appended, 0u);
+
+  auto collector = ConnectOk(Options(1));
+  ASSERT_NE(collector, nullptr);
+  // A second collection while one runs is refused.
+  absl::StatusOr<GcTotals> second = absl::UnknownError("not run");
+  gc_hook_ = [&](GarbageCollector::Phase phase) {
+    if (phase == GarbageCollector::Phase::kMark &&
+        second.status().code() == absl::StatusCode::kUnknown) {
+      second = lander->CollectGarbage(GcRequest());
+    }
+  };
+  ASSERT_TRUE(collector->CollectGarbage(GcRequest()).ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition) << second.status();
+  gc_hook_ = nullptr;
+
+  testing::VectorManifestSource source(meta, entries);
+  absl::Status st = lander->PutManifest(meta, source);
+  ASSERT_TRUE(st.ok()) << st;
+  absl::Status restored = server_->WithStore([&](LocalStore& s) {
+    EXPECT_TRUE(testing::RestoresIdentical(s, pool_, meta.uuid, vols[2].image, tmp_.Sub("held")));
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(restored.ok()) << restored;
+
+  // Once the session is gone and the backup deleted, the next collection takes the records.
+  lander.reset();
+  ASSERT_TRUE(collector->DeleteBackup(meta.uuid).ok());
+  absl::StatusOr<GcTotals> after = collector->CollectGarbage(GcRequest());
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_GT(after->bytes_reclaimed, vols[2].meta.size / 2);
 }
 
 TEST_P(RemoteStoreTest, RelatedGroupMovesOnlyItsNewChunks) {

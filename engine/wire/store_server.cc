@@ -63,9 +63,23 @@ class TmpFileGuard {
 // One authenticated connection's request loop. Lives on the connection's thread.
 class Session {
  public:
-  Session(WireConn& conn, LocalStore& store, std::mutex& store_mu, const ServerOptions& options,
-          std::function<void(const std::string&)> log)
-      : conn_(conn), store_(store), store_mu_(store_mu), options_(options), log_(std::move(log)) {}
+  Session(WireConn& conn, LocalStore& store, std::mutex& store_mu, std::atomic<bool>& gc_running,
+          const ServerOptions& options, std::function<void(const std::string&)> log)
+      : conn_(conn),
+        store_(store),
+        store_mu_(store_mu),
+        gc_running_(gc_running),
+        options_(options),
+        log_(std::move(log)) {}
+  // Releases the session's hold on the records it landed (see HandleAppend).
+  ~Session() {
+    if (hold_ != 0) {
+      std::lock_guard<std::mutex> lock(store_mu_);
+      store_.ReleaseHold(hold_);
+    }
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // Serves requests until the connection ends; returns why it ended, for the log.
   std::string Run();
@@ -92,6 +106,7 @@ class Session {
   absl::Status HandleGetGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleListGroups(absl::Span<const uint8_t> payload);
   absl::Status HandleDelete(absl::Span<const uint8_t> payload);
+  absl::Status HandleGc(absl::Span<const uint8_t> payload);
 
   // Marks `status` as the peer's protocol error (the loop answers it with ERROR and closes).
   absl::Status ProtocolError(absl::Status status) {
@@ -116,11 +131,13 @@ class Session {
   WireConn& conn_;
   LocalStore& store_;
   std::mutex& store_mu_;
+  std::atomic<bool>& gc_running_;
   const ServerOptions& options_;
   std::function<void(const std::string&)> log_;
   bool protocol_error_ = false;
   bool bye_ = false;
   uint64_t records_appended_ = 0;
+  uint64_t hold_ = 0;  // LocalStore::HoldNewRecords, from the first APPEND to the end
   codec::Decompressor decompressor_;
   std::vector<uint8_t> scratch_;
   std::vector<codec::RecordView> views_;
@@ -178,6 +195,8 @@ absl::Status Session::Handle(const WireFrame& frame) {
       return HandleListGroups(frame.payload);
     case MsgType::kDelete:
       return HandleDelete(frame.payload);
+    case MsgType::kGc:
+      return HandleGc(frame.payload);
     case MsgType::kBye:
       if (absl::Status st = CheckEmptyPayload(MsgType::kBye, frame.payload); !st.ok()) {
         return ProtocolError(st);
@@ -241,6 +260,9 @@ absl::Status Session::HandleAppend(absl::Span<const uint8_t> payload) {
   absl::Status st;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
+    // What this session lands stays out of a collection's reach until the session ends: its
+    // manifests, which name it, come later.
+    if (hold_ == 0) hold_ = store_.HoldNewRecords();
     st = store_.AppendCheckedRecords(append->records, views_, &stats);
   }
   records_appended_ += stats.records_appended;
@@ -498,6 +520,53 @@ absl::Status Session::HandleDelete(absl::Span<const uint8_t> payload) {
   return conn_.Send(MsgType::kDeleted, Bytes(EncodeDeleted(*result)));
 }
 
+absl::Status Session::HandleGc(absl::Span<const uint8_t> payload) {
+  absl::StatusOr<GcRequest> request = DecodeGc(payload);
+  if (!request.ok()) return ProtocolError(request.status());
+  if (gc_running_.exchange(true)) {
+    return RequestError("GC", absl::FailedPreconditionError(
+                                  "a garbage collection of this store is already running"));
+  }
+  GcOptions o;
+  o.dry_run = request->dry_run;
+  o.repack_below = request->repack_below_ppm / 1e6;
+  absl::Status st;
+  GcStats stats;
+  auto gc = std::make_unique<GarbageCollector>(store_, o);
+  // One step at a time under the store mutex: the other connections go on in between.
+  for (;;) {
+    if (options_.gc_between_steps) options_.gc_between_steps(gc->phase());
+    std::lock_guard<std::mutex> lock(store_mu_);
+    absl::StatusOr<bool> more = gc->Step();
+    if (!more.ok()) st = more.status();
+    if (!more.ok() || !*more) {
+      stats = gc->stats();
+      // The collector's destructor stops the pinning inside the store: under the mutex too.
+      gc.reset();
+      break;
+    }
+  }
+  gc_running_ = false;
+  if (!st.ok()) return RequestError("GC", st);
+  log_(absl::StrCat("gc: ", stats.bytes_reclaimed, " bytes reclaimed, ", stats.packs_removed,
+                    " packs removed, ", stats.packs_rewritten, " rewritten"));
+  GcTotals t;
+  t.manifests = stats.manifests;
+  t.chunks_referenced = stats.chunks_referenced;
+  t.records = stats.records_total;
+  t.records_live = stats.records_live;
+  t.packs_before = stats.packs_before;
+  t.bytes_before = stats.bytes_before;
+  t.packs_removed = stats.packs_removed;
+  t.packs_rewritten = stats.packs_rewritten;
+  t.packs_kept_in_use = stats.packs_kept_late_pin;
+  t.records_copied = stats.records_copied;
+  t.bytes_copied = stats.bytes_copied;
+  t.bytes_reclaimed = stats.bytes_reclaimed;
+  t.milliseconds = static_cast<uint64_t>(stats.seconds * 1000);
+  return conn_.Send(MsgType::kGcDone, Bytes(EncodeGcDone(t)));
+}
+
 }  // namespace
 
 StoreServer::StoreServer(LocalStore* store, ServerOptions options)
@@ -505,6 +574,7 @@ StoreServer::StoreServer(LocalStore* store, ServerOptions options)
   if (store_ != nullptr) welcome_.info = store_->info();
   welcome_.manifest_delta = true;
   welcome_.takes_delete = true;
+  welcome_.takes_gc = true;
   welcome_.max_frame = options_.max_frame;
   welcome_.max_inflight = options_.max_inflight;
 }
@@ -688,7 +758,7 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
       log(absl::StrCat("refused: ", RefusalReason(hs), " (", hs.message(), ")"));
     } else {
       log("authenticated");
-      Session session(*wc, *store_, store_mu_, options_, log);
+      Session session(*wc, *store_, store_mu_, gc_running_, options_, log);
       const std::string why = session.Run();
       log(absl::StrCat("closed (", why, "): ", wc->bytes_received(), " bytes in, ",
                        wc->bytes_sent(), " bytes out, ", session.records_appended(),

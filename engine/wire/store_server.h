@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "engine/local/garbage_collector.h"
 #include "engine/local/local_store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/wire_conn.h"
@@ -45,6 +46,9 @@ struct ServerOptions {
   uint64_t max_inflight = kDefaultMaxInflight;  // announced in WELCOME; >= max_frame
   int64_t idle_timeout_ms = 300'000;            // longest wait for a connection's next request
   io::Backend backend = io::Backend::kAuto;     // of the connections' queues
+  // Called between the steps of a collection (GC), without the store mutex, with the phase the
+  // next step belongs to: the tests run other requests at chosen points of a collection.
+  std::function<void(GarbageCollector::Phase)> gc_between_steps;
   // Receives one line per event (connection accepted, authenticated, refused, protocol error,
   // closed with its totals, …). Called from any thread, one call at a time. May be empty.
   std::function<void(const std::string&)> log;
@@ -102,7 +106,8 @@ class StoreServer {
   const ServerOptions options_;
   Welcome welcome_;
 
-  std::mutex store_mu_;  // guards every call into *store_
+  std::mutex store_mu_;                  // guards every call into *store_
+  std::atomic<bool> gc_running_{false};  // one collection at a time
   std::mutex log_mu_;
 
   std::mutex conns_mu_;

@@ -293,6 +293,10 @@ std::string_view MsgTypeName(uint16_t type) {
       return "DELETE";
     case MsgType::kDeleted:
       return "DELETED";
+    case MsgType::kGc:
+      return "GC";
+    case MsgType::kGcDone:
+      return "GC_DONE";
   }
   return "UNKNOWN";
 }
@@ -460,6 +464,7 @@ std::string EncodeWelcome(const Welcome& welcome) {
   KvPairs kv = StoreInfoToKv(welcome.info);
   if (welcome.manifest_delta) kv.emplace_back("manifest_delta", "1");
   if (welcome.takes_delete) kv.emplace_back("delete", "1");
+  if (welcome.takes_gc) kv.emplace_back("gc", "1");
   EncodeKv(kv, &out);
   PutU32(&out, welcome.max_frame);
   PutU64(&out, welcome.max_inflight);
@@ -487,6 +492,7 @@ absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload) {
   for (const auto& [key, value] : *kv) {
     if (key == "manifest_delta" && value == "1") w.manifest_delta = true;
     if (key == "delete" && value == "1") w.takes_delete = true;
+    if (key == "gc" && value == "1") w.takes_gc = true;
   }
   if (w.max_frame < kMinMaxFrame) {
     return Malformed(MsgType::kWelcome, "frame limit ", w.max_frame, " is below the minimum ",
@@ -842,6 +848,59 @@ absl::Status CheckEmptyPayload(MsgType type, absl::Span<const uint8_t> payload) 
     return Malformed(type, "carries ", payload.size(), " bytes; it has no payload");
   }
   return absl::OkStatus();
+}
+
+std::string EncodeGc(const GcRequest& request) {
+  std::string out;
+  out.push_back(request.dry_run ? 1 : 0);
+  PutU32(&out, request.repack_below_ppm);
+  return out;
+}
+
+absl::StatusOr<GcRequest> DecodeGc(absl::Span<const uint8_t> payload) {
+  ByteReader r(payload);
+  const uint8_t flags = r.U8();
+  GcRequest request;
+  request.repack_below_ppm = r.U32();
+  if (!r.ok()) return Malformed(MsgType::kGc, "payload is truncated");
+  if (absl::Status st = CheckEnd(MsgType::kGc, r); !st.ok()) return st;
+  if ((flags & ~1u) != 0) return Malformed(MsgType::kGc, "unknown flags ", flags);
+  if (request.repack_below_ppm > 1'000'000) {
+    return Malformed(MsgType::kGc, "repack threshold ", request.repack_below_ppm,
+                     " millionths is above 1000000");
+  }
+  request.dry_run = (flags & 1) != 0;
+  return request;
+}
+
+namespace {
+
+// GC_DONE's fields, in their wire order.
+template <typename Totals, typename Fn>
+void ForEachGcTotal(Totals& t, Fn fn) {
+  for (auto* field :
+       {&t.manifests, &t.chunks_referenced, &t.records, &t.records_live, &t.packs_before,
+        &t.bytes_before, &t.packs_removed, &t.packs_rewritten, &t.packs_kept_in_use,
+        &t.records_copied, &t.bytes_copied, &t.bytes_reclaimed, &t.milliseconds}) {
+    fn(*field);
+  }
+}
+
+}  // namespace
+
+std::string EncodeGcDone(const GcTotals& totals) {
+  std::string out;
+  ForEachGcTotal(totals, [&](uint64_t v) { PutU64(&out, v); });
+  return out;
+}
+
+absl::StatusOr<GcTotals> DecodeGcDone(absl::Span<const uint8_t> payload) {
+  ByteReader r(payload);
+  GcTotals totals;
+  ForEachGcTotal(totals, [&](uint64_t& v) { v = r.U64(); });
+  if (!r.ok()) return Malformed(MsgType::kGcDone, "payload is truncated");
+  if (absl::Status st = CheckEnd(MsgType::kGcDone, r); !st.ok()) return st;
+  return totals;
 }
 
 }  // namespace chunkferry::engine

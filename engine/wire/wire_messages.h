@@ -72,6 +72,8 @@ enum class MsgType : uint16_t {
   kPutManifestDelta = 31,  // only to a daemon whose WELCOME announces manifest_delta=1
   kDelete = 32,            // only to a daemon whose WELCOME announces delete=1
   kDeleted = 33,
+  kGc = 34,  // only to a daemon whose WELCOME announces gc=1
+  kGcDone = 35,
 };
 
 // The type's name as PROTOCOL.md spells it ("APPEND_ACK"), or "UNKNOWN".
@@ -137,6 +139,8 @@ struct Welcome {
   bool manifest_delta = false;
   // The daemon takes DELETE: WELCOME key `delete` = "1" (absent otherwise).
   bool takes_delete = false;
+  // The daemon takes GC: WELCOME key `gc` = "1" (absent otherwise).
+  bool takes_gc = false;
 };
 std::string EncodeWelcome(const Welcome& welcome);
 [[nodiscard]] absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload);
@@ -269,6 +273,27 @@ std::string EncodeDelete(const DeleteRequest& request);
 // volume backups removed, volume backups kept (named by another group too).
 std::string EncodeDeleted(const DeleteResult& result);
 [[nodiscard]] absl::StatusOr<DeleteResult> DecodeDeleted(absl::Span<const uint8_t> payload);
+
+// GC: u8 flags (bit 0: dry run; other bits refused), u32 repack_below in millionths
+// (0..1000000).
+struct GcRequest {
+  bool dry_run = false;
+  uint32_t repack_below_ppm = 500'000;
+};
+std::string EncodeGc(const GcRequest& request);
+[[nodiscard]] absl::StatusOr<GcRequest> DecodeGc(absl::Span<const uint8_t> payload);
+
+// GC_DONE: the collection's totals, 13 × u64 in this order: manifests, chunks referenced,
+// records, records live, packs before, bytes before, packs removed, packs rewritten, packs kept
+// in use, records copied, bytes copied, bytes reclaimed, milliseconds.
+struct GcTotals {
+  uint64_t manifests = 0, chunks_referenced = 0, records = 0, records_live = 0;
+  uint64_t packs_before = 0, bytes_before = 0, packs_removed = 0, packs_rewritten = 0;
+  uint64_t packs_kept_in_use = 0, records_copied = 0, bytes_copied = 0, bytes_reclaimed = 0;
+  uint64_t milliseconds = 0;
+};
+std::string EncodeGcDone(const GcTotals& totals);
+[[nodiscard]] absl::StatusOr<GcTotals> DecodeGcDone(absl::Span<const uint8_t> payload);
 
 // FLUSH, FLUSH_ACK, READ_END, MANIFEST_END, LIST_GROUPS, OK and BYE carry nothing: checks that
 // the payload of a `type` message is empty.

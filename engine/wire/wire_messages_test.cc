@@ -387,7 +387,8 @@ TEST(WireMessagesTest, NamesEveryTypeAndNothingElse) {
       {26, "GROUP"},        {27, "LIST_GROUPS"},
       {28, "GROUP_LIST"},   {29, "OK"},
       {30, "BYE"},          {31, "PUT_MANIFEST_DELTA"},
-      {32, "DELETE"},       {33, "DELETED"}};
+      {32, "DELETE"},       {33, "DELETED"},
+      {34, "GC"},           {35, "GC_DONE"}};
   size_t known = 0;
   for (uint32_t t = 0; t <= 0xffff; ++t) known += IsKnownMsgType(static_cast<uint16_t>(t));
   EXPECT_EQ(known, names.size());
@@ -513,6 +514,14 @@ std::vector<Case> AllCases() {
   }
   cases.push_back({"DELETED", EncodeDeleted({{kUuidA}, {kUuidB, kUuidC}, {kUuidA}}),
                    [](auto p) { return Reencode(DecodeDeleted(p), EncodeDeleted); }});
+  cases.push_back(
+      {"GC", EncodeGc({true, 250'000}), [](auto p) { return Reencode(DecodeGc(p), EncodeGc); }});
+  GcTotals totals;
+  totals.manifests = 3;
+  totals.bytes_reclaimed = 1ull << 40;
+  totals.milliseconds = 1234;
+  cases.push_back({"GC_DONE", EncodeGcDone(totals),
+                   [](auto p) { return Reencode(DecodeGcDone(p), EncodeGcDone); }});
   for (MsgType t : {MsgType::kFlush, MsgType::kFlushAck, MsgType::kReadEnd, MsgType::kManifestEnd,
                     MsgType::kListGroups, MsgType::kOk, MsgType::kBye}) {
     cases.push_back({std::string(MsgTypeName(t)), "", [t](auto p) -> absl::StatusOr<std::string> {
@@ -909,6 +918,20 @@ TEST(WireMessagesHostileTest, DeleteRefusesUnknownKindsAndBadUuids) {
                  kInvalidArgument, "uuid");
   EXPECT_REFUSED(DecodeDeleted(Sp(U32(0) + U32(7))).status(), kInvalidArgument,
                  "announces 7 removed backup uuids");
+}
+
+TEST(WireMessagesHostileTest, GcRefusesUnknownFlagsAndThresholdsAboveOne) {
+  EXPECT_REFUSED(DecodeGc(Sp(std::string(1, '\x02') + U32(0))).status(), kInvalidArgument,
+                 "unknown flags 2");
+  EXPECT_REFUSED(DecodeGc(Sp(std::string(1, '\0') + U32(1'000'001))).status(), kInvalidArgument,
+                 "above 1000000");
+  absl::StatusOr<GcRequest> gc = DecodeGc(Sp(EncodeGc({false, 1'000'000})));
+  ASSERT_TRUE(gc.ok()) << gc.status();
+  EXPECT_FALSE(gc->dry_run);
+  EXPECT_EQ(gc->repack_below_ppm, 1'000'000u);
+  absl::StatusOr<GcTotals> done = DecodeGcDone(Sp(EncodeGcDone(GcTotals{.bytes_copied = 7})));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->bytes_copied, 7u);
 }
 
 TEST(WireMessagesHostileTest, DamagedGroupRecordIsDataLoss) {
