@@ -34,7 +34,7 @@ Json StatsJson(const engine::GcStats& s, bool dry_run) {
               {"records_copied", s.records_copied},
               {"bytes_copied", s.bytes_copied},
               {"bytes_reclaimed", s.bytes_reclaimed},
-              {"seconds", s.seconds}};
+              {"seconds", static_cast<double>(s.milliseconds) / 1000}};
 }
 
 // Where the crash tests stop a collection: CHUNKFERRY_GC_CRASH_AT=N kills the process (SIGKILL,
@@ -58,7 +58,7 @@ void PrintStats(const engine::GcStats& s, bool dry_run, const Context& ctx) {
         static_cast<unsigned long long>(s.packs_rewritten), HumanBytes(s.bytes_copied).c_str(),
         static_cast<unsigned long long>(s.records_live),
         static_cast<unsigned long long>(s.records_total),
-        static_cast<unsigned long long>(s.manifests), s.seconds);
+        static_cast<unsigned long long>(s.manifests), static_cast<double>(s.milliseconds) / 1000);
   }
 }
 
@@ -79,21 +79,7 @@ int CollectThroughDaemon(const StoreLocation& where, const std::string& key_file
   request.repack_below_ppm = static_cast<uint32_t>(repack * 1e6 + 0.5);
   auto t = (*remote)->CollectGarbage(request);
   if (!t.ok()) return Fail(kCmd, t.status());
-  engine::GcStats s;
-  s.manifests = t->manifests;
-  s.chunks_referenced = t->chunks_referenced;
-  s.records_total = t->records;
-  s.records_live = t->records_live;
-  s.packs_before = t->packs_before;
-  s.bytes_before = t->bytes_before;
-  s.packs_removed = t->packs_removed;
-  s.packs_rewritten = t->packs_rewritten;
-  s.packs_kept_late_pin = t->packs_kept_in_use;
-  s.records_copied = t->records_copied;
-  s.bytes_copied = t->bytes_copied;
-  s.bytes_reclaimed = t->bytes_reclaimed;
-  s.seconds = static_cast<double>(t->milliseconds) / 1000;
-  PrintStats(s, dry_run, ctx);
+  PrintStats(*t, dry_run, ctx);
   return kExitOk;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <optional>
 #include <utility>
 
@@ -33,7 +34,7 @@ void GarbageCollector::Finish() {
   if (pinning_) store_.index_.SetPins(nullptr);
   pinning_ = false;
   phase_ = Phase::kDone;
-  stats_.seconds = Now() - started_;
+  stats_.milliseconds = static_cast<uint64_t>(std::llround((Now() - started_) * 1000));
 }
 
 absl::StatusOr<bool> GarbageCollector::Step() {

@@ -68,7 +68,7 @@ struct GcStats {
   uint64_t bytes_copied = 0;
   uint64_t bytes_removed = 0;    // pack bytes removed (before subtracting the copies)
   uint64_t bytes_reclaimed = 0;  // bytes_removed - bytes_copied
-  double seconds = 0;
+  uint64_t milliseconds = 0;
 };
 
 class GarbageCollector {

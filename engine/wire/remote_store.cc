@@ -1021,7 +1021,7 @@ absl::StatusOr<DeleteResult> RemoteStore::DeleteBackup(const std::string& backup
   return Delete(DeleteKind::kBackup, backup_uuid);
 }
 
-absl::StatusOr<GcTotals> RemoteStore::CollectGarbage(const GcRequest& request) {
+absl::StatusOr<GcStats> RemoteStore::CollectGarbage(const GcRequest& request) {
   if (!takes_gc_) {
     return PeerStatus(absl::StatusCode::kFailedPrecondition,
                       "the daemon does not take GC (an older version): upgrade it first");

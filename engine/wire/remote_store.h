@@ -103,7 +103,7 @@ class RemoteStore final : public Store {
 
   // Has the daemon collect its store's garbage (GC) and waits for the totals. The daemon runs it
   // in steps between which it serves other connections.
-  [[nodiscard]] absl::StatusOr<GcTotals> CollectGarbage(const GcRequest& request);
+  [[nodiscard]] absl::StatusOr<GcStats> CollectGarbage(const GcRequest& request);
 
   // Bytes that crossed the wire on all connections (frames, handshake included).
   uint64_t wire_bytes_sent() const;

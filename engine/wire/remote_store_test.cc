@@ -345,7 +345,7 @@ TEST_P(RemoteStoreTest, SyncDuringADaemonCollectionKeepsWhatItWasToldTheStoreHas
     }
     synced = CopyGroup(*a_, *other, group_, CopyOptions(), &during);
   };
-  absl::StatusOr<GcTotals> totals = remote->CollectGarbage(GcRequest());
+  absl::StatusOr<GcStats> totals = remote->CollectGarbage(GcRequest());
   ASSERT_TRUE(totals.ok()) << totals.status();
   ASSERT_TRUE(synced.ok()) << synced;
   EXPECT_EQ(during.bytes_sent, 0u);  // the daemon still had every chunk
@@ -383,7 +383,7 @@ TEST_P(RemoteStoreTest, RecordsALiveSessionLandedSurviveADaemonCollection) {
   auto collector = ConnectOk(Options(1));
   ASSERT_NE(collector, nullptr);
   // A second collection while one runs is refused.
-  absl::StatusOr<GcTotals> second = absl::UnknownError("not run");
+  absl::StatusOr<GcStats> second = absl::UnknownError("not run");
   gc_hook_ = [&](GarbageCollector::Phase phase) {
     if (phase == GarbageCollector::Phase::kMark &&
         second.status().code() == absl::StatusCode::kUnknown) {
@@ -406,7 +406,7 @@ TEST_P(RemoteStoreTest, RecordsALiveSessionLandedSurviveADaemonCollection) {
   // Once the session is gone and the backup deleted, the next collection takes the records.
   lander.reset();
   ASSERT_TRUE(collector->DeleteBackup(meta.uuid).ok());
-  absl::StatusOr<GcTotals> after = collector->CollectGarbage(GcRequest());
+  absl::StatusOr<GcStats> after = collector->CollectGarbage(GcRequest());
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_GT(after->bytes_reclaimed, vols[2].meta.size / 2);
 }

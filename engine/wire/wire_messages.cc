@@ -876,31 +876,31 @@ absl::StatusOr<GcRequest> DecodeGc(absl::Span<const uint8_t> payload) {
 namespace {
 
 // GC_DONE's fields, in their wire order.
-template <typename Totals, typename Fn>
-void ForEachGcTotal(Totals& t, Fn fn) {
+template <typename Stats, typename Fn>
+void ForEachGcTotal(Stats& s, Fn fn) {
   for (auto* field :
-       {&t.manifests, &t.chunks_referenced, &t.records, &t.records_live, &t.packs_before,
-        &t.bytes_before, &t.packs_removed, &t.packs_rewritten, &t.packs_kept_in_use,
-        &t.records_copied, &t.bytes_copied, &t.bytes_reclaimed, &t.milliseconds}) {
+       {&s.manifests, &s.chunks_referenced, &s.records_total, &s.records_live, &s.packs_before,
+        &s.bytes_before, &s.packs_removed, &s.packs_rewritten, &s.packs_kept_late_pin,
+        &s.records_copied, &s.bytes_copied, &s.bytes_reclaimed, &s.milliseconds}) {
     fn(*field);
   }
 }
 
 }  // namespace
 
-std::string EncodeGcDone(const GcTotals& totals) {
+std::string EncodeGcDone(const GcStats& stats) {
   std::string out;
-  ForEachGcTotal(totals, [&](uint64_t v) { PutU64(&out, v); });
+  ForEachGcTotal(stats, [&](uint64_t v) { PutU64(&out, v); });
   return out;
 }
 
-absl::StatusOr<GcTotals> DecodeGcDone(absl::Span<const uint8_t> payload) {
+absl::StatusOr<GcStats> DecodeGcDone(absl::Span<const uint8_t> payload) {
   ByteReader r(payload);
-  GcTotals totals;
-  ForEachGcTotal(totals, [&](uint64_t& v) { v = r.U64(); });
+  GcStats stats;
+  ForEachGcTotal(stats, [&](uint64_t& v) { v = r.U64(); });
   if (!r.ok()) return Malformed(MsgType::kGcDone, "payload is truncated");
   if (absl::Status st = CheckEnd(MsgType::kGcDone, r); !st.ok()) return st;
-  return totals;
+  return stats;
 }
 
 }  // namespace chunkferry::engine

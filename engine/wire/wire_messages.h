@@ -25,6 +25,7 @@
 #include "codec/chunk_id.h"
 #include "engine/format/kv_block.h"
 #include "engine/format/volume_backup.h"
+#include "engine/local/garbage_collector.h"
 #include "engine/store/store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/wire_frame.h"
@@ -283,17 +284,11 @@ struct GcRequest {
 std::string EncodeGc(const GcRequest& request);
 [[nodiscard]] absl::StatusOr<GcRequest> DecodeGc(absl::Span<const uint8_t> payload);
 
-// GC_DONE: the collection's totals, 13 × u64 in this order: manifests, chunks referenced,
-// records, records live, packs before, bytes before, packs removed, packs rewritten, packs kept
-// in use, records copied, bytes copied, bytes reclaimed, milliseconds.
-struct GcTotals {
-  uint64_t manifests = 0, chunks_referenced = 0, records = 0, records_live = 0;
-  uint64_t packs_before = 0, bytes_before = 0, packs_removed = 0, packs_rewritten = 0;
-  uint64_t packs_kept_in_use = 0, records_copied = 0, bytes_copied = 0, bytes_reclaimed = 0;
-  uint64_t milliseconds = 0;
-};
-std::string EncodeGcDone(const GcTotals& totals);
-[[nodiscard]] absl::StatusOr<GcTotals> DecodeGcDone(absl::Span<const uint8_t> payload);
+// GC_DONE: the collection's totals (GcStats), 13 × u64 in this order: manifests, chunks
+// referenced, records, records live, packs before, bytes before, packs removed, packs
+// rewritten, packs kept in use, records copied, bytes copied, bytes reclaimed, milliseconds.
+std::string EncodeGcDone(const GcStats& stats);
+[[nodiscard]] absl::StatusOr<GcStats> DecodeGcDone(absl::Span<const uint8_t> payload);
 
 // FLUSH, FLUSH_ACK, READ_END, MANIFEST_END, LIST_GROUPS, OK and BYE carry nothing: checks that
 // the payload of a `type` message is empty.

@@ -516,7 +516,7 @@ std::vector<Case> AllCases() {
                    [](auto p) { return Reencode(DecodeDeleted(p), EncodeDeleted); }});
   cases.push_back(
       {"GC", EncodeGc({true, 250'000}), [](auto p) { return Reencode(DecodeGc(p), EncodeGc); }});
-  GcTotals totals;
+  GcStats totals;
   totals.manifests = 3;
   totals.bytes_reclaimed = 1ull << 40;
   totals.milliseconds = 1234;
@@ -929,9 +929,13 @@ TEST(WireMessagesHostileTest, GcRefusesUnknownFlagsAndThresholdsAboveOne) {
   ASSERT_TRUE(gc.ok()) << gc.status();
   EXPECT_FALSE(gc->dry_run);
   EXPECT_EQ(gc->repack_below_ppm, 1'000'000u);
-  absl::StatusOr<GcTotals> done = DecodeGcDone(Sp(EncodeGcDone(GcTotals{.bytes_copied = 7})));
+  GcStats stats;
+  stats.bytes_copied = 7;
+  stats.milliseconds = 2500;
+  absl::StatusOr<GcStats> done = DecodeGcDone(Sp(EncodeGcDone(stats)));
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->bytes_copied, 7u);
+  EXPECT_EQ(done->milliseconds, 2500u);
 }
 
 TEST(WireMessagesHostileTest, DamagedGroupRecordIsDataLoss) {
