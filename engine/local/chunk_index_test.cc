@@ -1,7 +1,11 @@
 #include "engine/local/chunk_index.h"
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "codec/chunk_id.h"
@@ -95,6 +99,68 @@ TEST(ChunkIndexTest, ForgetChunksOfUndoesInsertsButKeepsEarlierChunks) {
   EXPECT_EQ(index.Find(a.ids[1])->record.offset, 32u);
   EXPECT_FALSE(index.Contains(b.ids[1]));
   EXPECT_FALSE(index.Contains(c.ids[0]));
+}
+
+TEST(ChunkIndexTest, EveryLookupThatFindsAChunkPinsItsRecord) {
+  ChunkIndex index;
+  const Record a = MakeRecord({1, 2}), b = MakeRecord({3}), c = MakeRecord({4}),
+               d = MakeRecord({5});
+  const Record e = MakeRecord({6});
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(a.bytes.size()), 32}, a.view);
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(b.bytes.size()), 4096}, b.view);
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(c.bytes.size()), 8192}, c.view);
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(d.bytes.size()), 12288}, d.view);
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(e.bytes.size()), 16384}, e.view);
+  RecordBitmap pins(4);  // record 4 (e) is past the limit: always "set"
+  // Without pins installed nothing is recorded.
+  EXPECT_TRUE(index.Contains(a.ids[0]));
+  index.SetPins(&pins);
+  for (size_t r = 0; r < 4; ++r) EXPECT_FALSE(pins.Get(r)) << r;
+  EXPECT_TRUE(pins.Get(4));
+  EXPECT_TRUE(index.Find(a.ids[1]).has_value());  // record 0
+  std::vector<bool> have;
+  index.ContainsAll(std::vector<codec::ChunkId>{b.ids[0]}, &have);  // record 1
+  EXPECT_EQ(index.CountLacking(c.view), 0u);                        // record 2
+  EXPECT_TRUE(pins.Get(0) && pins.Get(1) && pins.Get(2));
+  EXPECT_FALSE(pins.Get(3));
+  std::vector<int64_t> numbers(2);
+  const Record absent = MakeRecord({9});
+  index.FindRecordNumbers(std::vector<codec::ChunkId>{d.ids[0], absent.ids[0]},
+                          absl::MakeSpan(numbers));
+  EXPECT_EQ(numbers, (std::vector<int64_t>{3, -1}));
+  EXPECT_TRUE(pins.Get(3));
+  index.SetPins(nullptr);
+}
+
+TEST(ChunkIndexTest, RelocatedRecordsCarryTheirChunksAndErasedOnesLoseThem) {
+  ChunkIndex index;
+  const Record a = MakeRecord({1, 2}), b = MakeRecord({3});
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(a.bytes.size()), 32}, a.view);
+  index.InsertRecord(RecordLocation{1, static_cast<uint32_t>(b.bytes.size()), 4096}, b.view);
+  const RecordLocation moved{7, static_cast<uint32_t>(a.bytes.size()), 32};
+  index.Relocate(0, moved);
+  ASSERT_TRUE(index.Find(a.ids[1]).has_value());
+  EXPECT_EQ(index.Find(a.ids[1])->record.pack, 7u);
+  EXPECT_EQ(index.Find(a.ids[1])->slot, 1u);
+  index.EraseChunksOf([](uint32_t r) { return r == 1; });
+  EXPECT_FALSE(index.Contains(b.ids[0]));
+  EXPECT_TRUE(index.Contains(a.ids[0]));
+  EXPECT_EQ(index.record_count(), 2u);  // numbers stay
+
+  // The snapshot keeps only records some chunk names, renumbered.
+  char dir[] = "/var/tmp/cf-index-test.XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/chunks.idx";
+  ASSERT_TRUE(index.Save(path).ok());
+  absl::StatusOr<ChunkIndex> loaded = ChunkIndex::Load(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->record_count(), 1u);
+  EXPECT_EQ(loaded->size(), 2u);
+  ASSERT_TRUE(loaded->Find(a.ids[0]).has_value());
+  EXPECT_EQ(loaded->Find(a.ids[0])->record.pack, 7u);
+  EXPECT_FALSE(loaded->Contains(b.ids[0]));
+  ::unlink(path.c_str());
+  ::rmdir(dir);
 }
 
 }  // namespace
