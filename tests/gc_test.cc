@@ -302,6 +302,29 @@ TEST_P(GcTest, ADamagedIndexStopsTheCollectionBeforeItChangesAnything) {
   ExpectRestores(new_);
 }
 
+// A daemon serves other requests between steps: a step looks up at most mark_batch entries,
+// however large one manifest is, and the outcome does not depend on the step size.
+TEST_P(GcTest, MarkStepsAreBoundedByEntriesNotManifests) {
+  ASSERT_TRUE(store_->DeleteGroup(old_group_).ok());
+  GcOptions whole;
+  whole.dry_run = true;
+  auto reference = Collect(whole);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+
+  GcOptions small = whole;
+  small.mark_batch = 100;
+  uint64_t mark_steps = 0;
+  small.before_step = [&](uint64_t, const std::string& phase) { mark_steps += phase == "mark"; };
+  auto stepped = Collect(small);
+  ASSERT_TRUE(stepped.ok()) << stepped.status();
+  EXPECT_GE(mark_steps, stepped->chunks_referenced / 100);
+  EXPECT_GT(mark_steps, stepped->manifests);
+  EXPECT_EQ(stepped->manifests, reference->manifests);
+  EXPECT_EQ(stepped->chunks_referenced, reference->chunks_referenced);
+  EXPECT_EQ(stepped->records_live, reference->records_live);
+  EXPECT_EQ(stepped->bytes_reclaimed, reference->bytes_reclaimed);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, GcTest, ::testing::ValuesIn(testing::AllBackends()),
                          testing::BackendParamName);
 

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <optional>
 #include <utility>
 
@@ -137,17 +138,29 @@ absl::Status GarbageCollector::Begin() {
   return absl::OkStatus();
 }
 
-absl::Status GarbageCollector::MarkManifest(const std::string& backup_uuid) {
-  auto reader = store_.OpenManifestReader(backup_uuid);
-  // Deleted since it was listed: nothing of it needs keeping.
-  if (absl::IsNotFound(reader.status())) return absl::OkStatus();
-  CF_RETURN_IF_ERROR(reader.status());
+absl::StatusOr<bool> GarbageCollector::MarkSome(const std::string& backup_uuid, size_t budget,
+                                                size_t* used) {
+  *used = 0;
+  if (reader_ == nullptr) {
+    auto reader = store_.OpenManifestReader(backup_uuid);
+    // Deleted since it was listed: nothing of it needs keeping.
+    if (absl::IsNotFound(reader.status())) return true;
+    CF_RETURN_IF_ERROR(reader.status());
+    reader_ = *std::move(reader);
+  }
   std::vector<ManifestEntry> batch;
   std::vector<codec::ChunkId> ids;
   std::vector<int64_t> records;
-  for (;;) {
-    CF_ASSIGN_OR_RETURN(size_t n, (*reader)->Next(&batch, options_.mark_batch));
-    if (n == 0) break;
+  size_t done = 0;
+  while (done < budget) {
+    CF_ASSIGN_OR_RETURN(size_t n, reader_->Next(&batch, std::min(budget - done, size_t{4096})));
+    if (n == 0) {
+      *used = done;
+      reader_.reset();
+      ++stats_.manifests;
+      return true;
+    }
+    done += n;
     ids.clear();
     for (const ManifestEntry& e : batch) {
       if (!e.zero) ids.push_back(e.id);
@@ -164,17 +177,27 @@ absl::Status GarbageCollector::MarkManifest(const std::string& backup_uuid) {
     }
     stats_.chunks_referenced += ids.size();
   }
-  ++stats_.manifests;
-  return absl::OkStatus();
+  *used = done;
+  return false;
+}
+
+absl::Status GarbageCollector::MarkManifest(const std::string& backup_uuid) {
+  size_t used = 0;
+  for (;;) {
+    CF_ASSIGN_OR_RETURN(bool done, MarkSome(backup_uuid, SIZE_MAX, &used));
+    if (done) return absl::OkStatus();
+  }
 }
 
 absl::StatusOr<bool> GarbageCollector::MarkStep() {
-  // A step reads at least one manifest, and goes on while it has read fewer than mark_batch
-  // entries: steps stay short for a daemon, and small manifests do not each cost a step.
-  const uint64_t start = stats_.chunks_referenced;
-  while (next_manifest_ < manifests_.size() &&
-         stats_.chunks_referenced - start < options_.mark_batch) {
-    CF_RETURN_IF_ERROR(MarkManifest(manifests_[next_manifest_++]));
+  // A step looks up at most mark_batch entries, so that it stays short for a daemon however
+  // large a manifest is; small manifests share a step.
+  size_t budget = options_.mark_batch;
+  while (next_manifest_ < manifests_.size() && budget > 0) {
+    size_t used = 0;
+    CF_ASSIGN_OR_RETURN(bool done, MarkSome(manifests_[next_manifest_], budget, &used));
+    budget -= std::min(budget, std::max<size_t>(used, 1));
+    if (done) ++next_manifest_;
   }
   return next_manifest_ == manifests_.size();
 }
@@ -265,18 +288,33 @@ absl::Status GarbageCollector::SweepPack(PackPlan& plan) {
           return absl::OkStatus();
         }));
     for (size_t i = 0; i < locations.size(); ++i) {
-      CF_ASSIGN_OR_RETURN(codec::RecordView view, codec::ParseRecord(bytes[i]));
-      CF_ASSIGN_OR_RETURN(RecordLocation copy, store_.AppendRecord(bytes[i], view));
-      store_.index_.Relocate(live[first + i], copy);
+      absl::StatusOr<codec::RecordView> view = codec::ParseRecord(bytes[i]);
+      absl::StatusOr<RecordLocation> copy =
+          view.ok() ? store_.AppendRecord(bytes[i], *view) : view.status();
+      if (!copy.ok()) return UndoRelocations(plan, copy.status());
+      store_.index_.Relocate(live[first + i], *copy);
       plan.copied.push_back(live[first + i]);
-      stats_.bytes_copied += copy.size;
+      plan.moved_from.push_back(locations[i]);
+      stats_.bytes_copied += copy->size;
       ++stats_.records_copied;
     }
     first = last;
   }
   // Durable before the step ends: a rollback by another writer must not cut the copies that the
   // index now points at.
-  return store_.Flush();
+  absl::Status flushed = store_.Flush();
+  return flushed.ok() ? flushed : UndoRelocations(plan, flushed);
+}
+
+absl::Status GarbageCollector::UndoRelocations(PackPlan& plan, absl::Status why) {
+  // The old pack is still there: point the records back at it, so that the rollback of copies
+  // that never became durable leaves the index whole.
+  for (size_t i = 0; i < plan.copied.size(); ++i) {
+    store_.index_.Relocate(plan.copied[i], plan.moved_from[i]);
+  }
+  plan.copied.clear();
+  plan.moved_from.clear();
+  return why;
 }
 
 absl::Status GarbageCollector::Commit() {

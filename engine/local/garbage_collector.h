@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "engine/format/manifest.h"
 #include "engine/local/chunk_index.h"
 #include "engine/local/local_store.h"
 #include "engine/store/progress.h"
@@ -100,11 +101,17 @@ class GarbageCollector {
     std::vector<uint32_t> records;  // its record numbers below the cutoff (candidates only)
     bool rewrite = false;           // else removed whole
     std::vector<uint32_t> copied;   // records relocated by Sweep
+    std::vector<RecordLocation> moved_from;  // where each copied record was
   };
 
   absl::Status Begin();
   absl::StatusOr<bool> MarkStep();  // true when Mark is finished
+  // Looks up at most `budget` more entries of the manifest being read (opening it first), and
+  // says how many in *used; true when the manifest is finished.
+  absl::StatusOr<bool> MarkSome(const std::string& backup_uuid, size_t budget, size_t* used);
   absl::Status MarkManifest(const std::string& backup_uuid);
+  // Points the records SweepPack copied back at their old places; returns `why`.
+  absl::Status UndoRelocations(PackPlan& plan, absl::Status why);
   absl::Status Plan();
   absl::Status SweepPack(PackPlan& plan);
   absl::Status Commit();
@@ -120,8 +127,9 @@ class GarbageCollector {
   std::unique_ptr<RecordBitmap> live_;
   std::vector<std::string> manifests_;  // listed by Mark, in order
   size_t next_manifest_ = 0;
-  uint32_t first_new_pack_ = 0;         // packs from here on were created after Begin
-  std::map<uint32_t, PackPlan> plans_;  // candidates: packs to remove or rewrite
+  std::unique_ptr<ManifestReader> reader_;  // the manifest Mark is in the middle of
+  uint32_t first_new_pack_ = 0;             // packs from here on were created after Begin
+  std::map<uint32_t, PackPlan> plans_;      // candidates: packs to remove or rewrite
   std::map<uint32_t, PackPlan>::iterator sweep_;
   bool pinning_ = false;
 };
