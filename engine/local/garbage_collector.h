@@ -46,9 +46,10 @@ struct GcOptions {
   double repack_below = 0.5;
   // Plan only: report what a collection would reclaim, change nothing.
   bool dry_run = false;
-  // Manifest entries looked up per Mark step, and live bytes copied per Sweep read.
+  // Manifest entries looked up per Mark step, and live bytes copied per Sweep read (8 MiB: the
+  // same speed as 32 MiB, 40 MiB less peak RSS; docs/BENCHMARKS.md).
   size_t mark_batch = 1 << 16;
-  size_t copy_batch_bytes = 32 << 20;
+  size_t copy_batch_bytes = 8 << 20;
   // Called before each step with its number (from 1) and the phase it belongs to, and once
   // more inside Commit between saving the index and removing packs ("unlink"): the crash tests
   // stop the process at each of these points.
