@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "engine/wire/auth.h"
 
 namespace chunkferry::tools {
 
@@ -133,6 +134,27 @@ absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const s
   }
   where.dir = text;
   return where;
+}
+
+std::string KeyFileMisuse(const StoreLocation& where, bool has_key_file) {
+  if (where.remote && !has_key_file) return "--key-file is required to reach a daemon";
+  if (!where.remote && has_key_file) {
+    return "--key-file is for a daemon, and --store is a directory";
+  }
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<engine::RemoteStore>> ConnectToDaemon(const StoreLocation& where,
+                                                                     const std::string& key_file,
+                                                                     const Context& ctx) {
+  auto key = engine::LoadKeyFile(key_file);
+  if (!key.ok()) return key.status();
+  engine::RemoteOptions ro;
+  ro.endpoint = where.endpoint;
+  ro.key = *key;
+  ro.connections = 1;
+  ro.backend = ctx.queue.backend;
+  return engine::RemoteStore::Connect(ro);
 }
 
 std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,

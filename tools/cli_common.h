@@ -14,6 +14,7 @@
 #include "engine/local/local_store.h"
 #include "engine/store/progress.h"
 #include "engine/store/worker_pool.h"
+#include "engine/wire/remote_store.h"
 #include "io/net.h"
 #include "tools/flags.h"
 
@@ -57,6 +58,14 @@ struct StoreLocation {
 // says what is wrong). `flag` names the flag in errors (InvalidArgument).
 absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const std::string& text);
 bool FileExists(const std::string& path);
+// What is wrong with --key-file for a store at `where` (required for a daemon, refused for a
+// directory); empty when nothing is.
+std::string KeyFileMisuse(const StoreLocation& where, bool has_key_file);
+// One connection to the daemon at `where`, authenticated with the key in `key_file`: what the
+// administrative commands (delete, gc) use.
+absl::StatusOr<std::unique_ptr<engine::RemoteStore>> ConnectToDaemon(const StoreLocation& where,
+                                                                     const std::string& key_file,
+                                                                     const Context& ctx);
 
 // How a command's help and flags differ from the usual.
 struct ParseExtras {

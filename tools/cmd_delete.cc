@@ -9,7 +9,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/format/volume_backup.h"
-#include "engine/wire/auth.h"
 #include "engine/wire/remote_store.h"
 #include "tools/cli_common.h"
 
@@ -59,25 +58,15 @@ int CmdDelete(const std::vector<std::string>& args) {
   }
   auto where = ParseStoreLocation("store", f.Get("store"));
   if (!where.ok()) return Usage(kCmd, where.status().message(), help);
-  if (!where->remote && f.Has("key-file")) {
-    return Usage(kCmd, "--key-file is for a daemon, and --store is a directory", help);
-  }
-  if (where->remote && !f.Has("key-file")) {
-    return Usage(kCmd, "--key-file is required to reach a daemon", help);
+  if (std::string misuse = KeyFileMisuse(*where, f.Has("key-file")); !misuse.empty()) {
+    return Usage(kCmd, misuse, help);
   }
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), help);
 
   std::unique_ptr<engine::Store> store;
   if (where->remote) {
-    auto key = engine::LoadKeyFile(f.Get("key-file"));
-    if (!key.ok()) return Fail(kCmd, key.status());
-    engine::RemoteOptions ro;
-    ro.endpoint = where->endpoint;
-    ro.key = *key;
-    ro.connections = 1;
-    ro.backend = ctx->queue.backend;
-    auto r = engine::RemoteStore::Connect(ro);
+    auto r = ConnectToDaemon(*where, f.Get("key-file"), *ctx);
     if (!r.ok()) return Fail(kCmd, r.status());
     store = *std::move(r);
   } else {

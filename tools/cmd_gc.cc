@@ -11,7 +11,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "engine/local/garbage_collector.h"
-#include "engine/wire/auth.h"
 #include "engine/wire/remote_store.h"
 #include "tools/cli_common.h"
 
@@ -65,14 +64,7 @@ void PrintStats(const engine::GcStats& s, bool dry_run, const Context& ctx) {
 // gc of a store a daemon serves: the daemon collects, between its other requests.
 int CollectThroughDaemon(const StoreLocation& where, const std::string& key_file, double repack,
                          bool dry_run, const Context& ctx) {
-  auto key = engine::LoadKeyFile(key_file);
-  if (!key.ok()) return Fail(kCmd, key.status());
-  engine::RemoteOptions ro;
-  ro.endpoint = where.endpoint;
-  ro.key = *key;
-  ro.connections = 1;
-  ro.backend = ctx.queue.backend;
-  auto remote = engine::RemoteStore::Connect(ro);
+  auto remote = ConnectToDaemon(where, key_file, ctx);
   if (!remote.ok()) return Fail(kCmd, remote.status());
   engine::GcRequest request;
   request.dry_run = dry_run;
@@ -120,11 +112,8 @@ int CmdGc(const std::vector<std::string>& args) {
   const bool dry_run = f.GetBool("dry-run");
   auto where = ParseStoreLocation("store", f.Get("store"));
   if (!where.ok()) return Usage(kCmd, where.status().message(), help);
-  if (where->remote != f.Has("key-file")) {
-    return Usage(kCmd,
-                 where->remote ? "--key-file is required to reach a daemon"
-                               : "--key-file is for a daemon, and --store is a directory",
-                 help);
+  if (std::string misuse = KeyFileMisuse(*where, f.Has("key-file")); !misuse.empty()) {
+    return Usage(kCmd, misuse, help);
   }
   if (where->remote) return CollectThroughDaemon(*where, f.Get("key-file"), repack, dry_run, *ctx);
   auto store = OpenStore(*ctx, where->dir, true);
