@@ -90,7 +90,7 @@ int CmdGc(const std::vector<std::string>& args) {
   Flags f;
   std::string help;
   if (auto rc = ParseFlags(
-          kCmd, "--store DIR [flags]", std::move(specs), args, &f,
+          kCmd, "--store STORE [flags]", std::move(specs), args, &f,
           {.about = "Reclaims the space of chunks that no published volume backup names any "
                     "more (after\n`chunkferry delete`): packs with nothing live are removed, "
                     "packs mostly dead are\nrewritten. A store a daemon serves is collected by "

@@ -246,19 +246,14 @@ absl::Status GarbageCollector::Plan() {
     auto it = plans_.find(index.record(r).pack);
     if (it != plans_.end()) it->second.records.push_back(static_cast<uint32_t>(r));
   }
-  for (const auto& [id, plan] : plans_) {
-    if (plan.rewrite) {
-      ++stats_.packs_rewritten;
-      stats_.bytes_copied += plan.live_bytes;  // what it will copy; Sweep counts it again
-    } else {
-      ++stats_.packs_removed;
-    }
-    stats_.bytes_removed += plan.size;
-  }
+  // A dry run stops here and reports the plan; a real one counts in Sweep and Commit what they do.
   if (options_.dry_run) {
+    for (const auto& [id, plan] : plans_) {
+      ++(plan.rewrite ? stats_.packs_rewritten : stats_.packs_removed);
+      if (plan.rewrite) stats_.bytes_copied += plan.live_bytes;
+      stats_.bytes_removed += plan.size;
+    }
     stats_.bytes_reclaimed = stats_.bytes_removed - stats_.bytes_copied;
-  } else {
-    stats_.packs_rewritten = stats_.packs_removed = stats_.bytes_copied = stats_.bytes_removed = 0;
   }
   return absl::OkStatus();
 }
