@@ -184,7 +184,7 @@ TEST_P(CliTest, DeleteGroupsAndBackups) {
                     .out)
           .value("uuid", "");
   ASSERT_TRUE(engine::IsValidUuid(backup));
-  const auto files = testing::ListFiles(s, {"LOCK", "chunks.idx"});
+  const auto files = testing::ListFiles(s, {"LOCK", "index/"});
 
   auto grouped = Run({"delete", "--store", s, "--backup", backup}, 1);
   EXPECT_TRUE(absl::StrContains(grouped.err, group)) << grouped.err;
@@ -194,7 +194,7 @@ TEST_P(CliTest, DeleteGroupsAndBackups) {
   Run({"delete", "--store", s, "--group", group, "--backup", backup}, 2);
   Run({"delete", "--store", s, "--group", "not-a-uuid"}, 2);
   Run({"delete", "--store", s, "--group", group, "--key-file", tmp_.Sub("k")}, 2);
-  EXPECT_EQ(testing::ListFiles(s, {"LOCK", "chunks.idx"}), files);
+  EXPECT_EQ(testing::ListFiles(s, {"LOCK", "index/"}), files);
 
   const Json deleted = ParseJson(Run({"delete", "--store", s, "--group", group, "--json"}).out);
   EXPECT_EQ(deleted["groups_removed"], Json::array({group}));

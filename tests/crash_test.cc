@@ -108,7 +108,7 @@ TEST_P(CrashTest, GarbageAndHalfRecordAfterACommitAndNoIndex) {
                 all.begin() + static_cast<long>(r.offset + r.size / 2));
   }
   testing::AppendToFile(pack, half);
-  ASSERT_EQ(::unlink((dir_ + "/index/chunks.idx").c_str()), 0);
+  ASSERT_EQ(::unlink((dir_ + "/index/STATE").c_str()), 0);
 
   auto s = OpenOk(true);
   ASSERT_NE(s, nullptr);

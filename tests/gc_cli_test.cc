@@ -105,18 +105,18 @@ TEST_P(GcCliTest, KilledAtAnyPointTheStoreStaysWholeAndGcFinishesLater) {
 
 TEST_P(GcCliTest, DryRunAndFlags) {
   const std::string dir = CopyOfTemplate("dry");
-  const auto files = testing::ListFiles(dir, {"LOCK", "chunks.idx"});
+  const auto files = testing::ListFiles(dir, {"LOCK", "index/"});
   const Json dry = ParseJson(Run({"gc", "--store", dir, "--dry-run", "--json"}).out);
   EXPECT_TRUE(dry.value("dry_run", false));
   EXPECT_GT(dry.value("bytes_reclaimed", 0), 0);
-  EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "chunks.idx"}), files);
+  EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "index/"}), files);
 
   Run({"gc"}, 2);
   Run({"gc", "--store", dir, "--repack-below", "1.5"}, 2);
   Run({"gc", "--store", dir, "--repack-below", "half"}, 2);
   auto missing = Run({"gc", "--store", tmp_.Sub("nowhere")}, 1);
   EXPECT_TRUE(absl::StrContains(missing.err, "not a chunkferry store")) << missing.err;
-  EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "chunks.idx"}), files);
+  EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "index/"}), files);
 
   // --repack-below 0: packs with nothing live go, nothing is copied.
   const Json none = ParseJson(Run({"gc", "--store", dir, "--repack-below", "0", "--json"}).out);
@@ -130,10 +130,10 @@ TEST_P(GcCliTest, AStoreAnotherProcessWritesIsRefused) {
   const std::string dir = CopyOfTemplate("busy");
   auto holder = testing::OpenStore(dir, GetParam(), true, &pool_);
   ASSERT_TRUE(holder.ok()) << holder.status();
-  const auto files = testing::ListFiles(dir, {"LOCK", "chunks.idx"});
+  const auto files = testing::ListFiles(dir, {"LOCK", "index/"});
   auto r = Run({"gc", "--store", dir}, 1);
   EXPECT_TRUE(absl::StrContains(r.err, "being written by another process")) << r.err;
-  EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "chunks.idx"}), files);
+  EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "index/"}), files);
   ASSERT_TRUE((*holder)->Close().ok());
 }
 

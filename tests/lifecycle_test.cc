@@ -62,7 +62,7 @@ class LifecycleTest : public ::testing::TestWithParam<io::Backend> {
   }
 
   // The store's files but the index snapshot and the lock, which opening rewrites.
-  std::map<std::string, uint64_t> Files() const { return ListFiles(dir_, {"LOCK", "chunks.idx"}); }
+  std::map<std::string, uint64_t> Files() const { return ListFiles(dir_, {"LOCK", "index/"}); }
 
   void ExpectAllRestore() {
     for (size_t i = 0; i < vols_.size(); ++i) {

@@ -218,8 +218,13 @@ std::map<std::string, uint64_t> ListFiles(const std::string& dir,
        !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file()) continue;
     const std::string name = it->path().filename().string();
-    if (std::find(ignore.begin(), ignore.end(), name) != ignore.end()) continue;
-    out[std::filesystem::relative(it->path(), dir).string()] = it->file_size();
+    const std::string relative = std::filesystem::relative(it->path(), dir).string();
+    if (std::any_of(ignore.begin(), ignore.end(), [&](const std::string& i) {
+          return i == name || (i.ends_with('/') && relative.starts_with(i));
+        })) {
+      continue;
+    }
+    out[relative] = it->file_size();
   }
   EXPECT_FALSE(ec) << "listing " << dir << ": " << ec.message();
   return out;
@@ -387,17 +392,22 @@ uint64_t TotalPackBytes(const std::string& dir) {
 
 std::vector<engine::RecordLocation> IndexedRecords(const engine::LocalStore& store) {
   std::set<engine::RecordLocation> set;
-  store.index().ForEach(
-      [&](const codec::ChunkId&, const engine::ChunkLocation& l) { set.insert(l.record); });
+  EXPECT_TRUE(store.index()
+                  .ForEach([&](const codec::ChunkId&, const engine::ChunkLocation& l) {
+                    set.insert(l.record);
+                  })
+                  .ok());
   return std::vector<engine::RecordLocation>(set.begin(), set.end());
 }
 
 std::vector<codec::ChunkId> ChunksOfRecord(const engine::LocalStore& store,
                                            const engine::RecordLocation& record) {
   std::vector<codec::ChunkId> out;
-  store.index().ForEach([&](const codec::ChunkId& id, const engine::ChunkLocation& l) {
-    if (l.record == record) out.push_back(id);
-  });
+  EXPECT_TRUE(store.index()
+                  .ForEach([&](const codec::ChunkId& id, const engine::ChunkLocation& l) {
+                    if (l.record == record) out.push_back(id);
+                  })
+                  .ok());
   return out;
 }
 

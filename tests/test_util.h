@@ -90,7 +90,8 @@ uint64_t AllocatedBytes(const std::string& path);
 ::testing::AssertionResult FilesEqual(const std::string& a, const std::string& b);
 
 // Every regular file below `dir` (relative path → size), e.g. to assert that a failed operation
-// left a store as it was. Names in `ignore` (base names such as "LOCK") are left out.
+// left a store as it was. Names in `ignore` (base names such as "LOCK", or folders such as
+// "index/", the derived chunk index) are left out.
 std::map<std::string, uint64_t> ListFiles(const std::string& dir,
                                           const std::vector<std::string>& ignore = {});
 

@@ -229,7 +229,7 @@ TEST_P(VerifyTest, DamagedRecordHeaderFoundByAScan) {
   const auto chunks = testing::ChunksOfRecord(*s, target);
   s.reset();
   testing::FlipByte(testing::PackPath(dir_, target.pack), target.offset + 40, 0x01);
-  ASSERT_EQ(::unlink((dir_ + "/index/chunks.idx").c_str()), 0);
+  ASSERT_EQ(::unlink((dir_ + "/index/STATE").c_str()), 0);
   s = Reopen();
   ASSERT_NE(s, nullptr);
   EXPECT_TRUE(s->open_report().index_rebuilt);

@@ -1,10 +1,18 @@
 #include "engine/local/chunk_index.h"
 
-#include <cstdint>
-#include <cstring>
-#include <vector>
+#include <fcntl.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "engine/format/byte_io.h"
 #include "io/fd.h"
@@ -13,139 +21,32 @@
 namespace chunkferry::engine {
 namespace {
 
-constexpr char kMagic[4] = {'C', 'F', 'I', 'X'};
-constexpr uint16_t kVersion = 1;
-constexpr size_t kHeaderSize = 4 + 2 + 2 + 4 + 8 + 8;
-constexpr size_t kPackSize = 4 + 8;
-constexpr size_t kRecordSize = 4 + 8 + 4;
-constexpr size_t kEntrySize = 16 + 4 + 2;
-
-}  // namespace
-
-void ChunkIndex::InsertRecord(const RecordLocation& loc, const codec::RecordView& record) {
-  const uint32_t number = static_cast<uint32_t>(records_.size());
-  bool used = false;
-  for (uint32_t i = 0; i < record.chunk_count; ++i) {
-    used |= map_.try_emplace(record.chunk(i).id, Entry{number, static_cast<uint16_t>(i)}).second;
-  }
-  // A record all of whose chunks were known already is not referenced: do not keep it.
-  if (used) records_.push_back(loc);
-}
-
-namespace {
-// How many ids ahead FindAll and ContainsAll prefetch: enough to cover a memory latency.
+constexpr char kStateMagic[4] = {'C', 'F', 'I', 'S'};
+constexpr uint16_t kStateVersion = 1;
+constexpr char kStateFile[] = "STATE";
+constexpr char kRecordsFile[] = "records";
+constexpr char kRunSuffix[] = ".run";
+// The snapshot of earlier versions (one file, loaded whole): an index that finds it rebuilds
+// from the packs and removes it.
+constexpr char kLegacySnapshot[] = "chunks.idx";
+// How many lookups pass between two looks at the resident set.
+constexpr uint64_t kTrimCheckEvery = 16384;
+// How many ids ahead batched lookups prefetch: enough to cover a memory latency.
 constexpr size_t kPrefetchAhead = 8;
-}  // namespace
 
-template <typename Visit>
-void ChunkIndex::VisitPrefetched(absl::Span<const codec::ChunkId> ids, Visit visit) const {
-  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) map_.prefetch(ids[i]);
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i + kPrefetchAhead < ids.size()) map_.prefetch(ids[i + kPrefetchAhead]);
-    visit(i);
-  }
-}
+struct SavedState {
+  uint64_t next_run_id = 1;
+  uint64_t records = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> runs;  // id, entries
+  std::map<uint32_t, uint64_t> coverage;
+};
 
-void ChunkIndex::FindAll(absl::Span<const codec::ChunkId> ids,
-                         absl::Span<std::optional<ChunkLocation>> out) const {
-  VisitPrefetched(ids, [&](size_t i) { out[i] = Find(ids[i]); });
-}
-
-void ChunkIndex::ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const {
-  out->resize(ids.size());
-  VisitPrefetched(ids, [&](size_t i) { (*out)[i] = Contains(ids[i]); });
-}
-
-void ChunkIndex::FindRecordNumbers(absl::Span<const codec::ChunkId> ids,
-                                   absl::Span<int64_t> out) const {
-  VisitPrefetched(ids, [&](size_t i) {
-    auto it = map_.find(ids[i]);
-    if (it == map_.end()) {
-      out[i] = -1;
-      return;
-    }
-    Pin(it->second.record);
-    out[i] = it->second.record;
-  });
-}
-
-size_t ChunkIndex::CountLacking(const codec::RecordView& record) const {
-  size_t lacking = 0;
-  for (uint32_t i = 0; i < record.chunk_count; ++i) lacking += !Contains(record.chunk(i).id);
-  return lacking;
-}
-
-void ChunkIndex::ForgetChunksOf(const codec::RecordView& record, size_t first) {
-  for (uint32_t i = 0; i < record.chunk_count; ++i) {
-    auto it = map_.find(record.chunk(i).id);
-    if (it != map_.end() && it->second.record >= first) map_.erase(it);
-  }
-}
-
-bool ChunkIndex::Insert(const codec::ChunkId& id, const ChunkLocation& loc) {
-  if (map_.contains(id)) return false;
-  // Chunks usually arrive record by record: reuse the last record's number when it matches.
-  if (records_.empty() || !(records_.back() == loc.record)) records_.push_back(loc.record);
-  map_.emplace(id, Entry{static_cast<uint32_t>(records_.size() - 1), loc.slot});
-  return true;
-}
-
-void ChunkIndex::RemoveIf(const std::function<bool(const RecordLocation&)>& drop) {
-  std::vector<bool> gone(records_.size());
-  for (size_t i = 0; i < records_.size(); ++i) gone[i] = drop(records_[i]);
-  absl::erase_if(map_, [&](const auto& kv) { return gone[kv.second.record]; });
-}
-
-void ChunkIndex::EraseChunksOf(const std::function<bool(uint32_t record)>& dead) {
-  absl::erase_if(map_, [&](const auto& kv) { return dead(kv.second.record); });
-}
-
-absl::Status ChunkIndex::Save(const std::string& path) const {
-  // Only records some chunk names are written, renumbered densely: records that a rollback or a
-  // garbage collection left without chunks do not outlive the process.
-  std::vector<uint32_t> renumber(records_.size(), UINT32_MAX);
-  for (const auto& [chunk, e] : map_) renumber[e.record] = 0;
-  uint32_t kept = 0;
-  for (uint32_t& n : renumber) {
-    if (n == 0) n = kept++;
-  }
-  std::string out(kMagic, 4);
-  out.reserve(kHeaderSize + coverage_.size() * kPackSize + kept * kRecordSize +
-              map_.size() * kEntrySize + 8);
-  PutU16(&out, kVersion);
-  PutU16(&out, 0);
-  PutU32(&out, static_cast<uint32_t>(coverage_.size()));
-  PutU64(&out, kept);
-  PutU64(&out, map_.size());
-  for (const auto& [pack, len] : coverage_) {
-    PutU32(&out, pack);
-    PutU64(&out, len);
-  }
-  for (size_t i = 0; i < records_.size(); ++i) {
-    if (renumber[i] == UINT32_MAX) continue;
-    PutU32(&out, records_[i].pack);
-    PutU64(&out, records_[i].offset);
-    PutU32(&out, records_[i].size);
-  }
-  uint8_t id[16];
-  for (const auto& [chunk, e] : map_) {
-    chunk.EncodeTo(id);
-    out.append(reinterpret_cast<const char*>(id), 16);
-    PutU32(&out, renumber[e.record]);
-    PutU16(&out, e.slot);
-  }
-  PutU64(&out, codec::Checksum64(AsBytes(out)));
-  return io::WriteFileAtomic(path, out);
-}
-
-absl::StatusOr<ChunkIndex> ChunkIndex::Load(const std::string& path) {
-  auto read = io::ReadFileToString(path);
-  if (!read.ok()) return read.status();
-  const std::string& data = *read;
+absl::StatusOr<SavedState> ParseState(const std::string& data, const std::string& path) {
   auto damaged = [&path](absl::string_view why) {
-    return absl::DataLossError(absl::StrCat("index ", path, " is damaged: ", why));
+    return absl::DataLossError(absl::StrCat("index state ", path, " is damaged: ", why));
   };
-  if (data.size() < kHeaderSize + 8 || std::memcmp(data.data(), kMagic, 4) != 0) {
+  constexpr size_t kFixed = 4 + 2 + 2 + 8 + 8 + 4 + 4;
+  if (data.size() < kFixed + 8 || std::memcmp(data.data(), kStateMagic, 4) != 0) {
     return damaged("bad magic or too short");
   }
   const absl::string_view body(data.data(), data.size() - 8);
@@ -155,41 +56,432 @@ absl::StatusOr<ChunkIndex> ChunkIndex::Load(const std::string& path) {
   }
   ByteReader r(body);
   r.Take(4);
-  if (r.U16() != kVersion) return damaged("unknown version");
+  if (r.U16() != kStateVersion) return damaged("unknown version");
   r.U16();
+  SavedState s;
+  s.next_run_id = r.U64();
+  s.records = r.U64();
+  const uint64_t runs = r.U32();
   const uint64_t packs = r.U32();
-  const uint64_t records = r.U64();
-  const uint64_t entries = r.U64();
-  // Compare by division: a damaged count must not overflow into a plausible size.
-  const uint64_t rest = r.remaining();
-  if (!r.ok() || packs > rest / kPackSize || records > rest / kRecordSize ||
-      entries > rest / kEntrySize ||
-      packs * kPackSize + records * kRecordSize + entries * kEntrySize != rest) {
-    return damaged("sizes do not add up");
+  if (!r.ok() || runs * 16 + packs * 12 != r.remaining()) return damaged("sizes do not add up");
+  for (uint64_t i = 0; i < runs; ++i) {
+    const uint64_t id = r.U64();
+    s.runs.emplace_back(id, r.U64());
   }
-  ChunkIndex index;
   for (uint64_t i = 0; i < packs; ++i) {
     const uint32_t pack = r.U32();
-    index.coverage_[pack] = r.U64();
+    s.coverage[pack] = r.U64();
   }
-  index.records_.reserve(records);
-  for (uint64_t i = 0; i < records; ++i) {
-    RecordLocation loc;
-    loc.pack = r.U32();
-    loc.offset = r.U64();
-    loc.size = r.U32();
-    index.records_.push_back(loc);
+  return s;
+}
+
+// Pages of file-backed memory the process has resident (mapped files: the index's runs and
+// record table, and the program's own code). 0 when unknown.
+uint64_t ResidentFileBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "re");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0, shared = 0;
+  const int n = std::fscanf(f, "%lu %lu %lu", &size, &resident, &shared);
+  std::fclose(f);
+  return n == 3 ? uint64_t{shared} * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+}  // namespace
+
+ChunkIndex::ChunkIndex() = default;
+ChunkIndex::~ChunkIndex() = default;
+ChunkIndex::ChunkIndex(ChunkIndex&&) noexcept = default;
+ChunkIndex& ChunkIndex::operator=(ChunkIndex&&) noexcept = default;
+
+std::string ChunkIndex::RunPath(uint64_t id) const {
+  return absl::StrFormat("%s/%016x%s", dir_, id, kRunSuffix);
+}
+
+absl::StatusOr<ChunkIndex> ChunkIndex::Open(const std::string& dir,
+                                            const ChunkIndexOptions& options, bool writable,
+                                            std::string* problem) {
+  problem->clear();
+  ChunkIndex index;
+  index.options_ = options;
+  index.writable_ = writable;
+  const std::string state_path = absl::StrCat(dir, "/", kStateFile);
+  // A reader may read a state whose runs a writer then merges away: read it again.
+  for (int attempt = 0;; ++attempt) {
+    problem->clear();
+    index.runs_.clear();
+    auto data = io::ReadFileToString(state_path);
+    if (absl::IsNotFound(data.status())) {
+      *problem = "no index state";
+      break;
+    }
+    CF_RETURN_IF_ERROR(data.status());
+    auto state = ParseState(*data, state_path);
+    if (!state.ok()) {
+      *problem = std::string(state.status().message());
+      break;
+    }
+    index.next_run_id_ = state->next_run_id;
+    index.coverage_ = std::move(state->coverage);
+    absl::Status runs_ok;
+    for (const auto& [id, entries] : state->runs) {
+      index.dir_ = dir;
+      auto run = IndexRun::Open(index.RunPath(id), id);
+      if (run.ok() && (*run)->entries() != entries) {
+        run = absl::DataLossError(absl::StrCat("index run ", (*run)->path(), " holds ",
+                                               (*run)->entries(), " entries, not ", entries));
+      }
+      if (!run.ok()) {
+        runs_ok = run.status();
+        break;
+      }
+      index.runs_.push_back(*std::move(run));
+    }
+    if (absl::IsNotFound(runs_ok) && !writable && attempt < 3) continue;
+    if (!runs_ok.ok()) {
+      if (!absl::IsNotFound(runs_ok) && !absl::IsDataLoss(runs_ok)) return runs_ok;
+      *problem = std::string(runs_ok.message());
+      break;
+    }
+    auto records =
+        RecordTable::Open(absl::StrCat(dir, "/", kRecordsFile), state->records, writable);
+    if (!records.ok()) {
+      if (!absl::IsDataLoss(records.status())) return records.status();
+      *problem = std::string(records.status().message());
+      break;
+    }
+    index.records_ = *std::move(records);
+    break;
   }
-  index.map_.reserve(entries);
-  for (uint64_t i = 0; i < entries; ++i) {
-    const codec::ChunkId id = codec::ChunkId::DecodeFrom(r.Take(16));
-    Entry e;
-    e.record = r.U32();
-    e.slot = r.U16();
-    if (e.record >= records) return damaged("an entry names a record that is not there");
-    index.map_.emplace(id, e);
+  index.dir_ = dir;
+  if (!problem->empty()) {
+    index.runs_.clear();
+    index.coverage_.clear();
+    index.records_ = RecordTable::InMemory();
+    if (writable) {
+      // Rebuilt from the packs; the old files go once a new state is saved.
+      index.records_ = RecordTable::Fresh(absl::StrCat(dir, "/", kRecordsFile));
+    } else {
+      index.dir_.clear();  // in memory only
+    }
+  }
+  if (writable) {
+    // Never reuse the name of a file left by a save that did not finish: a reader could map it.
+    CF_ASSIGN_OR_RETURN(std::vector<std::string> names, io::ListDir(dir, kRunSuffix));
+    for (const std::string& n : names) {
+      uint64_t id = 0;
+      if (absl::SimpleHexAtoi(n, &id)) {
+        index.next_run_id_ = std::max(index.next_run_id_, id + 1);
+      }
+    }
+    if (problem->empty()) index.RemoveObsoleteFiles();
   }
   return index;
+}
+
+template <typename Found>
+void ChunkIndex::Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found found) const {
+  auto prefetch = [&](size_t i) {
+    memtable_.prefetch(ids[i]);
+    for (const auto& run : runs_) run->Prefetch(ids[i]);
+  };
+  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) prefetch(i);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i + kPrefetchAhead < ids.size()) prefetch(i + kPrefetchAhead);
+    auto it = memtable_.find(ids[i]);
+    if (it != memtable_.end()) {
+      if (pin) Pin(it->second.record);
+      found(i, it->second.record, it->second.slot);
+      continue;
+    }
+    for (auto run = runs_.rbegin(); run != runs_.rend(); ++run) {
+      if (!(*run)->MayHave(ids[i])) continue;
+      const IndexEntry* e = (*run)->Find(ids[i]);
+      if (e == nullptr) continue;
+      if (pin) Pin(e->record);
+      found(i, e->record, e->slot);
+      break;
+    }
+  }
+  NoteLookups(ids.size());
+}
+
+void ChunkIndex::NoteLookups(size_t n) const {
+  lookups_since_trim_check_ += n;
+  if (lookups_since_trim_check_ < kTrimCheckEvery) return;
+  lookups_since_trim_check_ = 0;
+  if (ResidentFileBytes() <= options_.mapped_bytes_max) return;
+  // Everything at once: what is in use comes back at the next touch, from the page cache.
+  for (const auto& run : runs_) run->DropResidentPages();
+  records_.DropResidentPages();
+}
+
+bool ChunkIndex::Has(const codec::ChunkId& id) const {
+  bool found = false;
+  Lookup(absl::MakeConstSpan(&id, 1), /*pin=*/false,
+         [&](size_t, uint32_t, uint16_t) { found = true; });
+  return found;
+}
+
+std::optional<ChunkLocation> ChunkIndex::Find(const codec::ChunkId& id) const {
+  std::optional<ChunkLocation> out;
+  Lookup(absl::MakeConstSpan(&id, 1), /*pin=*/true, [&](size_t, uint32_t record, uint16_t slot) {
+    out = ChunkLocation{records_.Get(record), slot};
+  });
+  return out;
+}
+
+bool ChunkIndex::Contains(const codec::ChunkId& id) const {
+  bool found = false;
+  Lookup(absl::MakeConstSpan(&id, 1), /*pin=*/true,
+         [&](size_t, uint32_t, uint16_t) { found = true; });
+  return found;
+}
+
+void ChunkIndex::FindAll(absl::Span<const codec::ChunkId> ids,
+                         absl::Span<std::optional<ChunkLocation>> out) const {
+  for (auto& o : out) o.reset();
+  Lookup(ids, /*pin=*/true, [&](size_t i, uint32_t record, uint16_t slot) {
+    out[i] = ChunkLocation{records_.Get(record), slot};
+  });
+}
+
+void ChunkIndex::ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const {
+  out->assign(ids.size(), false);
+  Lookup(ids, /*pin=*/true, [&](size_t i, uint32_t, uint16_t) { (*out)[i] = true; });
+}
+
+void ChunkIndex::FindRecordNumbers(absl::Span<const codec::ChunkId> ids,
+                                   absl::Span<int64_t> out) const {
+  for (auto& o : out) o = -1;
+  Lookup(ids, /*pin=*/true, [&](size_t i, uint32_t record, uint16_t) { out[i] = record; });
+}
+
+size_t ChunkIndex::CountLacking(const codec::RecordView& record) const {
+  size_t lacking = 0;
+  for (uint32_t i = 0; i < record.chunk_count; ++i) lacking += !Contains(record.chunk(i).id);
+  return lacking;
+}
+
+void ChunkIndex::ForEachRecord(size_t begin, size_t end,
+                               const std::function<void(size_t, const RecordLocation&)>& fn) const {
+  for (size_t n = begin; n < end; ++n) fn(n, records_.Get(n));
+}
+
+void ChunkIndex::InsertRecord(const RecordLocation& loc, const codec::RecordView& record) {
+  const uint32_t number = static_cast<uint32_t>(records_.size());
+  bool used = false;
+  for (uint32_t i = 0; i < record.chunk_count; ++i) {
+    const codec::ChunkId& id = record.chunk(i).id;
+    if (Has(id)) continue;
+    memtable_.try_emplace(id, MemEntry{number, static_cast<uint16_t>(i)});
+    used = true;
+  }
+  // A record all of whose chunks were known already is not referenced: do not keep it.
+  if (used) records_.Append(loc);
+}
+
+bool ChunkIndex::Insert(const codec::ChunkId& id, const ChunkLocation& loc) {
+  if (Has(id)) return false;
+  // Chunks usually arrive record by record: reuse the last record's number when it matches.
+  if (records_.size() == 0 || !(records_.Get(records_.size() - 1) == loc.record)) {
+    records_.Append(loc.record);
+  }
+  memtable_.emplace(id, MemEntry{static_cast<uint32_t>(records_.size() - 1), loc.slot});
+  return true;
+}
+
+void ChunkIndex::ForgetChunksOf(const codec::RecordView& record, size_t first) {
+  for (uint32_t i = 0; i < record.chunk_count; ++i) {
+    auto it = memtable_.find(record.chunk(i).id);
+    if (it != memtable_.end() && it->second.record >= first) memtable_.erase(it);
+  }
+}
+
+void ChunkIndex::RemoveIf(const std::function<bool(const RecordLocation&)>& drop) {
+  absl::flat_hash_map<uint32_t, bool> gone;
+  absl::erase_if(memtable_, [&](const auto& kv) {
+    auto [it, fresh] = gone.try_emplace(kv.second.record, false);
+    if (fresh) it->second = drop(records_.Get(kv.second.record));
+    return it->second;
+  });
+}
+
+size_t ChunkIndex::size() const {
+  size_t n = memtable_.size();
+  for (const auto& run : runs_) n += run->entries();
+  return n;
+}
+
+void ChunkIndex::Clear() {
+  memtable_.clear();
+  for (auto& run : runs_) retired_.push_back(std::move(run));
+  runs_.clear();
+  records_.Clear();
+  coverage_.clear();
+}
+
+absl::Status ChunkIndex::ForEach(
+    const std::function<void(const codec::ChunkId&, const ChunkLocation&)>& fn) const {
+  for (const auto& [id, e] : memtable_) fn(id, ChunkLocation{records_.Get(e.record), e.slot});
+  for (const auto& run : runs_) {
+    CF_ASSIGN_OR_RETURN(IndexRunScanner scan, IndexRunScanner::Open(*run));
+    IndexEntry e;
+    for (;;) {
+      CF_ASSIGN_OR_RETURN(bool more, scan.Next(&e));
+      if (!more) break;
+      fn(e.id(), ChunkLocation{records_.Get(e.record), e.slot});
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChunkIndex::CheckRuns() const {
+  for (const auto& run : runs_) CF_RETURN_IF_ERROR(run->Check());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<IndexRun>> ChunkIndex::Merge(
+    absl::Span<const IndexRun* const> sources, bool with_memtable,
+    const std::function<bool(uint32_t record)>& drop) {
+  uint64_t upper = with_memtable ? memtable_.size() : 0;
+  for (const IndexRun* run : sources) upper += run->entries();
+  if (upper == 0) return nullptr;
+  // The inputs: the memtable sorted, then each run read in order.
+  std::vector<IndexEntry> mem;
+  if (with_memtable) {
+    mem.reserve(memtable_.size());
+    for (const auto& [id, e] : memtable_) {
+      mem.push_back(IndexEntry{id.hi, id.lo, e.record, e.slot, 0});
+    }
+    std::sort(mem.begin(), mem.end());
+  }
+  std::vector<IndexRunScanner> scans;
+  for (const IndexRun* run : sources) {
+    CF_ASSIGN_OR_RETURN(IndexRunScanner s, IndexRunScanner::Open(*run));
+    scans.push_back(std::move(s));
+  }
+  const size_t inputs = scans.size() + 1;  // input 0 is the memtable
+  std::vector<IndexEntry> head(inputs);
+  std::vector<bool> live(inputs, false);
+  size_t mem_pos = 0;
+  auto advance = [&](size_t k) -> absl::Status {
+    if (k == 0) {
+      live[0] = mem_pos < mem.size();
+      if (live[0]) head[0] = mem[mem_pos++];
+      return absl::OkStatus();
+    }
+    CF_ASSIGN_OR_RETURN(bool more, scans[k - 1].Next(&head[k]));
+    live[k] = more;
+    return absl::OkStatus();
+  };
+  for (size_t k = 0; k < inputs; ++k) CF_RETURN_IF_ERROR(advance(k));
+
+  const uint64_t id = next_run_id_++;
+  const std::string path = RunPath(id);
+  CF_ASSIGN_OR_RETURN(auto writer, IndexRunWriter::Create(path, upper, id));
+  absl::Status st = [&]() -> absl::Status {
+    for (;;) {
+      size_t min = inputs;
+      for (size_t k = 0; k < inputs; ++k) {
+        if (live[k] && (min == inputs || head[k] < head[min])) min = k;
+      }
+      if (min == inputs) return absl::OkStatus();
+      const IndexEntry e = head[min];
+      // The same id in two inputs (a damaged filter once let a chunk in twice): keep one.
+      for (size_t k = 0; k < inputs; ++k) {
+        if (live[k] && head[k].hi == e.hi && head[k].lo == e.lo) CF_RETURN_IF_ERROR(advance(k));
+      }
+      if (drop && drop(e.record)) continue;
+      CF_RETURN_IF_ERROR(writer->Add(e));
+    }
+  }();
+  absl::StatusOr<uint64_t> written = st.ok() ? writer->Finish() : st;
+  if (!written.ok() || *written == 0) {
+    ::unlink(path.c_str());
+    if (!written.ok()) return written.status();
+    return nullptr;
+  }
+  return IndexRun::Open(path, id);
+}
+
+absl::Status ChunkIndex::Compact() {
+  const size_t n = runs_.size();
+  if (n < 2) return absl::OkStatus();
+  size_t first = n - 1;
+  uint64_t sum = runs_[first]->entries();
+  while (first > 0 && runs_[first - 1]->entries() <= 2 * sum) {
+    --first;
+    sum += runs_[first]->entries();
+  }
+  if (first == n - 1) return absl::OkStatus();
+  std::vector<const IndexRun*> sources;
+  for (size_t i = first; i < n; ++i) sources.push_back(runs_[i].get());
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<IndexRun> merged, Merge(sources, false, nullptr));
+  for (size_t i = first; i < n; ++i) retired_.push_back(std::move(runs_[i]));
+  runs_.resize(first);
+  if (merged != nullptr) runs_.push_back(std::move(merged));
+  return absl::OkStatus();
+}
+
+absl::Status ChunkIndex::EraseChunksOf(const std::function<bool(uint32_t record)>& dead) {
+  absl::erase_if(memtable_, [&](const auto& kv) { return dead(kv.second.record); });
+  if (runs_.empty()) return absl::OkStatus();
+  std::vector<const IndexRun*> sources;
+  for (const auto& run : runs_) sources.push_back(run.get());
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<IndexRun> merged, Merge(sources, false, dead));
+  for (auto& run : runs_) retired_.push_back(std::move(run));
+  runs_.clear();
+  if (merged != nullptr) runs_.push_back(std::move(merged));
+  return absl::OkStatus();
+}
+
+absl::Status ChunkIndex::WriteState() {
+  std::string out(kStateMagic, 4);
+  PutU16(&out, kStateVersion);
+  PutU16(&out, 0);
+  PutU64(&out, next_run_id_);
+  PutU64(&out, records_.persisted());
+  PutU32(&out, static_cast<uint32_t>(runs_.size()));
+  PutU32(&out, static_cast<uint32_t>(coverage_.size()));
+  for (const auto& run : runs_) {
+    PutU64(&out, run->id());
+    PutU64(&out, run->entries());
+  }
+  for (const auto& [pack, len] : coverage_) {
+    PutU32(&out, pack);
+    PutU64(&out, len);
+  }
+  PutU64(&out, codec::Checksum64(AsBytes(out)));
+  // The runs' names must be durable before a state that names them.
+  CF_RETURN_IF_ERROR(io::FsyncDir(dir_));
+  return io::WriteFileAtomic(absl::StrCat(dir_, "/", kStateFile), out);
+}
+
+absl::Status ChunkIndex::Save() {
+  if (!writable_ || dir_.empty()) return absl::OkStatus();
+  CF_RETURN_IF_ERROR(records_.Persist());
+  if (!memtable_.empty()) {
+    CF_ASSIGN_OR_RETURN(std::unique_ptr<IndexRun> run, Merge({}, true, nullptr));
+    if (run != nullptr) runs_.push_back(std::move(run));
+    memtable_.clear();
+  }
+  CF_RETURN_IF_ERROR(Compact());
+  CF_RETURN_IF_ERROR(WriteState());
+  RemoveObsoleteFiles();
+  return absl::OkStatus();
+}
+
+void ChunkIndex::RemoveObsoleteFiles() {
+  retired_.clear();  // unmapped; their files go with the others no state names
+  ::unlink(absl::StrCat(dir_, "/", kLegacySnapshot).c_str());
+  auto names = io::ListDir(dir_, kRunSuffix);
+  if (!names.ok()) return;  // only space is lost; the next save tries again
+  absl::flat_hash_set<std::string> named;
+  for (const auto& run : runs_) named.insert(run->path());
+  for (const std::string& n : *names) {
+    const std::string path = absl::StrCat(dir_, "/", n, kRunSuffix);
+    if (!named.contains(path)) ::unlink(path.c_str());
+  }
 }
 
 }  // namespace chunkferry::engine

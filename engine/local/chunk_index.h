@@ -1,21 +1,31 @@
-// The chunk index: chunk id → where its record lives. Held in memory while a store is open and
-// saved as a snapshot file that also says how much of each pack it covers; whatever the snapshot
-// does not cover is recovered by scanning the packs' tails, and a lost or damaged snapshot is
-// rebuilt from the packs. Records are kept once in a table, and each chunk names its record by
-// number, so an entry costs 24 bytes of slot (16-byte id, record number, slot) rather than
-// repeating the record's location for each of its chunks. Layout in docs/FORMATS.md:
+// The chunk index: chunk id → where its record lives. On disk, in the store's index/ directory,
+// with memory bounded by ChunkIndexOptions rather than by the store:
 //
-//   "CFIX", u16 version, u16 reserved, u32 pack count, u64 record count, u64 entry count,
-//   pack count × (u32 pack id, u64 covered bytes),
-//   record count × (u32 pack, u64 offset, u32 size),
-//   entry count × (16-byte id, u32 record number, u16 slot),
-//   u64 XXH3-64 of everything before it
+//   - new entries go to a table in memory (the memtable) that Save writes out as a sorted run;
+//     runs are merged so that there are O(log n) of them (a run is merged with the newer ones
+//     once they add up to half its size), each entry rewritten O(log n) times;
+//   - each run is a file of entries sorted by id, cut into buckets by the id's top bits, with one
+//     cache line of Bloom filter per bucket (index_run.h); lookups map the files and the process
+//     lets go of the pages it holds beyond its budget;
+//   - records are kept once in a table (record_table.h); entries name them by number, so a
+//     collection that moves a record rewrites one slot;
+//   - the file STATE names the runs, the record count and how much of each pack the index
+//     covers; it is replaced atomically after the files it names are durable. Whatever it does
+//     not cover is recovered by scanning the packs' tails, and a lost or damaged index is rebuilt
+//     from the packs.
+//
+// Opening reads STATE and maps the runs: the same cost at any size. Layout in docs/FORMATS.md.
+//
+//   STATE: "CFIS", u16 version, u16 reserved, u64 next run id, u64 record count,
+//          u32 run count, u32 pack count, runs × (u64 run id, u64 entries),
+//          packs × (u32 pack id, u64 covered bytes), u64 XXH3-64 of everything before it
 #ifndef CHUNKFERRY_ENGINE_LOCAL_CHUNK_INDEX_H_
 #define CHUNKFERRY_ENGINE_LOCAL_CHUNK_INDEX_H_
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +36,8 @@
 #include "absl/types/span.h"
 #include "codec/chunk_id.h"
 #include "engine/format/pack.h"
+#include "engine/local/index_run.h"
+#include "engine/local/record_table.h"
 
 namespace chunkferry::engine {
 
@@ -49,37 +61,53 @@ class RecordBitmap {
   std::vector<uint64_t> bits_;
 };
 
+struct ChunkIndexOptions {
+  // Entries held in memory before Save is wanted (ChunkIndex::WantsSave): ~32 bytes each.
+  size_t memtable_entries = 768 * 1024;
+  // Resident pages of the mapped runs and record table the process keeps before it lets go of
+  // them (checked every few thousand lookups). A store whose filters and bucket tables are
+  // larger still works, with more page faults.
+  uint64_t mapped_bytes_max = uint64_t{160} << 20;
+};
+
 // Not thread-safe: owned by one LocalStore.
 class ChunkIndex {
  public:
+  // An index in memory only: it never saves (a read-only store rebuilding its index).
+  ChunkIndex();
+  ~ChunkIndex();
+  ChunkIndex(ChunkIndex&&) noexcept;
+  ChunkIndex& operator=(ChunkIndex&&) noexcept;
+
+  // Opens the index in `dir`. A missing or damaged index is not an error: the index comes back
+  // empty with the reason in *problem (the caller rebuilds it from the packs). Errors are I/O
+  // failures. A writable index removes files no saved state names.
+  [[nodiscard]] static absl::StatusOr<ChunkIndex> Open(const std::string& dir,
+                                                       const ChunkIndexOptions& options,
+                                                       bool writable, std::string* problem);
+
   // Returns the chunk's location, if the index has it.
-  std::optional<ChunkLocation> Find(const codec::ChunkId& id) const {
-    auto it = map_.find(id);
-    if (it == map_.end()) return std::nullopt;
-    Pin(it->second.record);
-    return ChunkLocation{records_[it->second.record], it->second.slot};
-  }
-  bool Contains(const codec::ChunkId& id) const {
-    auto it = map_.find(id);
-    if (it == map_.end()) return false;
-    Pin(it->second.record);
-    return true;
-  }
+  std::optional<ChunkLocation> Find(const codec::ChunkId& id) const;
+  bool Contains(const codec::ChunkId& id) const;
   // While a garbage collection runs, every lookup that finds a chunk (Find, Contains, FindAll,
-  // ContainsAll, CountLacking) sets its record's bit in `pins`: a chunk the store has just
-  // answered "have" for, or that an import deduplicated against, survives the collection.
-  // nullptr stops pinning. `pins` must outlive its use here.
+  // ContainsAll, CountLacking, FindRecordNumbers) sets its record's bit in `pins`: a chunk the
+  // store has just answered "have" for, or that an import deduplicated against, survives the
+  // collection. nullptr stops pinning. `pins` must outlive its use here.
   void SetPins(RecordBitmap* pins) { pins_ = pins; }
   // The record number of each id's chunk (-1 when absent), for marking. Pins like Find.
   void FindRecordNumbers(absl::Span<const codec::ChunkId> ids, absl::Span<int64_t> out) const;
   // Where record `number` lives (numbers below record_count()).
-  const RecordLocation& record(size_t number) const { return records_[number]; }
-  // Moves record `number` to `loc` (a byte-for-byte copy of it): its chunks follow at once.
-  void Relocate(size_t number, const RecordLocation& loc) { records_[number] = loc; }
-  // Forgets every chunk whose record `dead` says is gone; the records keep their numbers.
-  void EraseChunksOf(const std::function<bool(uint32_t record)>& dead);
-  // Find and Contains for many ids at once: on an index larger than the CPU caches this is
-  // several times faster than a loop, as the memory later ids need is fetched meanwhile.
+  RecordLocation record(size_t number) const { return records_.Get(number); }
+  // Calls fn(number, location) for records [begin, end) in order.
+  void ForEachRecord(size_t begin, size_t end,
+                     const std::function<void(size_t, const RecordLocation&)>& fn) const;
+  // Moves record `number` to `loc` (a byte-for-byte copy of it): its chunks follow at once. On
+  // disk from the next Save or PersistRecords, which must come after the copy is durable.
+  void Relocate(size_t number, const RecordLocation& loc) { records_.Set(number, loc); }
+  // Forgets every chunk whose record `dead` says is gone (rewriting the runs into one); the
+  // records keep their numbers. On disk from the next Save.
+  [[nodiscard]] absl::Status EraseChunksOf(const std::function<bool(uint32_t record)>& dead);
+  // Find and Contains for many ids at once, with the memory later ids need fetched meanwhile.
   void FindAll(absl::Span<const codec::ChunkId> ids,
                absl::Span<std::optional<ChunkLocation>> out) const;
   void ContainsAll(absl::Span<const codec::ChunkId> ids, std::vector<bool>* out) const;
@@ -91,48 +119,77 @@ class ChunkIndex {
   void InsertRecord(const RecordLocation& loc, const codec::RecordView& record);
   // Undoes InsertRecord calls: records numbered `first` and later (record_count() before the
   // first of them) are forgotten, with the chunks of `record` that named them. Call it for
-  // every record inserted since, then TruncateRecords(first).
+  // every record inserted since, then TruncateRecords(first). Only what no Save has written
+  // can be undone.
   void ForgetChunksOf(const codec::RecordView& record, size_t first);
-  void TruncateRecords(size_t first) { records_.resize(first); }
+  void TruncateRecords(size_t first) { records_.Truncate(first); }
   size_t record_count() const { return records_.size(); }
-  // Forgets the chunks whose record `drop` says is gone (after a rollback).
+  // Forgets the chunks not yet saved whose record `drop` says is gone (after a rollback).
   void RemoveIf(const std::function<bool(const RecordLocation&)>& drop);
-  size_t size() const { return map_.size(); }
-  void Clear() {
-    map_.clear();
-    records_.clear();
-    coverage_.clear();
-  }
-  template <typename Fn>
-  void ForEach(Fn&& fn) const {
-    for (const auto& [id, e] : map_) fn(id, ChunkLocation{records_[e.record], e.slot});
-  }
+  // Entries (chunks) indexed.
+  size_t size() const;
+  // Forgets everything; the files follow at the next Save.
+  void Clear();
+  // Calls fn(id, location) for every chunk, in no particular order.
+  [[nodiscard]] absl::Status ForEach(
+      const std::function<void(const codec::ChunkId&, const ChunkLocation&)>& fn) const;
+  // Checks every run's structure (for verify).
+  [[nodiscard]] absl::Status CheckRuns() const;
 
   // Bytes of each pack that the entries account for.
   std::map<uint32_t, uint64_t>& coverage() { return coverage_; }
   const std::map<uint32_t, uint64_t>& coverage() const { return coverage_; }
 
-  // Writes the snapshot atomically (temp file, fsync, rename).
-  [[nodiscard]] absl::Status Save(const std::string& path) const;
-  // Reads a snapshot. NotFound when absent; DataLoss when damaged.
-  [[nodiscard]] static absl::StatusOr<ChunkIndex> Load(const std::string& path);
+  // The memtable is full: Save (once what it indexes is durable) keeps memory bounded.
+  bool WantsSave() const { return memtable_.size() >= options_.memtable_entries; }
+  // Entries added since the last Save.
+  size_t unsaved() const { return memtable_.size(); }
+  // Writes what changed: records, the memtable as a run, merges, then STATE. Everything the
+  // index names must be durable in the packs first.
+  [[nodiscard]] absl::Status Save();
+  // Writes new records and relocations only (durable copies); a cheap step between Saves.
+  [[nodiscard]] absl::Status PersistRecords() { return records_.Persist(); }
+  size_t run_count() const { return runs_.size(); }
 
  private:
-  struct Entry {
-    uint32_t record;  // in records_
-    uint16_t slot;    // in the record's chunk table
+  struct MemEntry {
+    uint32_t record;
+    uint16_t slot;
   };
-  // Calls visit(i) for each of `ids` in order, with the memory of ids a few places ahead
-  // prefetched.
-  template <typename Visit>
-  void VisitPrefetched(absl::Span<const codec::ChunkId> ids, Visit visit) const;
+  // Looks each id up (memtable, then runs newest first) and calls found(i, record, slot) for
+  // each one present; pins when `pin`.
+  template <typename Found>
+  void Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found found) const;
+  // One id, without pinning.
+  bool Has(const codec::ChunkId& id) const;
   void Pin(uint32_t record) const {
     if (pins_ != nullptr) pins_->Set(record);
   }
-  absl::flat_hash_map<codec::ChunkId, Entry> map_;
-  RecordBitmap* pins_ = nullptr;
-  std::vector<RecordLocation> records_;
+  // Counts lookups; every so often lets go of mapped pages beyond the budget.
+  void NoteLookups(size_t n) const;
+  // Writes `sources` (runs, and the memtable when `with_memtable`) merged into one new run,
+  // without the entries `drop` names. Returns the new run (nullptr when it would be empty).
+  [[nodiscard]] absl::StatusOr<std::unique_ptr<IndexRun>> Merge(
+      absl::Span<const IndexRun* const> sources, bool with_memtable,
+      const std::function<bool(uint32_t record)>& drop);
+  // Merges the newest runs while the one before them is at most twice their sum.
+  [[nodiscard]] absl::Status Compact();
+  [[nodiscard]] absl::Status WriteState();
+  // Removes the files of runs no longer named, and files of older formats.
+  void RemoveObsoleteFiles();
+  std::string RunPath(uint64_t id) const;
+
+  std::string dir_;  // empty: in memory only
+  ChunkIndexOptions options_;
+  bool writable_ = false;
+  absl::flat_hash_map<codec::ChunkId, MemEntry> memtable_;
+  std::vector<std::unique_ptr<IndexRun>> runs_;     // oldest first
+  std::vector<std::unique_ptr<IndexRun>> retired_;  // replaced, removed after the next STATE
+  uint64_t next_run_id_ = 1;
+  RecordTable records_;
   std::map<uint32_t, uint64_t> coverage_;
+  RecordBitmap* pins_ = nullptr;
+  mutable uint64_t lookups_since_trim_check_ = 0;
 };
 
 }  // namespace chunkferry::engine

@@ -1,19 +1,30 @@
 #include "engine/local/chunk_index.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "codec/chunk_id.h"
 #include "codec/record.h"
+#include "engine/format/byte_io.h"
 #include "gtest/gtest.h"
+#include "io/fd.h"
+#include "tests/test_util.h"
 
 namespace chunkferry::engine {
 namespace {
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
 
 // A record of one-byte-pattern chunks, encoded raw; keeps its bytes (the view points into them).
 struct Record {
@@ -142,25 +153,227 @@ TEST(ChunkIndexTest, RelocatedRecordsCarryTheirChunksAndErasedOnesLoseThem) {
   ASSERT_TRUE(index.Find(a.ids[1]).has_value());
   EXPECT_EQ(index.Find(a.ids[1])->record.pack, 7u);
   EXPECT_EQ(index.Find(a.ids[1])->slot, 1u);
-  index.EraseChunksOf([](uint32_t r) { return r == 1; });
+  ASSERT_TRUE(index.EraseChunksOf([](uint32_t r) { return r == 1; }).ok());
   EXPECT_FALSE(index.Contains(b.ids[0]));
   EXPECT_TRUE(index.Contains(a.ids[0]));
   EXPECT_EQ(index.record_count(), 2u);  // numbers stay
+}
 
-  // The snapshot keeps only records some chunk names, renumbered.
-  char dir[] = "/var/tmp/cf-index-test.XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string path = std::string(dir) + "/chunks.idx";
-  ASSERT_TRUE(index.Save(path).ok());
-  absl::StatusOr<ChunkIndex> loaded = ChunkIndex::Load(path);
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ(loaded->record_count(), 1u);
-  EXPECT_EQ(loaded->size(), 2u);
-  ASSERT_TRUE(loaded->Find(a.ids[0]).has_value());
-  EXPECT_EQ(loaded->Find(a.ids[0])->record.pack, 7u);
-  EXPECT_FALSE(loaded->Contains(b.ids[0]));
-  ::unlink(path.c_str());
-  ::rmdir(dir);
+// ---- On disk. ----
+
+class OnDiskIndexTest : public ::testing::Test {
+ protected:
+  // Opens the index in dir_ (writable unless said otherwise); the reason of a rebuild in
+  // problem_.
+  ChunkIndex Open(bool writable = true) {
+    absl::StatusOr<ChunkIndex> index = ChunkIndex::Open(dir_, options_, writable, &problem_);
+    EXPECT_TRUE(index.ok()) << index.status();
+    return index.ok() ? *std::move(index) : ChunkIndex();
+  }
+  static codec::ChunkId Id(uint64_t n) {
+    // Ids are uniform hashes in a store; these are too.
+    const codec::ChunkHasher hasher;
+    return hasher.Hash(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&n), sizeof(n)));
+  }
+  static ChunkLocation Loc(uint64_t n) {
+    return ChunkLocation{RecordLocation{static_cast<uint32_t>(1 + n % 3), 100, 32 + n * 100},
+                         static_cast<uint16_t>(n % 7)};
+  }
+  // Inserts ids [begin, end), one record each.
+  static void Fill(ChunkIndex& index, uint64_t begin, uint64_t end) {
+    for (uint64_t n = begin; n < end; ++n) ASSERT_TRUE(index.Insert(Id(n), Loc(n))) << n;
+  }
+  // Every id below `present` is found where Fill put it, and `absent` ids past it are not.
+  static void ExpectHolds(const ChunkIndex& index, uint64_t present, uint64_t absent) {
+    std::vector<codec::ChunkId> ids;
+    for (uint64_t n = 0; n < present + absent; ++n) ids.push_back(Id(n));
+    std::vector<std::optional<ChunkLocation>> found(ids.size());
+    index.FindAll(ids, absl::MakeSpan(found));
+    uint64_t wrong = 0;
+    for (uint64_t n = 0; n < ids.size(); ++n) {
+      if (n < present) {
+        wrong += !found[n] || !(found[n]->record == Loc(n).record) ||
+                 found[n]->record.size != 100 || found[n]->slot != Loc(n).slot;
+      } else {
+        wrong += found[n].has_value();
+      }
+    }
+    EXPECT_EQ(wrong, 0u);
+  }
+
+  ::chunkferry::testing::TempDir tmp_;
+  const std::string dir_ = tmp_.path();
+  ChunkIndexOptions options_{.memtable_entries = 5000, .mapped_bytes_max = 160 << 20};
+  std::string problem_;
+};
+
+TEST_F(OnDiskIndexTest, SavedRunsAnswerLikeTheMemtableAndSurviveReopening) {
+  {
+    ChunkIndex index = Open();
+    EXPECT_EQ(problem_, "no index state");
+    for (uint64_t n = 0; n < 60000; n += 5000) {
+      Fill(index, n, n + 5000);
+      EXPECT_TRUE(index.WantsSave());
+      ASSERT_TRUE(index.Save().ok());
+      EXPECT_FALSE(index.WantsSave());
+    }
+    Fill(index, 60000, 61000);  // left in the memtable
+    EXPECT_EQ(index.size(), 61000u);
+    // Merged as they came: far fewer runs than saves (at most one per doubling).
+    EXPECT_LE(index.run_count(), 4u);
+    ExpectHolds(index, 61000, 3000);
+    EXPECT_FALSE(index.Insert(Id(17), Loc(99)));  // present in a run: keeps its first place
+    ASSERT_TRUE(index.Save().ok());
+    ASSERT_TRUE(index.CheckRuns().ok());
+  }
+  ChunkIndex index = Open(/*writable=*/false);
+  EXPECT_EQ(problem_, "");
+  EXPECT_EQ(index.size(), 61000u);
+  EXPECT_EQ(index.record_count(), 61000u);
+  ExpectHolds(index, 61000, 3000);
+  uint64_t seen = 0;
+  ASSERT_TRUE(index.ForEach([&](const codec::ChunkId&, const ChunkLocation&) { ++seen; }).ok());
+  EXPECT_EQ(seen, 61000u);
+}
+
+TEST_F(OnDiskIndexTest, LookupsStayRightWhenTheProcessLetsGoOfMappedPages) {
+  options_.mapped_bytes_max = 0;  // let go at every check
+  ChunkIndex index = Open();
+  Fill(index, 0, 40000);
+  ASSERT_TRUE(index.Save().ok());
+  for (int round = 0; round < 3; ++round) ExpectHolds(index, 40000, 20000);
+}
+
+TEST_F(OnDiskIndexTest, WhatNoSaveFinishedIsForgottenAndItsFilesRemoved) {
+  {
+    ChunkIndex index = Open();
+    Fill(index, 0, 5000);
+    ASSERT_TRUE(index.Save().ok());
+    Fill(index, 5000, 6000);
+    // Died in the middle of a save: a run no state names, records past the saved count.
+    ASSERT_TRUE(index.PersistRecords().ok());
+  }
+  ::chunkferry::testing::WriteFile(dir_ + "/00000000000000ff.run", std::vector<uint8_t>(100, 7));
+  ChunkIndex index = Open();
+  EXPECT_EQ(problem_, "");
+  EXPECT_EQ(index.size(), 5000u);
+  EXPECT_EQ(index.record_count(), 5000u);
+  EXPECT_FALSE(FileExists(dir_ + "/00000000000000ff.run"));
+  ExpectHolds(index, 5000, 1000);
+  // The next run takes a name no earlier file had.
+  Fill(index, 5000, 6000);
+  ASSERT_TRUE(index.Save().ok());
+  EXPECT_TRUE(Open().Contains(Id(5500)));
+}
+
+TEST_F(OnDiskIndexTest, DamagedOrMissingFilesMakeItRebuildNeverAnswerWrong) {
+  auto setup = [&] {
+    ::chunkferry::testing::RemoveAll(dir_ + "/STATE");
+    ChunkIndex index = Open();
+    Fill(index, 0, 5000);
+    ASSERT_TRUE(index.Save().ok());
+  };
+  auto run_file = [&] {
+    auto runs = io::ListDir(dir_, ".run");
+    EXPECT_TRUE(runs.ok() && runs->size() == 1);
+    return dir_ + "/" + (runs.ok() && !runs->empty() ? (*runs)[0] : "") + ".run";
+  };
+  auto flip = [](const std::string& path, uint64_t offset) {
+    auto data = io::ReadFileToString(path);
+    ASSERT_TRUE(data.ok());
+    ASSERT_LT(offset, data->size());
+    (*data)[offset] ^= 0x40;
+    ::chunkferry::testing::WriteFile(path, AsBytes(*data));
+  };
+  struct Case {
+    const char* name;
+    std::function<void()> damage;
+  };
+  const std::vector<Case> cases = {
+      {"state flipped", [&] { flip(dir_ + "/STATE", 20); }},
+      {"state gone", [&] { ::unlink((dir_ + "/STATE").c_str()); }},
+      {"records cut", [&] { ASSERT_EQ(::truncate((dir_ + "/records").c_str(), 16 * 100), 0); }},
+      {"run gone", [&] { ::unlink(run_file().c_str()); }},
+      {"run header flipped", [&] { flip(run_file(), 13); }},
+      {"run cut",
+       [&] {
+         const std::string run = run_file();
+         ASSERT_EQ(::truncate(run.c_str(), 4096), 0);
+       }},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    setup();
+    c.damage();
+    ChunkIndex index = Open();
+    EXPECT_NE(problem_, "");
+    EXPECT_EQ(index.size(), 0u);
+    EXPECT_EQ(index.record_count(), 0u);
+    EXPECT_FALSE(index.Contains(Id(1)));
+  }
+}
+
+TEST_F(OnDiskIndexTest, ADamagedBucketTableReadsAsAbsentAndCheckFindsIt) {
+  ChunkIndex index = Open();
+  Fill(index, 0, 5000);
+  ASSERT_TRUE(index.Save().ok());
+  auto runs = io::ListDir(dir_, ".run");
+  ASSERT_TRUE(runs.ok() && runs->size() == 1);
+  const std::string run = dir_ + "/" + (*runs)[0] + ".run";
+  // The bucket table starts after the header and 64 bytes of filter per bucket (5000 entries:
+  // 90 buckets): make the 10th bucket's start point far past the end.
+  io::Fd fd = *io::OpenFile(run, O_RDWR);
+  const uint64_t huge = uint64_t{1} << 40;
+  ASSERT_TRUE(io::PwriteFull(fd.get(),
+                             absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&huge), 8),
+                             64 + 90 * 64 + 10 * 8)
+                  .ok());
+  fd.Reset();
+  ChunkIndex reopened = Open(/*writable=*/false);
+  EXPECT_EQ(problem_, "");
+  EXPECT_TRUE(absl::IsDataLoss(reopened.CheckRuns()));
+  uint64_t found = 0;
+  for (uint64_t n = 0; n < 5000; ++n) found += reopened.Contains(Id(n));
+  EXPECT_LT(found, 5000u);  // the damaged buckets' chunks read as absent (sent again)
+  EXPECT_GT(found, 4000u);  // the others are there
+}
+
+TEST_F(OnDiskIndexTest, RelocationsAndErasesReachDiskAtSaveOnly) {
+  {
+    ChunkIndex index = Open();
+    Fill(index, 0, 8000);
+    ASSERT_TRUE(index.Save().ok());
+    index.Relocate(10, RecordLocation{9, 100, 4096});
+    EXPECT_EQ(index.Find(Id(10))->record.pack, 9u);
+    ASSERT_TRUE(index.EraseChunksOf([](uint32_t r) { return r >= 4000; }).ok());
+    EXPECT_FALSE(index.Contains(Id(4000)));
+  }
+  {
+    ChunkIndex index = Open();  // nothing saved: as before
+    EXPECT_EQ(index.size(), 8000u);
+    EXPECT_EQ(index.Find(Id(10))->record.pack, Loc(10).record.pack);
+    index.Relocate(10, RecordLocation{9, 100, 4096});
+    ASSERT_TRUE(index.EraseChunksOf([](uint32_t r) { return r >= 4000; }).ok());
+    ASSERT_TRUE(index.Save().ok());
+  }
+  ChunkIndex index = Open();
+  EXPECT_EQ(index.size(), 4000u);
+  EXPECT_EQ(index.run_count(), 1u);
+  EXPECT_EQ(index.record_count(), 8000u);  // numbers stay
+  EXPECT_EQ(index.Find(Id(10))->record.pack, 9u);
+  EXPECT_EQ(index.Find(Id(10))->record.offset, 4096u);
+  ExpectHolds(index, 10, 0);
+  EXPECT_FALSE(index.Contains(Id(4000)));
+  EXPECT_TRUE(index.Contains(Id(3999)));
+}
+
+TEST_F(OnDiskIndexTest, AnIndexOfAnEarlierVersionIsRebuiltAndItsFileRemoved) {
+  ::chunkferry::testing::WriteFile(dir_ + "/chunks.idx", std::vector<uint8_t>(64, 1));
+  ChunkIndex index = Open();
+  EXPECT_EQ(problem_, "no index state");
+  Fill(index, 0, 10);
+  ASSERT_TRUE(index.Save().ok());
+  EXPECT_FALSE(FileExists(dir_ + "/chunks.idx"));
 }
 
 }  // namespace

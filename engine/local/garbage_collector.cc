@@ -298,7 +298,10 @@ absl::Status GarbageCollector::SweepPack(PackPlan& plan) {
   // Durable before the step ends: a rollback by another writer must not cut the copies that the
   // index now points at.
   absl::Status flushed = store_.Flush();
-  return flushed.ok() ? flushed : UndoRelocations(plan, flushed);
+  if (!flushed.ok()) return UndoRelocations(plan, flushed);
+  // The copies are durable: the moves may go to disk (both places stay valid until Commit
+  // removes the old pack), which keeps the moves waiting in memory to one pack's worth.
+  return store_.index_.PersistRecords();
 }
 
 absl::Status GarbageCollector::UndoRelocations(PackPlan& plan, absl::Status why) {
@@ -342,13 +345,12 @@ absl::Status GarbageCollector::Commit() {
   stats_.bytes_reclaimed =
       stats_.bytes_removed > stats_.bytes_copied ? stats_.bytes_removed - stats_.bytes_copied : 0;
   if (removed.empty()) return absl::OkStatus();
-  index.EraseChunksOf([&](uint32_t r) { return r < cutoff_ && dead.Get(r); });
+  CF_RETURN_IF_ERROR(index.EraseChunksOf([&](uint32_t r) { return r < cutoff_ && dead.Get(r); }));
   for (uint32_t id : removed) index.coverage().erase(id);
-  // The snapshot must stop naming the packs before they go (an open that finds a named pack
+  // The index must stop naming the packs before they go (an open that finds a named pack
   // missing rebuilds the whole index).
-  CF_RETURN_IF_ERROR(index.Save(absl::StrCat(store_.dir_, "/index/chunks.idx")));
-  store_.unsaved_entries_ = 0;
-  // A crash point of its own: the snapshot is saved, the packs are still there.
+  CF_RETURN_IF_ERROR(index.Save());
+  // A crash point of its own: the index is saved, the packs are still there.
   ++steps_;
   if (options_.before_step) options_.before_step(steps_, "unlink");
   for (uint32_t id : removed) {

@@ -36,7 +36,7 @@ constexpr size_t kPartMax = 16 << 20;
 static_assert(std::max<size_t>(kPartMax, codec::kMaxRecordRawLength + (1 << 20)) +
                   kWriteBufferSize <=
               (kWriteBuffers - 1) * kWriteBufferSize);
-// Chunks appended since the index snapshot above which Close() rewrites it: about 64 MiB of
+// Chunks appended since the index was saved above which Close() saves it: about 64 MiB of
 // 4 KiB chunks, a tail that the next open scans in a few tens of milliseconds.
 constexpr uint64_t kSnapshotTailMax = 16384;
 constexpr uint64_t kWriteTagBit = 1ull << 63;
@@ -230,16 +230,10 @@ absl::Status LocalStore::LoadIndexAndPacks() {
     uint32_t id = 0;
     if (n.size() == 8 && absl::SimpleHexAtoi(n, &id) && id != 0) ids.push_back(id);
   }
-  auto loaded = ChunkIndex::Load(absl::StrCat(dir_, "/index/chunks.idx"));
-  if (loaded.ok()) {
-    index_ = std::move(*loaded);
-  } else if (absl::IsNotFound(loaded.status())) {
-    report_.index_problem = "no index snapshot";
-  } else {
-    report_.index_problem = std::string(loaded.status().message());
-  }
-  // Opens every pack and learns its size; a pack shorter than the snapshot says, or one the
-  // snapshot names but that is gone, makes the snapshot untrustworthy.
+  CF_ASSIGN_OR_RETURN(index_, ChunkIndex::Open(absl::StrCat(dir_, "/index"), options_.index,
+                                               options_.writable, &report_.index_problem));
+  // Opens every pack and learns its size; a pack shorter than the index says, or one the index
+  // names but that is gone, makes the index untrustworthy.
   for (uint32_t id : ids) {
     const std::string path = absl::StrCat(packs_dir, "/", PackFileName(id));
     CF_ASSIGN_OR_RETURN(io::Fd fd,
@@ -276,14 +270,19 @@ absl::Status LocalStore::LoadIndexAndPacks() {
     auto cov = index_.coverage().find(id);
     const uint64_t start = cov == index_.coverage().end() ? kPackHeaderSize : cov->second;
     if (p.size > start) {
+      absl::Status saved;
       CF_ASSIGN_OR_RETURN(PackScan scan,
                           ScanPack(p.fd.get(), id, start, p.size,
                                    [&](const RecordLocation& loc, const codec::RecordView& view,
                                        absl::Span<const uint8_t>) {
                                      index_.InsertRecord(loc, view);
                                      ++report_.tail_records_recovered;
-                                     unsaved_entries_ += view.chunk_count;
+                                     // Scanned records are durable: the index may save.
+                                     if (saved.ok() && options_.writable && index_.WantsSave()) {
+                                       saved = index_.Save();
+                                     }
                                    }));
+      CF_RETURN_IF_ERROR(saved);
       for (const auto& [b, e] : scan.damaged) {
         report_.damaged_regions.push_back(absl::StrCat(PackFileName(id), ":", b, "..", e));
       }
@@ -309,10 +308,26 @@ absl::Status LocalStore::LoadIndexAndPacks() {
 
 absl::StatusOr<LocalStore::Pack*> LocalStore::OpenPack(uint32_t id) {
   auto it = packs_.find(id);
-  if (it == packs_.end()) {
-    return absl::DataLossError(absl::StrCat("store ", dir_, " has no pack ", PackFileName(id)));
+  if (it != packs_.end()) return &it->second;
+  const std::string path = absl::StrCat(dir_, "/packs/", PackFileName(id));
+  // A reader shares the index's record table with the writer: a collection there may have moved
+  // a record to a pack written since this store was opened.
+  if (!options_.writable && id != 0) {
+    auto fd = io::OpenFile(path, O_RDONLY | O_CLOEXEC);
+    if (fd.ok()) {
+      CF_ASSIGN_OR_RETURN(uint64_t size, io::FileSize(fd->get(), path));
+      uint8_t header[kPackHeaderSize];
+      if (size >= kPackHeaderSize) {
+        CF_RETURN_IF_ERROR(io::PreadFull(fd->get(), absl::MakeSpan(header), 0));
+        CF_RETURN_IF_ERROR(CheckPackHeader(header, id, info_.uuid, path));
+        Pack& p = packs_[id];
+        p.fd = *std::move(fd);
+        p.size = p.submitted = p.durable = size;
+        return &p;
+      }
+    }
   }
-  return &it->second;
+  return absl::DataLossError(absl::StrCat("store ", dir_, " has no pack ", PackFileName(id)));
 }
 
 absl::Status LocalStore::StartNewPack() {
@@ -356,8 +371,8 @@ absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t
   CopyToBuffers(bytes, buffer, pos);
   index_.InsertRecord(loc, view);
   index_.coverage()[current_pack_] = pack.size;
-  unsaved_entries_ += view.chunk_count;
   CF_RETURN_IF_ERROR(SubmitSealed());
+  CF_RETURN_IF_ERROR(SaveIndexIfFull());
   return loc;
 }
 
@@ -592,13 +607,15 @@ absl::Status LocalStore::Flush() {
     packs_dir_dirty_ = false;
   }
   for (uint32_t id : dirty) packs_[id].durable = packs_[id].size;
-  // The snapshot is an optimisation (open scans tails it does not cover), so it is saved only
-  // when enough has changed to make that scan slow.
-  if (unsaved_entries_ > std::max<uint64_t>(1 << 20, index_.size() / 4)) {
-    CF_RETURN_IF_ERROR(index_.Save(absl::StrCat(dir_, "/index/chunks.idx")));
-    unsaved_entries_ = 0;
-  }
+  // Saving is what bounds the index's memory (open scans the tails it does not cover, so a save
+  // is not needed for safety); it waits until the memtable is full.
+  if (index_.WantsSave()) CF_RETURN_IF_ERROR(index_.Save());
   return absl::OkStatus();
+}
+
+absl::Status LocalStore::SaveIndexIfFull() {
+  // Flush makes what the index names durable, then saves it.
+  return index_.WantsSave() ? Flush() : absl::OkStatus();
 }
 
 absl::Status LocalStore::Rollback() {
@@ -654,13 +671,11 @@ absl::Status LocalStore::Close() {
   if (options_.writable) {
     if (failed_.ok()) {
       st = Flush();
-      // A small tail is cheaper to scan at the next open than the whole snapshot is to rewrite
-      // (an incremental sync adds a few thousand chunks to an index of millions). A store
-      // without packs has nothing to snapshot: opening and closing it leaves it as it was.
+      // A small tail is cheaper to scan at the next open than a run is to write and merge (an
+      // incremental sync adds a few thousand chunks). A store without packs has nothing to
+      // save: opening and closing it leaves it as it was.
       const bool rebuilt = report_.index_rebuilt && !packs_.empty();
-      if (st.ok() && (unsaved_entries_ > kSnapshotTailMax || rebuilt)) {
-        st = index_.Save(absl::StrCat(dir_, "/index/chunks.idx"));
-      }
+      if (st.ok() && (index_.unsaved() > kSnapshotTailMax || rebuilt)) st = index_.Save();
     }
     if (!failed_.ok() || !st.ok()) {
       absl::Status rb = Rollback();
@@ -882,7 +897,6 @@ absl::Status LocalStore::AppendPart(absl::Span<PlacedRecord> part, VerifyMode mo
   // holds: room in the buffers, and index entries.
   absl::Status st;
   AppendStats added;  // counted into `stats` once every check has passed
-  uint64_t chunks_indexed = 0;
   for (PlacedRecord& r : part) {
     const size_t lacking = index_.CountLacking(r.view);
     r.append = lacking > 0;
@@ -894,7 +908,6 @@ absl::Status LocalStore::AppendPart(absl::Span<PlacedRecord> part, VerifyMode mo
     ++added.records_appended;
     added.bytes_appended += r.bytes.size();
     added.chunks_added += lacking;
-    chunks_indexed += r.view.chunk_count;
   }
   // Check every record (a copy of a chunk held already too) and copy the placed ones in.
   if (st.ok()) {
@@ -927,14 +940,14 @@ absl::Status LocalStore::AppendPart(absl::Span<PlacedRecord> part, VerifyMode mo
     return st;
   }
   index_.coverage()[current_pack_] = pack.size;
-  unsaved_entries_ += chunks_indexed;
   if (stats != nullptr) {
     stats->records_received += part.size();
     stats->records_appended += added.records_appended;
     stats->bytes_appended += added.bytes_appended;
     stats->chunks_added += added.chunks_added;
   }
-  return SubmitSealed();
+  CF_RETURN_IF_ERROR(SubmitSealed());
+  return SaveIndexIfFull();
 }
 
 absl::Status LocalStore::AppendCheckedRecords(absl::Span<const absl::Span<const uint8_t>> records,

@@ -6,7 +6,7 @@
 //   ID_KEY          optional: the secret that keys chunk ids (hex, mode 0600)
 //   LOCK            flock(2)ed by the writer; holds its pid
 //   packs/*.pack    chunk records
-//   index/chunks.idx  index snapshot
+//   index/STATE, index/records, index/*.run  the chunk index (chunk_index.h)
 //   volumes/<uuid>.manifest, groups/<uuid>.group, tmp/
 //   deleting/<uuid>.group  a group being deleted (local_store_delete.cc)
 #ifndef CHUNKFERRY_ENGINE_LOCAL_LOCAL_STORE_H_
@@ -44,13 +44,14 @@ struct LocalStoreOptions {
   io::QueueOptions queue;
   WorkerPool* pool = nullptr;         // for checking received records in parallel; not owned
   uint64_t pack_target = 1ull << 30;  // start a new pack past this size
+  ChunkIndexOptions index;            // the memory the chunk index may use
 };
 
 // What opening found and repaired.
 struct OpenReport {
   bool index_rebuilt = false;
   std::string index_problem;                 // why it was rebuilt, when it was
-  uint64_t tail_records_recovered = 0;       // records found past the snapshot
+  uint64_t tail_records_recovered = 0;       // records found past what the index covers
   std::vector<std::string> torn_tails_cut;   // "pack:offset..size" cut back
   std::vector<std::string> damaged_regions;  // "pack:begin..end" left for verify to report
 };
@@ -200,6 +201,8 @@ class LocalStore final : public Store {
   LocalStore(std::string dir, LocalStoreOptions options);
   absl::Status LoadIndexAndPacks();
   absl::StatusOr<Pack*> OpenPack(uint32_t id);
+  // Flushes (which saves the index) when the index's memtable is full.
+  [[nodiscard]] absl::Status SaveIndexIfFull();
   absl::Status StartNewPack();
   absl::Status OpenBuffer();
   // Writes the open buffer out (padded to a block when partial) and moves to the next one.
@@ -274,7 +277,6 @@ class LocalStore final : public Store {
   bool buffer_open_ = false;  // buffers_[current_buffer_] is being filled
   size_t writes_in_flight_ = 0;
   bool packs_dir_dirty_ = false;
-  uint64_t unsaved_entries_ = 0;
   bool closed_ = false;
   absl::Status failed_;  // first write error: the store refuses further writes
   std::vector<io::AlignedBuffer> read_buffers_;     // ReadRecords' requests in flight

@@ -102,9 +102,12 @@ bool HasNone(LocalStore& store, const std::vector<codec::ChunkId>& ids) {
 std::set<std::tuple<uint64_t, uint64_t, uint32_t, uint64_t, uint32_t, uint16_t>> IndexSet(
     const LocalStore& store) {
   std::set<std::tuple<uint64_t, uint64_t, uint32_t, uint64_t, uint32_t, uint16_t>> out;
-  store.index().ForEach([&](const codec::ChunkId& id, const ChunkLocation& l) {
-    out.emplace(id.lo, id.hi, l.record.pack, l.record.offset, l.record.size, l.slot);
-  });
+  EXPECT_TRUE(store.index()
+                  .ForEach([&](const codec::ChunkId& id, const ChunkLocation& l) {
+                    out.emplace(id.lo, id.hi, l.record.pack, l.record.offset, l.record.size,
+                                l.slot);
+                  })
+                  .ok());
   return out;
 }
 
@@ -426,8 +429,8 @@ TEST_P(LocalStoreTest, MissingIndexIsRebuiltWithTheSameChunks) {
     before = IndexSet(**s);
     ASSERT_TRUE((*s)->Close().ok());
   }
-  ASSERT_TRUE(FileExists(dir_ + "/index/chunks.idx"));
-  ASSERT_EQ(::unlink((dir_ + "/index/chunks.idx").c_str()), 0);
+  ASSERT_TRUE(FileExists(dir_ + "/index/STATE"));
+  ASSERT_EQ(::unlink((dir_ + "/index/STATE").c_str()), 0);
   for (bool writable : {false, true}) {
     auto s = Open(writable);
     ASSERT_TRUE(s.ok()) << s.status();
@@ -437,7 +440,7 @@ TEST_P(LocalStoreTest, MissingIndexIsRebuiltWithTheSameChunks) {
     EXPECT_EQ(IndexSet(**s), before);
     ASSERT_TRUE((*s)->Close().ok());
   }
-  // The writable open saved a fresh snapshot.
+  // The writable open saved the index again.
   auto s = Open(false);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_FALSE((*s)->open_report().index_rebuilt) << (*s)->open_report().index_problem;
@@ -453,7 +456,7 @@ TEST_P(LocalStoreTest, DamagedIndexIsRebuilt) {
     before = IndexSet(**s);
     ASSERT_TRUE((*s)->Close().ok());
   }
-  const std::string idx = dir_ + "/index/chunks.idx";
+  const std::string idx = dir_ + "/index/STATE";
   const std::vector<uint8_t> good = ReadFile(idx);
   ASSERT_GT(good.size(), 40u);
   std::vector<std::vector<uint8_t>> damages;
@@ -474,9 +477,9 @@ TEST_P(LocalStoreTest, DamagedIndexIsRebuilt) {
   }
 }
 
-// A crafted snapshot whose entry count makes `packs * 12 + entries * 34` wrap around to the real
-// remaining size passes the size check; the store must still treat it as damaged, not crash.
-TEST_P(LocalStoreTest, IndexWithAnOverflowingEntryCountIsRebuiltNotACrash) {
+// A crafted run whose entry count makes `entries * 24` wrap around to the real size of the file
+// (and a state that agrees) must read as damaged, not be mapped and searched past its end.
+TEST_P(LocalStoreTest, IndexRunWithAnOverflowingEntryCountIsRebuiltNotACrash) {
   std::set<std::tuple<uint64_t, uint64_t, uint32_t, uint64_t, uint32_t, uint16_t>> before;
   {
     auto s = Open();
@@ -485,20 +488,34 @@ TEST_P(LocalStoreTest, IndexWithAnOverflowingEntryCountIsRebuiltNotACrash) {
     before = IndexSet(**s);
     ASSERT_TRUE((*s)->Close().ok());
   }
-  // Body: magic, version, reserved, pack count 0, entry count E, then 2 bytes; 34 * E ≡ 2
-  // (mod 2^64) for E = inverse of 17 modulo 2^63.
-  uint64_t inv17 = 1;
-  for (int i = 0; i < 7; ++i) inv17 *= 2 - 17 * inv17;  // Newton: inverse modulo 2^64
-  const uint64_t entries = inv17 & ((1ull << 63) - 1);
-  ASSERT_EQ(entries * 34, 2u);
-  std::string body = "CFIX";
-  PutU16(&body, 1);
-  PutU16(&body, 0);
-  PutU32(&body, 0);
-  PutU64(&body, entries);
-  body += "zz";
-  PutU64(&body, codec::Checksum64(AsBytes(body)));
-  WriteFile(dir_ + "/index/chunks.idx", AsBytes(body));
+  // 24 * E ≡ 8 (mod 2^64) for E = the inverse of 3 modulo 2^61: with one bucket, header (64),
+  // filter (64) and bucket table (16), a file of 152 bytes "fits".
+  uint64_t inv3 = 1;
+  for (int i = 0; i < 7; ++i) inv3 *= 2 - 3 * inv3;  // Newton: inverse modulo 2^64
+  const uint64_t entries = inv3 & ((1ull << 61) - 1);
+  ASSERT_EQ(entries * 24, 8u);
+  std::string run = "CFRN";
+  PutU16(&run, 1);
+  PutU16(&run, 24);
+  PutU32(&run, 0);
+  PutU64(&run, entries);
+  PutU64(&run, 1);   // buckets
+  PutU64(&run, 77);  // run id
+  run.append(20, '\0');
+  PutU64(&run, codec::Checksum64(AsBytes(run)));
+  run.append(152 - run.size(), '\xff');
+  WriteFile(dir_ + "/index/000000000000004d.run", AsBytes(run));
+  std::string state = "CFIS";
+  PutU16(&state, 1);
+  PutU16(&state, 0);
+  PutU64(&state, 78);  // next run id
+  PutU64(&state, 0);   // records
+  PutU32(&state, 1);   // runs
+  PutU32(&state, 0);   // packs
+  PutU64(&state, 77);
+  PutU64(&state, entries);
+  PutU64(&state, codec::Checksum64(AsBytes(state)));
+  WriteFile(dir_ + "/index/STATE", AsBytes(state));
   // In a child, so that a crash fails this test only.
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(
@@ -508,7 +525,7 @@ TEST_P(LocalStoreTest, IndexWithAnOverflowingEntryCountIsRebuiltNotACrash) {
         ::_exit(ChildExit(good));
       },
       ::testing::ExitedWithCode(0), "")
-      << "BUG: ChunkIndex::Load trusts an entry count whose size check overflowed";
+      << "BUG: IndexRun::Open trusts an entry count whose size check overflowed";
 }
 
 TEST_P(LocalStoreTest, TornTailIsCutOnWritableReopen) {
@@ -589,7 +606,7 @@ TEST_P(LocalStoreTest, DamagedHeaderNearTheEndIsNotMistakenForATornTail) {
   ASSERT_EQ(codec::PeekRecordSize(absl::MakeConstSpan(ReadFile(pack)).subspan(offset)).value(),
             recs[4].bytes.size());
   FlipByte(pack, offset + 7, 0x01);  // high byte of the u16 chunk count
-  ASSERT_EQ(::unlink((dir_ + "/index/chunks.idx").c_str()), 0);
+  ASSERT_EQ(::unlink((dir_ + "/index/STATE").c_str()), 0);
   auto s = Open(true);
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(FileSize(pack), size) << "a writable open cut intact, committed records";
@@ -920,11 +937,11 @@ TEST_P(LocalStoreTest, RandomOperationsMatchAModel) {
   durable.insert(durable.end(), pending.begin(), pending.end());
   store.reset();
   EXPECT_EQ(actual_record_bytes(), expected_pack_bytes());
-  // From the snapshot, and rebuilt from the packs: every record intact and nothing else.
+  // From the saved index, and rebuilt from the packs: every record intact and nothing else.
   for (bool rebuild : {false, true}) {
     SCOPED_TRACE(rebuild);
     if (rebuild) {
-      ASSERT_EQ(::unlink((dir_ + "/index/chunks.idx").c_str()), 0);
+      ASSERT_EQ(::unlink((dir_ + "/index/STATE").c_str()), 0);
     }
     auto r = Open(false);
     ASSERT_TRUE(r.ok()) << r.status();

@@ -83,7 +83,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
   // Chunks the index places in a record that failed its check or that is not there at all.
   absl::flat_hash_set<codec::ChunkId> bad_chunks;
   uint64_t dangling = 0;
-  store.index().ForEach([&](const codec::ChunkId& id, const ChunkLocation& l) {
+  CF_RETURN_IF_ERROR(store.index().ForEach([&](const codec::ChunkId& id, const ChunkLocation& l) {
     auto it = found.find(l.record);
     if (it == found.end()) {
       ++dangling;
@@ -91,7 +91,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
     } else if (!it->second) {
       bad_chunks.insert(id);
     }
-  });
+  }));
   if (dangling > 0) {
     report.problems.push_back(absl::StrCat(dangling,
                                            " chunks of the index point at records that "

@@ -256,7 +256,7 @@ TEST_P(RemoteStoreTest, PublishedBackupsAreImmutableOverTheWire) {
   ASSERT_NE(remote, nullptr);
   CopyStats stats;
   ASSERT_TRUE(CopyGroup(*a_, *remote, group_, CopyOptions(), &stats).ok());
-  const auto files = testing::ListFiles(tmp_.Sub("b"), {"LOCK", "chunks.idx"});
+  const auto files = testing::ListFiles(tmp_.Sub("b"), {"LOCK", "index/"});
 
   // A manifest of holes under a published uuid: PUT_MANIFEST is refused, nothing changes.
   const VolumeBackupMeta& meta = vols[0].meta;
@@ -282,7 +282,7 @@ TEST_P(RemoteStoreTest, PublishedBackupsAreImmutableOverTheWire) {
 
   // The connection is still usable, and the same bytes again are a no-op success.
   ASSERT_TRUE(remote->PutGroup(*group).ok());
-  EXPECT_EQ(testing::ListFiles(tmp_.Sub("b"), {"LOCK", "chunks.idx"}), files);
+  EXPECT_EQ(testing::ListFiles(tmp_.Sub("b"), {"LOCK", "index/"}), files);
   ExpectServedRestores(vols);
 }
 
