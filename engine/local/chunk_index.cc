@@ -29,7 +29,8 @@ constexpr char kRunSuffix[] = ".run";
 // The snapshot of earlier versions (one file, loaded whole): an index that finds it rebuilds
 // from the packs and removes it.
 constexpr char kLegacySnapshot[] = "chunks.idx";
-// How many lookups pass between two looks at the resident set.
+// How many lookups pass between two looks at the resident set (the mapped filters and bucket
+// tables, ~1.3 bytes an entry, which only a store of more than ~100 M chunks fills).
 constexpr uint64_t kTrimCheckEvery = 16384;
 // How many ids ahead batched lookups prefetch: enough to cover a memory latency.
 constexpr size_t kPrefetchAhead = 8;
@@ -194,11 +195,10 @@ void ChunkIndex::Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found fo
       continue;
     }
     for (auto run = runs_.rbegin(); run != runs_.rend(); ++run) {
-      if (!(*run)->MayHave(ids[i])) continue;
-      const IndexEntry* e = (*run)->Find(ids[i]);
-      if (e == nullptr) continue;
-      if (pin) Pin(e->record);
-      found(i, e->record, e->slot);
+      IndexEntry e;
+      if (!(*run)->MayHave(ids[i]) || !(*run)->Find(ids[i], &e)) continue;
+      if (pin) Pin(e.record);
+      found(i, e.record, e.slot);
       break;
     }
   }
@@ -210,9 +210,8 @@ void ChunkIndex::NoteLookups(size_t n) const {
   if (lookups_since_trim_check_ < kTrimCheckEvery) return;
   lookups_since_trim_check_ = 0;
   if (ResidentFileBytes() <= options_.mapped_bytes_max) return;
-  // Everything at once: what is in use comes back at the next touch, from the page cache.
+  // All at once: what is in use comes back at the next touch, from the page cache.
   for (const auto& run : runs_) run->DropResidentPages();
-  records_.DropResidentPages();
 }
 
 bool ChunkIndex::Has(const codec::ChunkId& id) const {

@@ -64,7 +64,7 @@ class RecordBitmap {
 struct ChunkIndexOptions {
   // Entries held in memory before Save is wanted (ChunkIndex::WantsSave): ~32 bytes each.
   size_t memtable_entries = 768 * 1024;
-  // Resident pages of the mapped runs and record table the process keeps before it lets go of
+  // Resident pages of the mapped filters and bucket tables the process keeps before it lets go of
   // them (checked every few thousand lookups). A store whose filters and bucket tables are
   // larger still works, with more page faults.
   uint64_t mapped_bytes_max = uint64_t{160} << 20;

@@ -236,6 +236,16 @@ TEST_F(OnDiskIndexTest, SavedRunsAnswerLikeTheMemtableAndSurviveReopening) {
   EXPECT_EQ(seen, 61000u);
 }
 
+TEST_F(OnDiskIndexTest, ARunLargerThanTheWriterBuffersIsWhole) {
+  options_.memtable_entries = 100000;  // 2.4 MB of entries: written in several pieces
+  ChunkIndex index = Open();
+  Fill(index, 0, 100000);
+  ASSERT_TRUE(index.Save().ok());
+  ASSERT_EQ(index.run_count(), 1u);
+  EXPECT_TRUE(index.CheckRuns().ok()) << index.CheckRuns();
+  ExpectHolds(index, 100000, 1000);
+}
+
 TEST_F(OnDiskIndexTest, LookupsStayRightWhenTheProcessLetsGoOfMappedPages) {
   options_.mapped_bytes_max = 0;  // let go at every check
   ChunkIndex index = Open();

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -61,40 +62,38 @@ absl::StatusOr<std::unique_ptr<IndexRun>> IndexRun::Open(const std::string& path
       DataOffset(run->buckets_) + run->entries_ * sizeof(IndexEntry) != size) {
     return damaged("its size does not match its header");
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
+  const uint64_t mapped = DataOffset(run->buckets_);
+  void* map = ::mmap(nullptr, mapped, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (map == MAP_FAILED) return io::ErrnoStatus(errno, "mmap", path);
-  // Lookups land anywhere: reading ahead would only waste the page cache.
-  ::madvise(map, size, MADV_RANDOM);
   run->map_ = map;
-  run->map_size_ = size;
+  run->map_size_ = mapped;
+  run->fd_ = std::move(fd);
   const auto* base = static_cast<const uint8_t*>(map);
   run->filter_ = reinterpret_cast<const uint64_t*>(base + FilterOffset());
   run->starts_ = reinterpret_cast<const uint64_t*>(base + StartsOffset(run->buckets_));
-  run->data_ = reinterpret_cast<const IndexEntry*>(base + DataOffset(run->buckets_));
+  run->data_offset_ = mapped;
   return run;
 }
 
-const IndexEntry* IndexRun::Find(const codec::ChunkId& id) const {
+bool IndexRun::Find(const codec::ChunkId& id, IndexEntry* out) const {
   const uint64_t b = BucketOf(id.hi, buckets_);
   const uint64_t begin = starts_[b];
   const uint64_t end = starts_[b + 1];
-  if (begin > end || end > entries_) return nullptr;
-  const IndexEntry* first = data_ + begin;
-  const IndexEntry* last = data_ + end;
-  // Binary search down to a few entries, then a scan: a bucket is ~56 entries.
-  while (last - first > 8) {
-    const IndexEntry* mid = first + (last - first) / 2;
-    if (mid->hi < id.hi || (mid->hi == id.hi && mid->lo < id.lo)) {
-      first = mid + 1;
-    } else {
-      last = mid + 1;
-      if (mid->Is(id)) return mid;
-    }
+  // A bucket holds ~56 entries; thousands mean a damaged table.
+  if (begin > end || end > entries_ || end - begin > 65536) return false;
+  bucket_.resize(end - begin);
+  if (!io::PreadFull(fd_.get(),
+                     absl::MakeSpan(reinterpret_cast<uint8_t*>(bucket_.data()),
+                                    bucket_.size() * sizeof(IndexEntry)),
+                     data_offset_ + begin * sizeof(IndexEntry))
+           .ok()) {
+    return false;
   }
-  for (; first < last; ++first) {
-    if (first->Is(id)) return first;
-  }
-  return nullptr;
+  // Sorted: a binary search.
+  auto it = std::lower_bound(bucket_.begin(), bucket_.end(), IndexEntry{id.hi, id.lo, 0, 0, 0});
+  if (it == bucket_.end() || !it->Is(id)) return false;
+  *out = *it;
+  return true;
 }
 
 void IndexRun::DropResidentPages() const { ::madvise(map_, map_size_, MADV_DONTNEED); }
@@ -104,14 +103,22 @@ absl::Status IndexRun::Check() const {
     return absl::DataLossError(absl::StrCat("index run ", path_, " is damaged: ", why));
   };
   if (starts_[0] != 0 || starts_[buckets_] != entries_) return damaged("bucket table ends");
-  for (uint64_t b = 0; b < buckets_; ++b) {
-    if (starts_[b] > starts_[b + 1]) return damaged(absl::StrCat("bucket ", b, " ends early"));
-    for (uint64_t i = starts_[b]; i < starts_[b + 1]; ++i) {
-      const IndexEntry& e = data_[i];
-      if (BucketOf(e.hi, buckets_) != b) return damaged(absl::StrCat("entry ", i, " misplaced"));
-      if (i > 0 && !(data_[i - 1] < e)) return damaged(absl::StrCat("entry ", i, " out of order"));
-      if (!MayHave(e.id())) return damaged(absl::StrCat("entry ", i, " missing from the filter"));
+  CF_ASSIGN_OR_RETURN(IndexRunScanner scan, IndexRunScanner::Open(*this));
+  IndexEntry e, last;
+  uint64_t b = 0;
+  for (uint64_t i = 0; i < entries_; ++i) {
+    CF_ASSIGN_OR_RETURN(bool more, scan.Next(&e));
+    if (!more) return damaged("shorter than its header says");
+    while (b < buckets_ && starts_[b + 1] <= i) {
+      if (starts_[b] > starts_[b + 1]) return damaged(absl::StrCat("bucket ", b, " ends early"));
+      ++b;
     }
+    if (b == buckets_ || BucketOf(e.hi, buckets_) != b) {
+      return damaged(absl::StrCat("entry ", i, " misplaced"));
+    }
+    if (i > 0 && !(last < e)) return damaged(absl::StrCat("entry ", i, " out of order"));
+    if (!MayHave(e.id())) return damaged(absl::StrCat("entry ", i, " missing from the filter"));
+    last = e;
   }
   return absl::OkStatus();
 }
@@ -174,8 +181,7 @@ absl::Status IndexRunWriter::Add(const IndexEntry& e) {
 
 absl::StatusOr<uint64_t> IndexRunWriter::Finish() {
   if (entries_ == 0) PutU64(&starts_buf_, 0);
-  CF_RETURN_IF_ERROR(CloseBucketsBefore(buckets_));
-  PutU64(&starts_buf_, entries_);  // starts[buckets]
+  CF_RETURN_IF_ERROR(CloseBucketsBefore(buckets_));  // the last start it writes: starts[buckets]
   CF_RETURN_IF_ERROR(Drain(&filter_buf_, &filter_off_, 0));
   CF_RETURN_IF_ERROR(Drain(&starts_buf_, &starts_off_, 0));
   CF_RETURN_IF_ERROR(Drain(&data_buf_, &data_off_, 0));
@@ -204,7 +210,7 @@ absl::StatusOr<IndexRunScanner> IndexRunScanner::Open(const IndexRun& run) {
   CF_ASSIGN_OR_RETURN(s.fd_, io::OpenFile(run.path(), O_RDONLY | O_CLOEXEC));
   ::posix_fadvise(s.fd_.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   s.path_ = run.path();
-  s.offset_ = DataOffset(run.buckets_);
+  s.offset_ = run.data_offset_;
   s.end_ = s.offset_ + run.entries() * sizeof(IndexEntry);
   return s;
 }

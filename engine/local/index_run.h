@@ -1,9 +1,11 @@
 // One sorted run of the chunk index: an immutable file of entries sorted by chunk id. Ids are
 // uniform hashes, so the file is cut into buckets of ~56 entries by the id's top bits alone
 // (no search tree), and each bucket has one cache line of Bloom filter: an absent id costs one
-// cache line per run, a present one that plus a look at ~1.3 KiB of its bucket. The file is
-// mapped, never read whole: opening a run costs the same at any size, and what it keeps resident
-// is pages the kernel may drop (ChunkIndex trims them to its budget). Layout in docs/FORMATS.md:
+// cache line per run, a present one that plus one read of ~1.3 KiB, its bucket. The filter and
+// bucket table (~1.3 bytes an entry) are mapped, the entries read with pread(2): mapping them
+// would make every lookup fault in a whole page-cache folio (up to 2 MiB on current kernels),
+// and the process's resident set would grow to the size of the file. Opening a run reads only
+// its header: the same cost at any size. Layout in docs/FORMATS.md:
 //
 //   header (64 bytes): "CFRN", u16 version, u16 entry size (24), u32 reserved, u64 entries,
 //                      u64 buckets, u64 run id, 20 reserved bytes, u64 XXH3-64 of the 56 before
@@ -52,7 +54,7 @@ inline constexpr uint64_t kEntriesPerBucket = 56;
 // sorted run.
 inline uint64_t BucketOf(uint64_t hi, uint64_t buckets) { return ((hi >> 32) * buckets) >> 32; }
 
-// A mapped run, opened read-only. Thread-compatible: const methods may be called concurrently.
+// A run, opened read-only. Not thread-safe (Find reads into a buffer of the run's).
 class IndexRun {
  public:
   ~IndexRun();
@@ -80,11 +82,13 @@ class IndexRun {
     }
     return true;
   }
-  // The id's entry, or nullptr. A bucket table that does not add up reads as absent (the chunk
-  // is then sent and stored again: damage here never makes a missing chunk look present).
-  const IndexEntry* Find(const codec::ChunkId& id) const;
+  // Fills *out with the id's entry and returns true, or returns false. A bucket table that does
+  // not add up, or a failed read, reads as absent (the chunk is then sent and stored again:
+  // damage here never makes a missing chunk look present).
+  bool Find(const codec::ChunkId& id, IndexEntry* out) const;
 
-  // Lets the kernel drop the resident pages of the mapping (they are read back on demand).
+  // Lets the kernel drop the resident pages of the filter and bucket table (read back on
+  // demand).
   void DropResidentPages() const;
   // Checks the whole run: sorted, unique, every entry in its bucket and its filter. For verify.
   [[nodiscard]] absl::Status Check() const;
@@ -104,11 +108,13 @@ class IndexRun {
   uint64_t id_ = 0;
   uint64_t entries_ = 0;
   uint64_t buckets_ = 0;
-  void* map_ = nullptr;
+  io::Fd fd_;
+  void* map_ = nullptr;  // header, filter and bucket table
   size_t map_size_ = 0;
   const uint64_t* filter_ = nullptr;
   const uint64_t* starts_ = nullptr;
-  const IndexEntry* data_ = nullptr;
+  uint64_t data_offset_ = 0;
+  mutable std::vector<IndexEntry> bucket_;  // the last bucket read
 
   friend class IndexRunScanner;
 };

@@ -1,9 +1,9 @@
 #include "engine/local/record_table.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -44,36 +44,21 @@ bool DecodeSlot(const uint8_t* in, RecordLocation* loc) {
 
 }  // namespace
 
-RecordTable& RecordTable::operator=(RecordTable&& other) noexcept {
-  if (this == &other) return *this;
-  Unmap();
-  path_ = std::move(other.path_);
-  fd_ = std::move(other.fd_);
-  writable_ = other.writable_;
-  persisted_ = std::exchange(other.persisted_, 0);
-  cut_ = std::exchange(other.cut_, false);
-  map_ = std::exchange(other.map_, nullptr);
-  map_size_ = std::exchange(other.map_size_, 0);
-  tail_ = std::move(other.tail_);
-  moved_ = std::move(other.moved_);
-  return *this;
-}
-
-void RecordTable::Unmap() {
-  if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), map_size_);
-  map_ = nullptr;
-  map_size_ = 0;
-}
-
-absl::Status RecordTable::Map() {
-  Unmap();
-  if (persisted_ == 0) return absl::OkStatus();
-  void* m = ::mmap(nullptr, persisted_ * kSlotSize, PROT_READ, MAP_SHARED, fd_.get(), 0);
-  if (m == MAP_FAILED) return io::ErrnoStatus(errno, "mmap", path_);
-  ::madvise(m, persisted_ * kSlotSize, MADV_RANDOM);
-  map_ = static_cast<const uint8_t*>(m);
-  map_size_ = persisted_ * kSlotSize;
-  return absl::OkStatus();
+const uint8_t* RecordTable::Slot(uint64_t n, bool reread) const {
+  if (cache_.empty()) cache_.resize(kCachedBlocks);
+  const uint64_t number = n / kBlockSlots;
+  Block& block = cache_[number % kCachedBlocks];
+  if (block.number != number || reread) {
+    block.number = UINT64_MAX;
+    const uint64_t first = number * kBlockSlots;
+    const uint64_t slots = std::min<uint64_t>(kBlockSlots, persisted_ - first);
+    if (!io::PreadFull(fd_.get(), absl::MakeSpan(block.bytes, slots * kSlotSize), first * kSlotSize)
+             .ok()) {
+      return nullptr;
+    }
+    block.number = number;
+  }
+  return block.bytes + (n % kBlockSlots) * kSlotSize;
 }
 
 absl::StatusOr<RecordTable> RecordTable::Open(const std::string& path, uint64_t count,
@@ -94,7 +79,6 @@ absl::StatusOr<RecordTable> RecordTable::Open(const std::string& path, uint64_t 
     return io::ErrnoStatus(errno, "ftruncate", path);
   }
   t.persisted_ = count;
-  CF_RETURN_IF_ERROR(t.Map());
   return t;
 }
 
@@ -113,9 +97,11 @@ RecordLocation RecordTable::Get(uint64_t n) const {
     if (it != moved_.end()) return it->second;
   }
   RecordLocation loc;
-  // A slot another process is rewriting may read torn: read it again.
+  // A slot another process is rewriting may read torn, and a cached one may be stale after a
+  // torn read: read it again.
   for (int tries = 0; tries < 3; ++tries) {
-    if (DecodeSlot(map_ + n * kSlotSize, &loc)) return loc;
+    const uint8_t* slot = Slot(n, /*reread=*/tries > 0);
+    if (slot != nullptr && DecodeSlot(slot, &loc)) return loc;
   }
   return RecordLocation{};
 }
@@ -133,7 +119,7 @@ void RecordTable::Set(uint64_t n, const RecordLocation& loc) {
 }
 
 void RecordTable::Clear() {
-  Unmap();
+  cache_.clear();
   persisted_ = 0;
   tail_.clear();
   moved_.clear();
@@ -163,11 +149,8 @@ absl::Status RecordTable::Persist() {
   persisted_ += tail_.size();
   tail_.clear();
   moved_.clear();
-  return Map();
-}
-
-void RecordTable::DropResidentPages() const {
-  if (map_ != nullptr) ::madvise(const_cast<uint8_t*>(map_), map_size_, MADV_DONTNEED);
+  cache_.clear();  // moved slots
+  return absl::OkStatus();
 }
 
 }  // namespace chunkferry::engine
