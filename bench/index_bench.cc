@@ -4,7 +4,7 @@
 // process's peak RSS. Not a Google Benchmark: peak RSS and open time are per process.
 //
 //   index_bench --dir DIR --entries 10000000 [--lookups 4000000] [--batch 4096]
-//               [--memtable ENTRIES] [--mapped-mb MB]
+//               [--memtable ENTRIES] [--mapped-mb MB] [--reuse 1]
 #include <sys/resource.h>
 
 #include <chrono>
@@ -46,7 +46,7 @@ long PeakRssKiB() {
 
 int Main(int argc, char** argv) {
   std::string dir;
-  uint64_t entries = 10'000'000, lookups = 4'000'000, batch = 4096;
+  uint64_t entries = 10'000'000, lookups = 4'000'000, batch = 4096, reuse = 0;
   ChunkIndexOptions options;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
@@ -60,6 +60,8 @@ int Main(int argc, char** argv) {
       entries = v;
     else if (flag == "--lookups")
       lookups = v;
+    else if (flag == "--reuse")
+      reuse = v;
     else if (flag == "--batch")
       batch = v;
     else if (flag == "--memtable")
@@ -70,14 +72,18 @@ int Main(int argc, char** argv) {
       Fail("unknown flag " + flag);
   }
   if (dir.empty() || batch == 0) Fail("usage: index_bench --dir DIR [--entries N] ...");
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  // --reuse 1: measure lookups on the index an earlier run left in DIR (same --entries).
+  const bool insert = reuse == 0 || !std::filesystem::exists(dir + "/STATE");
+  if (insert) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
   std::string problem;
 
   // Insert, saving as a store does (a save is what bounds the memtable).
   auto t = std::chrono::steady_clock::now();
   uint64_t saves = 0;
-  {
+  if (insert) {
     auto index = ChunkIndex::Open(dir, options, true, &problem);
     if (!index.ok()) Fail(std::string(index.status().message()));
     for (uint64_t n = 0; n < entries; ++n) {
@@ -128,7 +134,7 @@ int Main(int argc, char** argv) {
       "\"runs\": %zu, \"open_ms\": %.2f, \"absent_per_s\": %.0f, \"present_per_s\": %.0f, "
       "\"batch\": %llu, \"peak_rss_mib_after_insert\": %.1f, \"peak_rss_mib\": %.1f, "
       "\"index_mib\": %.1f}\n",
-      static_cast<unsigned long long>(entries), static_cast<double>(entries) / insert_s, insert_s,
+      static_cast<unsigned long long>(entries), insert ? static_cast<double>(entries) / insert_s : 0.0, insert_s,
       static_cast<unsigned long long>(saves), index->run_count(), open_ms, absent_rate,
       present_rate, static_cast<unsigned long long>(batch), insert_rss / 1024.0,
       PeakRssKiB() / 1024.0, static_cast<double>(index_bytes) / (1 << 20));

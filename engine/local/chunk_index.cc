@@ -194,9 +194,12 @@ void ChunkIndex::Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found fo
       found(i, it->second.record, it->second.slot);
       continue;
     }
-    for (auto run = runs_.rbegin(); run != runs_.rend(); ++run) {
+    // Oldest first: merging keeps each run at least twice the size of the newer ones together,
+    // so most present ids are found at the first run, without reading a false positive's bucket
+    // elsewhere.
+    for (const auto& run : runs_) {
       IndexEntry e;
-      if (!(*run)->MayHave(ids[i]) || !(*run)->Find(ids[i], &e)) continue;
+      if (!run->MayHave(ids[i]) || !run->Find(ids[i], &e)) continue;
       if (pin) Pin(e.record);
       found(i, e.record, e.slot);
       break;

@@ -156,7 +156,7 @@ class ChunkIndex {
     uint32_t record;
     uint16_t slot;
   };
-  // Looks each id up (memtable, then runs newest first) and calls found(i, record, slot) for
+  // Looks each id up (memtable, then runs oldest first) and calls found(i, record, slot) for
   // each one present; pins when `pin`.
   template <typename Found>
   void Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found found) const;
