@@ -59,6 +59,8 @@ class GcTest : public ::testing::TestWithParam<io::Backend> {
     o.queue.backend = GetParam();
     o.pool = &pool_;
     o.pack_target = kPackTarget;
+    // A small memtable: the index saves runs during imports and collections, and merges them.
+    o.index.memtable_entries = 256;
     auto s = engine::LocalStore::Open(dir, o);
     EXPECT_TRUE(s.ok()) << s.status();
     return s.ok() ? *std::move(s) : nullptr;

@@ -199,13 +199,21 @@ void ChunkIndex::Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found fo
     // elsewhere.
     for (const auto& run : runs_) {
       IndexEntry e;
-      if (!run->MayHave(ids[i]) || !run->Find(ids[i], &e)) continue;
+      if (!run->MayHave(ids[i])) continue;
+      if (!run->cache_tried()) MaybeCache(*run);
+      if (!run->Find(ids[i], &e)) continue;
       if (pin) Pin(e.record);
       found(i, e.record, e.slot);
       break;
     }
   }
   NoteLookups(ids.size());
+}
+
+void ChunkIndex::MaybeCache(IndexRun& run) const {
+  uint64_t cached = 0;
+  for (const auto& r : runs_) cached += r->cached_bytes();
+  run.CacheEntries(cached + run.entries() * sizeof(IndexEntry) <= options_.cached_entries_bytes);
 }
 
 void ChunkIndex::NoteLookups(size_t n) const {

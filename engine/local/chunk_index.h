@@ -68,6 +68,10 @@ struct ChunkIndexOptions {
   // them (checked every few thousand lookups). A store whose filters and bucket tables are
   // larger still works, with more page faults.
   uint64_t mapped_bytes_max = uint64_t{160} << 20;
+  // Runs whose entries fit in this many bytes together are read into memory at their first
+  // lookup, so that a store of up to ~2 M chunks answers from RAM rather than with a read per
+  // chunk found. Opening still reads nothing.
+  uint64_t cached_entries_bytes = uint64_t{48} << 20;
 };
 
 // Not thread-safe: owned by one LocalStore.
@@ -165,6 +169,9 @@ class ChunkIndex {
   void Pin(uint32_t record) const {
     if (pins_ != nullptr) pins_->Set(record);
   }
+  // Reads the entries of `run` into memory if they fit in what cached_entries_bytes leaves
+  // (decided once per run).
+  void MaybeCache(IndexRun& run) const;
   // Counts lookups; every so often lets go of mapped pages beyond the budget.
   void NoteLookups(size_t n) const;
   // Writes `sources` (runs, and the memtable when `with_memtable`) merged into one new run,

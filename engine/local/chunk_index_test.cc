@@ -203,7 +203,9 @@ class OnDiskIndexTest : public ::testing::Test {
 
   ::chunkferry::testing::TempDir tmp_;
   const std::string dir_ = tmp_.path();
-  ChunkIndexOptions options_{.memtable_entries = 5000, .mapped_bytes_max = 160 << 20};
+  // Runs read from disk at every lookup unless a test caches them.
+  ChunkIndexOptions options_{
+      .memtable_entries = 5000, .mapped_bytes_max = 160 << 20, .cached_entries_bytes = 0};
   std::string problem_;
 };
 
@@ -234,6 +236,11 @@ TEST_F(OnDiskIndexTest, SavedRunsAnswerLikeTheMemtableAndSurviveReopening) {
   uint64_t seen = 0;
   ASSERT_TRUE(index.ForEach([&](const codec::ChunkId&, const ChunkLocation&) { ++seen; }).ok());
   EXPECT_EQ(seen, 61000u);
+  // The same answers from runs read into memory (all of them fit, then only some).
+  for (uint64_t cache : {uint64_t{64} << 20, uint64_t{30000 * 24}}) {
+    options_.cached_entries_bytes = cache;
+    ExpectHolds(Open(/*writable=*/false), 61000, 3000);
+  }
 }
 
 TEST_F(OnDiskIndexTest, ARunLargerThanTheWriterBuffersIsWhole) {

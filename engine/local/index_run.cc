@@ -81,6 +81,13 @@ bool IndexRun::Find(const codec::ChunkId& id, IndexEntry* out) const {
   const uint64_t end = starts_[b + 1];
   // A bucket holds ~56 entries; thousands mean a damaged table.
   if (begin > end || end > entries_ || end - begin > 65536) return false;
+  if (!cached_.empty()) {
+    auto it = std::lower_bound(cached_.begin() + begin, cached_.begin() + end,
+                               IndexEntry{id.hi, id.lo, 0, 0, 0});
+    if (it == cached_.begin() + end || !it->Is(id)) return false;
+    *out = *it;
+    return true;
+  }
   bucket_.resize(end - begin);
   if (!io::PreadFull(fd_.get(),
                      absl::MakeSpan(reinterpret_cast<uint8_t*>(bucket_.data()),
@@ -94,6 +101,20 @@ bool IndexRun::Find(const codec::ChunkId& id, IndexEntry* out) const {
   if (it == bucket_.end() || !it->Is(id)) return false;
   *out = *it;
   return true;
+}
+
+void IndexRun::CacheEntries(bool load) {
+  if (cache_tried_) return;
+  cache_tried_ = true;
+  if (!load) return;
+  std::vector<IndexEntry> all(entries_);
+  if (io::PreadFull(
+          fd_.get(),
+          absl::MakeSpan(reinterpret_cast<uint8_t*>(all.data()), all.size() * sizeof(IndexEntry)),
+          data_offset_)
+          .ok()) {
+    cached_ = std::move(all);
+  }
 }
 
 void IndexRun::DropResidentPages() const { ::madvise(map_, map_size_, MADV_DONTNEED); }

@@ -90,6 +90,11 @@ class IndexRun {
   // Lets the kernel drop the resident pages of the filter and bucket table (read back on
   // demand).
   void DropResidentPages() const;
+  // Reads every entry into memory when `load`, for Find to search without a read each. Only
+  // the first call counts; on failure Find keeps reading buckets.
+  void CacheEntries(bool load);
+  bool cache_tried() const { return cache_tried_; }
+  uint64_t cached_bytes() const { return cached_.size() * sizeof(IndexEntry); }
   // Checks the whole run: sorted, unique, every entry in its bucket and its filter. For verify.
   [[nodiscard]] absl::Status Check() const;
 
@@ -115,6 +120,8 @@ class IndexRun {
   const uint64_t* starts_ = nullptr;
   uint64_t data_offset_ = 0;
   mutable std::vector<IndexEntry> bucket_;  // the last bucket read
+  std::vector<IndexEntry> cached_;          // every entry, once CacheEntries ran
+  bool cache_tried_ = false;
 
   friend class IndexRunScanner;
 };

@@ -420,6 +420,41 @@ TEST_P(LocalStoreTest, PacksRollOverAtTheTarget) {
   EXPECT_TRUE(HasAll(**s, AllIds(recs)));
 }
 
+TEST_P(LocalStoreTest, AFullMemtableIsSavedAsItGoesAndRebuildsSaveAsTheyScan) {
+  LocalStoreOptions o;
+  o.queue.backend = GetParam();
+  o.index.memtable_entries = 40;
+  std::set<std::tuple<uint64_t, uint64_t, uint32_t, uint64_t, uint32_t, uint16_t>> before;
+  {
+    auto s = LocalStore::Open(dir_, o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    std::vector<TestRecord> recs;
+    // No Flush asked for: appends alone make the packs durable and save when the memtable fills.
+    for (uint64_t seed = 1; seed <= 30; ++seed) {
+      recs.push_back(MakeRecord((*s)->hasher(), seed, 4, 1024));
+      ASSERT_TRUE((*s)->AppendRecord(recs.back().bytes, recs.back().view()).ok());
+      EXPECT_LT((*s)->index().unsaved(), 44u) << seed;
+    }
+    EXPECT_GE((*s)->index().run_count(), 1u);
+    before = IndexSet(**s);
+    EXPECT_EQ(before.size(), 120u);
+    ASSERT_TRUE((*s)->Close().ok());
+  }
+  for (bool rebuild : {false, true}) {
+    SCOPED_TRACE(rebuild);
+    if (rebuild) {
+      ASSERT_EQ(::unlink((dir_ + "/index/STATE").c_str()), 0);
+    }
+    auto s = LocalStore::Open(dir_, o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ((*s)->open_report().index_rebuilt, rebuild);
+    EXPECT_EQ(IndexSet(**s), before);
+    EXPECT_TRUE((*s)->index().CheckRuns().ok());
+    EXPECT_LT((*s)->index().unsaved(), 44u);  // the scan saved as it went
+    ASSERT_TRUE((*s)->Close().ok());
+  }
+}
+
 TEST_P(LocalStoreTest, MissingIndexIsRebuiltWithTheSameChunks) {
   std::set<std::tuple<uint64_t, uint64_t, uint32_t, uint64_t, uint32_t, uint16_t>> before;
   {
