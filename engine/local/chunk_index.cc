@@ -181,13 +181,20 @@ absl::StatusOr<ChunkIndex> ChunkIndex::Open(const std::string& dir,
 
 template <typename Found>
 void ChunkIndex::Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found found) const {
+  // Two stages: the memtable slot, filter line and bucket start 2d ids ahead, then (the bucket
+  // start having arrived) the entry a run held in memory will look at first, d ids ahead.
   auto prefetch = [&](size_t i) {
     memtable_.prefetch(ids[i]);
     for (const auto& run : runs_) run->Prefetch(ids[i]);
   };
-  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) prefetch(i);
+  auto prefetch_entry = [&](size_t i) {
+    for (const auto& run : runs_) run->PrefetchEntry(ids[i]);
+  };
+  for (size_t i = 0; i < ids.size() && i < 2 * kPrefetchAhead; ++i) prefetch(i);
+  for (size_t i = 0; i < ids.size() && i < kPrefetchAhead; ++i) prefetch_entry(i);
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (i + kPrefetchAhead < ids.size()) prefetch(i + kPrefetchAhead);
+    if (i + 2 * kPrefetchAhead < ids.size()) prefetch(i + 2 * kPrefetchAhead);
+    if (i + kPrefetchAhead < ids.size()) prefetch_entry(i + kPrefetchAhead);
     auto it = memtable_.find(ids[i]);
     if (it != memtable_.end()) {
       if (pin) Pin(it->second.record);
@@ -266,10 +273,17 @@ void ChunkIndex::FindRecordNumbers(absl::Span<const codec::ChunkId> ids,
   Lookup(ids, /*pin=*/true, [&](size_t i, uint32_t record, uint16_t) { out[i] = record; });
 }
 
+absl::Span<const codec::ChunkId> ChunkIndex::IdsOf(const codec::RecordView& record) const {
+  scratch_ids_.clear();
+  for (uint32_t i = 0; i < record.chunk_count; ++i) scratch_ids_.push_back(record.chunk(i).id);
+  return scratch_ids_;
+}
+
 size_t ChunkIndex::CountLacking(const codec::RecordView& record) const {
-  size_t lacking = 0;
-  for (uint32_t i = 0; i < record.chunk_count; ++i) lacking += !Contains(record.chunk(i).id);
-  return lacking;
+  // All of the record's chunks in one batch, so that their memory is fetched together.
+  size_t found = 0;
+  Lookup(IdsOf(record), /*pin=*/true, [&](size_t, uint32_t, uint16_t) { ++found; });
+  return record.chunk_count - found;
 }
 
 void ChunkIndex::ForEachRecord(size_t begin, size_t end,
@@ -279,12 +293,15 @@ void ChunkIndex::ForEachRecord(size_t begin, size_t end,
 
 void ChunkIndex::InsertRecord(const RecordLocation& loc, const codec::RecordView& record) {
   const uint32_t number = static_cast<uint32_t>(records_.size());
+  scratch_present_.assign(record.chunk_count, false);
+  Lookup(IdsOf(record), /*pin=*/false,
+         [&](size_t i, uint32_t, uint16_t) { scratch_present_[i] = true; });
   bool used = false;
   for (uint32_t i = 0; i < record.chunk_count; ++i) {
-    const codec::ChunkId& id = record.chunk(i).id;
-    if (Has(id)) continue;
-    memtable_.try_emplace(id, MemEntry{number, static_cast<uint16_t>(i)});
-    used = true;
+    if (scratch_present_[i]) continue;
+    // try_emplace: a chunk twice in one record keeps its first slot.
+    used |= memtable_.try_emplace(record.chunk(i).id, MemEntry{number, static_cast<uint16_t>(i)})
+                .second;
   }
   // A record all of whose chunks were known already is not referenced: do not keep it.
   if (used) records_.Append(loc);

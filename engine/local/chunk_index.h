@@ -166,6 +166,8 @@ class ChunkIndex {
   void Lookup(absl::Span<const codec::ChunkId> ids, bool pin, Found found) const;
   // One id, without pinning.
   bool Has(const codec::ChunkId& id) const;
+  // The ids of a record's chunks, in a buffer of the index's (valid until the next call).
+  absl::Span<const codec::ChunkId> IdsOf(const codec::RecordView& record) const;
   void Pin(uint32_t record) const {
     if (pins_ != nullptr) pins_->Set(record);
   }
@@ -197,6 +199,8 @@ class ChunkIndex {
   std::map<uint32_t, uint64_t> coverage_;
   RecordBitmap* pins_ = nullptr;
   mutable uint64_t lookups_since_trim_check_ = 0;
+  mutable std::vector<codec::ChunkId> scratch_ids_;
+  std::vector<bool> scratch_present_;
 };
 
 }  // namespace chunkferry::engine

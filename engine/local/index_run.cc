@@ -82,10 +82,14 @@ bool IndexRun::Find(const codec::ChunkId& id, IndexEntry* out) const {
   // A bucket holds ~56 entries; thousands mean a damaged table.
   if (begin > end || end > entries_ || end - begin > 65536) return false;
   if (!cached_.empty()) {
-    auto it = std::lower_bound(cached_.begin() + begin, cached_.begin() + end,
-                               IndexEntry{id.hi, id.lo, 0, 0, 0});
-    if (it == cached_.begin() + end || !it->Is(id)) return false;
-    *out = *it;
+    if (begin == end) return false;
+    // From the predicted place, a few steps either way (the entries there are prefetched).
+    const IndexEntry key{id.hi, id.lo, 0, 0, 0};
+    uint64_t i = std::min(Guess(id.hi, b, begin, end), end - 1);
+    while (i > begin && key < cached_[i]) --i;
+    while (i < end && cached_[i] < key) ++i;
+    if (i == end || !cached_[i].Is(id)) return false;
+    *out = cached_[i];
     return true;
   }
   bucket_.resize(end - begin);
@@ -107,6 +111,9 @@ void IndexRun::CacheEntries(bool load) {
   if (cache_tried_) return;
   cache_tried_ = true;
   if (!load) return;
+  // A small run is read whole: have the kernel read its filter and bucket table meanwhile, in
+  // one go, rather than fault them in page by page (a read from disk each, on a cold cache).
+  ::madvise(map_, map_size_, MADV_WILLNEED);
   std::vector<IndexEntry> all(entries_);
   if (io::PreadFull(
           fd_.get(),

@@ -69,9 +69,19 @@ class IndexRun {
   uint64_t entries() const { return entries_; }
   const std::string& path() const { return path_; }
 
-  // Hints the cache line that MayHave(id) will read.
+  // Hints the cache lines that MayHave(id) will read, and the bucket's start.
   void Prefetch(const codec::ChunkId& id) const {
-    __builtin_prefetch(filter_ + BucketOf(id.hi, buckets_) * 8);
+    const uint64_t b = BucketOf(id.hi, buckets_);
+    __builtin_prefetch(filter_ + b * 8);
+    __builtin_prefetch(starts_ + b);
+  }
+  // Hints the entry Find(id) will look at first, when the entries are in memory (call it some
+  // time after Prefetch: it reads the bucket's start).
+  void PrefetchEntry(const codec::ChunkId& id) const {
+    if (cached_.empty()) return;
+    const uint64_t b = BucketOf(id.hi, buckets_);
+    const uint64_t guess = Guess(id.hi, b, starts_[b], starts_[b + 1]);
+    if (guess < cached_.size()) __builtin_prefetch(&cached_[guess]);
   }
   // False when the run certainly lacks the id.
   bool MayHave(const codec::ChunkId& id) const {
@@ -108,6 +118,13 @@ class IndexRun {
  private:
   static constexpr int kProbes = 6;
   IndexRun() = default;
+  // Where in [begin, end) bucket b's entries should hold `hi`: ids are uniform, so the id's
+  // place inside the bucket's range of values (the fraction BucketOf drops) predicts its index.
+  uint64_t Guess(uint64_t hi, uint64_t b, uint64_t begin, uint64_t end) const {
+    (void)b;
+    const uint64_t fraction = ((hi >> 32) * buckets_) & 0xffffffffu;
+    return begin + ((end - begin) * fraction >> 32);
+  }
 
   std::string path_;
   uint64_t id_ = 0;
