@@ -404,7 +404,12 @@ TEST_P(RemoteStoreTest, RecordsALiveSessionLandedSurviveADaemonCollection) {
   EXPECT_TRUE(restored.ok()) << restored;
 
   // Once the session is gone and the backup deleted, the next collection takes the records.
+  // The daemon ends the session (and releases its hold) after the client has gone: wait for it.
   lander.reset();
+  for (int i = 0; i < 500 && server_->active_connections() > 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(server_->active_connections(), 1u);  // the collector's
   ASSERT_TRUE(collector->DeleteBackup(meta.uuid).ok());
   absl::StatusOr<GcStats> after = collector->CollectGarbage(GcRequest());
   ASSERT_TRUE(after.ok()) << after.status();
