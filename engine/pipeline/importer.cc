@@ -1,8 +1,5 @@
 #include "engine/pipeline/importer.h"
 
-#include <fcntl.h>
-#include <linux/fs.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,48 +13,13 @@
 #include "codec/compressor.h"
 #include "codec/record.h"
 #include "codec/zero.h"
+#include "engine/pipeline/window_reader.h"
 #include "io/buffer.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
 
 namespace chunkferry::engine {
 namespace {
-
-constexpr size_t kReadBlock = 1 << 20;
-constexpr uint64_t kMergeHoleBelow = 256 << 10;
-
-// The image being imported: a seekable file or device read through the queue, or a stream.
-struct Input {
-  io::Fd owned;
-  int fd = -1;
-  bool seekable = false;
-  bool direct = false;
-  uint64_t size = 0;  // when seekable
-};
-
-absl::StatusOr<Input> OpenInput(const std::string& source) {
-  Input in;
-  if (source == "-") {
-    in.fd = STDIN_FILENO;
-  } else {
-    CF_ASSIGN_OR_RETURN(in.owned, io::OpenMaybeDirect(source, O_RDONLY | O_CLOEXEC, &in.direct));
-    in.fd = in.owned.get();
-  }
-  struct stat st;
-  if (::fstat(in.fd, &st) != 0) return io::ErrnoStatus(errno, "stat", source);
-  if (S_ISREG(st.st_mode)) {
-    in.seekable = true;
-    in.size = static_cast<uint64_t>(st.st_size);
-  } else if (S_ISBLK(st.st_mode)) {
-    in.seekable = true;
-    if (::ioctl(in.fd, BLKGETSIZE64, &in.size) != 0) {
-      return io::ErrnoStatus(errno, "BLKGETSIZE64", source);
-    }
-  } else if (S_ISDIR(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(source, " is a directory, not an image"));
-  }
-  return in;
-}
 
 // One chunk of the current window.
 struct Chunk {
@@ -109,12 +71,6 @@ class Importer {
     std::shared_ptr<WorkerPool::Job> job;           // compression in progress
   };
 
-  absl::Status SubmitWindowReads(int which, uint64_t file_offset);
-  // Submits the reads of the next window of the input, unless the end was reached.
-  absl::Status ReadAhead();
-  absl::StatusOr<size_t> WaitWindow(int which);
-  // Collects at least `min_complete` read completions (of either window).
-  absl::Status ReapReads(size_t min_complete);
   // Cuts, hashes and deduplicates a window, adds it to the manifest and plans its records;
   // returns the bytes used (the rest is carried into the next window).
   absl::StatusOr<size_t> PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
@@ -131,120 +87,10 @@ class Importer {
   ProgressTicker ticker_;
   std::unique_ptr<codec::Chunker> chunker_;
   std::vector<codec::Compressor> compressors_;
-  Input input_;
-  size_t gap_ = 0;
-  size_t window_ = 0;
-  // Four: two being read (so the disk always has the next window queued while one is waited
-  // for), one being planned, one still being compressed.
-  static constexpr int kBuffers = 4;
-  io::AlignedBuffer bufs_[kBuffers];
-  // After the buffers: destroyed first, so reads still in flight finish before they are freed.
-  std::unique_ptr<io::Queue> queue_;
-  size_t pending_[kBuffers] = {};  // reads in flight per buffer
-  size_t got_[kBuffers] = {};      // bytes of image per buffer
-  // Read-ahead: windows submitted so far, the file offset of the next one, and whether the one
-  // submitted last reaches the end of the input.
-  size_t submitted_ = 0;
-  uint64_t submit_offset_ = 0;
-  bool submitted_end_ = false;
-  bool probe_holes_ = true;
-  absl::Status read_error_;
+  std::unique_ptr<WindowReader> reader_;
   std::unique_ptr<ManifestWriter> manifest_;
   WindowWork work_[2];
 };
-
-absl::Status Importer::SubmitWindowReads(int which, uint64_t file_offset) {
-  got_[which] = 0;
-  if (!input_.seekable) {
-    CF_ASSIGN_OR_RETURN(
-        got_[which], io::ReadFully(input_.fd, absl::MakeSpan(bufs_[which].data() + gap_, window_)));
-    return absl::OkStatus();
-  }
-  const uint64_t end = file_offset + std::min<uint64_t>(window_, input_.size - file_offset);
-  got_[which] = end - file_offset;
-  uint8_t* base = bufs_[which].data() + gap_ - file_offset;
-  for (uint64_t pos = file_offset; pos < end;) {
-    // Sparse images: holes are zeros without reading them (SEEK_DATA/SEEK_HOLE).
-    uint64_t data_begin = pos, data_end = end;
-    if (probe_holes_) {
-      const off_t d = ::lseek(input_.fd, static_cast<off_t>(pos), SEEK_DATA);
-      if (d >= 0 || errno == ENXIO) {
-        data_begin = d < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(d), end);
-        // Extents separated by small holes are read as one: a few KiB of zeros cost less
-        // than another request.
-        for (uint64_t from = data_begin; from < end;) {
-          const off_t h = ::lseek(input_.fd, static_cast<off_t>(from), SEEK_HOLE);
-          data_end = h < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(h), end);
-          const off_t next =
-              data_end < end ? ::lseek(input_.fd, static_cast<off_t>(data_end), SEEK_DATA) : -1;
-          if (next < 0 || static_cast<uint64_t>(next) >= end ||
-              static_cast<uint64_t>(next) - data_end > kMergeHoleBelow) {
-            break;
-          }
-          from = static_cast<uint64_t>(next);
-        }
-        // Keep direct reads aligned; the extra bytes are zeros of the hole anyway.
-        data_begin = std::max(pos, data_begin & ~(io::kDirectAlignment - 1));
-        data_end = std::min(end, io::AlignUp(data_end, io::kDirectAlignment));
-      } else {
-        probe_holes_ = false;  // not supported here (some block devices, old file systems)
-      }
-    }
-    std::memset(base + pos, 0, data_begin - pos);
-    for (uint64_t off = data_begin; off < data_end; off += kReadBlock) {
-      const uint64_t len = std::min<uint64_t>(kReadBlock, data_end - off);
-      io::Request r;
-      r.op = io::Request::Op::kRead;
-      r.fd = input_.fd;
-      r.buf = base + off;
-      // O_DIRECT lengths must be aligned; the file simply ends earlier.
-      r.len = static_cast<uint32_t>(io::AlignUp(len, io::kDirectAlignment));
-      r.offset = off;
-      r.tag = (static_cast<uint64_t>(which) << 32) | len;
-      if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapReads(1));
-      CF_RETURN_IF_ERROR(queue_->Submit(r));
-      ++pending_[which];
-    }
-    pos = data_end;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Importer::ReapReads(size_t min_complete) {
-  io::Completion done[16];
-  CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), min_complete));
-  for (size_t i = 0; i < n; ++i) {
-    const int w = static_cast<int>(done[i].tag >> 32);
-    const uint64_t expect = done[i].tag & 0xffffffffu;
-    --pending_[w];
-    if (done[i].result < 0) {
-      if (read_error_.ok()) {
-        read_error_ = io::ErrnoStatus(static_cast<int>(-done[i].result), "read", options_.source);
-      }
-    } else if (static_cast<uint64_t>(done[i].result) < expect && read_error_.ok()) {
-      read_error_ = absl::DataLossError(
-          absl::StrCat(options_.source, " got shorter while it was being imported"));
-    }
-  }
-  return read_error_;
-}
-
-absl::Status Importer::ReadAhead() {
-  if (submitted_end_) return absl::OkStatus();
-  const int which = static_cast<int>(submitted_ % kBuffers);
-  CF_RETURN_IF_ERROR(SubmitWindowReads(which, submit_offset_));
-  ++submitted_;
-  submit_offset_ += got_[which];
-  // A stream ends with its first short window (possibly empty); a file at its size.
-  submitted_end_ = input_.seekable ? submit_offset_ >= input_.size : got_[which] < window_;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<size_t> Importer::WaitWindow(int which) {
-  while (pending_[which] > 0) CF_RETURN_IF_ERROR(ReapReads(1));
-  CF_RETURN_IF_ERROR(read_error_);
-  return got_[which];
-}
 
 absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
                                             const WindowWork& previous) {
@@ -391,41 +237,36 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
     auto group = store_.GetGroup(meta.group_uuid);
     if (!group.ok() && !absl::IsNotFound(group.status())) return group.status();
   }
-  CF_ASSIGN_OR_RETURN(input_, OpenInput(options_.source));
-  stats_.direct_io = input_.direct;
-  ticker_.state().bytes_total = input_.size;
-  io::QueueOptions qo;
-  qo.backend = store_.queue().backend();
-  qo.depth = 32;
-  CF_ASSIGN_OR_RETURN(queue_, io::MakeQueue(qo));
+  CF_ASSIGN_OR_RETURN(
+      reader_,
+      WindowReader::Open(options_.source, store_.queue().backend(),
+                         io::AlignUp(chunker_->max_size(), io::kDirectAlignment), options_.window));
+  WindowReader& reader = *reader_;
+  stats_.direct_io = reader.direct();
+  ticker_.state().bytes_total = reader.size();
   CF_ASSIGN_OR_RETURN(manifest_, ManifestWriter::Create(store_.NewTmpPath("manifest")));
 
-  gap_ = io::AlignUp(chunker_->max_size(), io::kDirectAlignment);
-  window_ = std::max<size_t>(io::AlignUp(options_.window, kReadBlock), kReadBlock);
-  for (auto& b : bufs_) b = io::AlignedBuffer(gap_ + window_);
-
+  const size_t gap = reader.gap();
   size_t carry = 0;
-  for (int i = 0; i < kBuffers - 2; ++i) CF_RETURN_IF_ERROR(ReadAhead());
+  for (int i = 0; i < WindowReader::kBuffers - 2; ++i) CF_RETURN_IF_ERROR(reader.ReadAhead());
   for (size_t w = 0;; ++w) {
-    const int cur = static_cast<int>(w % kBuffers);
-    const int next = static_cast<int>((w + 1) % kBuffers);
-    CF_ASSIGN_OR_RETURN(size_t got, WaitWindow(cur));
+    CF_ASSIGN_OR_RETURN(size_t got, reader.Wait(w));
     // Windows w+1 (submitted last time) and w+2 (now) are read while this one is worked on:
     // with one window ahead the disk idled whenever planning and appending took longer than a
     // read (measured: the import of a dense 1 GiB volume waited ~0.9 s on reads, ~0.45 s with
     // two; three gained nothing more, the appends then waited on the disk instead). Window
     // w+2's buffer held window w-2, whose compression finished in the last round.
-    const bool last = submitted_end_ && submitted_ == w + 1;
-    CF_RETURN_IF_ERROR(ReadAhead());
-    uint8_t* data = bufs_[cur].data() + gap_ - carry;
+    const bool last = reader.submitted_end() && reader.submitted() == w + 1;
+    CF_RETURN_IF_ERROR(reader.ReadAhead());
+    uint8_t* data = reader.buffer(w) + gap - carry;
     const size_t n = carry + got;
     WindowWork& work = work_[w % 2];
     WindowWork& previous = work_[(w + 1) % 2];
     CF_ASSIGN_OR_RETURN(size_t used, PlanWindow(work, data, n, last, previous));
     carry = n - used;
     if (!last) {
-      if (carry > gap_) return absl::InternalError("chunker left more than its maximum unconsumed");
-      std::memmove(bufs_[next].data() + gap_ - carry, data + used, carry);
+      if (carry > gap) return absl::InternalError("chunker left more than its maximum unconsumed");
+      std::memmove(reader.buffer(w + 1) + gap - carry, data + used, carry);
     }
     CF_RETURN_IF_ERROR(FinishEncode(previous));
     StartEncode(work);
