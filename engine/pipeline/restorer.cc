@@ -1,7 +1,5 @@
 #include "engine/pipeline/restorer.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "codec/compressor.h"
 #include "codec/record.h"
+#include "engine/pipeline/image_writer.h"
 #include "io/buffer.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
@@ -27,19 +26,6 @@ constexpr uint64_t kMaxWrite = 4 << 20;
 // Windows in memory at once: one being decoded, the one before it (whose records the current
 // window may share), and the writes of older ones still in flight.
 constexpr int kArenas = 4;
-
-// Writes all of `data` to a stream (a pipe or terminal), in order.
-absl::Status WriteAll(int fd, absl::Span<const uint8_t> data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return io::ErrnoStatus(errno, "write", "standard output");
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
 
 // The records of one window: their stored bytes as read and their decoded raw bytes.
 struct Arena {
@@ -68,8 +54,6 @@ class Restorer {
         stats_(stats),
         ticker_(progress, "restore"),
         decompressors_(pool.slots()) {}
-  ~Restorer();
-
   absl::Status Run(const std::string& backup_uuid);
 
  private:
@@ -87,8 +71,6 @@ class Restorer {
   // store to start reading `next` (the next window's records) while this one is decoded.
   absl::Status DoWindow(const std::vector<ManifestEntry>& entries, uint64_t out_offset,
                         absl::Span<const RecordLocation> next);
-  absl::Status ReapWrites(size_t min);
-  absl::Status WaitArena(int a);
   absl::Status WritePieces(const std::vector<Piece>& pieces);
 
   LocalStore& store_;
@@ -97,54 +79,12 @@ class Restorer {
   RestoreStats& stats_;
   ProgressTicker ticker_;
   std::vector<codec::Decompressor> decompressors_;
-  io::Fd out_fd_;
-  int fd_ = -1;
-  io::Fd direct_fd_;     // the output again with O_DIRECT, for block-aligned pieces
-  bool stream_ = false;  // standard output: written in order, holes as zeros
-  uint64_t stream_pos_ = 0;
   Arena arenas_[kArenas];
   int cur_ = 0;
-  absl::Status write_error_;
-  size_t writes_in_flight_ = 0;
-  std::unique_ptr<io::Queue> queue_;  // declared last: drained before the arenas are freed
+  // Declared after the arenas: destroyed (its writes drained) before they are freed.
+  std::unique_ptr<ImageWriter> writer_;
 };
-
-Restorer::~Restorer() {
-  if (queue_ != nullptr) (void)ReapWrites(writes_in_flight_);
-}
-
-absl::Status Restorer::ReapWrites(size_t min) {
-  io::Completion done[16];
-  min = std::min(min, writes_in_flight_);
-  // At least one pass: with min == 0 it hands the queued writes to the kernel (Submit only
-  // queues them) and collects those already done, without waiting.
-  do {
-    CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), std::min<size_t>(min, 16)));
-    for (size_t i = 0; i < n; ++i) {
-      const int a = static_cast<int>(done[i].tag >> 32);
-      const int64_t want = static_cast<int64_t>(done[i].tag & 0xffffffffu);
-      --arenas_[a].writes_in_flight;
-      --writes_in_flight_;
-      if (done[i].result == -EINVAL && direct_fd_.valid() && write_error_.ok()) {
-        write_error_ = absl::InternalError(
-            absl::StrCat("direct write to ", options_.output, " refused (EINVAL)"));
-      }
-      if (done[i].result != want && write_error_.ok()) {
-        write_error_ =
-            done[i].result < 0
-                ? io::ErrnoStatus(static_cast<int>(-done[i].result), "write", options_.output)
-                : absl::InternalError(absl::StrCat("short write to ", options_.output));
-      }
-    }
-    min -= std::min(min, n);
-  } while (min > 0);
-  return write_error_;
-}
-
-absl::Status Restorer::WaitArena(int a) {
-  while (arenas_[a].writes_in_flight > 0) CF_RETURN_IF_ERROR(ReapWrites(1));
-  return write_error_;
-}
+static_assert(kArenas <= ImageWriter::kGroups);
 
 absl::Status Restorer::WritePieces(const std::vector<Piece>& pieces) {
   auto raw_of = [&](const Piece& p) {
@@ -165,45 +105,18 @@ absl::Status Restorer::WritePieces(const std::vector<Piece>& pieces) {
       len += pieces[j].length;
       ++j;
     }
-    // Direct I/O takes whole aligned blocks: a run that starts aligned goes out direct up to its
-    // last whole block, and only what is left (the short last chunk of a volume) is written
-    // through the page cache here. Rare: not worth a second queue.
-    uint64_t direct_len = len;
-    if (direct_fd_.valid()) {
-      const bool start_aligned =
-          ((p.out_offset | reinterpret_cast<uintptr_t>(bytes)) & (io::kDirectAlignment - 1)) == 0;
-      direct_len = start_aligned ? len & ~uint64_t{io::kDirectAlignment - 1} : 0;
-    }
-    if (direct_len < len) {
-      CF_RETURN_IF_ERROR(io::PwriteFull(fd_,
-                                        absl::MakeConstSpan(bytes + direct_len, len - direct_len),
-                                        p.out_offset + direct_len));
-      stats_.data_bytes += len - direct_len;
-    }
-    if (direct_len > 0) {
-      if (queue_->in_flight() >= queue_->depth()) CF_RETURN_IF_ERROR(ReapWrites(1));
-      io::Request r;
-      r.op = io::Request::Op::kWrite;
-      r.fd = direct_fd_.valid() ? direct_fd_.get() : fd_;
-      r.buf = bytes;
-      r.len = static_cast<uint32_t>(direct_len);
-      r.offset = p.out_offset;
-      r.tag = (static_cast<uint64_t>(p.arena) << 32) | direct_len;
-      CF_RETURN_IF_ERROR(queue_->Submit(r));
-      ++arenas_[p.arena].writes_in_flight;
-      ++writes_in_flight_;
-      stats_.data_bytes += direct_len;
-    }
+    CF_RETURN_IF_ERROR(writer_->Write(p.arena, absl::MakeConstSpan(bytes, len), p.out_offset));
+    stats_.data_bytes += len;
     i = j;
   }
-  return ReapWrites(0);  // to the disk now, not when the next window waits for an arena
+  return writer_->Kick();  // to the disk now, not when the next window waits for an arena
 }
 
 absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint64_t out_offset,
                                 absl::Span<const RecordLocation> next) {
   const int prev_arena = (cur_ + kArenas - 1) % kArenas;
   Arena& arena = arenas_[cur_];
-  CF_RETURN_IF_ERROR(WaitArena(cur_));
+  CF_RETURN_IF_ERROR(writer_->WaitGroup(cur_));
   arena.Clear();
   std::vector<Piece> pieces;
   pieces.reserve(entries.size());
@@ -309,22 +222,17 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
     }
     p.raw_offset = v.raw_offset(pend.slot);
   }
-  if (stream_) {
+  if (writer_->stream()) {
     // Standard output takes bytes in order: holes become zeros.
-    static const std::vector<uint8_t> zeros(1 << 20, 0);
     size_t k = 0;
     for (const auto& e : entries) {
       if (e.zero) {
-        for (uint64_t left = e.length; left > 0;) {
-          const size_t n = static_cast<size_t>(std::min<uint64_t>(left, zeros.size()));
-          CF_RETURN_IF_ERROR(WriteAll(fd_, absl::MakeConstSpan(zeros.data(), n)));
-          left -= n;
-        }
+        CF_RETURN_IF_ERROR(writer_->AppendZeros(e.length));
       } else {
         const Piece& p = pieces[k++];
         const Arena& a = arenas_[p.arena];
-        CF_RETURN_IF_ERROR(WriteAll(
-            fd_, absl::MakeConstSpan(a.raw.data() + a.raw_off[p.slot] + p.raw_offset, p.length)));
+        CF_RETURN_IF_ERROR(writer_->Append(
+            absl::MakeConstSpan(a.raw.data() + a.raw_off[p.slot] + p.raw_offset, p.length)));
         stats_.data_bytes += p.length;
       }
     }
@@ -340,35 +248,10 @@ absl::Status Restorer::Run(const std::string& backup_uuid) {
   const uint64_t size = reader->meta().size;
   stats_.bytes = size;
   ticker_.state().bytes_total = size;
-  std::string partial;
-  if (options_.output == "-") {
-    stream_ = true;
-    fd_ = STDOUT_FILENO;
-  } else {
-    struct stat st;
-    if (!options_.overwrite && ::stat(options_.output.c_str(), &st) == 0) {
-      return absl::AlreadyExistsError(
-          absl::StrCat(options_.output, " exists; pass --force to replace it"));
-    }
-    partial = options_.output + ".partial";
-    CF_ASSIGN_OR_RETURN(out_fd_, io::OpenFile(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC));
-    fd_ = out_fd_.get();
-    // Fixed-size chunks put every piece on a block boundary: write them straight to the disk.
-    if (absl::StartsWith(reader->meta().chunker, "fixed:")) {
-      bool direct = false;
-      auto dfd = io::OpenMaybeDirect(partial, O_WRONLY | O_CLOEXEC, &direct);
-      if (dfd.ok() && direct) direct_fd_ = *std::move(dfd);
-    }
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
-      const int err = errno;
-      ::unlink(partial.c_str());
-      return io::ErrnoStatus(err, "ftruncate", partial);
-    }
-    io::QueueOptions qo;
-    qo.backend = store_.queue().backend();
-    qo.depth = 32;
-    CF_ASSIGN_OR_RETURN(queue_, io::MakeQueue(qo));
-  }
+  // Fixed-size chunks put every piece on a block boundary: write them straight to the disk.
+  CF_ASSIGN_OR_RETURN(writer_, ImageWriter::Open(options_.output, size, options_.overwrite,
+                                                 absl::StartsWith(reader->meta().chunker, "fixed:"),
+                                                 store_.queue().backend()));
   auto run = [&]() -> absl::Status {
     // Windows are restored one behind the manifest: `ready` waits until the window after it
     // has been gathered, so that its records can be prefetched while `ready` is decoded.
@@ -410,21 +293,10 @@ absl::Status Restorer::Run(const std::string& backup_uuid) {
     }
     if (!window.empty()) CF_RETURN_IF_ERROR(window_done());
     CF_RETURN_IF_ERROR(restore_ready({}));
-    if (queue_ != nullptr) CF_RETURN_IF_ERROR(ReapWrites(writes_in_flight_));
-    if (!stream_) {
-      CF_RETURN_IF_ERROR(io::Fsync(fd_, partial));
-      CF_RETURN_IF_ERROR(out_fd_.Close());
-      if (::rename(partial.c_str(), options_.output.c_str()) != 0) {
-        return io::ErrnoStatus(errno, "rename", options_.output);
-      }
-    }
-    return absl::OkStatus();
+    return writer_->Commit();
   };
   absl::Status st = run();
-  if (!st.ok() && !partial.empty()) {
-    if (queue_ != nullptr) (void)ReapWrites(writes_in_flight_);
-    ::unlink(partial.c_str());
-  }
+  if (!st.ok()) writer_->Abandon();
   stats_.seconds = ticker_.Elapsed();
   ticker_.state().bytes_done = size;
   ticker_.Tick(true);

@@ -1,8 +1,8 @@
 // Restore: a volume backup back into a byte-identical image. Records are read through the
 // store's queue a window at a time (the next window's already prefetched by the kernel), decoded
 // and verified on all cores, and written through a second queue in large direct writes while
-// later windows are read (four windows in memory at most); zero runs stay holes in a regular
-// file.
+// later windows are read (four windows in memory at most; the output is image_writer.h); zero
+// runs stay holes in a regular file.
 #ifndef CHUNKFERRY_ENGINE_PIPELINE_RESTORER_H_
 #define CHUNKFERRY_ENGINE_PIPELINE_RESTORER_H_
 
