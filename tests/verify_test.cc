@@ -1,4 +1,5 @@
 // VerifyStore: a clean store is ok; damage is found and pinned on exactly the backups it breaks.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 #include "engine/pipeline/verifier.h"
 #include "engine/store/worker_pool.h"
 #include "gtest/gtest.h"
+#include "io/fd.h"
 #include "tests/test_util.h"
 
 namespace chunkferry {
@@ -116,6 +118,34 @@ TEST_P(VerifyTest, CleanStoreVerifies) {
     EXPECT_EQ(r.manifests, 2u);
     EXPECT_EQ(r.groups, 1u);
   }
+}
+
+TEST_P(VerifyTest, ADamagedIndexRunIsReported) {
+  auto runs = io::ListDir(dir_ + "/index", ".run");
+  ASSERT_TRUE(runs.ok() && runs->size() == 1) << runs.status();
+  const std::string run = dir_ + "/index/" + (*runs)[0] + ".run";
+  // The bucket table follows the 64-byte header and 64 bytes of filter per bucket (one bucket
+  // per 56 entries): make the 6th bucket's start point far past the end.
+  auto s = Reopen();
+  ASSERT_NE(s, nullptr);
+  const uint64_t buckets = (s->index().size() + 55) / 56;
+  s.reset();
+  const uint64_t huge = uint64_t{1} << 40;
+  {
+    auto fd = io::OpenFile(run, O_RDWR);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    ASSERT_TRUE(io::PwriteFull(fd->get(),
+                               absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(&huge), 8),
+                               64 + buckets * 64 + 5 * 8)
+                    .ok());
+  }
+  s = Reopen();
+  ASSERT_NE(s, nullptr);
+  const auto r = Verify(*s);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(std::any_of(r.problems.begin(), r.problems.end(), [](const std::string& p) {
+    return absl::StrContains(p, "index run") && absl::StrContains(p, "rebuild");
+  })) << Problems(r);
 }
 
 TEST_P(VerifyTest, DamagedRecordNamesExactlyTheBackupsThatUseIt) {

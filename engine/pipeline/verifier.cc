@@ -92,6 +92,13 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
       bad_chunks.insert(id);
     }
   }));
+  // The index's runs whole: a damaged one answers "absent" for some chunks (never "present"
+  // wrongly), which costs dedupe; removing index/ rebuilds it from the packs.
+  if (absl::Status runs = store.index().CheckRuns(); !runs.ok()) {
+    report.problems.push_back(absl::StrCat(runs.message(),
+                                           " (remove the store's index/ directory to rebuild "
+                                           "the index from the packs)"));
+  }
   if (dangling > 0) {
     report.problems.push_back(absl::StrCat(dangling,
                                            " chunks of the index point at records that "
