@@ -5,8 +5,8 @@
 //     runs are merged so that there are O(log n) of them (a run is merged with the newer ones
 //     once they add up to half its size), each entry rewritten O(log n) times;
 //   - each run is a file of entries sorted by id, cut into buckets by the id's top bits, with one
-//     cache line of Bloom filter per bucket (index_run.h); lookups map the files and the process
-//     lets go of the pages it holds beyond its budget;
+//     cache line of Bloom filter per bucket (index_run.h); lookups map the filters (letting go
+//     of their pages beyond a budget) and read a bucket's entries, or keep small runs in memory;
 //   - records are kept once in a table (record_table.h); entries name them by number, so a
 //     collection that moves a record rewrites one slot;
 //   - the file STATE names the runs, the record count and how much of each pack the index
@@ -14,7 +14,7 @@
 //     not cover is recovered by scanning the packs' tails, and a lost or damaged index is rebuilt
 //     from the packs.
 //
-// Opening reads STATE and maps the runs: the same cost at any size. Layout in docs/FORMATS.md.
+// Opening reads STATE and the runs' headers: the same cost at any size. Layout in docs/FORMATS.md.
 //
 //   STATE: "CFIS", u16 version, u16 reserved, u64 next run id, u64 record count,
 //          u32 run count, u32 pack count, runs × (u64 run id, u64 entries),

@@ -35,8 +35,8 @@ class RecordTable {
                                                         bool writable);
   // A table in memory only (a read-only store that rebuilds its index).
   static RecordTable InMemory() { return RecordTable(); }
-  // An empty table that replaces the file at `path` at the first Persist (a new file: a reader
-  // may still map the old one). Nothing is written before.
+  // An empty table that replaces the file at `path` at the first Persist (a new file, never the
+  // old one cut: a reader may still be reading it). Nothing is written before.
   static RecordTable Fresh(const std::string& path);
 
   uint64_t size() const { return persisted_ + tail_.size(); }
