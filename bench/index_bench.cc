@@ -134,7 +134,8 @@ int Main(int argc, char** argv) {
       "\"runs\": %zu, \"open_ms\": %.2f, \"absent_per_s\": %.0f, \"present_per_s\": %.0f, "
       "\"batch\": %llu, \"peak_rss_mib_after_insert\": %.1f, \"peak_rss_mib\": %.1f, "
       "\"index_mib\": %.1f}\n",
-      static_cast<unsigned long long>(entries), insert ? static_cast<double>(entries) / insert_s : 0.0, insert_s,
+      static_cast<unsigned long long>(entries),
+      insert ? static_cast<double>(entries) / insert_s : 0.0, insert_s,
       static_cast<unsigned long long>(saves), index->run_count(), open_ms, absent_rate,
       present_rate, static_cast<unsigned long long>(batch), insert_rss / 1024.0,
       PeakRssKiB() / 1024.0, static_cast<double>(index_bytes) / (1 << 20));

@@ -103,6 +103,7 @@ absl::StatusOr<ChunkIndex> ChunkIndex::Open(const std::string& dir,
                                             std::string* problem) {
   problem->clear();
   ChunkIndex index;
+  index.dir_ = dir;  // for RunPath
   index.options_ = options;
   index.writable_ = writable;
   const std::string state_path = absl::StrCat(dir, "/", kStateFile);
@@ -125,7 +126,6 @@ absl::StatusOr<ChunkIndex> ChunkIndex::Open(const std::string& dir,
     index.coverage_ = std::move(state->coverage);
     absl::Status runs_ok;
     for (const auto& [id, entries] : state->runs) {
-      index.dir_ = dir;
       auto run = IndexRun::Open(index.RunPath(id), id);
       if (run.ok() && (*run)->entries() != entries) {
         run = absl::DataLossError(absl::StrCat("index run ", (*run)->path(), " holds ",
@@ -153,15 +153,14 @@ absl::StatusOr<ChunkIndex> ChunkIndex::Open(const std::string& dir,
     index.records_ = *std::move(records);
     break;
   }
-  index.dir_ = dir;
   if (!problem->empty()) {
     index.runs_.clear();
     index.coverage_.clear();
-    index.records_ = RecordTable::InMemory();
     if (writable) {
       // Rebuilt from the packs; the old files go once a new state is saved.
       index.records_ = RecordTable::Fresh(absl::StrCat(dir, "/", kRecordsFile));
     } else {
+      index.records_ = RecordTable::InMemory();
       index.dir_.clear();  // in memory only
     }
   }
@@ -284,11 +283,6 @@ size_t ChunkIndex::CountLacking(const codec::RecordView& record) const {
   size_t found = 0;
   Lookup(IdsOf(record), /*pin=*/true, [&](size_t, uint32_t, uint16_t) { ++found; });
   return record.chunk_count - found;
-}
-
-void ChunkIndex::ForEachRecord(size_t begin, size_t end,
-                               const std::function<void(size_t, const RecordLocation&)>& fn) const {
-  for (size_t n = begin; n < end; ++n) fn(n, records_.Get(n));
 }
 
 void ChunkIndex::InsertRecord(const RecordLocation& loc, const codec::RecordView& record) {

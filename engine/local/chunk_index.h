@@ -102,9 +102,6 @@ class ChunkIndex {
   void FindRecordNumbers(absl::Span<const codec::ChunkId> ids, absl::Span<int64_t> out) const;
   // Where record `number` lives (numbers below record_count()).
   RecordLocation record(size_t number) const { return records_.Get(number); }
-  // Calls fn(number, location) for records [begin, end) in order.
-  void ForEachRecord(size_t begin, size_t end,
-                     const std::function<void(size_t, const RecordLocation&)>& fn) const;
   // Moves record `number` to `loc` (a byte-for-byte copy of it): its chunks follow at once. On
   // disk from the next Save or PersistRecords, which must come after the copy is durable.
   void Relocate(size_t number, const RecordLocation& loc) { records_.Set(number, loc); }

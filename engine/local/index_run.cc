@@ -85,7 +85,7 @@ bool IndexRun::Find(const codec::ChunkId& id, IndexEntry* out) const {
     if (begin == end) return false;
     // From the predicted place, a few steps either way (the entries there are prefetched).
     const IndexEntry key{id.hi, id.lo, 0, 0, 0};
-    uint64_t i = std::min(Guess(id.hi, b, begin, end), end - 1);
+    uint64_t i = std::min(Guess(id.hi, begin, end), end - 1);
     while (i > begin && key < cached_[i]) --i;
     while (i < end && cached_[i] < key) ++i;
     if (i == end || !cached_[i].Is(id)) return false;

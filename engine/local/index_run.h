@@ -80,7 +80,7 @@ class IndexRun {
   void PrefetchEntry(const codec::ChunkId& id) const {
     if (cached_.empty()) return;
     const uint64_t b = BucketOf(id.hi, buckets_);
-    const uint64_t guess = Guess(id.hi, b, starts_[b], starts_[b + 1]);
+    const uint64_t guess = Guess(id.hi, starts_[b], starts_[b + 1]);
     if (guess < cached_.size()) __builtin_prefetch(&cached_[guess]);
   }
   // False when the run certainly lacks the id.
@@ -118,10 +118,10 @@ class IndexRun {
  private:
   static constexpr int kProbes = 6;
   IndexRun() = default;
-  // Where in [begin, end) bucket b's entries should hold `hi`: ids are uniform, so the id's
-  // place inside the bucket's range of values (the fraction BucketOf drops) predicts its index.
-  uint64_t Guess(uint64_t hi, uint64_t b, uint64_t begin, uint64_t end) const {
-    (void)b;
+  // Where in [begin, end), the entries of `hi`'s bucket, `hi` should be: ids are uniform, so
+  // the id's place inside the bucket's range of values (the fraction BucketOf drops) predicts
+  // its index.
+  uint64_t Guess(uint64_t hi, uint64_t begin, uint64_t end) const {
     const uint64_t fraction = ((hi >> 32) * buckets_) & 0xffffffffu;
     return begin + ((end - begin) * fraction >> 32);
   }
