@@ -12,6 +12,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -204,15 +205,16 @@ TEST(AuthTest, LoadKeyFileRefusesMissingAndMalformedFiles) {
   };
   const std::vector<Case> cases = {
       {"", "found 0 bytes"},
-      {good.substr(0, 63) + "\n", "character 64 is not a hex digit"},
+      {absl::StrCat(good.substr(0, 63), "\n"), "character 64 is not a hex digit"},
       {good.substr(0, 62), "found 62 bytes"},
-      {good + "0\n", "found more than 65 bytes"},
-      {good + "\r\n", "found more than 65 bytes"},
-      {good + " ", "found 65 bytes"},
-      {"g" + good.substr(1) + "\n", "character 1 is not a hex digit"},
-      {good.substr(0, 40) + "-" + good.substr(41) + "\n", "character 41 is not a hex digit"},
-      {good.substr(0, 63) + " \n", "character 64 is not a hex digit"},
-      {std::string(64, '\0') + "\n", "character 1 is not a hex digit"},
+      {absl::StrCat(good, "0\n"), "found more than 65 bytes"},
+      {absl::StrCat(good, "\r\n"), "found more than 65 bytes"},
+      {absl::StrCat(good, " "), "found 65 bytes"},
+      {absl::StrCat("g", good.substr(1), "\n"), "character 1 is not a hex digit"},
+      {absl::StrCat(good.substr(0, 40), "-", good.substr(41), "\n"),
+       "character 41 is not a hex digit"},
+      {absl::StrCat(good.substr(0, 63), " \n"), "character 64 is not a hex digit"},
+      {absl::StrCat(std::string(64, '\0'), "\n"), "character 1 is not a hex digit"},
       {std::string(65, '\0'), "found 65 bytes"},
   };
   for (const Case& c : cases) {
