@@ -1,6 +1,7 @@
 #include "engine/format/pack.h"
 
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -73,9 +74,13 @@ absl::Status CheckPackHeader(absl::Span<const uint8_t> header, uint32_t pack_id,
 }
 
 absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint64_t file_size,
-                                  const RecordVisitor& visit) {
+                                  ScanCheck check, const RecordVisitor& visit) {
   PackScan scan;
   scan.valid_end = start;
+  // Start of a run of records with intact headers and damaged payloads (kPayload), not yet known
+  // to be damage (an intact record follows) or a torn tail (none does); 0 when there is none
+  // (offset 0 holds the pack header, never a record).
+  uint64_t bad_payloads = 0;
   std::string buf;
   uint64_t buf_off = start;  // file offset of buf[0]
   uint64_t pos = start;
@@ -91,11 +96,16 @@ absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint
     buf_off = off;
     return ReadAt(fd, off, n, &buf);
   };
-  while (pos < file_size) {
-    if (file_size - pos < codec::kRecordFixedHeaderSize) {
-      scan.torn_tail = true;  // not even a whole fixed header
-      return scan;
+  auto torn = [&] {
+    scan.torn_tail = true;
+    // Damage found after the last intact record is part of the tail.
+    while (!scan.damaged.empty() && scan.damaged.back().first >= scan.valid_end) {
+      scan.damaged.pop_back();
     }
+    return scan;
+  };
+  while (pos < file_size) {
+    if (file_size - pos < codec::kRecordFixedHeaderSize) return torn();  // not a whole header
     CF_RETURN_IF_ERROR(ensure(pos, codec::kRecordFixedHeaderSize));
     const absl::StatusOr<size_t> size = codec::PeekRecordSize(bytes_at(pos));
     absl::StatusOr<codec::RecordView> rec = absl::DataLossError("damaged record header");
@@ -109,14 +119,20 @@ absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint
         // An intact header (its checksum covers the whole table, which is there) says the
         // record goes on past the end: its write was cut short. Whatever its payload holds is
         // not a record.
-        scan.torn_tail = true;
-        return scan;
+        return torn();
       }
       // Otherwise the header could not be checked (its table would run past the end): damage
       // if an intact record follows, a torn tail if not — the search below decides.
       if (absl::IsOutOfRange(rec.status())) rec = absl::DataLossError("unverifiable header");
     }
+    if (rec.ok() && check == ScanCheck::kPayload && !codec::CheckPayload(*rec).ok()) {
+      // The header is intact, so its size can be trusted to find the next record.
+      if (bad_payloads == 0) bad_payloads = pos;
+      pos += rec->size;
+      continue;
+    }
     if (rec.ok()) {
+      if (bad_payloads != 0) scan.damaged.emplace_back(std::exchange(bad_payloads, 0), pos);
       RecordLocation loc{pack_id, static_cast<uint32_t>(rec->size), pos};
       visit(loc, *rec, bytes_at(pos).subspan(0, rec->size));
       pos += rec->size;
@@ -125,6 +141,7 @@ absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint
     }
     // Damaged at `pos` (a record version this build does not know counts too: the store's
     // descriptor would have said so): look for the next intact record header.
+    const uint64_t damage_begin = bad_payloads != 0 ? std::exchange(bad_payloads, 0) : pos;
     uint64_t next = 0;
     for (uint64_t probe = pos + 1; probe + codec::kRecordFixedHeaderSize <= file_size && !next;
          ++probe) {
@@ -138,13 +155,11 @@ absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start, uint
       CF_RETURN_IF_ERROR(ensure(probe, *probe_size));
       if (codec::ParseRecord(bytes_at(probe)).ok()) next = probe;
     }
-    if (next == 0) {
-      scan.torn_tail = true;
-      return scan;
-    }
-    scan.damaged.emplace_back(pos, next);
+    if (next == 0) return torn();
+    scan.damaged.emplace_back(damage_begin, next);
     pos = next;
   }
+  if (bad_payloads != 0) return torn();
   return scan;
 }
 

@@ -63,14 +63,22 @@ struct PackScan {
 using RecordVisitor = std::function<void(const RecordLocation&, const codec::RecordView&,
                                          absl::Span<const uint8_t> bytes)>;
 
+// What a scan accepts as an intact record.
+enum class ScanCheck {
+  kHeader,   // the header checksum (verify checks payloads itself, more deeply)
+  kPayload,  // and the payload checksum: what crash recovery indexes must be whole
+};
+
 // Reads the pack `fd` (id `pack_id`, `file_size` bytes) from `start` (kPackHeaderSize or the end
-// of what an index already covers) and calls `visit` for every record whose header is intact
-// (payloads are not checked here: that is verify's job). A record whose intact header says it
-// runs past the end of the file, or a header cut by the end of the file, is a torn tail. A
-// header that is damaged starts a damaged region when an intact record follows (found by
-// searching for the next valid header), else a torn tail.
+// of what an index already covers) and calls `visit` for every intact record (by `check`). A
+// record whose intact header says it runs past the end of the file, or a header cut by the end
+// of the file, is a torn tail. A damaged record (a damaged header, or with kPayload an intact
+// header over a damaged payload) starts a damaged region when an intact record follows (found by
+// the damaged header's size when it can be trusted, else by searching for the next valid
+// header), else a torn tail: a power loss can keep a record's header and lose its payload.
 [[nodiscard]] absl::StatusOr<PackScan> ScanPack(int fd, uint32_t pack_id, uint64_t start,
-                                                uint64_t file_size, const RecordVisitor& visit);
+                                                uint64_t file_size, ScanCheck check,
+                                                const RecordVisitor& visit);
 
 }  // namespace chunkferry::engine
 

@@ -107,6 +107,11 @@ absl::StatusOr<ChunkIndex> ChunkIndex::Open(const std::string& dir,
   index.options_ = options;
   index.writable_ = writable;
   const std::string state_path = absl::StrCat(dir, "/", kStateFile);
+  if (writable && ::access(dir.c_str(), F_OK) != 0) {
+    // Removed by an operator to force a rebuild (what verify advises for a damaged index).
+    CF_RETURN_IF_ERROR(io::MakeDir(dir));
+    CF_RETURN_IF_ERROR(io::FsyncDir(dir.substr(0, dir.rfind('/') + 1)));
+  }
   // A reader may read a state whose runs a writer then merges away: read it again.
   for (int attempt = 0;; ++attempt) {
     problem->clear();

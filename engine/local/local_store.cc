@@ -272,7 +272,7 @@ absl::Status LocalStore::LoadIndexAndPacks() {
     if (p.size > start) {
       absl::Status saved;
       CF_ASSIGN_OR_RETURN(PackScan scan,
-                          ScanPack(p.fd.get(), id, start, p.size,
+                          ScanPack(p.fd.get(), id, start, p.size, ScanCheck::kPayload,
                                    [&](const RecordLocation& loc, const codec::RecordView& view,
                                        absl::Span<const uint8_t>) {
                                      index_.InsertRecord(loc, view);
@@ -812,7 +812,8 @@ absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
                                       std::vector<std::string>* problems) {
   CF_RETURN_IF_ERROR(FinishWrites());
   for (auto& [id, p] : packs_) {
-    CF_ASSIGN_OR_RETURN(PackScan scan, ScanPack(p.fd.get(), id, kPackHeaderSize, p.size, visit));
+    CF_ASSIGN_OR_RETURN(PackScan scan, ScanPack(p.fd.get(), id, kPackHeaderSize, p.size,
+                                                ScanCheck::kHeader, visit));
     for (const auto& [b, e] : scan.damaged) {
       problems->push_back(absl::StrCat("damaged pack region ", PackFileName(id), ":", b, "..", e));
     }

@@ -109,7 +109,16 @@ absl::Status Copier::Query() {
     Pace();
     return absl::OkStatus();
   };
-  CF_RETURN_IF_ERROR(src_.ReadRecordsFor(missing, sink));
+  absl::Status read = src_.ReadRecordsFor(missing, sink);
+  if (absl::IsNotFound(read)) {
+    // The source's own manifests name these chunks: a source that lacks one is damaged (a
+    // record that failed its checks is not indexed), not a request for something unknown.
+    return absl::DataLossError(absl::StrCat(
+        "the source lacks a chunk its backups name (damaged or lost; `chunkferry verify` lists "
+        "the broken backups): ",
+        read.message()));
+  }
+  CF_RETURN_IF_ERROR(read);
   finish();
   return absl::OkStatus();
 }
