@@ -111,11 +111,18 @@ absl::Status ManifestWriter::FlushZero() {
   return Append(e, sizeof(e));
 }
 
+absl::Status ManifestWriter::TooLarge(uint64_t length) const {
+  return absl::InvalidArgumentError(absl::StrCat("manifest entries would cover ", logical_size(),
+                                                 " + ", length, " bytes, past the limit of ",
+                                                 kMaxVolumeSize));
+}
+
 absl::Status ManifestWriter::AddData(const codec::ChunkId& id, uint32_t length) {
   if (length == 0 || length > kMaxManifestChunk) {
     return absl::InvalidArgumentError(
         absl::StrCat("manifest chunk length ", length, " is out of range"));
   }
+  if (length > kMaxVolumeSize - logical_size()) return TooLarge(length);
   CF_RETURN_IF_ERROR(FlushZero());
   uint8_t e[kDataEntrySize];
   e[0] = kTagData;
@@ -127,6 +134,7 @@ absl::Status ManifestWriter::AddData(const codec::ChunkId& id, uint32_t length) 
 }
 
 absl::Status ManifestWriter::AddZero(uint64_t length) {
+  if (length > kMaxVolumeSize - logical_size()) return TooLarge(length);
   pending_zero_ += length;
   return absl::OkStatus();
 }
@@ -219,6 +227,10 @@ absl::StatusOr<std::unique_ptr<ManifestReader>> ManifestReader::Open(const std::
         if (res == ParseResult::kNeedMore) break;
         if (res == ParseResult::kBad) return damaged("bad entry");
         (e.zero ? zero : data)++;
+        // Lengths that wrap past 2^64 would pass as a small volume whose restore never ends.
+        if (e.length > kMaxVolumeSize - covered) {
+          return damaged("entries cover more than 2^63 bytes");
+        }
         covered += e.length;
         p += used;
       }

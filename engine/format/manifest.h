@@ -31,6 +31,9 @@ struct ManifestEntry {
 };
 
 inline constexpr uint32_t kMaxManifestChunk = 16u << 20;
+// Most bytes one manifest covers (what off_t can address): entries that add up to more are
+// refused by the writer and are damage to the reader, so no sum of lengths can wrap.
+inline constexpr uint64_t kMaxVolumeSize = uint64_t{1} << 63;
 
 // A source of manifest entries: a manifest being read, locally or from a remote store.
 class ManifestSource {
@@ -72,6 +75,7 @@ class ManifestWriter {
  private:
   ManifestWriter(io::Fd fd, std::string tmp_path);
   absl::Status Append(const void* p, size_t n);
+  absl::Status TooLarge(uint64_t length) const;
   absl::Status FlushZero();
   absl::Status FlushBuffer();
 

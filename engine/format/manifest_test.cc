@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "codec/chunk_id.h"
 #include "engine/format/volume_backup.h"
@@ -277,6 +278,61 @@ TEST_F(ManifestTest, AddDataRejectsLengthsOutOfRange) {
   EXPECT_EQ((*w)->AddData(Id(1), kMaxManifestChunk + 1).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE((*w)->AddData(Id(1), kMaxManifestChunk).ok());
   EXPECT_EQ((*w)->logical_size(), kMaxManifestChunk);
+}
+
+// Lengths adding up past 2^64 would wrap to a small volume: `restore --output -` of a 4 KiB
+// volume would then stream exabytes of zeros. The writer refuses them, the reader calls them
+// damage.
+TEST_F(ManifestTest, LengthsThatWouldWrapPast64BitsAreRefused) {
+  {
+    auto w = ManifestWriter::Create(Tmp("wrap"));
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->AddZero(kMaxVolumeSize - 4096).ok());
+    EXPECT_EQ((*w)->AddZero(8192).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ((*w)->AddData(Id(1), 8192).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE((*w)->AddData(Id(1), 4096).ok());
+    EXPECT_EQ((*w)->AddZero(1).code(), absl::StatusCode::kInvalidArgument);
+  }
+  // A file whose zero runs wrap (2^63 + 4096 + 2^63 = 4096), made by hand from a valid one of
+  // one 4 KiB chunk: entries, counts and checksum all consistent.
+  std::string path;
+  {
+    auto w = ManifestWriter::Create(Tmp("one"));
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->AddData(Id(1), 4096).ok());
+    ASSERT_TRUE((*w)->Finish(BasicMeta(4096), Final("one")).ok());
+    path = Final("one");
+  }
+  const std::vector<uint8_t> valid = ReadFile(path);
+  constexpr size_t kHeader = 16, kData = 21, kTrailer = 48;
+  auto zero_entry = [](uint64_t length) {
+    std::vector<uint8_t> e = {2};
+    for (int i = 0; i < 8; ++i) e.push_back(static_cast<uint8_t>(length >> (8 * i)));
+    return e;
+  };
+  std::vector<uint8_t> bad(valid.begin(), valid.begin() + kHeader);
+  for (const auto& part :
+       {zero_entry(uint64_t{1} << 63),
+        std::vector<uint8_t>(valid.begin() + kHeader, valid.begin() + kHeader + kData),
+        zero_entry(uint64_t{1} << 63)}) {
+    bad.insert(bad.end(), part.begin(), part.end());
+  }
+  const size_t meta_offset = bad.size();
+  bad.insert(bad.end(), valid.begin() + kHeader + kData, valid.end() - kTrailer);
+  auto put64 = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) bad.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put64(meta_offset);
+  put64(1);                                                  // data entries
+  put64(2);                                                  // zero entries
+  put64(4096);                                               // logical size, as wrapped
+  bad.insert(bad.end(), valid.end() - 16, valid.end() - 8);  // "CFMT", u32 0
+  put64(codec::Checksum64(bad));
+  WriteFile(Final("wrapped"), bad);
+  auto r = ManifestReader::Open(Final("wrapped"));
+  ASSERT_FALSE(r.ok()) << "a manifest whose lengths wrap was accepted as a 4 KiB volume";
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "2^63")) << r.status();
 }
 
 TEST_F(ManifestTest, OpenOfAMissingFileIsNotFound) {
