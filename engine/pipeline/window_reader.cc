@@ -36,7 +36,7 @@ absl::StatusOr<std::unique_ptr<WindowReader>> WindowReader::Open(const std::stri
   struct stat st;
   if (::fstat(in.fd, &st) != 0) return io::ErrnoStatus(errno, "stat", source);
   if (S_ISREG(st.st_mode)) {
-    in.seekable = true;
+    in.seekable = in.regular = true;
     in.size = static_cast<uint64_t>(st.st_size);
   } else if (S_ISBLK(st.st_mode)) {
     in.seekable = true;
@@ -71,6 +71,9 @@ absl::Status WindowReader::SubmitWindowReads(int which, uint64_t file_offset) {
     uint64_t data_begin = pos, data_end = end;
     if (probe_holes_) {
       const off_t d = ::lseek(input_.fd, static_cast<off_t>(pos), SEEK_DATA);
+      // ENXIO: no data from pos to the end, a hole to the end; or a file cut shorter since it
+      // was opened, which must not pass as zeros.
+      if (d < 0 && errno == ENXIO) CF_RETURN_IF_ERROR(CheckSizeUnchanged());
       if (d >= 0 || errno == ENXIO) {
         data_begin = d < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(d), end);
         // Extents separated by small holes are read as one: a few KiB of zeros cost less
@@ -147,7 +150,22 @@ absl::StatusOr<size_t> WindowReader::Wait(size_t number) {
   const int which = static_cast<int>(number % kBuffers);
   while (pending_[which] > 0) CF_RETURN_IF_ERROR(ReapReads(1));
   CF_RETURN_IF_ERROR(read_error_);
+  // Once the last window is in, the file must still be as long as it was: what was read as a
+  // hole or up to the end is then what the file holds.
+  if (submitted_end_ && number + 1 == submitted_) CF_RETURN_IF_ERROR(CheckSizeUnchanged());
   return got_[which];
+}
+
+absl::Status WindowReader::CheckSizeUnchanged() {
+  if (!input_.regular) return absl::OkStatus();
+  struct stat st;
+  if (::fstat(input_.fd, &st) != 0) return io::ErrnoStatus(errno, "stat", source_);
+  if (static_cast<uint64_t>(st.st_size) != input_.size) {
+    read_error_ =
+        absl::DataLossError(absl::StrCat(source_, " changed size from ", input_.size, " to ",
+                                         st.st_size, " bytes while it was being imported"));
+  }
+  return read_error_;
 }
 
 }  // namespace chunkferry::engine

@@ -52,6 +52,7 @@ class WindowReader {
     io::Fd owned;
     int fd = -1;
     bool seekable = false;
+    bool regular = false;  // a file, whose size can change under the import
     bool direct = false;
     uint64_t size = 0;  // when seekable
   };
@@ -59,6 +60,8 @@ class WindowReader {
   [[nodiscard]] absl::Status SubmitWindowReads(int which, uint64_t file_offset);
   // Collects at least `min_complete` read completions (of any window).
   [[nodiscard]] absl::Status ReapReads(size_t min_complete);
+  // DataLoss (kept as the read error) when a file's size is no longer the one it had at Open.
+  [[nodiscard]] absl::Status CheckSizeUnchanged();
 
   std::string source_;
   Input input_;
