@@ -134,28 +134,6 @@ TEST_P(BadInputTest, ExistingBackupUuidIsRefused) {
   ExpectVerifies();
 }
 
-// Restores RLIMIT_FSIZE and SIGXFSZ when the test ends, whatever happens.
-class ScopedFileSizeLimit {
- public:
-  explicit ScopedFileSizeLimit(uint64_t limit) {
-    ::getrlimit(RLIMIT_FSIZE, &old_);
-    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
-    rlimit r = old_;
-    r.rlim_cur = limit;
-    ok_ = ::setrlimit(RLIMIT_FSIZE, &r) == 0;
-  }
-  ~ScopedFileSizeLimit() {
-    ::setrlimit(RLIMIT_FSIZE, &old_);
-    ::signal(SIGXFSZ, old_handler_);
-  }
-  bool ok() const { return ok_; }
-
- private:
-  rlimit old_{};
-  sighandler_t old_handler_ = SIG_DFL;
-  bool ok_ = false;
-};
-
 TEST_P(BadInputTest, FullDiskFailsTheImportCleanly) {
   const std::string img = tmp_.Sub("img");
   testing::WriteRandomFile(img, 4 * kMiB, 4);
@@ -166,7 +144,7 @@ TEST_P(BadInputTest, FullDiskFailsTheImportCleanly) {
   const auto manifests_before = testing::ListFiles(dir_ + "/volumes");
   absl::StatusOr<engine::VolumeBackupMeta> m;
   {
-    ScopedFileSizeLimit limit(largest + 256 * 1024);
+    testing::ScopedFileSizeLimit limit(largest + 256 * 1024);
     ASSERT_TRUE(limit.ok());
     m = ImportMeta(img, testing::NewMeta(group_));
   }
@@ -201,7 +179,7 @@ TEST_P(BadInputTest, FullDiskThenRetryInTheSameSession) {
   uint64_t largest = 0;
   for (const auto& [name, size] : packs) largest = std::max(largest, size);
   {
-    ScopedFileSizeLimit limit(largest + 64 * 1024);
+    testing::ScopedFileSizeLimit limit(largest + 64 * 1024);
     ASSERT_TRUE(limit.ok());
     auto m = ImportMeta(img, testing::NewMeta(group_));
     ASSERT_FALSE(m.ok());

@@ -247,6 +247,19 @@ void AppendToFile(const std::string& path, absl::Span<const uint8_t> data) {
   ASSERT_TRUE(io::PwriteFull(fd->get(), data, static_cast<uint64_t>(size)).ok());
 }
 
+ScopedFileSizeLimit::ScopedFileSizeLimit(uint64_t limit) {
+  ::getrlimit(RLIMIT_FSIZE, &old_);
+  old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit r = old_;
+  r.rlim_cur = limit;
+  ok_ = ::setrlimit(RLIMIT_FSIZE, &r) == 0;
+}
+
+ScopedFileSizeLimit::~ScopedFileSizeLimit() {
+  ::setrlimit(RLIMIT_FSIZE, &old_);
+  ::signal(SIGXFSZ, old_handler_);
+}
+
 void TruncateFile(const std::string& path, uint64_t size) {
   ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(size)), 0) << std::strerror(errno);
 }

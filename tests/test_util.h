@@ -7,6 +7,8 @@
 #ifndef CHUNKFERRY_TESTS_TEST_UTIL_H_
 #define CHUNKFERRY_TESTS_TEST_UTIL_H_
 
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -103,6 +105,23 @@ void FlipByte(const std::string& path, uint64_t offset, uint8_t mask = 0x01);
 void AppendToFile(const std::string& path, absl::Span<const uint8_t> data);
 // Cuts `path` to `size` bytes.
 void TruncateFile(const std::string& path, uint64_t size);
+
+// Lowers RLIMIT_FSIZE (with SIGXFSZ ignored, so writes past it fail with EFBIG): a disk that is
+// full for files past `limit` bytes. Restores both when it goes out of scope, whatever happens.
+// Process-wide: every thread of the test, and an in-process server, hits the limit.
+class ScopedFileSizeLimit {
+ public:
+  explicit ScopedFileSizeLimit(uint64_t limit);
+  ~ScopedFileSizeLimit();
+  ScopedFileSizeLimit(const ScopedFileSizeLimit&) = delete;
+  ScopedFileSizeLimit& operator=(const ScopedFileSizeLimit&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit old_{};
+  sighandler_t old_handler_ = SIG_DFL;
+  bool ok_ = false;
+};
 
 // ---- Stores. ----
 

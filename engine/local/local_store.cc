@@ -360,8 +360,33 @@ absl::Status LocalStore::PackFor(size_t bytes) {
   return absl::OkStatus();
 }
 
+absl::Status LocalStore::RollBackIfWriteFailed(absl::Status st) {
+  if (failed_.ok()) return st;
+  // Whatever of the failed write reached the packs is cut off again, with every other append
+  // since the last flush (a manifest that names one of those is then refused), so that the
+  // store takes the next operation once the cause (a full disk, a size limit) is gone.
+  const absl::Status cause = failed_;
+  const absl::Status rolled_back = Rollback();
+  if (st.ok()) st = cause;
+  if (!rolled_back.ok()) {
+    return absl::Status(
+        st.code(),
+        absl::StrCat(st.message(), "; rolling back then failed too: ", rolled_back.message()));
+  }
+  return absl::Status(st.code(),
+                      absl::StrCat(st.message(), " (the store dropped what was not yet durable)"));
+}
+
 absl::StatusOr<RecordLocation> LocalStore::AppendRecord(absl::Span<const uint8_t> bytes,
                                                         const codec::RecordView& view) {
+  absl::StatusOr<RecordLocation> loc = AppendRecordImpl(bytes, view);
+  absl::Status st = RollBackIfWriteFailed(loc.status());
+  if (!st.ok()) return st;
+  return loc;
+}
+
+absl::StatusOr<RecordLocation> LocalStore::AppendRecordImpl(absl::Span<const uint8_t> bytes,
+                                                            const codec::RecordView& view) {
   CF_RETURN_IF_ERROR(CheckUsable());
   CF_RETURN_IF_ERROR(PackFor(bytes.size()));
   Pack& pack = packs_[current_pack_];
@@ -572,7 +597,9 @@ absl::Status LocalStore::DrainWrites() {
   return failed_;
 }
 
-absl::Status LocalStore::Flush() {
+absl::Status LocalStore::Flush() { return RollBackIfWriteFailed(FlushImpl()); }
+
+absl::Status LocalStore::FlushImpl() {
   CF_RETURN_IF_ERROR(CheckUsable());
   CF_RETURN_IF_ERROR(SubmitBuffer());
   CF_RETURN_IF_ERROR(DrainWrites());
@@ -615,7 +642,7 @@ absl::Status LocalStore::Flush() {
 
 absl::Status LocalStore::SaveIndexIfFull() {
   // Flush makes what the index names durable, then saves it.
-  return index_.WantsSave() ? Flush() : absl::OkStatus();
+  return index_.WantsSave() ? FlushImpl() : absl::OkStatus();
 }
 
 absl::Status LocalStore::Rollback() {
@@ -850,6 +877,11 @@ absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
 
 absl::Status LocalStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
                                        VerifyMode mode, AppendStats* stats) {
+  return RollBackIfWriteFailed(AppendRecordsImpl(records, mode, stats));
+}
+
+absl::Status LocalStore::AppendRecordsImpl(absl::Span<const absl::Span<const uint8_t>> records,
+                                           VerifyMode mode, AppendStats* stats) {
   CF_RETURN_IF_ERROR(CheckUsable());
   const size_t n = records.size();
   auto rejected = [&](size_t i, const absl::Status& why) {
@@ -958,20 +990,20 @@ absl::Status LocalStore::AppendCheckedRecords(absl::Span<const absl::Span<const 
     return absl::InvalidArgumentError(absl::StrCat("AppendCheckedRecords got ", records.size(),
                                                    " records and ", views.size(), " views"));
   }
-  absl::Status st;  // AppendRecord refuses writes to a closed or failed store
+  absl::Status st;  // AppendRecord refuses writes to a closed store
   for (size_t i = 0; i < records.size() && st.ok(); ++i) {
     if (stats) ++stats->records_received;
     const codec::RecordView& view = views[i];
     const size_t lacking = index_.CountLacking(view);
     if (lacking == 0) continue;
-    st = AppendRecord(records[i], view).status();
+    st = AppendRecordImpl(records[i], view).status();
     if (st.ok() && stats) {
       ++stats->records_appended;
       stats->bytes_appended += records[i].size();
       stats->chunks_added += lacking;
     }
   }
-  return st;
+  return RollBackIfWriteFailed(st);
 }
 
 std::string LocalStore::ManifestPath(const std::string& backup_uuid) const {

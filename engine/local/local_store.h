@@ -108,7 +108,8 @@ class LocalStore final : public Store {
   // parses `records[i]`), each only when it holds a chunk the store lacks, and counts them in
   // `stats` (may be null) as AppendRecords does. The bytes are copied; not durable until Flush().
   // This lets a server check records on its own threads, then append them in one short call.
-  // A write error stops the call: the records before it stay appended.
+  // A write error stops the call, and (as for every writer here) rolls the store back to its
+  // last Flush: what any caller appended since is dropped, and the next call starts afresh.
   [[nodiscard]] absl::Status AppendCheckedRecords(
       absl::Span<const absl::Span<const uint8_t>> records,
       absl::Span<const codec::RecordView> views, AppendStats* stats);
@@ -161,6 +162,16 @@ class LocalStore final : public Store {
  private:
   // The collector reaches into the packs and the index (engine/local/garbage_collector.h).
   friend class GarbageCollector;
+
+  // What the public writers (AppendRecord, AppendRecords, AppendCheckedRecords, Flush) do, and
+  // then RollBackIfWriteFailed: after a write error, rolls back and returns the error (`st`,
+  // or the write error when `st` is OK), so that one failure does not fail every later write.
+  absl::StatusOr<RecordLocation> AppendRecordImpl(absl::Span<const uint8_t> bytes,
+                                                  const codec::RecordView& view);
+  absl::Status AppendRecordsImpl(absl::Span<const absl::Span<const uint8_t>> records,
+                                 VerifyMode mode, AppendStats* stats);
+  absl::Status FlushImpl();
+  absl::Status RollBackIfWriteFailed(absl::Status st);
 
   // A run of neighbouring records read in one request: [offset, offset + length) of a pack
   // (offset block-aligned, length up to the end of the last record), holding the records at
@@ -278,7 +289,7 @@ class LocalStore final : public Store {
   size_t writes_in_flight_ = 0;
   bool packs_dir_dirty_ = false;
   bool closed_ = false;
-  absl::Status failed_;  // first write error: the store refuses further writes
+  absl::Status failed_;  // first write error of the operation running (then rolled back)
   std::vector<io::AlignedBuffer> read_buffers_;     // ReadRecords' requests in flight
   std::vector<codec::Decompressor> decompressors_;  // one per pool slot
   std::vector<std::vector<uint8_t>> scratch_;       // one per pool slot

@@ -555,6 +555,40 @@ TEST_P(StoreServerTest, CopiesAGroupAppendFlushManifestGroup) {
   EXPECT_TRUE(testing::RestoresIdentical(*dst_, *pool_, meta_.uuid, image_, tmp_.Sub("out")));
 }
 
+// A full disk (here: a file size limit) fails the push that hit it, with the cause, and rolls the
+// store back to what was durable; once space is there again the same daemon, on the same
+// connection, takes the whole push. (It used to refuse every write until restarted.)
+TEST_P(StoreServerTest, AWriteErrorFailsThePushAndTheDaemonKeepsServing) {
+  StartServer();
+  auto conn = Dial();
+  ASSERT_NE(conn, nullptr);
+  const auto before = testing::ListFiles(tmp_.Sub("dst"), {"LOCK", "index/"});
+  {
+    testing::ScopedFileSizeLimit full(256 << 10);
+    ASSERT_TRUE(full.ok());
+    absl::Status st = Append(*conn, records_).status();
+    if (st.ok()) st = Flush(*conn);
+    ASSERT_FALSE(st.ok()) << "3 MiB fit under a 256 KiB file size limit";
+    EXPECT_TRUE(absl::StrContains(st.message(), "too large")) << st;
+  }
+  EXPECT_EQ(testing::ListFiles(tmp_.Sub("dst"), {"LOCK", "index/"}), before);
+  auto have = Have(*conn, IdsOf(records_));
+  ASSERT_TRUE(have.ok()) << have.status();
+  for (bool b : *have) EXPECT_FALSE(b) << "a chunk of the failed push counts as held";
+
+  auto again = Append(*conn, records_);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->records_appended, records_.size());
+  ASSERT_TRUE(Flush(*conn).ok());
+  const std::vector<uint8_t> manifest = SourceManifestBytes();
+  ASSERT_TRUE(PutManifestBytes(*conn, meta_.uuid, manifest, manifest.size()).ok());
+  ASSERT_TRUE(conn->Send(MsgType::kPutGroup, EncodePutGroup(Group())).ok());
+  ASSERT_TRUE(conn->Expect(MsgType::kOk).ok());
+  ASSERT_TRUE(conn->Send(MsgType::kBye, absl::Span<const uint8_t>()).ok());
+  server_->Stop();
+  EXPECT_TRUE(testing::RestoresIdentical(*dst_, *pool_, meta_.uuid, image_, tmp_.Sub("out")));
+}
+
 TEST_P(StoreServerTest, DamagedRecordAppendsNothingAndTheConnectionGoesOn) {
   StartServer();
   auto conn = Dial();
