@@ -390,6 +390,15 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   absl::Status closed = dst_store->local ? dst_store->local->Close() : absl::OkStatus();
   const std::string context =
       absl::StrCat("sync of group ", group, " to backup storage ", dst->uuid, " failed");
+  if (absl::IsResourceExhausted(st)) {
+    // Out of space on the destination: the platform's own words and code for a backup storage
+    // short of capacity (SYS.1006; BackupStorageBase, BackupStorageCapacityUpdater), with the
+    // cause after them (its "No space left on device" elaboration matches that text).
+    return fail(MakeError(kSysOperationFailed,
+                          absl::StrCat("the backup storage[uuid:", dst->uuid, ", name:", dst->name,
+                                       "] has not enough capacity to sync the group[uuid:", group,
+                                       "]: ", st.message())));
+  }
   if (!st.ok()) return fail(StatusError(context, st));
   if (!closed.ok()) return fail(StatusError(context, closed));
 

@@ -607,6 +607,43 @@ TEST_F(SyncServiceTest, DamagedSourceRecordIsAnInternalErrorAndPublishesNothing)
   ExpectRestores("dst");
 }
 
+// A destination disk that fills up during the sync (a file size limit here: EFBIG, as ENOSPC is
+// for a real disk) fails the call with the platform's answer for a backup storage short of
+// capacity and leaves the destination as it was; with space again the same service syncs it
+// whole. For a local destination and for one behind a daemon.
+TEST_F(SyncServiceTest, AFullDestinationIsSys1006AndLeavesItAsItWas) {
+  StartServer();
+  ASSERT_FALSE(HasFatalFailure());
+  auto service = Service();
+  for (const std::string& dst : {std::string(kDst), std::string(kRemote)}) {
+    SCOPED_TRACE(dst);
+    const std::string dir = tmp_.Sub(dst == kDst ? "dst" : "served");
+    const auto before = testing::ListFiles(dir, {"LOCK", "index/"});
+    SyncResult full;
+    {
+      testing::ScopedFileSizeLimit limit(512 << 10);
+      ASSERT_TRUE(limit.ok());
+      full = service->Call(kGroup, Body(kSrc, dst), nullptr, nullptr);
+    }
+    ASSERT_TRUE(full.error.has_value()) << "the group fit under a 512 KiB file size limit";
+    const Json e = ErrorCodeJson(*full.error);
+    EXPECT_EQ(e["code"], kSysOperationFailed) << full.error->details;
+    EXPECT_EQ(e["description"], "An operation failed");
+    EXPECT_TRUE(absl::StrContains(full.error->details,
+                                  absl::StrCat("the backup storage[uuid:", dst, ", name:")))
+        << full.error->details;
+    EXPECT_TRUE(absl::StrContains(full.error->details, "has not enough capacity"))
+        << full.error->details;
+    EXPECT_TRUE(full.inventories.empty());
+    EXPECT_EQ(testing::ListFiles(dir, {"LOCK", "index/"}), before);
+
+    const SyncResult again = service->Call(kGroup, Body(kSrc, dst), nullptr, nullptr);
+    ASSERT_FALSE(again.error.has_value()) << again.error->details;
+    EXPECT_EQ(again.inventories.size(), 3u);
+  }
+  ExpectRestores("dst");
+}
+
 TEST_F(SyncServiceTest, SilentDaemonIsATimeout) {
   auto listener = io::Listen(io::Endpoint{"127.0.0.1", 0}, 8);
   ASSERT_TRUE(listener.ok()) << listener.status();

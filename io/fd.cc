@@ -76,6 +76,7 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what) {
       return absl::PermissionDeniedError(message);
     case ENOSPC:
     case EDQUOT:
+    case EFBIG:  // past a file size limit: as full as a disk, for this file
       return absl::ResourceExhaustedError(message);
     case EINVAL:
       return absl::InvalidArgumentError(message);
