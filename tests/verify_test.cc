@@ -11,7 +11,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/local/local_store.h"
+#include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
+#include "engine/pipeline/repairer.h"
 #include "engine/pipeline/restorer.h"
 #include "engine/pipeline/verifier.h"
 #include "engine/store/worker_pool.h"
@@ -315,6 +317,76 @@ TEST_P(VerifyTest, ManifestWhoseLengthsDisagreeWithItsChunksIsNamed) {
   for (const auto& d : r.damaged) named |= d.uuid == m.uuid;
   EXPECT_TRUE(named) << "verify passes a backup that restore refuses" << Problems(r);
   EXPECT_FALSE(r.ok());
+}
+
+// verify --repair quarantines the damaged record: its chunks count as absent (durably), the
+// backup it broke is listed as missing them, and no record problem is reported any more; a repair
+// from another store that has the group brings good copies, and the backup restores again.
+TEST_P(VerifyTest, RepairQuarantinesDamageThenAnotherStoreBringsGoodCopies) {
+  const std::string other = tmp_.Sub("other");
+  testing::InitStore(other);
+  {
+    auto s = Reopen();
+    auto o = testing::OpenStore(other, GetParam(), true, &pool_);
+    ASSERT_TRUE(o.ok()) << o.status();
+    ASSERT_TRUE(engine::CopyGroup(*s, **o, group_, {}, nullptr, nullptr).ok());
+    ASSERT_TRUE((*o)->Close().ok());
+  }
+  const uint64_t named = DamageRecordOf(1);
+  ASSERT_GT(named, 0u);
+  {
+    auto s = Reopen(true);
+    ASSERT_NE(s, nullptr);
+    const auto r = Verify(*s);
+    ASSERT_EQ(r.bad_records, 1u) << Problems(r);
+    ASSERT_EQ(r.bad_chunks.size(), named);
+    auto forgotten = s->ForgetRecordsOf(r.bad_chunks);
+    ASSERT_TRUE(forgotten.ok()) << forgotten.status();
+    EXPECT_EQ(*forgotten, 1u);
+    ASSERT_TRUE(s->Close().ok());
+  }
+  {
+    auto s = Reopen();
+    ASSERT_NE(s, nullptr);
+    const auto r = Verify(*s);
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(r.problems.empty()) << Problems(r);
+    EXPECT_EQ(r.unused_bad_records, 1u);
+    ASSERT_EQ(r.damaged.size(), 1u) << Problems(r);
+    EXPECT_EQ(r.damaged[0].uuid, uuids_[1]);
+    EXPECT_EQ(r.damaged[0].damaged_chunks, 0u);
+    EXPECT_EQ(r.damaged[0].missing_chunks, named);
+  }
+  auto s = Reopen(true);
+  ASSERT_NE(s, nullptr);
+  auto from = testing::OpenStore(other, GetParam(), false, &pool_);
+  ASSERT_TRUE(from.ok()) << from.status();
+  auto report = engine::RepairFrom(*s, **from, engine::VerifyMode::kFull);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->broken_before, std::vector<std::string>{uuids_[1]});
+  EXPECT_TRUE(report->still_broken.empty());
+  EXPECT_EQ(report->chunks_lacking, named);
+  EXPECT_EQ(report->chunks_unavailable, 0u);
+  EXPECT_GT(report->appended.records_appended, 0u);
+  const auto r = Verify(*s);
+  EXPECT_TRUE(r.ok()) << Problems(r);
+  EXPECT_TRUE(
+      testing::RestoresIdentical(*s, pool_, uuids_[1], tmp_.Sub("random"), tmp_.Sub("out")));
+  EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, uuids_[0], tmp_.Sub("text"), tmp_.Sub("out")));
+}
+
+// After a quarantine, importing the same data again brings the chunks back for the old backup too.
+TEST_P(VerifyTest, AfterAQuarantineAReimportRepairsTheOldBackup) {
+  ASSERT_GT(DamageRecordOf(0), 0u);
+  auto s = Reopen(true);
+  ASSERT_NE(s, nullptr);
+  const auto r = Verify(*s);
+  ASSERT_FALSE(r.bad_chunks.empty()) << Problems(r);
+  ASSERT_TRUE(s->ForgetRecordsOf(r.bad_chunks).ok());
+  testing::ImportOk(*s, pool_, tmp_.Sub("text"), engine::NewUuid(), "Root");
+  const auto after = Verify(*s);
+  EXPECT_TRUE(after.ok()) << Problems(after);
+  EXPECT_TRUE(testing::RestoresIdentical(*s, pool_, uuids_[0], tmp_.Sub("text"), tmp_.Sub("out")));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, VerifyTest, ::testing::ValuesIn(testing::AllBackends()),

@@ -198,6 +198,7 @@ int CmdSync(const std::vector<std::string>& args) {
                      {"chunksQueried", stats.chunks_queried},
                      {"chunksKnownFromBase", stats.chunks_known_from_base},
                      {"volumesWithBase", stats.volumes_with_base},
+                     {"retriedWithoutBase", stats.retried_without_base},
                      {"chunksMissing", stats.chunks_missing},
                      {"recordsSent", stats.records_sent},
                      {"bytesSent", stats.bytes_sent},

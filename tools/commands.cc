@@ -277,7 +277,11 @@ int CmdVerify(const std::vector<std::string>& args) {
   if (auto rc = ParseFlags(
           "verify", "--store DIR [flags]",
           {{"store", "the local store"},
-           {"verify", "check records by: full (decompress, ids) or checksum", true, "full"}},
+           {"verify", "check records by: full (decompress, ids) or checksum", true, "full"},
+           {"repair",
+            "quarantine damaged records: their chunks count as absent, so that `chunkferry "
+            "repair`, a sync or an import brings good copies",
+            false, ""}},
           args, &f)) {
     return *rc;
   }
@@ -286,11 +290,21 @@ int CmdVerify(const std::vector<std::string>& args) {
   if (!f.Has("store")) return Usage("verify", "--store is required", "");
   auto mode = ParseVerifyMode(f.Get("verify"));
   if (!mode.ok()) return Usage("verify", mode.status().message(), "");
-  auto store = OpenStore(*ctx, f.Get("store"), false);
+  const bool repair = f.GetBool("repair");
+  auto store = OpenStore(*ctx, f.Get("store"), repair);
   if (!store.ok()) return Fail("verify", store.status());
   auto report =
       engine::VerifyStore(**store, *ctx->pool, *mode, ctx->progress ? &ctx->progress : nullptr);
   if (!report.ok()) return Fail("verify", report.status());
+  size_t quarantined = 0;
+  if (repair && !report->bad_chunks.empty()) {
+    auto forgotten = (*store)->ForgetRecordsOf(report->bad_chunks);
+    if (!forgotten.ok()) return Fail("verify", forgotten.status());
+    quarantined = *forgotten;
+  }
+  if (repair) {
+    if (absl::Status closed = (*store)->Close(); !closed.ok()) return Fail("verify", closed);
+  }
   if (ctx->json) {
     Json damaged = Json::array();
     for (const auto& d : report->damaged) {
@@ -306,10 +320,12 @@ int CmdVerify(const std::vector<std::string>& args) {
                    {"chunks", report->chunks},
                    {"storedBytes", report->stored_bytes},
                    {"badRecords", report->bad_records},
+                   {"unusedBadRecords", report->unused_bad_records},
                    {"manifests", report->manifests},
                    {"groups", report->groups},
                    {"problems", report->problems},
-                   {"damagedBackups", damaged}});
+                   {"damagedBackups", damaged},
+                   {"quarantinedRecords", quarantined}});
   } else {
     for (const auto& p : report->problems) std::printf("problem: %s\n", p.c_str());
     for (const auto& d : report->damaged) {
@@ -325,6 +341,17 @@ int CmdVerify(const std::vector<std::string>& args) {
         static_cast<unsigned long long>(report->chunks), HumanBytes(report->stored_bytes).c_str(),
         report->seconds, static_cast<unsigned long long>(report->manifests),
         static_cast<unsigned long long>(report->groups));
+    if (report->unused_bad_records > 0) {
+      std::printf("note: %llu damaged records that no chunk of the index names (quarantined); gc "
+                  "reclaims them\n",
+                  static_cast<unsigned long long>(report->unused_bad_records));
+    }
+    if (quarantined > 0) {
+      std::printf(
+          "quarantined %zu damaged records: their chunks now count as absent; `chunkferry repair "
+          "--store %s --from OTHER`, a sync or an import of the same data brings them back\n",
+          quarantined, f.Get("store").c_str());
+    }
   }
   return report->ok() ? kExitOk : kExitFailed;
 }

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -683,6 +684,21 @@ absl::Status LocalStore::Rollback() {
   });
   failed_ = absl::OkStatus();
   return result;
+}
+
+absl::StatusOr<size_t> LocalStore::ForgetRecordsOf(absl::Span<const codec::ChunkId> ids) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_RETURN_IF_ERROR(Flush());
+  std::vector<int64_t> numbers(ids.size());
+  index_.FindRecordNumbers(ids, absl::MakeSpan(numbers));
+  absl::flat_hash_set<uint32_t> forget;
+  for (int64_t n : numbers) {
+    if (n >= 0) forget.insert(static_cast<uint32_t>(n));
+  }
+  if (forget.empty()) return 0;
+  CF_RETURN_IF_ERROR(index_.EraseChunksOf([&](uint32_t r) { return forget.contains(r); }));
+  CF_RETURN_IF_ERROR(index_.Save());
+  return forget.size();
 }
 
 uint64_t LocalStore::HoldNewRecords() {

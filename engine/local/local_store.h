@@ -150,6 +150,13 @@ class LocalStore final : public Store {
   // failed operation calls so that the store is left as it was.
   [[nodiscard]] absl::Status Rollback();
 
+  // Quarantine: forgets the records that hold `ids` (damaged ones, found by verify), so that
+  // their chunks count as absent and the next sync, import or repair brings good copies; saves
+  // the index. The bytes stay in the packs until a collection drops them (nothing names them).
+  // Returns how many records were forgotten. (An index rebuilt from the packs would index such a
+  // record again if its payload checksum holds; verify --repair then forgets it again.)
+  [[nodiscard]] absl::StatusOr<size_t> ForgetRecordsOf(absl::Span<const codec::ChunkId> ids);
+
   // Keeps the records appended from now on out of reach of garbage collections until the hold
   // is released: what a writer that lands chunks before naming them in a manifest (a sync
   // session) takes at its first append. Returns the hold's id.

@@ -275,7 +275,19 @@ absl::Status Copier::Run(const std::string& group_uuid) {
 absl::Status CopyGroup(Store& src, Store& dst, const std::string& group_uuid,
                        const CopyOptions& options, CopyStats* stats, const ProgressFn* progress) {
   CopyStats local;
-  return Copier(src, dst, options, stats ? *stats : local, progress).Run(group_uuid);
+  CopyStats& out = stats ? *stats : local;
+  absl::Status st = Copier(src, dst, options, out, progress).Run(group_uuid);
+  if (absl::IsFailedPrecondition(st) && out.volumes_with_base > 0) {
+    // A base's chunks were taken as held, and the destination refused a manifest naming one it
+    // lacks: a quarantine there (verify --repair) dropped it. Without bases every chunk is
+    // asked about, and what was sent already is not sent again.
+    CopyOptions no_base = options;
+    no_base.use_base = false;
+    out = CopyStats();
+    out.retried_without_base = true;
+    st = Copier(src, dst, no_base, out, progress).Run(group_uuid);
+  }
+  return st;
 }
 
 }  // namespace chunkferry::engine

@@ -33,6 +33,9 @@ struct CopyStats {
   // at the same offset: not asked about.
   uint64_t chunks_known_from_base = 0;
   uint64_t volumes_with_base = 0;  // volumes copied against a base
+  // The destination refused a manifest against a base (it lacked a chunk the base named), and
+  // the copy ran again without bases.
+  bool retried_without_base = false;
   uint64_t chunks_missing = 0;     // ids the destination lacked
   uint64_t records_sent = 0;
   uint64_t bytes_sent = 0;  // record bytes handed to the destination
@@ -52,6 +55,8 @@ struct CopyStats {
 // never names a chunk its store lacks, so V's data entries equal to B's entry at the same byte
 // offset are not asked about, and the destination receives V's manifest as a delta against B
 // (Store::PutManifestWithBase). The copy is the same without a base, only with more bytes.
+// When the destination refuses a manifest because it lacks a chunk the base named (its damaged
+// records were quarantined: verify --repair), the copy runs again without bases.
 //
 // Copies group `group_uuid` from `src` to `dst`. Idempotent: chunks the destination holds are not
 // sent again, so rerunning after an interruption sends only what is missing. The group becomes

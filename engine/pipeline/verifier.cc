@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -27,6 +28,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
   for (const auto& [pack, covered] : store.index().coverage()) pack_bytes += covered;
   ticker.state().bytes_total = pack_bytes;
   absl::flat_hash_map<RecordLocation, bool> found;        // record → intact
+  std::map<RecordLocation, std::string> bad_records;      // record → what is wrong with it
   absl::flat_hash_map<codec::ChunkId, uint32_t> lengths;  // chunk → raw length, from the tables
   std::vector<codec::Decompressor> decompressors(pool.slots());
   std::vector<std::vector<uint8_t>> scratch(pool.slots());
@@ -61,9 +63,8 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
       found[l] = results[i].ok();
       for (const auto& ref : tables[i]) lengths.try_emplace(ref.id, ref.raw_length);
       if (!results[i].ok()) {
-        ++report.bad_records;
-        report.problems.push_back(absl::StrCat("record at ", PackFileName(l.pack), ":", l.offset,
-                                               " (", l.size, " bytes): ", results[i].message()));
+        bad_records[l] = absl::StrCat("record at ", PackFileName(l.pack), ":", l.offset, " (",
+                                      l.size, " bytes): ", results[i].message());
       }
     }
     ticker.state().bytes_done = report.stored_bytes;
@@ -82,6 +83,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
 
   // Chunks the index places in a record that failed its check or that is not there at all.
   absl::flat_hash_set<codec::ChunkId> bad_chunks;
+  absl::flat_hash_set<RecordLocation> bad_in_use;
   uint64_t dangling = 0;
   CF_RETURN_IF_ERROR(store.index().ForEach([&](const codec::ChunkId& id, const ChunkLocation& l) {
     auto it = found.find(l.record);
@@ -90,8 +92,19 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
       bad_chunks.insert(id);
     } else if (!it->second) {
       bad_chunks.insert(id);
+      bad_in_use.insert(l.record);
     }
   }));
+  // A damaged record the index does not name holds nothing a backup can get (quarantined by
+  // verify --repair, or garbage): noted, not a problem; a collection reclaims it.
+  for (const auto& [loc, what] : bad_records) {
+    if (bad_in_use.contains(loc)) {
+      ++report.bad_records;
+      report.problems.push_back(what);
+    } else {
+      ++report.unused_bad_records;
+    }
+  }
   // The index's runs whole: a damaged one answers "absent" for some chunks (never "present"
   // wrongly), which costs dedupe; removing index/ rebuilds it from the packs.
   if (absl::Status runs = store.index().CheckRuns(); !runs.ok()) {
@@ -99,6 +112,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
                                            " (remove the store's index/ directory to rebuild "
                                            "the index from the packs)"));
   }
+  report.bad_chunks.assign(bad_chunks.begin(), bad_chunks.end());
   if (dangling > 0) {
     report.problems.push_back(absl::StrCat(dangling,
                                            " chunks of the index point at records that "

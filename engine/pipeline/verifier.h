@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "codec/chunk_id.h"
 #include "engine/local/local_store.h"
 #include "engine/store/progress.h"
 #include "engine/store/worker_pool.h"
@@ -27,11 +28,15 @@ struct VerifyReport {
   uint64_t records = 0;
   uint64_t chunks = 0;
   uint64_t stored_bytes = 0;
-  uint64_t bad_records = 0;
+  uint64_t bad_records = 0;         // damaged records that the index names (a problem each)
+  uint64_t unused_bad_records = 0;  // damaged records nothing names (quarantined or garbage)
   uint64_t manifests = 0;
   uint64_t groups = 0;
   std::vector<std::string> problems;  // every finding, in words
   std::vector<DamagedBackup> damaged;
+  // Chunks the index places in a record that failed its check or that no pack holds intact:
+  // what LocalStore::ForgetRecordsOf quarantines (verify --repair).
+  std::vector<codec::ChunkId> bad_chunks;
   double seconds = 0;
 
   bool ok() const { return problems.empty() && damaged.empty(); }
