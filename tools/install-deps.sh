@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
       liburing-dev libxxhash-dev libzstd-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-      libssl-dev nlohmann-json3-dev libcpp-httplib-dev curl python3 zstd xxhash)
+      libssl-dev nlohmann-json3-dev libcpp-httplib-dev curl python3 zstd xxhash
+      clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
