@@ -1,6 +1,7 @@
 // chunkferry: replicate VM backup groups between image stores. Dispatches to subcommands.
 #include <malloc.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -37,6 +38,9 @@ int main(int argc, char** argv) {
   // Large buffers come from mmap and go back to the system when freed, so the resident size
   // follows what is really in use (glibc would otherwise raise the threshold and keep them).
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  // A file size limit (RLIMIT_FSIZE) is a full disk for the file that hits it: the write fails
+  // with EFBIG and is rolled back and reported, instead of SIGXFSZ killing a daemon mid-request.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? kExitUsage : kExitOk;
