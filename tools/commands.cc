@@ -342,9 +342,10 @@ int CmdVerify(const std::vector<std::string>& args) {
         report->seconds, static_cast<unsigned long long>(report->manifests),
         static_cast<unsigned long long>(report->groups));
     if (report->unused_bad_records > 0) {
-      std::printf("note: %llu damaged records that no chunk of the index names (quarantined); gc "
-                  "reclaims them\n",
-                  static_cast<unsigned long long>(report->unused_bad_records));
+      std::printf(
+          "note: %llu damaged records that no chunk of the index names (quarantined); gc "
+          "reclaims them\n",
+          static_cast<unsigned long long>(report->unused_bad_records));
     }
     if (quarantined > 0) {
       std::printf(

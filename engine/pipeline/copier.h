@@ -36,7 +36,7 @@ struct CopyStats {
   // The destination refused a manifest against a base (it lacked a chunk the base named), and
   // the copy ran again without bases.
   bool retried_without_base = false;
-  uint64_t chunks_missing = 0;     // ids the destination lacked
+  uint64_t chunks_missing = 0;  // ids the destination lacked
   uint64_t records_sent = 0;
   uint64_t bytes_sent = 0;  // record bytes handed to the destination
   AppendStats appended;     // what the destination kept
