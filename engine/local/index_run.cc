@@ -131,16 +131,18 @@ absl::Status IndexRun::Check() const {
     return absl::DataLossError(absl::StrCat("index run ", path_, " is damaged: ", why));
   };
   if (starts_[0] != 0 || starts_[buckets_] != entries_) return damaged("bucket table ends");
+  // The whole table in order (so no bucket reaches past the entries), not only the buckets that
+  // hold entries: Find trusts every start.
+  for (uint64_t k = 0; k < buckets_; ++k) {
+    if (starts_[k] > starts_[k + 1]) return damaged(absl::StrCat("bucket ", k, " ends early"));
+  }
   CF_ASSIGN_OR_RETURN(IndexRunScanner scan, IndexRunScanner::Open(*this));
   IndexEntry e, last;
   uint64_t b = 0;
   for (uint64_t i = 0; i < entries_; ++i) {
     CF_ASSIGN_OR_RETURN(bool more, scan.Next(&e));
     if (!more) return damaged("shorter than its header says");
-    while (b < buckets_ && starts_[b + 1] <= i) {
-      if (starts_[b] > starts_[b + 1]) return damaged(absl::StrCat("bucket ", b, " ends early"));
-      ++b;
-    }
+    while (b < buckets_ && starts_[b + 1] <= i) ++b;
     if (b == buckets_ || BucketOf(e.hi, buckets_) != b) {
       return damaged(absl::StrCat("entry ", i, " misplaced"));
     }

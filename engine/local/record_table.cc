@@ -91,7 +91,11 @@ RecordTable RecordTable::Fresh(const std::string& path) {
 }
 
 RecordLocation RecordTable::Get(uint64_t n) const {
-  if (n >= persisted_) return tail_[n - persisted_];
+  if (n >= persisted_) {
+    // A number past the table comes only from a damaged run: no record (pack 0), as for a slot
+    // whose check fails.
+    return n - persisted_ < tail_.size() ? tail_[n - persisted_] : RecordLocation{};
+  }
   if (!moved_.empty()) {
     auto it = moved_.find(n);
     if (it != moved_.end()) return it->second;

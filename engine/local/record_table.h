@@ -41,7 +41,8 @@ class RecordTable {
 
   uint64_t size() const { return persisted_ + tail_.size(); }
   uint64_t persisted() const { return persisted_; }
-  // The location of record `n` (< size()). A damaged slot reads as pack 0, which no store has.
+  // The location of record `n`. A damaged slot, or a number past size() (named by a damaged
+  // run), reads as pack 0, which no store has.
   RecordLocation Get(uint64_t n) const;
   void Append(const RecordLocation& loc) { tail_.push_back(loc); }
   // Forgets records `first` and later; only records not yet persisted can go.
