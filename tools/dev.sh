@@ -46,6 +46,8 @@ case "${1:-}" in
     cmake --build build-tsan -j "$jobs" --target chunkferry $tsan_tests
     CHUNKFERRY_DISABLE_URING=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tools/tsan.supp" \
       ctest --test-dir build-tsan --output-on-failure -j "$jobs" -R "$tsan_filter"
+    # Every parser fuzzed (tests/fuzz/): the known crash inputs once, then a bounded run each.
+    JOBS=$jobs bash tools/fuzz.sh 10
     ;;
   *)
     echo "usage: tools/dev.sh demo|test" >&2
