@@ -71,10 +71,11 @@ absl::Status WindowReader::SubmitWindowReads(int which, uint64_t file_offset) {
     uint64_t data_begin = pos, data_end = end;
     if (probe_holes_) {
       const off_t d = ::lseek(input_.fd, static_cast<off_t>(pos), SEEK_DATA);
+      const bool no_data = d < 0 && errno == ENXIO;  // before fstat below can touch errno
       // ENXIO: no data from pos to the end, a hole to the end; or a file cut shorter since it
       // was opened, which must not pass as zeros.
-      if (d < 0 && errno == ENXIO) CF_RETURN_IF_ERROR(CheckSizeUnchanged());
-      if (d >= 0 || errno == ENXIO) {
+      if (no_data) CF_RETURN_IF_ERROR(CheckSizeUnchanged());
+      if (d >= 0 || no_data) {
         data_begin = d < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(d), end);
         // Extents separated by small holes are read as one: a few KiB of zeros cost less
         // than another request.
