@@ -80,6 +80,9 @@ int CmdSync(const std::vector<std::string>& args) {
       {"verify", "destination checks records by: full or checksum", true, "full"},
       {"rate-limit", "cap on bytes per second sent or received, e.g. 50M (binary units; 0: none)",
        true, "0"},
+      {"io-timeout",
+       "seconds a daemon may go without sending or taking a byte before the sync gives up", true,
+       "60"},
       {"progress-json", "print progress as one JSON object per line on stderr", false, ""},
   };
   Flags f;
@@ -118,6 +121,10 @@ int CmdSync(const std::vector<std::string>& args) {
   }
   auto rate = ParseRate(flags->Get("rate-limit"));
   if (!rate.ok()) return Usage(kCmd, rate.status().message(), "");
+  auto io_timeout = flags->GetInt("io-timeout");
+  if (!io_timeout.ok() || *io_timeout < 1 || *io_timeout > 86'400) {
+    return Usage(kCmd, "--io-timeout must be a whole number of seconds from 1 to 86400", "");
+  }
   auto ctx = MakeContext(*flags);
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), "");
   const bool progress_json = flags->GetBool("progress-json");
@@ -165,6 +172,7 @@ int CmdSync(const std::vector<std::string>& args) {
     ro.connections = static_cast<size_t>(*connections);
     ro.backend = ctx->queue.backend;
     ro.rate_limit_bytes_per_s = *rate;
+    ro.io_timeout_ms = *io_timeout * 1000;
     auto r = engine::RemoteStore::Connect(ro);
     if (!r.ok()) return Fail(kCmd, r.status());
     remote_store = *std::move(r);

@@ -169,6 +169,10 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
     return absl::InvalidArgumentError(absl::StrCat(
         "store daemon ", location, ": connections must be 1..64, not ", options.connections));
   }
+  if (options.io_timeout_ms <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("store daemon ", location, ": the I/O timeout must be positive"));
+  }
   std::unique_ptr<RemoteStore> s(new RemoteStore(options, location));
   io::QueueOptions qo;
   qo.backend = options.backend;
@@ -465,6 +469,7 @@ absl::Status RemoteStore::OnFrame(Conn& c) {
 }
 
 absl::Status RemoteStore::RunUntil(const std::function<bool()>& done, int64_t timeout_ms) {
+  if (timeout_ms <= 0) timeout_ms = options_.io_timeout_ms;
   last_progress_ = Clock::now();
   std::vector<io::Completion> completions(2 * conns_.size() + 4);
   for (;;) {
@@ -486,9 +491,10 @@ absl::Status RemoteStore::RunUntil(const std::function<bool()>& done, int64_t ti
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_progress_)
             .count();
     if (idle >= timeout_ms) {
-      return Break(PeerStatus(absl::StatusCode::kDeadlineExceeded,
-                              absl::StrCat("no progress for ", timeout_ms / 1000,
-                                           " s (the daemon or the network stalled)")));
+      return Break(
+          PeerStatus(absl::StatusCode::kDeadlineExceeded,
+                     absl::StrCat("no progress for ", static_cast<double>(timeout_ms) / 1000,
+                                  " s (the daemon or the network stalled)")));
     }
     int64_t wait = timeout_ms - idle;
     if (rate_wait >= 0) wait = std::min(wait, rate_wait);
@@ -796,7 +802,8 @@ absl::Status RemoteStore::Flush() {
     return true;
   }));
   if (!append_error_.ok()) return append_error_;
-  CF_ASSIGN_OR_RETURN(auto reply, Call(MsgType::kFlush, {}, MsgType::kFlushAck, kFlushTimeoutMs));
+  CF_ASSIGN_OR_RETURN(auto reply, Call(MsgType::kFlush, {}, MsgType::kFlushAck,
+                                       std::max(kFlushTimeoutMs, options_.io_timeout_ms)));
   if (absl::Status st = CheckEmptyPayload(MsgType::kFlushAck, reply); !st.ok()) {
     return Break(PeerStatus(st.code(), st.message()));
   }
@@ -1028,8 +1035,8 @@ absl::StatusOr<GcStats> RemoteStore::CollectGarbage(const GcRequest& request) {
   }
   // A collection of a large store takes as long as reading its manifests and rewriting packs.
   constexpr int64_t kGcTimeoutMs = int64_t{24} * 3600 * 1000;
-  CF_ASSIGN_OR_RETURN(
-      auto reply, Call(MsgType::kGc, StrBytes(EncodeGc(request)), MsgType::kGcDone, kGcTimeoutMs));
+  CF_ASSIGN_OR_RETURN(auto reply, Call(MsgType::kGc, StrBytes(EncodeGc(request)), MsgType::kGcDone,
+                                       std::max(kGcTimeoutMs, options_.io_timeout_ms)));
   auto totals = DecodeGcDone(reply);
   if (!totals.ok()) return PeerStatus(totals.status().code(), totals.status().message());
   return totals;

@@ -64,6 +64,10 @@ struct RemoteOptions {
   // accepts connections and never answers fails within this time (DeadlineExceeded). Negative:
   // the kernel's connect limit and the handshake's own (kHandshakeTimeoutMs per step).
   int64_t connect_timeout_ms = 10'000;
+  // Longest wait without progress on any connection (no byte sent or received) before the store
+  // fails with DeadlineExceeded: a stalled daemon or network. FLUSH and GC wait at least their
+  // own, longer, limits, since the daemon is silent while it fsyncs or collects. Must be > 0.
+  int64_t io_timeout_ms = kWireIoTimeoutMs;
 };
 
 class RemoteStore final : public Store {
@@ -200,15 +204,15 @@ class RemoteStore final : public Store {
   absl::Status HandleCompletion(const io::Completion& completion);
   absl::Status OnFrame(Conn& conn);
   // Runs the I/O loop until `done` returns true (checked between completions) or the store
-  // fails. `timeout_ms` bounds the time without any progress.
-  absl::Status RunUntil(const std::function<bool()>& done, int64_t timeout_ms = kWireIoTimeoutMs);
+  // fails. `timeout_ms` bounds the time without any progress (0: options_.io_timeout_ms).
+  absl::Status RunUntil(const std::function<bool()>& done, int64_t timeout_ms = 0);
   // Posts what can go, collects the completions that are in, without waiting.
   absl::Status Poll();
   // DELETE of a group or a volume backup.
   absl::StatusOr<DeleteResult> Delete(DeleteKind kind, const std::string& uuid);
   // A request on connection 0 answered by one frame of type `reply`; returns its payload.
   absl::StatusOr<std::vector<uint8_t>> Call(MsgType type, absl::Span<const uint8_t> payload,
-                                            MsgType reply, int64_t timeout_ms = kWireIoTimeoutMs);
+                                            MsgType reply, int64_t timeout_ms = 0);
 
   // Streams the file at `path` (`size` bytes) as MANIFEST_DATA frames after a request frame
   // (`type`, `header`), then MANIFEST_END; returns the reply (OK, or the ERROR's status).
