@@ -62,6 +62,14 @@ class DaemonProcess {
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   }
+  // Waits for the process to end by itself; returns its wait status (-1: no process).
+  int Wait() {
+    if (pid_ <= 0) return -1;
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
   // HOST:PORT; empty when the daemon did not start.
   const std::string& address() const { return address_; }
   pid_t pid() const { return pid_; }

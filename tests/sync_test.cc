@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "engine/format/volume_backup.h"
 #include "engine/wire/auth.h"
@@ -59,6 +61,18 @@ class SyncTest : public testing::CliFixture {
                   "--quiet"},
                  want);
     return want == 0 ? ParseJson(r.out) : Json{{"stderr", r.err}};
+  }
+
+  // `store` verifies clean and each (backup uuid, image) restores byte for byte.
+  void ExpectVerifiesAndRestores(const std::string& store,
+                                 const std::vector<std::pair<std::string, std::string>>& backups) {
+    const Json verify = ParseJson(Run({"verify", "--store", store, "--json", "--quiet"}).out);
+    EXPECT_EQ(verify.value("ok", false), true) << verify.dump();
+    const std::string out = tmp_.Sub("out");
+    for (const auto& [uuid, image] : backups) {
+      Run({"restore", "--store", store, "--backup", uuid, "--output", out, "--quiet", "--force"});
+      EXPECT_TRUE(testing::FilesEqual(image, out)) << uuid;
+    }
   }
 
   const std::string vm_ = engine::NewUuid();
@@ -232,11 +246,99 @@ TEST_P(SyncTest, KilledDaemonOrClientThenRerunConverges) {
   const Json rerun = Sync(a, daemon.url(), group, key);
   EXPECT_LE(rerun.value("bytesSent", uint64_t{0}), testing::TotalPackBytes(a)) << rerun.dump();
   EXPECT_EQ(daemon.Stop(SIGTERM), 0);
-  const Json verify = ParseJson(Run({"verify", "--store", b, "--json", "--quiet"}).out);
-  EXPECT_EQ(verify.value("ok", false), true) << verify.dump();
-  const std::string out = tmp_.Sub("out");
-  Run({"restore", "--store", b, "--backup", backup, "--output", out, "--quiet"});
-  EXPECT_TRUE(testing::FilesEqual(img, out));
+  ExpectVerifiesAndRestores(b, {{backup, img}});
+}
+
+// A daemon that stops answering mid-sync (SIGSTOP: the process is there, the socket open, nothing
+// moves) makes the client give up after --io-timeout seconds without progress, with an error that
+// says so; once the daemon runs again it keeps serving and the rerun converges.
+TEST_P(SyncTest, AStalledDaemonTimesOutAndKeepsServingAfterwards) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});
+  const std::string key = b + "/auth.key";
+  const std::string img = tmp_.Sub("big.img");
+  testing::WriteRandomFile(img, 48 * kMiB, 6);
+  const std::string group = engine::NewUuid();
+  const std::string backup = Import(a, img, group, "Root").value("uuid", "");
+  Daemon daemon(b, tmp_.Sub("ready"), IoFlag());
+  ASSERT_FALSE(daemon.address().empty());
+
+  const std::string err = tmp_.Sub("sync.err");
+  const uint64_t start = testing::TotalPackBytes(b);
+  const pid_t sync = testing::StartProcess(
+      {"/bin/sh", "-c",
+       absl::StrCat("exec '", CHUNKFERRY_CLI, "' sync --from '", a, "' --to ", daemon.url(),
+                    " --group ", group, " --key-file '", key, "' --io-timeout 2 --quiet ", IoFlag(),
+                    " 2>'", err, "'")});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline &&
+         testing::TotalPackBytes(b) < start + 2 * kMiB) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  int status = 0;
+  if (::waitpid(sync, &status, WNOHANG) != 0) {
+    GTEST_SKIP() << "the sync finished before the daemon could be stopped";
+  }
+  ::kill(daemon.pid(), SIGSTOP);
+  const auto stopped = std::chrono::steady_clock::now();
+  ::waitpid(sync, &status, 0);
+  const double waited =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - stopped).count();
+  ::kill(daemon.pid(), SIGCONT);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0) << "a sync against a stopped daemon cannot succeed";
+  auto text = io::ReadFileToString(err);
+  ASSERT_TRUE(text.ok());
+  EXPECT_TRUE(absl::StrContains(*text, "no progress for 2 s")) << *text;
+  // Not a result check on speed: the client gave up on its own, long before the default 60 s.
+  EXPECT_LT(waited, 50) << *text;
+  EXPECT_FALSE(absl::StrContains(Run({"ls", "--store", b, "--json"}).out, group));
+
+  // The daemon, running again, serves the rerun; the group lands whole.
+  Sync(a, daemon.url(), group, key);
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+  ExpectVerifiesAndRestores(b, {{backup, img}});
+}
+
+// The daemon dies (SIGKILL, as in a power cut) right after each commit step of a push in turn:
+// after the flush (chunks durable, no manifest), after the first and the second manifest (no
+// group), after the group (published, not acknowledged). Each time the sync fails, verify passes,
+// the group is visible only when it is whole, and a rerun converges to byte-identical restores.
+TEST_P(SyncTest, ADaemonCrashAfterEachCommitStepLeavesNoHalfGroup) {
+  const std::string a = tmp_.Sub("a");
+  Run({"store", "init", "--store", a, "--quiet"});
+  const std::string root = tmp_.Sub("root.img"), data = tmp_.Sub("data.img");
+  testing::WriteMixedFile(root, 2 * kMiB + 123, 31);
+  testing::WriteTextFile(data, kMiB, 32);
+  const std::string group = engine::NewUuid();
+  const std::vector<std::pair<std::string, std::string>> volumes = {
+      {Import(a, root, group, "Root").value("uuid", ""), root},
+      {Import(a, data, group, "Data").value("uuid", ""), data}};
+
+  for (const char* step : {"flush", "manifest:1", "manifest:2", "group"}) {
+    SCOPED_TRACE(step);
+    const std::string b = tmp_.Sub(absl::StrCat("b-", absl::StrReplaceAll(step, {{":", "-"}})));
+    Run({"store", "init", "--store", b, "--quiet"});
+    const std::string key = b + "/auth.key";
+    ::setenv("CHUNKFERRY_SERVE_CRASH_AT", step, 1);
+    auto crashing = std::make_unique<Daemon>(b, tmp_.Sub("ready"), IoFlag());
+    ::unsetenv("CHUNKFERRY_SERVE_CRASH_AT");
+    ASSERT_FALSE(crashing->address().empty());
+    const Json failed = Sync(a, crashing->url(), group, key, 1);
+    const int status = crashing->Wait();
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "the daemon did not crash at " << step << ": " << failed.dump();
+
+    ExpectVerifiesAndRestores(b, {});
+    const bool visible = absl::StrContains(Run({"ls", "--store", b, "--json"}).out, group);
+    EXPECT_EQ(visible, std::string(step) == "group") << "a group is visible only when whole";
+
+    Daemon daemon(b, tmp_.Sub("ready"), IoFlag());
+    ASSERT_FALSE(daemon.address().empty());
+    Sync(a, daemon.url(), group, key);
+    EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+    ExpectVerifiesAndRestores(b, volumes);
+  }
 }
 
 TEST_P(SyncTest, BadDaemonAddressAndFlagsAreClearErrors) {
@@ -248,6 +350,17 @@ TEST_P(SyncTest, BadDaemonAddressAndFlagsAreClearErrors) {
                1);
   EXPECT_TRUE(absl::StrContains(r.err, "127.0.0.1:1")) << r.err;
   Run({"sync", "--from", a, "--to", "tcp://127.0.0.1:99999", "--group", engine::NewUuid()}, 2);
+  for (const char* t : {"0", "-5", "1.5", "86401"}) {
+    r = Run({"sync", "--from", a, "--to", "tcp://127.0.0.1:1", "--group", engine::NewUuid(),
+             "--key-file", a + "/auth.key", "--io-timeout", t},
+            2);
+    EXPECT_TRUE(absl::StrContains(r.err, "--io-timeout")) << r.err;
+  }
+  // A crash point the daemon does not know is refused before it serves anything.
+  ::setenv("CHUNKFERRY_SERVE_CRASH_AT", "manifest:0", 1);
+  r = Run({"serve", "--store", a, "--listen", "127.0.0.1:0"}, 2);
+  ::unsetenv("CHUNKFERRY_SERVE_CRASH_AT");
+  EXPECT_TRUE(absl::StrContains(r.err, "CHUNKFERRY_SERVE_CRASH_AT")) << r.err;
   Run({"serve", "--store", a, "--listen", "nonsense"}, 2);
 }
 

@@ -1,10 +1,20 @@
 // chunkferry serve: the store daemon. Serves one local store to other nodes over the wire
 // protocol (docs/PROTOCOL.md) until SIGINT or SIGTERM, then closes the store (flushing it).
 
-#include <cstdio>
-#include <optional>
+#include <signal.h>
 
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/store_server.h"
@@ -17,6 +27,32 @@ namespace {
 
 constexpr char kCmd[] = "serve";
 constexpr char kDefaultListen[] = "127.0.0.1:7170";
+
+// Where the crash tests (tests/faults/campaign.py) stop the daemon: CHUNKFERRY_SERVE_CRASH_AT=
+// STEP[:N] kills it (SIGKILL, as a power cut would stop it) right after the Nth success of
+// commit step STEP ("flush", "manifest" or "group"; N defaults to 1), before the client hears of
+// it. Unset in production. Returns an empty hook when unset, an error when malformed.
+absl::StatusOr<std::function<void(engine::CommitStep)>> CrashHookFromEnv() {
+  const char* at = std::getenv("CHUNKFERRY_SERVE_CRASH_AT");
+  if (at == nullptr || *at == '\0') return std::function<void(engine::CommitStep)>();
+  std::vector<std::string> parts = absl::StrSplit(at, ':');
+  uint64_t nth = 1;
+  std::optional<engine::CommitStep> step;
+  for (auto s : {engine::CommitStep::kFlushed, engine::CommitStep::kManifestPublished,
+                 engine::CommitStep::kGroupPublished}) {
+    if (parts[0] == engine::CommitStepName(s)) step = s;
+  }
+  if (!step || parts.size() > 2 ||
+      (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &nth) || nth == 0))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CHUNKFERRY_SERVE_CRASH_AT='", at,
+                     "' is not STEP[:N] with STEP flush, manifest or group and N >= 1"));
+  }
+  auto seen = std::make_shared<std::atomic<uint64_t>>(0);
+  return [step = *step, nth, seen](engine::CommitStep done) {
+    if (done == step && seen->fetch_add(1) + 1 == nth) ::raise(SIGKILL);
+  };
+}
 
 }  // namespace
 
@@ -73,6 +109,9 @@ int CmdServe(const std::vector<std::string>& args) {
   options.idle_timeout_ms = *idle * 1000;
   options.backend = *backend;
   options.log = LogLine;
+  auto crash_hook = CrashHookFromEnv();
+  if (!crash_hook.ok()) return Usage(kCmd, crash_hook.status().message(), help);
+  options.after_commit = *std::move(crash_hook);
   auto key = engine::LoadKeyFile(key_file);
   if (!key.ok()) {
     if (absl::IsNotFound(key.status())) {

@@ -41,6 +41,18 @@ std::string RefusalReason(const absl::Status& status) {
 
 }  // namespace
 
+const char* CommitStepName(CommitStep step) {
+  switch (step) {
+    case CommitStep::kFlushed:
+      return "flush";
+    case CommitStep::kManifestPublished:
+      return "manifest";
+    case CommitStep::kGroupPublished:
+      return "group";
+  }
+  return "?";
+}
+
 StoreServer::StoreServer(LocalStore* store, ServerOptions options)
     : store_(store), options_(std::move(options)) {
   if (store_ != nullptr) welcome_.info = store_->info();

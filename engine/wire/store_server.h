@@ -38,6 +38,15 @@
 
 namespace chunkferry::engine {
 
+// The steps that make a pushed group durable, in their order (docs/FORMATS.md, "Commit order").
+enum class CommitStep {
+  kFlushed,            // FLUSH: the session's records are durable and indexed
+  kManifestPublished,  // PUT_MANIFEST(_DELTA): one volume backup's manifest is published
+  kGroupPublished,     // PUT_GROUP: the group record is published
+};
+// "flush", "manifest", "group".
+const char* CommitStepName(CommitStep step);
+
 struct ServerOptions {
   io::Endpoint listen;  // port 0: any free port (see StoreServer::port())
   AuthKey key;          // the shared key clients must prove they hold
@@ -49,6 +58,10 @@ struct ServerOptions {
   // Called between the steps of a collection (GC), without the store mutex, with the phase the
   // next step belongs to: the tests run other requests at chosen points of a collection.
   std::function<void(GarbageCollector::Phase)> gc_between_steps;
+  // Called on the connection's thread right after a commit step succeeded, before it is
+  // acknowledged: the crash tests kill the daemon there (`chunkferry serve` with
+  // CHUNKFERRY_SERVE_CRASH_AT), between one durable step and the next. May be empty.
+  std::function<void(CommitStep)> after_commit;
   // Receives one line per event (connection accepted, authenticated, refused, protocol error,
   // closed with its totals, …). Called from any thread, one call at a time. May be empty.
   std::function<void(const std::string&)> log;

@@ -147,6 +147,7 @@ absl::Status StoreSession::HandleFlush(absl::Span<const uint8_t> payload) {
     st = store_.Flush();
   }
   if (!st.ok()) return RequestError("FLUSH", st);
+  if (options_.after_commit) options_.after_commit(CommitStep::kFlushed);
   return conn_.Send(MsgType::kFlushAck, absl::Span<const uint8_t>());
 }
 

@@ -86,6 +86,7 @@ absl::Status StoreSession::HandlePutManifest(absl::Span<const uint8_t> payload) 
     st = store_.PutManifest((*reader)->meta(), **reader);
   }
   if (!st.ok()) return RequestError("PUT_MANIFEST", st);
+  if (options_.after_commit) options_.after_commit(CommitStep::kManifestPublished);
   return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
 }
 
@@ -129,6 +130,7 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
     }();
   }
   if (!st.ok()) return RequestError(kReq, st);
+  if (options_.after_commit) options_.after_commit(CommitStep::kManifestPublished);
   return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
 }
 
@@ -173,6 +175,7 @@ absl::Status StoreSession::HandlePutGroup(absl::Span<const uint8_t> payload) {
     st = store_.PutGroup(*group);
   }
   if (!st.ok()) return RequestError("PUT_GROUP", st);
+  if (options_.after_commit) options_.after_commit(CommitStep::kGroupPublished);
   return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
 }
 
