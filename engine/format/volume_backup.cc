@@ -1,6 +1,10 @@
 #include "engine/format/volume_backup.h"
 
-#include <random>
+#include <sys/random.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -32,14 +36,25 @@ bool IsValidUuid(absl::string_view s) {
 }
 
 std::string NewUuid() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  // 128 bits from the kernel's CSPRNG on every call: no user-space generator whose state a fork
+  // would copy or whose seed (32 bits from std::random_device) would make two processes collide.
+  uint8_t bytes[16];
+  size_t have = 0;
+  while (have < sizeof(bytes)) {
+    const ssize_t n = ::getrandom(bytes + have, sizeof(bytes) - have, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      // Only without the syscall (Linux < 3.17): no uuid is better than a guessable one.
+      std::perror("chunkferry: getrandom");
+      std::abort();
+    }
+    have += static_cast<size_t>(n);
+  }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(32, '0');
-  uint64_t bits = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (i % 16 == 0) bits = rng();
-    out[i] = kHex[bits & 15];
-    bits >>= 4;
+  for (size_t i = 0; i < sizeof(bytes); ++i) {
+    out[2 * i] = kHex[bytes[i] >> 4];
+    out[2 * i + 1] = kHex[bytes[i] & 15];
   }
   return out;
 }

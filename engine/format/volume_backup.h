@@ -39,7 +39,7 @@ struct VolumeBackupMeta {
 
 // True for 32 lowercase hex characters: the platform's uuid form.
 bool IsValidUuid(absl::string_view s);
-// Makes a random uuid in that form.
+// Makes a random uuid in that form: 128 bits from the kernel's CSPRNG (getrandom).
 std::string NewUuid();
 
 // Checks uuids, type and mode; InvalidArgument naming the field.

@@ -1,5 +1,8 @@
 #include "engine/format/volume_backup.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <set>
 #include <string>
 
@@ -42,6 +45,42 @@ TEST(VolumeBackupTest, NewUuidIsValidAndFresh) {
     ASSERT_TRUE(IsValidUuid(u)) << u;
     ASSERT_TRUE(seen.insert(u).second) << "repeated uuid " << u;
   }
+}
+
+// A forked process must not repeat its parent's uuids, as a user-space generator copied by the
+// fork would (its state is the same on both sides); every nibble takes all 16 values.
+TEST(VolumeBackupTest, NewUuidDiffersAcrossForkAndUsesAllBits) {
+  (void)NewUuid();  // whatever state a generator keeps exists before the fork
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string u = NewUuid();
+    const ssize_t n = ::write(pipe_fds[1], u.data(), u.size());
+    ::_exit(n == static_cast<ssize_t>(u.size()) ? 0 : 1);
+  }
+  ::close(pipe_fds[1]);
+  const std::string mine = NewUuid();
+  char child[32];
+  size_t have = 0;
+  while (have < sizeof(child)) {
+    const ssize_t n = ::read(pipe_fds[0], child + have, sizeof(child) - have);
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_EQ(have, sizeof(child));
+  EXPECT_NE(mine, std::string(child, sizeof(child)));
+
+  std::set<char> per_position[32];
+  for (int i = 0; i < 2000; ++i) {
+    const std::string u = NewUuid();
+    for (size_t k = 0; k < 32; ++k) per_position[k].insert(u[k]);
+  }
+  for (size_t k = 0; k < 32; ++k) EXPECT_EQ(per_position[k].size(), 16u) << "position " << k;
 }
 
 VolumeBackupMeta GoodMeta() {
