@@ -169,6 +169,7 @@ def main():
                         {"uuid": DST_BS, "name": "dst2", "store": "tcp://" + d2.addr,
                          "keyFile": os.path.join(dst2, "auth.key"), "connections": 2}],
                         "sessions": [session], "verify": "full"}, f, indent=1)
+                os.chmod(cfg, 0o600)  # it lists a session: refused when others may read it
                 api = macro.Served([cf, "api", "--config", cfg, "--io", args.io], rd, "api")
                 served.append(api)
                 run["api_rss_idle_kib"] = macro.proc_status_kib(api.pid, "VmRSS")

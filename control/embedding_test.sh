@@ -61,6 +61,7 @@ cat >"$scratch/registry.json" <<EOF
   "verify": "full"
 }
 EOF
+chmod 600 "$scratch/registry.json"  # it lists a session: a secret, refused when others may read it
 
 "$@" "$scratch/registry.json" "$group" "$src_storage" "$dst_storage" "$root_backup" ||
   fail "checker $1 failed"

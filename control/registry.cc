@@ -1,5 +1,6 @@
 #include "control/registry.h"
 
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <unistd.h>
 
@@ -7,15 +8,15 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "engine/format/volume_backup.h"
+#include "io/fd.h"
+#include "io/status_macros.h"
 
 namespace chunkferry::control {
 namespace {
@@ -23,6 +24,8 @@ namespace {
 using InJson = nlohmann::json;
 
 constexpr absl::string_view kRemotePrefix = "tcp://";
+// Far beyond any real registry; a bound, so that a wrong path (a disk image) fails fast.
+constexpr size_t kMaxConfigBytes = 16u << 20;
 
 // Reports problems as "ORIGIN: PATH: what".
 class Checker {
@@ -230,17 +233,37 @@ bool Registry::HasSession(std::string_view session) const {
 }
 
 absl::StatusOr<Registry> LoadRegistry(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  // O_NONBLOCK: a FIFO planted at the path must not hang the open.
+  absl::StatusOr<io::Fd> fd = io::OpenFile(path, O_RDONLY | O_NONBLOCK);
+  if (!fd.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("cannot read config ", path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot read config ", path, ": ", fd.status().message()));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd->get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read config ", path, ": ", std::strerror(errno)));
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxConfigBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", path, " is over ", kMaxConfigBytes >> 20, " MiB"));
+    }
+  }
   const size_t slash = path.rfind('/');
   std::string base = slash == std::string::npos ? "." : path.substr(0, slash);
   if (base.empty()) base = "/";
-  return ParseRegistry(text.str(), path, base);
+  CF_ASSIGN_OR_RETURN(Registry registry, ParseRegistry(text, path, base));
+  // Sessions are the API's passwords: a config that lists them is a secret.
+  if (!registry.sessions.empty()) {
+    CF_RETURN_IF_ERROR(io::CheckPrivateFile(fd->get(), "config (it lists sessions)", path));
+  }
+  return registry;
 }
 
 }  // namespace chunkferry::control

@@ -1,6 +1,7 @@
 #include "control/registry.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -84,12 +85,42 @@ TEST_F(RegistryTest, LoadsFromAFileWithPathsRelativeToIt) {
   const std::string text = Config("", R"(, "verify": "checksum")");
   chunkferry::testing::WriteFile(
       path, absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
   auto r = LoadRegistry(path);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->verify, engine::VerifyMode::kChecksum);
   auto missing = LoadRegistry(dir_.Sub("nope.json"));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.status().message().find("nope.json"), std::string::npos);
+}
+
+// Sessions are the API's passwords: a config that lists them and that group or others may read
+// is refused; one without sessions (the C ABI's) may be readable.
+TEST_F(RegistryTest, AConfigListingSessionsMustBePrivate) {
+  const std::string path = dir_.Sub("registry.json");
+  auto write = [&](const std::string& text, mode_t mode) {
+    ::unlink(path.c_str());
+    chunkferry::testing::WriteFile(
+        path,
+        absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+  };
+  for (mode_t loose : {0644, 0640, 0604, 0660}) {
+    write(Config(), loose);
+    auto r = LoadRegistry(path);
+    ASSERT_FALSE(r.ok()) << std::oct << loose;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied) << r.status();
+  }
+  write(Config(), 0600);
+  EXPECT_TRUE(LoadRegistry(path).ok());
+  write(Config(), 0400);
+  EXPECT_TRUE(LoadRegistry(path).ok());
+  std::string no_sessions = Config();
+  no_sessions.replace(no_sessions.find(R"("0123456789abcdef0123456789abcdef")"), 34, "");
+  write(no_sessions, 0644);
+  auto r = LoadRegistry(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->sessions.empty());
 }
 
 TEST_F(RegistryTest, RejectsMalformedConfigsWithThePlace) {

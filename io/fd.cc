@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "io/status_macros.h"
 
 namespace chunkferry::io {
@@ -186,6 +187,49 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
   return content;
 }
 
+bool IsAtomicWriteLeftover(std::string_view name) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string_view::npos || at == 0 || at + 5 == name.size()) return false;
+  for (char c : name.substr(at + 5)) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
+absl::Status CheckPrivateFile(int fd, std::string_view what, std::string_view path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "fstat", path);
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(what), " ", std::string(path), " is not a regular file"));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return absl::PermissionDeniedError(absl::StrFormat(
+        "%s %s has mode %04o: group or others may access it, and it is a secret; run chmod 600 %s",
+        what, path, st.st_mode & 07777, path));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadPrivateFile(const std::string& path, std::string_view what) {
+  CF_ASSIGN_OR_RETURN(Fd fd, OpenFile(path, O_RDONLY | O_NONBLOCK));
+  CF_RETURN_IF_ERROR(CheckPrivateFile(fd.get(), what, path));
+  std::string content;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "read", path);
+    if (n == 0) break;
+    content.append(buf, static_cast<size_t>(n));
+    if (content.size() > (1u << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(std::string(what), " ", path, " is over 1 MiB"));
+    }
+  }
+  return content;
+}
+
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data) {
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   absl::Status status = [&]() -> absl::Status {
@@ -267,7 +311,7 @@ absl::StatusOr<bool> WriteFileOnce(const std::string& path, std::string_view dat
 }
 
 absl::Status MakeDir(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+  if (::mkdir(path.c_str(), kPrivateDirMode) != 0 && errno != EEXIST) {
     return ErrnoStatus(errno, "mkdir", path);
   }
   return absl::OkStatus();

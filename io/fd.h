@@ -43,15 +43,21 @@ class Fd {
 // (ENOENT → NotFound, ENOSPC → ResourceExhausted, EACCES → PermissionDenied, else Internal...).
 absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 
+// Files and directories chunkferry creates are private to the user that runs it: backups and
+// secrets are nobody else's business on a shared node (the umask can only take bits away).
+inline constexpr int kPrivateFileMode = 0600;
+inline constexpr int kPrivateDirMode = 0700;
+
 // Opens `path` with open(2) flags and mode, adding O_CLOEXEC; the error names the path.
-[[nodiscard]] absl::StatusOr<Fd> OpenFile(const std::string& path, int flags, int mode = 0644);
+[[nodiscard]] absl::StatusOr<Fd> OpenFile(const std::string& path, int flags,
+                                          int mode = kPrivateFileMode);
 
 // Opens `path` with O_DIRECT added to `flags` when it is a regular file or block device on a
 // file system that supports it (tmpfs does not), else without (FIFOs, character devices); *direct
 // tells which. Direct I/O needs buffers, offsets and lengths aligned to kDirectAlignment
 // (io/buffer.h), except a read that ends at end of file.
 [[nodiscard]] absl::StatusOr<Fd> OpenMaybeDirect(const std::string& path, int flags, bool* direct,
-                                                 int mode = 0644);
+                                                 int mode = kPrivateFileMode);
 
 // Reads exactly `out.size()` bytes at `offset`, retrying short reads and EINTR. Returns
 // OutOfRange when the file ends first (the bytes before EOF are in `out`), the errno as a
@@ -65,9 +71,19 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 
 // Reads a whole (small) file into a string.
 [[nodiscard]] absl::StatusOr<std::string> ReadFileToString(const std::string& path);
-// Replaces `path` durably and atomically: write `path.tmp.<pid>`, fsync, rename over `path`,
-// fsync the directory. Readers see either the old or the new content, never a mix.
+// PermissionDenied, naming the mode and the fix (chmod 600), when the open file `fd` (a secret:
+// `what`, at `path`) is not a regular file private to its owner: group or others have any access.
+[[nodiscard]] absl::Status CheckPrivateFile(int fd, std::string_view what, std::string_view path);
+// ReadFileToString of a secret: refused as CheckPrivateFile says; a FIFO does not hang the open.
+[[nodiscard]] absl::StatusOr<std::string> ReadPrivateFile(const std::string& path,
+                                                          std::string_view what);
+// Replaces `path` durably and atomically: write `path.tmp.<pid>` (kPrivateFileMode), fsync, rename
+// over `path`, fsync the directory. Readers see either the old or the new content, never a mix.
+// IsAtomicWriteLeftover() recognizes the temporary name a crash may leave behind.
 [[nodiscard]] absl::Status WriteFileAtomic(const std::string& path, std::string_view data);
+// True for a name of the form `<name>.tmp.<digits>`: the temporary file of WriteFileAtomic or
+// WriteFileOnce.
+bool IsAtomicWriteLeftover(std::string_view name);
 // Publishes the finished, fsynced file `tmp_path` as `path` unless `path` already exists
 // (renameat2 RENAME_NOREPLACE, or link(2) where the file system lacks it, so that of two
 // publishers only one can win), then fsyncs the directory. Returns true when `path` is new; false
@@ -79,7 +95,7 @@ absl::Status ErrnoStatus(int err, std::string_view op, std::string_view what);
 [[nodiscard]] absl::StatusOr<bool> WriteFileOnce(const std::string& path, std::string_view data);
 // Compares two files byte for byte, streaming (files of any size).
 [[nodiscard]] absl::StatusOr<bool> FilesEqual(const std::string& a, const std::string& b);
-// Creates directory `path` (mode 0755); one that exists already is fine.
+// Creates directory `path` (mode kPrivateDirMode); one that exists already is fine.
 [[nodiscard]] absl::Status MakeDir(const std::string& path);
 // Lists the names in `dir` that end in `suffix` (and are longer than it), without the suffix,
 // sorted.

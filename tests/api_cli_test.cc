@@ -52,6 +52,7 @@ class ApiCliTest : public testing::CliFixture {
     const std::string path = tmp_.Sub("registry.json");
     const std::string text = config.dump(2);
     testing::WriteFile(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+    ::chmod(path.c_str(), 0600);  // it lists sessions: refused when others may read it
     return path;
   }
 

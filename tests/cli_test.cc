@@ -1,11 +1,14 @@
 // The chunkferry CLI end to end: store init, import two volumes, copy to a second store, verify
 // (JSON), restore and compare, ls and inventory JSON in the sync API contract's field order.
+#include <sys/stat.h>
+
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "engine/format/volume_backup.h"
 #include "gtest/gtest.h"
@@ -173,6 +176,67 @@ TEST_P(CliTest, EndToEnd) {
 
 // delete: refusals are exit 1 (unknown, grouped) or 2 (flags) and change nothing; a group goes
 // with its volume backups, and restore then fails.
+// What chunkferry writes is private to its user, whatever the umask lets through: files 0600,
+// directories 0700 (a store holds every VM's disks; its keys are secrets); a key file others may
+// read is refused; temporary files a crash left beside atomic replacements go at the next
+// writable open, and a read-only open leaves them alone.
+TEST_P(CliTest, StoreFilesArePrivateAndCrashLeftoversAreRemoved) {
+  const mode_t old_umask = ::umask(022);
+  const std::string a = tmp_.Sub("a"), idkey = tmp_.Sub("id.key");
+  const std::string hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+  testing::WriteFile(idkey, {reinterpret_cast<const uint8_t*>(hex.data()), hex.size()});
+  ASSERT_EQ(::chmod(idkey.c_str(), 0644), 0);
+  auto r = Run({"store", "init", "--store", a, "--id-key-file", idkey, "--quiet"}, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "chmod 600")) << r.err;
+  EXPECT_FALSE(testing::FileExists(a + "/STORE")) << "a refused init made a store";
+  ASSERT_EQ(::chmod(idkey.c_str(), 0600), 0);
+  Run({"store", "init", "--store", a, "--id-key-file", idkey, "--quiet"});
+  const std::string img = tmp_.Sub("img");
+  testing::WriteMixedFile(img, 3 * kMiB, 41);
+  const std::string group = engine::NewUuid();
+  const std::string backup = ParseJson(Run({"import", "--store", a, "--image", img, "--group",
+                                            group, "--volume", engine::NewUuid(), "--type", "Root",
+                                            "--vm", engine::NewUuid(), "--json", "--quiet"})
+                                           .out)
+                                 .value("uuid", "");
+  const std::string out = tmp_.Sub("restored");
+  Run({"restore", "--store", a, "--backup", backup, "--output", out, "--quiet"});
+  ::umask(old_umask);
+
+  std::vector<std::string> loose;
+  size_t files = 0;
+  testing::ForEachPath(a, [&](const std::string& path, const struct stat& st) {
+    if (S_ISREG(st.st_mode)) ++files;
+    if ((st.st_mode & 077) != 0) {
+      loose.push_back(absl::StrFormat("%s %04o", path, st.st_mode & 07777));
+    }
+  });
+  struct stat st;
+  ASSERT_EQ(::stat(out.c_str(), &st), 0);
+  if ((st.st_mode & 077) != 0) loose.push_back(out);
+  EXPECT_GE(files, 6u) << "the walk saw too little of the store";
+  EXPECT_TRUE(loose.empty()) << absl::StrJoin(loose, "\n");
+
+  // A loose chunk id key is refused, not used.
+  ASSERT_EQ(::chmod((a + "/ID_KEY").c_str(), 0644), 0);
+  r = Run({"ls", "--store", a}, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "ID_KEY")) << r.err;
+  ASSERT_EQ(::chmod((a + "/ID_KEY").c_str(), 0600), 0);
+
+  const std::vector<std::string> leftovers = {a + "/STORE.tmp.4242", a + "/index/STATE.tmp.77",
+                                              a + "/groups/" + group + ".tmp.9"};
+  for (const auto& path : leftovers) testing::WriteFile(path, {});
+  const std::string keep = a + "/groups/notes.tmp.txt";  // not a temporary name: stays
+  testing::WriteFile(keep, {});
+  Run({"ls", "--store", a, "--quiet"});
+  for (const auto& path : leftovers) EXPECT_TRUE(testing::FileExists(path)) << path;
+  Run({"verify", "--store", a, "--quiet"});
+  Run({"import", "--store", a, "--image", img, "--group", engine::NewUuid(), "--volume",
+       engine::NewUuid(), "--type", "Root", "--vm", engine::NewUuid(), "--quiet"});
+  for (const auto& path : leftovers) EXPECT_FALSE(testing::FileExists(path)) << path;
+  EXPECT_TRUE(testing::FileExists(keep));
+}
+
 TEST_P(CliTest, DeleteGroupsAndBackups) {
   const std::string s = tmp_.Sub("s"), image = tmp_.Sub("root.img");
   testing::WriteMixedFile(image, 2 * kMiB, 3);

@@ -181,6 +181,18 @@ bool FileExists(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0;
 }
 
+void ForEachPath(const std::string& root,
+                 const std::function<void(const std::string&, const struct stat&)>& fn) {
+  struct stat st;
+  if (::lstat(root.c_str(), &st) != 0) return;
+  fn(root, st);
+  if (!S_ISDIR(st.st_mode)) return;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    ForEachPath(entry.path().string(), fn);
+  }
+}
+
 int64_t FileSize(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return -1;

@@ -9,9 +9,11 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -83,6 +85,9 @@ void WriteSparseFile(const std::string& path, uint64_t size,
 
 std::vector<uint8_t> ReadFile(const std::string& path);
 bool FileExists(const std::string& path);
+// Calls fn(path, its lstat) for `root` and every path below it (symlinks not followed).
+void ForEachPath(const std::string& root,
+                 const std::function<void(const std::string&, const struct stat&)>& fn);
 // Size in bytes, or -1 when the file does not exist.
 int64_t FileSize(const std::string& path);
 // Bytes the file occupies on disk (st_blocks * 512).

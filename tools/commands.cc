@@ -59,7 +59,7 @@ int CmdStore(const std::vector<std::string>& args) {
   if (!rs.ok()) return Usage("store init", rs.status().message(), "");
   o.record_target = static_cast<uint32_t>(std::min<uint64_t>(*rs, UINT32_MAX));
   if (f.Has("id-key-file")) {
-    auto key = io::ReadFileToString(f.Get("id-key-file"));
+    auto key = io::ReadPrivateFile(f.Get("id-key-file"), "chunk id key file");
     if (!key.ok()) return Fail("store init", key.status());
     o.id_key_hex = std::string(absl::StripAsciiWhitespace(*key));
   }

@@ -75,6 +75,7 @@ cat >"$work/registry.json" <<JSON
   "sessions": ["$session"]
 }
 JSON
+chmod 600 "$work/registry.json"  # it lists a session: the API refuses it readable by others
 sed 's/^/  /' "$work/registry.json"
 start_daemon api "$cf" api --config "$work/registry.json" --listen 127.0.0.1:0
 api="http://$(cat "$work/api.ready")"

@@ -74,8 +74,7 @@ ManifestWriter::~ManifestWriter() {
 }
 
 absl::StatusOr<std::unique_ptr<ManifestWriter>> ManifestWriter::Create(std::string tmp_path) {
-  CF_ASSIGN_OR_RETURN(io::Fd fd,
-                      io::OpenFile(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC));
   std::unique_ptr<ManifestWriter> w(new ManifestWriter(std::move(fd), std::move(tmp_path)));
   std::string header(kMagic, 4);
   PutU16(&header, kVersion);

@@ -139,8 +139,8 @@ absl::Status LocalStore::Init(const std::string& dir, const StoreInitOptions& op
       return absl::InvalidArgumentError("id key must be at least 16 bytes (32 hex characters)");
     }
     const std::string path = absl::StrCat(dir, "/ID_KEY");
+    // Created 0600 (io::kPrivateFileMode): the key is never readable by others, not even briefly.
     CF_RETURN_IF_ERROR(io::WriteFileAtomic(path, options.id_key_hex + "\n"));
-    if (::chmod(path.c_str(), 0600) != 0) return io::ErrnoStatus(errno, "chmod", path);
   }
   // The descriptor goes last: a directory without one is not a store.
   CF_RETURN_IF_ERROR(io::WriteFileAtomic(absl::StrCat(dir, "/STORE"), FormatDescriptor(info)));
@@ -162,7 +162,7 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
     return text.status();
   }
   CF_ASSIGN_OR_RETURN(s->info_, ParseDescriptor(*text, desc_path));
-  auto key = io::ReadFileToString(absl::StrCat(dir, "/ID_KEY"));
+  auto key = io::ReadPrivateFile(absl::StrCat(dir, "/ID_KEY"), "chunk id key");
   if (key.ok()) {
     absl::string_view hex = absl::StripAsciiWhitespace(*key);
     const std::string bytes = absl::HexStringToBytes(hex);
@@ -174,7 +174,7 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
 
   if (options.writable) {
     const std::string lock_path = absl::StrCat(dir, "/LOCK");
-    CF_ASSIGN_OR_RETURN(s->lock_fd_, io::OpenFile(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    CF_ASSIGN_OR_RETURN(s->lock_fd_, io::OpenFile(lock_path, O_RDWR | O_CREAT | O_CLOEXEC));
     if (::flock(s->lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
       if (err == EWOULDBLOCK) {
@@ -190,10 +190,20 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
     if (::ftruncate(s->lock_fd_.get(), 0) != 0)
       return io::ErrnoStatus(errno, "ftruncate", lock_path);
     CF_RETURN_IF_ERROR(io::PwriteFull(s->lock_fd_.get(), AsBytes(pid), 0));
-    // Leftovers of an interrupted run: never referenced by anything.
+    // Leftovers of an interrupted run, never referenced by anything: tmp/ (manifests being
+    // received or written) and the temporary files of atomic replacements. The lock is held, so
+    // no other writer can be making one now.
     auto tmps = io::ListDir(absl::StrCat(dir, "/tmp"), "");
     if (tmps.ok()) {
       for (const auto& t : *tmps) ::unlink(absl::StrCat(dir, "/tmp/", t).c_str());
+    }
+    for (const char* sub : {"", "/index", "/groups", "/volumes"}) {
+      const std::string where = absl::StrCat(dir, sub);
+      auto names = io::ListDir(where, "");
+      if (!names.ok()) continue;
+      for (const auto& name : *names) {
+        if (io::IsAtomicWriteLeftover(name)) ::unlink(absl::StrCat(where, "/", name).c_str());
+      }
     }
   }
   // A store may be driven by different threads in turn (a server's workers): its queue must
@@ -337,7 +347,7 @@ absl::Status LocalStore::StartNewPack() {
   next_pack_id_ = id + 1;
   seal_last_pack_ = false;
   const std::string path = absl::StrCat(dir_, "/packs/", PackFileName(id));
-  CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC));
   const std::string header = EncodePackHeader(id, info_.uuid);
   CF_RETURN_IF_ERROR(io::PwriteFull(fd.get(), AsBytes(header), 0));
   Pack& p = packs_[id];

@@ -121,16 +121,13 @@ absl::StatusOr<AuthKey> LoadKeyFile(const std::string& path) {
     return io::ErrnoStatus(err, "open key file", path);
   }
   io::Fd fd(raw_fd);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return io::ErrnoStatus(errno, "fstat", path);
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("key file ", path, " is not a regular file"));
-  }
-  if ((st.st_mode & 077) != 0) {
-    return absl::PermissionDeniedError(absl::StrFormat(
-        "key file %s has mode %04o: group or others may access it, and whoever reads the key "
-        "can pose as any daemon or client; run chmod 600 %s",
-        path, st.st_mode & 07777, path));
+  if (absl::Status st = io::CheckPrivateFile(fd.get(), "key file", path); !st.ok()) {
+    if (absl::IsPermissionDenied(st)) {
+      // Say what the key is worth to whoever reads it.
+      return absl::PermissionDeniedError(
+          absl::StrCat(st.message(), " (whoever reads the key can pose as any daemon or client)"));
+    }
+    return st;
   }
 
   char buf[kKeyFileReadLimit];

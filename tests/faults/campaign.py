@@ -499,6 +499,7 @@ class Campaign:
                 {"uuid": self.dst_bs, "name": "remote",
                  "store": "tcp://127.0.0.1:%d" % daemon_port, "keyFile": self.key}],
                 "sessions": [self.session]}, f)
+        os.chmod(path, 0o600)  # it lists a session: refused when others may read it
         return path
 
     def api_put(self, port, group, job=None):
