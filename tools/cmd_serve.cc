@@ -64,6 +64,10 @@ int CmdServe(const std::vector<std::string>& args) {
        ""},
       {"max-connections", "connections served at once; more are refused", true, "16"},
       {"idle-timeout", "seconds a connection may wait between requests", true, "300"},
+      {"verify",
+       "how received records are checked: full (recompute every chunk id) or checksum (trusts "
+       "the senders: only for peers you control)",
+       true, "full"},
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
@@ -95,6 +99,8 @@ int CmdServe(const std::vector<std::string>& args) {
   if (!idle.ok() || *idle < 1 || *idle > 7 * 24 * 3600) {
     return Usage(kCmd, "--idle-timeout must be a number of seconds from 1 to 604800", help);
   }
+  auto verify = ParseVerifyMode(flags->Get("verify"));
+  if (!verify.ok()) return Usage(kCmd, verify.status().message(), help);
   const std::string key_file =
       flags->Has("key-file") ? flags->Get("key-file") : absl::StrCat(*dir, "/auth.key");
   const std::string ready_file = flags->Get("ready-file");
@@ -108,6 +114,7 @@ int CmdServe(const std::vector<std::string>& args) {
   options.max_connections = static_cast<size_t>(*max_conns);
   options.idle_timeout_ms = *idle * 1000;
   options.backend = *backend;
+  options.verify = *verify;
   options.log = LogLine;
   auto crash_hook = CrashHookFromEnv();
   if (!crash_hook.ok()) return Usage(kCmd, crash_hook.status().message(), help);

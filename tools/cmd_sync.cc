@@ -77,7 +77,10 @@ int CmdSync(const std::vector<std::string>& args) {
        "shared key of the daemon (default: the local store's DIR/auth.key, when it exists)", true,
        ""},
       {"connections", "TCP connections to the daemon", true, "2"},
-      {"verify", "destination checks records by: full or checksum", true, "full"},
+      {"verify",
+       "a local destination checks records by: full or checksum (a daemon decides for itself: "
+       "serve --verify)",
+       true, "full"},
       {"rate-limit", "cap on bytes per second sent or received, e.g. 50M (binary units; 0: none)",
        true, "0"},
       {"io-timeout",

@@ -55,6 +55,11 @@ struct ServerOptions {
   uint64_t max_inflight = kDefaultMaxInflight;  // announced in WELCOME; >= max_frame
   int64_t idle_timeout_ms = 300'000;            // longest wait for a connection's next request
   io::Backend backend = io::Backend::kAuto;     // of the connections' queues
+  // How the daemon checks every record it receives; its own choice, not the sender's. kFull
+  // decompresses and recomputes every chunk id, so no client (not even one holding the key) can
+  // plant bytes under an id they do not hash to. kChecksum trusts the senders' ids (peers the
+  // operator controls, on a trusted network); an APPEND that asks for full is still checked fully.
+  VerifyMode verify = VerifyMode::kFull;
   // Called between the steps of a collection (GC), without the store mutex, with the phase the
   // next step belongs to: the tests run other requests at chosen points of a collection.
   std::function<void(GarbageCollector::Phase)> gc_between_steps;

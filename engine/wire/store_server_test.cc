@@ -909,25 +909,60 @@ TEST_P(StoreServerTest, StopEndsOpenConnections) {
   server_->Stop();  // idempotent
 }
 
-TEST_P(StoreServerTest, VerifyModeDecidesWhatIsChecked) {
+// The attack: a client holding the key sends, under the id of a chunk the store lacks, bytes that
+// do not hash to it (payload checksum right), asking for checksum-only verification. Were it
+// indexed, honest syncs would skip that chunk and its backups would never restore. The daemon
+// checks fully whatever the client asks; only its operator can choose to trust senders.
+TEST_P(StoreServerTest, TheDaemonNotTheClientDecidesHowRecordsAreChecked) {
+  const codec::ChunkId target = IdsOf({records_[0]})[0];  // a real chunk of the source
+  const std::vector<uint8_t> garbage = testing::RandomBytes(4096, 3);
+  codec::ChunkRef ref{target, static_cast<uint32_t>(garbage.size())};
+  std::vector<uint8_t> planted(codec::MaxRecordSize(1, garbage.size()));
+  const absl::Span<const uint8_t> chunk(garbage);
+  auto size = codec::EncodeRecord({ref}, {chunk}, nullptr, absl::MakeSpan(planted));
+  ASSERT_TRUE(size.ok()) << size.status();
+  planted.resize(*size);
+
   StartServer();
   auto conn = Dial();
   ASSERT_NE(conn, nullptr);
-  // A record whose table names the wrong id for its bytes, with a right payload checksum: only
-  // full verification recomputes the id.
-  const std::vector<uint8_t> data = testing::RandomBytes(4096, 3);
-  codec::ChunkRef ref{UnknownId(0x5a), static_cast<uint32_t>(data.size())};
-  std::vector<uint8_t> record(codec::MaxRecordSize(1, data.size()));
-  const absl::Span<const uint8_t> chunk(data);
-  auto size = codec::EncodeRecord({ref}, {chunk}, nullptr, absl::MakeSpan(record));
-  ASSERT_TRUE(size.ok()) << size.status();
-  record.resize(*size);
-  auto full = Append(*conn, {record}, VerifyMode::kFull);
-  EXPECT_EQ(full.status().code(), absl::StatusCode::kDataLoss) << full.status();
-  EXPECT_TRUE(absl::StrContains(full.status().message(), "id mismatch")) << full.status();
-  auto checksum = Append(*conn, {record}, VerifyMode::kChecksum);
-  ASSERT_TRUE(checksum.ok()) << checksum.status();
-  EXPECT_EQ(checksum->records_appended, 1u);
+  for (VerifyMode asked : {VerifyMode::kChecksum, VerifyMode::kFull}) {
+    auto st = Append(*conn, {planted}, asked);
+    EXPECT_EQ(st.status().code(), absl::StatusCode::kDataLoss) << st.status();
+  }
+  auto have = Have(*conn, {target});
+  ASSERT_TRUE(have.ok()) << have.status();
+  EXPECT_FALSE((*have)[0]) << "a planted record shadows the real chunk";
+  // The honest copy then lands, and the chunk reads back as the source's bytes.
+  auto honest = Append(*conn, {records_[0]}, VerifyMode::kChecksum);
+  ASSERT_TRUE(honest.ok()) << honest.status();
+  EXPECT_EQ(honest->records_appended, 1u);
+  ASSERT_TRUE(Flush(*conn).ok());
+  conn.reset();
+  server_->Stop();
+  server_.reset();
+  std::vector<std::vector<uint8_t>> got;
+  ASSERT_TRUE(testing::ReadRecordsFor(*dst_, {target}, &got).ok());
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], records_[0]);
+
+  // An operator who trusts the senders may choose checksum-only; a full request is still honoured.
+  ServerOptions trusting = Options();
+  trusting.verify = VerifyMode::kChecksum;
+  StartServer(trusting);
+  conn = Dial();
+  ASSERT_NE(conn, nullptr);
+  const codec::ChunkId other = UnknownId(0x5a);
+  ref.id = other;
+  planted.assign(codec::MaxRecordSize(1, garbage.size()), 0);
+  size = codec::EncodeRecord({ref}, {chunk}, nullptr, absl::MakeSpan(planted));
+  ASSERT_TRUE(size.ok());
+  planted.resize(*size);
+  EXPECT_EQ(Append(*conn, {planted}, VerifyMode::kFull).status().code(),
+            absl::StatusCode::kDataLoss);
+  auto trusted = Append(*conn, {planted}, VerifyMode::kChecksum);
+  ASSERT_TRUE(trusted.ok()) << trusted.status();
+  EXPECT_EQ(trusted->records_appended, 1u);
 }
 
 TEST(CheckReceivedRecordTest, RefusesTrailingBytesAndDamage) {

@@ -103,7 +103,9 @@ absl::Status StoreSession::HandleAppend(absl::Span<const uint8_t> payload) {
   absl::StatusOr<AppendView> append = DecodeAppend(payload);
   if (!append.ok()) return ProtocolError(append.status());
   const size_t n = append->records.size();
-  const bool full = append->mode == VerifyMode::kFull;
+  // The daemon decides: a client asking for checksum-only gets full checks unless the operator
+  // chose to trust the senders (ServerOptions::verify).
+  const bool full = options_.verify == VerifyMode::kFull || append->mode == VerifyMode::kFull;
   // Every record is checked here, on this connection's thread and without the store lock, so
   // that connections verify in parallel; nothing of the frame is appended unless all pass.
   views_.resize(n);
