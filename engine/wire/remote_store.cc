@@ -169,6 +169,11 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
     return absl::InvalidArgumentError(absl::StrCat(
         "store daemon ", location, ": connections must be 1..64, not ", options.connections));
   }
+  if (options.max_frame < kMinMaxFrame) {
+    return absl::InvalidArgumentError(absl::StrCat("store daemon ", location, ": max_frame ",
+                                                   options.max_frame, " is below the minimum of ",
+                                                   kMinMaxFrame));
+  }
   if (options.io_timeout_ms <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("store daemon ", location, ": the I/O timeout must be positive"));
@@ -208,7 +213,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
     if (!wire.ok()) return s->PeerStatus(wire.status().code(), wire.status().message());
     std::optional<HandshakeDeadline> watchdog;
     if (bounded) watchdog.emplace((*wire)->fd(), deadline);
-    auto welcome = ClientHandshake(**wire, options.key, expect);
+    auto welcome = ClientHandshake(**wire, options.key, expect, options.max_frame);
     if (watchdog.has_value() && watchdog->Disarm()) {
       return s->PeerStatus(
           absl::StatusCode::kDeadlineExceeded,
@@ -225,7 +230,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
     if (i == 0) {
       s->info_ = welcome->info;
       s->max_frame_ = welcome->max_frame;
-      s->max_inflight_ = welcome->max_inflight;
+      s->max_inflight_ = std::min<uint64_t>(welcome->max_inflight, 2 * uint64_t{options.max_frame});
       s->manifest_delta_ = welcome->manifest_delta;
       s->takes_delete_ = welcome->takes_delete;
       s->takes_gc_ = welcome->takes_gc;
@@ -929,6 +934,12 @@ absl::StatusOr<std::unique_ptr<ManifestSource>> RemoteStore::OpenManifest(
             if (t == static_cast<uint16_t>(MsgType::kManifestData)) {
               auto data = DecodeManifestData(p);
               if (!data.ok()) return PeerStatus(data.status().code(), data.status().message());
+              if (data->size() > options_.max_manifest_bytes - offset) {
+                return PeerStatus(absl::StatusCode::kResourceExhausted,
+                                  absl::StrCat("the manifest of ", backup_uuid,
+                                               " runs past this client's limit of ",
+                                               options_.max_manifest_bytes, " bytes"));
+              }
               if (status.ok()) {
                 status = io::PwriteFull(fd.get(), *data, offset);
                 offset += data->size();

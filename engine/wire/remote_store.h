@@ -68,6 +68,14 @@ struct RemoteOptions {
   // fails with DeadlineExceeded: a stalled daemon or network. FLUSH and GC wait at least their
   // own, longer, limits, since the daemon is silent while it fsyncs or collects. Must be > 0.
   int64_t io_timeout_ms = kWireIoTimeoutMs;
+  // Largest frame the client accepts (and so allocates for, per connection): a daemon announcing
+  // more in WELCOME is refused. At least kMinMaxFrame. Unacknowledged APPEND payload is kept
+  // under twice this, whatever the daemon announces.
+  uint32_t max_frame = kDefaultMaxFrame;
+  // Largest manifest the client takes from the daemon (OPEN_MANIFEST streams it to a scratch
+  // file): a daemon streaming more is refused and the store fails, so that it cannot fill the
+  // client's disk. 64 GiB holds the manifest of a volume of about 12 TiB in 4 KiB chunks.
+  uint64_t max_manifest_bytes = uint64_t{64} << 30;
 };
 
 class RemoteStore final : public Store {

@@ -4,8 +4,13 @@
 // paths (wrong key, wrong store, damaged records, unknown ids) give clear errors.
 #include "engine/wire/remote_store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -26,6 +31,7 @@
 #include "engine/store/worker_pool.h"
 #include "engine/wire/store_server.h"
 #include "gtest/gtest.h"
+#include "io/fd.h"
 #include "io/net.h"
 #include "tests/test_util.h"
 
@@ -52,10 +58,7 @@ class RemoteStoreTest : public ::testing::TestWithParam<io::Backend> {
     a_ = OpenOk("a");
     b_ = OpenOk("b");
     c_ = OpenOk("c");
-    ServerOptions o;
-    o.listen = io::Endpoint{"127.0.0.1", 0};
-    o.key = KeyOf(1);
-    o.backend = GetParam();
+    ServerOptions o = ServerOptionsOnLoopback();
     o.gc_between_steps = [this](GarbageCollector::Phase phase) {
       if (gc_hook_) gc_hook_(phase);
     };
@@ -80,6 +83,14 @@ class RemoteStoreTest : public ::testing::TestWithParam<io::Backend> {
       std::lock_guard<std::mutex> lock(log_mu_);
       std::printf("daemon log:\n%s", log_.c_str());
     }
+  }
+
+  ServerOptions ServerOptionsOnLoopback() {
+    ServerOptions o;
+    o.listen = io::Endpoint{"127.0.0.1", 0};
+    o.key = KeyOf(1);
+    o.backend = GetParam();
+    return o;
   }
 
   std::unique_ptr<LocalStore> OpenOk(const std::string& name, bool writable = true) {
@@ -640,6 +651,53 @@ TEST_P(RemoteStoreTest, OneConnectionAndDefaultFramesWork) {
     EXPECT_TRUE(testing::RestoresIdentical(*c_, pool_, vols[i].meta.uuid, vols[i].image,
                                            tmp_.Sub(absl::StrCat("out", i))));
   }
+}
+
+// A daemon (or anyone in the path who holds the key) announcing 4 GiB frames could make each of
+// the client's connections allocate that much for one frame: the client refuses it, unless its
+// own limit says otherwise.
+TEST_P(RemoteStoreTest, ADaemonAnnouncingHugeFramesIsRefused) {
+  ServerOptions o = ServerOptionsOnLoopback();
+  o.max_frame = UINT32_MAX;
+  o.max_inflight = UINT64_MAX;
+  StoreServer greedy(c_.get(), std::move(o));
+  ASSERT_TRUE(greedy.Start().ok());
+  RemoteOptions ro = Options(1);
+  ro.endpoint.port = greedy.port();
+  auto r = RemoteStore::Connect(ro);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  ro.max_frame = UINT32_MAX;  // a client that accepts them connects
+  EXPECT_TRUE(RemoteStore::Connect(ro).ok());
+  ro.max_frame = kMinMaxFrame - 1;
+  EXPECT_EQ(RemoteStore::Connect(ro).status().code(), absl::StatusCode::kInvalidArgument);
+  greedy.Stop();
+}
+
+// A daemon streaming an endless manifest (here: a 48 MiB file where a manifest should be) cannot
+// fill the pulling client's disk: past the client's limit the stream is refused.
+TEST_P(RemoteStoreTest, AManifestStreamPastTheClientsLimitIsRefused) {
+  const std::string uuid = NewUuid();
+  const std::string path = tmp_.Sub(absl::StrCat("b/volumes/", uuid, ".manifest"));
+  {
+    auto fd = io::OpenFile(path, O_WRONLY | O_CREAT | O_EXCL);
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    ASSERT_EQ(::ftruncate(fd->get(), 48 * kMiB), 0);
+  }
+  RemoteOptions o = Options(1);
+  o.max_manifest_bytes = 8 * kMiB;
+  auto remote = ConnectOk(o);
+  ASSERT_NE(remote, nullptr);
+  auto m = remote->OpenManifest(uuid);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kResourceExhausted) << m.status();
+  // Under the limit the same bytes are read and refused as what they are: not a manifest.
+  o.max_manifest_bytes = 64 * kMiB;
+  remote = ConnectOk(o);
+  ASSERT_NE(remote, nullptr);
+  m = remote->OpenManifest(uuid);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kDataLoss) << m.status();
 }
 
 TEST_P(RemoteStoreTest, WrongKeyIsUnauthenticated) {

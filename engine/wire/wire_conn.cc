@@ -194,7 +194,7 @@ void WireConn::SendError(const absl::Status& status) {
 }
 
 absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
-                                        const std::string& expect_uuid) {
+                                        const std::string& expect_uuid, uint32_t max_frame) {
   Hello hello;
   hello.client_nonce = RandomNonce();
   CF_RETURN_IF_ERROR(conn.Send(MsgType::kHello, EncodeHello(hello), kHandshakeTimeoutMs));
@@ -236,6 +236,11 @@ absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
   if (!welcome.ok()) return refuse(welcome.status());
   if (welcome->info.uuid != challenge->store_uuid) {
     return refuse(absl::InvalidArgumentError("WELCOME names another store than CHALLENGE"));
+  }
+  if (welcome->max_frame > max_frame) {
+    return refuse(absl::ResourceExhaustedError(
+        absl::StrCat("the daemon announces frames of up to ", welcome->max_frame,
+                     " bytes; this client accepts at most ", max_frame)));
   }
   conn.set_max_recv_frame(welcome->max_frame);
   conn.set_max_send_frame(welcome->max_frame);

@@ -129,9 +129,13 @@ class WireConn {
 
 // The client side of the handshake: HELLO, check CHALLENGE (version, server proof and, when
 // `expect_uuid` is not empty, the store uuid), AUTH, WELCOME. Sets the connection's frame limits.
-// Unauthenticated when the daemon does not prove it holds the key (or refuses ours).
+// Unauthenticated when the daemon does not prove it holds the key (or refuses ours). A WELCOME
+// announcing frames larger than `max_frame` (what this client will allocate for one frame) is
+// answered ERROR ResourceExhausted and the connection closed: a daemon, or anyone in the path,
+// cannot make the client allocate up to 4 GiB per connection.
 [[nodiscard]] absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
-                                                      const std::string& expect_uuid);
+                                                      const std::string& expect_uuid,
+                                                      uint32_t max_frame = kDefaultMaxFrame);
 
 // The daemon side: HELLO, CHALLENGE, check AUTH, WELCOME (or ERROR and the reason). The whole
 // exchange must finish within kHandshakeTimeoutMs.
