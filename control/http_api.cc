@@ -149,6 +149,7 @@ ApiServer::ApiServer(SyncService& service, ApiServerOptions options)
       jobs_(JobTableOptions{
           .max_running = options_.max_running_jobs,
           .max_jobs = options_.max_jobs,
+          .max_jobs_per_owner = options_.max_jobs_per_session,
           .ttl = std::chrono::milliseconds(std::max<int64_t>(options_.job_ttl_seconds, 0) * 1000),
           .clock = options_.clock}) {}
 
@@ -392,16 +393,23 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     }
     job_uuid = *std::move(fresh);
   }
-  auto started = jobs_.Start(
-      job_uuid, [this, session_ok, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
-        return RunCall(session_ok, parsed, &progress);
-      });
-  if (!started.ok()) {
-    // The table is full or the server is stopping: nothing was started, the client may retry.
-    res.set_header("Retry-After", "10");
-    SendJson(res, 503,
-             ErrorBody(MakeError(kSysOperationFailed, std::string(started.status().message()))));
-    return;
+  if (!session_ok) {
+    // Checked before any job exists: a made-up session gets the platform's answer (202, then
+    // ID.1001 when polled) from a bounded list of refusals, never a place in the job table.
+    jobs_.Refuse(job_uuid, RunCall(false, parsed, nullptr));
+  } else {
+    auto started = jobs_.Start(
+        job_uuid, *session, [this, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
+          return RunCall(true, parsed, &progress);
+        });
+    if (!started.ok()) {
+      // The table (or this session's share) is full or the server is stopping: nothing was
+      // started, the client may retry.
+      res.set_header("Retry-After", "10");
+      SendJson(res, 503,
+               ErrorBody(MakeError(kSysOperationFailed, std::string(started.status().message()))));
+      return;
+    }
   }
   // A job that exists already (the client resent its X-Job-UUID) answers the same, and runs once.
   SendJson(res, 202,

@@ -44,6 +44,9 @@ struct ApiServerOptions {
   int64_t api_timeout_ms = 6 * 3600 * 1000;
   size_t max_running_jobs = 2;  // jobs whose syncs run at once; more wait in a queue
   size_t max_jobs = 1024;       // jobs held (queued, running, or finished within the TTL)
+  // Of which one session may hold at most this many (0: no limit but max_jobs), so that one
+  // client cannot lock the others out. Refused calls (a session not accepted) hold none.
+  size_t max_jobs_per_session = 512;
   // Threads serving connections. A synchronous PUT holds one for the whole sync, and so does
   // an idle keep-alive connection for a few seconds.
   size_t http_threads = 8;

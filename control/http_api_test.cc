@@ -85,7 +85,7 @@ class HttpApiTest : public ::testing::Test {
       storage.path = dir;
       registry.storages.push_back(std::move(storage));
     }
-    registry.sessions = {session_};
+    registry.sessions = {session_, other_session_};
     ServiceOptions service_options;
     service_options.queue.backend = io::Backend::kThreads;
     service_ = std::make_unique<SyncService>(std::move(registry), service_options);
@@ -135,6 +135,16 @@ class HttpApiTest : public ::testing::Test {
                           httplib::Headers extra = {}) {
     extra.emplace("Authorization", "OAuth " + session_);
     return Put(SyncPath(group), Body(src_uuid_, dst), extra);
+  }
+  // A job PUT of the group with `session`, polled until it succeeded; returns the job's uuid.
+  std::string RunJobToTheEnd(const std::string& session) {
+    const std::string job = engine::NewUuid();
+    auto put = Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
+                   {{"Authorization", "OAuth " + session}, {"X-Job-UUID", job}});
+    EXPECT_TRUE(put && put->status == 202) << (put ? put->body : "no response");
+    auto done = Poll(JobPathOf(put, job));
+    EXPECT_TRUE(done && done->status == 200) << (done ? done->body : "no response");
+    return job;
   }
   httplib::Result Get(const std::string& path, const httplib::Headers& headers = {}) {
     auto r = client_->Get(path.c_str(), headers);
@@ -209,6 +219,7 @@ class HttpApiTest : public ::testing::Test {
   const std::string src_uuid_ = engine::NewUuid(), dst_uuid_ = engine::NewUuid(),
                     dst2_uuid_ = engine::NewUuid();
   const std::string session_ = engine::NewUuid();
+  const std::string other_session_ = engine::NewUuid();
   std::vector<Volume> volumes_;
   std::unique_ptr<SyncService> service_;
   ApiServerOptions options_;
@@ -532,10 +543,7 @@ TEST_F(HttpApiTest, LocationFollowsTheHostHeader) {
 
 TEST_F(HttpApiTest, JobsPastTheCapAreRefused) {
   StartServer({.max_jobs = 1});
-  const std::string first = engine::NewUuid();
-  auto put = PutSync(group_, dst_uuid_, {{"X-Job-UUID", first}});
-  ASSERT_TRUE(put);
-  ASSERT_EQ(Poll(JobPathOf(put, first))->status, 200);
+  const std::string first = RunJobToTheEnd(session_);
   // The finished job is kept for the TTL, so the table is full.
   auto refused = PutSync(group_, dst_uuid_, {{"X-Job-UUID", engine::NewUuid()}});
   ASSERT_TRUE(refused);
@@ -552,6 +560,44 @@ TEST_F(HttpApiTest, JobsPastTheCapAreRefused) {
   auto taken = PutSync(group_, dst_uuid_, {{"X-Job-UUID", second}});
   ASSERT_TRUE(taken);
   EXPECT_EQ(Poll(JobPathOf(taken, second))->status, 200);
+}
+
+// The attack: job PUTs with a made-up session, far more than the table holds. Each still gets the
+// platform's answer (202, then ID.1001 when polled), but none takes a place: an honest job is
+// served at once.
+TEST_F(HttpApiTest, AMadeUpSessionCannotFillTheJobTable) {
+  StartServer({.max_jobs = 2});
+  std::vector<std::string> bogus;
+  for (int i = 0; i < 40; ++i) {
+    bogus.push_back(engine::NewUuid());
+    auto r = Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
+                 {{"Authorization", "OAuth " + engine::NewUuid()}, {"X-Job-UUID", bogus.back()}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 202) << r->body;
+  }
+  auto poll = Poll(JobPathOf(Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
+                                 {{"Authorization", "OAuth null"}, {"X-Job-UUID", bogus[0]}}),
+                             bogus[0]));
+  ASSERT_TRUE(poll);
+  EXPECT_EQ(poll->status, 503);
+  EXPECT_EQ(ParseJson(poll->body)["error"].value("code", ""), kIdInvalidSession) << poll->body;
+  const std::string honest = engine::NewUuid();
+  auto put = PutSync(group_, dst_uuid_, {{"X-Job-UUID", honest}});
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 202) << put->body;
+  EXPECT_EQ(Poll(JobPathOf(put, honest))->status, 200);
+}
+
+// One session cannot hold more than its share of the table: past it, its PUTs are refused (503,
+// Retry-After) while another session is still served.
+TEST_F(HttpApiTest, OneSessionHoldsAtMostItsShareOfJobs) {
+  StartServer({.max_jobs = 8, .max_jobs_per_session = 1});
+  RunJobToTheEnd(session_);
+  auto refused = PutSync(group_, dst_uuid_, {{"X-Job-UUID", engine::NewUuid()}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503) << refused->body;
+  EXPECT_EQ(refused->get_header_value("Retry-After"), "10");
+  RunJobToTheEnd(other_session_);
 }
 
 TEST_F(HttpApiTest, ConcurrentPutsOfOneGroupStoreItOnce) {

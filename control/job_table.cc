@@ -2,6 +2,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -60,12 +61,27 @@ std::chrono::steady_clock::time_point JobTable::Now() const {
 
 void JobTable::SweepLocked(std::chrono::steady_clock::time_point now) {
   while (!finished_.empty() && now - finished_.front().first >= options_.ttl) {
-    jobs_.erase(finished_.front().second);
+    EraseLocked(finished_.front().second);
     finished_.pop_front();
+  }
+  while (!refused_order_.empty()) {
+    auto it = refused_.find(refused_order_.front());
+    if (it != refused_.end() && now - it->second.finished < options_.ttl) break;
+    if (it != refused_.end()) refused_.erase(it);
+    refused_order_.pop_front();
   }
 }
 
-absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid, JobWork work) {
+void JobTable::EraseLocked(const std::string& uuid) {
+  auto it = jobs_.find(uuid);
+  if (it == jobs_.end()) return;
+  auto held = held_by_owner_.find(it->second->owner);
+  if (held != held_by_owner_.end() && --held->second == 0) held_by_owner_.erase(held);
+  jobs_.erase(it);
+}
+
+absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid,
+                                                       const std::string& owner, JobWork work) {
   if (!IsJobUuid(uuid)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a job uuid is 32 lowercase hex characters, not '", uuid, "'"));
@@ -81,8 +97,19 @@ absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid, 
           "too many jobs: ", jobs_.size(), " are running, queued or finished within the last ",
           options_.ttl.count() / 1000, " s (the limit is ", options_.max_jobs, "); retry later"));
     }
+    auto held = held_by_owner_.find(owner);
+    if (options_.max_jobs_per_owner > 0 && held != held_by_owner_.end() &&
+        held->second >= options_.max_jobs_per_owner) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "too many jobs of this session: ", held->second,
+          " are running, queued or finished within the last ", options_.ttl.count() / 1000,
+          " s (the limit is ", options_.max_jobs_per_owner, "); retry later"));
+    }
+    refused_.erase(uuid);
+    ++held_by_owner_[owner];
     auto job = std::make_shared<Job>();
     job->work = std::move(work);
+    job->owner = owner;
     job->snapshot.state = JobState::kRunning;
     job->snapshot.queued = true;
     job->snapshot.started = now;
@@ -93,13 +120,32 @@ absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid, 
   return StartOutcome::kStarted;
 }
 
+void JobTable::Refuse(const std::string& uuid, SyncResult result) {
+  if (!IsJobUuid(uuid)) return;
+  const auto now = Now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return;
+  SweepLocked(now);
+  // The same uuid again keeps its first answer and its place: resending cannot grow the table.
+  if (jobs_.count(uuid) > 0 || refused_.count(uuid) > 0) return;
+  JobSnapshot& snap = refused_[uuid];
+  snap.state = JobState::kFailed;
+  snap.result = std::move(result);
+  snap.started = snap.finished = now;
+  refused_order_.push_back(uuid);
+  while (refused_.size() > std::max<size_t>(options_.max_refused, 1)) {
+    refused_.erase(refused_order_.front());
+    refused_order_.pop_front();
+  }
+}
+
 JobSnapshot JobTable::Get(const std::string& uuid) {
   const auto now = Now();
   std::lock_guard<std::mutex> lock(mu_);
   SweepLocked(now);
-  auto it = jobs_.find(uuid);
-  if (it == jobs_.end()) return JobSnapshot{};
-  return it->second->snapshot;
+  if (auto it = jobs_.find(uuid); it != jobs_.end()) return it->second->snapshot;
+  if (auto it = refused_.find(uuid); it != refused_.end()) return it->second;
+  return JobSnapshot{};
 }
 
 size_t JobTable::size() {
@@ -152,7 +198,7 @@ void JobTable::Shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     shutting_down_ = true;
     // Queued jobs never run: forget them, so no poll reports them running forever.
-    for (const auto& uuid : queue_) jobs_.erase(uuid);
+    for (const auto& uuid : queue_) EraseLocked(uuid);
     queue_.clear();
   }
   queue_cv_.notify_all();

@@ -34,6 +34,11 @@ using JobClock = std::function<std::chrono::steady_clock::time_point()>;
 struct JobTableOptions {
   size_t max_running = 2;  // runner threads: jobs whose work runs at once (at least 1)
   size_t max_jobs = 1024;  // jobs held (queued, running, or finished and not expired)
+  // Jobs one owner (the API: a session) may hold at once, so that one client cannot take the
+  // whole table from the others; 0: only max_jobs.
+  size_t max_jobs_per_owner = 0;
+  // Refused requests (Refuse) kept for their polls, apart from max_jobs: the oldest go first.
+  size_t max_refused = 256;
   std::chrono::milliseconds ttl = std::chrono::hours(1);  // how long a finished job is kept
   JobClock clock = nullptr;                               // empty: std::chrono::steady_clock::now
 };
@@ -70,11 +75,20 @@ class JobTable {
 
   enum class StartOutcome { kStarted, kExists };
 
-  // Starts `work` as job `uuid`. kExists when a job with that uuid is held (running or not yet
-  // expired): `work` is dropped and nothing runs again. InvalidArgument when `uuid` is not 32
-  // lowercase hex; ResourceExhausted when the table holds max_jobs jobs; FailedPrecondition once
-  // Shutdown began.
-  [[nodiscard]] absl::StatusOr<StartOutcome> Start(const std::string& uuid, JobWork work);
+  // Starts `work` as job `uuid` of `owner`. kExists when a job with that uuid is held (running or
+  // not yet expired): `work` is dropped and nothing runs again. InvalidArgument when `uuid` is
+  // not 32 lowercase hex; ResourceExhausted when the table holds max_jobs jobs, or `owner`
+  // max_jobs_per_owner; FailedPrecondition once Shutdown began. A refused uuid (Refuse) is
+  // forgotten and started.
+  [[nodiscard]] absl::StatusOr<StartOutcome> Start(const std::string& uuid,
+                                                   const std::string& owner, JobWork work);
+
+  // Records job `uuid` as failed with `result` (its error set) without running anything: what a
+  // request refused before any work (a session the server does not accept) leaves for its polls,
+  // as the platform's clients expect. Refused jobs do not count toward max_jobs or any owner's
+  // limit, so a flood of them cannot lock honest clients out: at most max_refused are kept, each
+  // for the TTL, the oldest forgotten first. Nothing happens for a uuid held as a job.
+  void Refuse(const std::string& uuid, SyncResult result);
 
   // A copy of job `uuid`; state kUnknown when no such job is held (never started, or expired).
   JobSnapshot Get(const std::string& uuid);
@@ -88,12 +102,15 @@ class JobTable {
  private:
   struct Job {
     JobWork work;  // cleared once run, so what it captured is freed early
+    std::string owner;
     JobSnapshot snapshot;
   };
 
   std::chrono::steady_clock::time_point Now() const;
   // Forgets the finished jobs whose TTL has passed. Needs mu_.
   void SweepLocked(std::chrono::steady_clock::time_point now);
+  // Forgets job `uuid` and counts it off its owner. Needs mu_.
+  void EraseLocked(const std::string& uuid);
   void RunnerLoop();
 
   const JobTableOptions options_;
@@ -102,7 +119,10 @@ class JobTable {
   std::condition_variable queue_cv_;
   bool shutting_down_ = false;
   std::map<std::string, std::shared_ptr<Job>> jobs_;
-  std::deque<std::string> queue_;  // uuids waiting for a runner
+  std::map<std::string, size_t> held_by_owner_;  // jobs_ per owner (owners holding none absent)
+  std::map<std::string, JobSnapshot> refused_;
+  std::deque<std::string> refused_order_;  // refused_ oldest first (may name forgotten ones)
+  std::deque<std::string> queue_;          // uuids waiting for a runner
   // Finished jobs in the order they finished: with one TTL for all, also the order they expire.
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> finished_;
   std::vector<std::thread> runners_;

@@ -8,7 +8,10 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/str_format.h"
+#include "control/api_error.h"
 #include "gtest/gtest.h"
 
 namespace chunkferry::control {
@@ -20,6 +23,7 @@ using Clock = std::chrono::steady_clock;
 constexpr char kA[] = "0123456789abcdef0123456789abcdef";
 constexpr char kB[] = "fedcba9876543210fedcba9876543210";
 constexpr char kC[] = "00000000000000000000000000000001";
+constexpr char kOwner[] = "owner";
 
 // A clock the test moves by hand.
 class FakeClock {
@@ -66,7 +70,7 @@ TEST(JobTableTest, JobRunsThenSucceedsWithItsResult) {
   FakeClock clock;
   JobTable table({.max_running = 2, .max_jobs = 8, .ttl = milliseconds(1000), .clock = clock.fn()});
   Gate gate;
-  ASSERT_EQ(*table.Start(kA,
+  ASSERT_EQ(*table.Start(kA, kOwner,
                          [&](const engine::ProgressFn&) {
                            gate.Wait();
                            return Succeeded("a");
@@ -92,7 +96,7 @@ TEST(JobTableTest, JobRunsThenSucceedsWithItsResult) {
 TEST(JobTableTest, ResultWithErrorFails) {
   JobTable table({});
   ASSERT_TRUE(table
-                  .Start(kA,
+                  .Start(kA, kOwner,
                          [](const engine::ProgressFn&) {
                            SyncResult r;
                            r.error = MakeError(kSysNotFound, "no group");
@@ -113,11 +117,11 @@ TEST(JobTableTest, ExistingUuidDoesNotRunAgain) {
     ++runs;
     return Succeeded("x");
   };
-  ASSERT_EQ(*table.Start(kA, work), JobTable::StartOutcome::kStarted);
+  ASSERT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kStarted);
   // While it may still be running, and once it finished: the same uuid is reported, not rerun.
-  EXPECT_EQ(*table.Start(kA, work), JobTable::StartOutcome::kExists);
+  EXPECT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kExists);
   EXPECT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
-  EXPECT_EQ(*table.Start(kA, work), JobTable::StartOutcome::kExists);
+  EXPECT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kExists);
   EXPECT_EQ(runs.load(), 1);
 }
 
@@ -126,7 +130,7 @@ TEST(JobTableTest, RejectsMalformedUuids) {
   for (const char* bad : {"", "0123456789ABCDEF0123456789ABCDEF", "0123456789abcdef",
                           "0123456789abcdef0123456789abcdeg", "0123456789abcdef0123456789abcdef0",
                           "01234567-89ab-cdef-0123-456789abcdef"}) {
-    auto r = table.Start(bad, [](const engine::ProgressFn&) { return SyncResult{}; });
+    auto r = table.Start(bad, kOwner, [](const engine::ProgressFn&) { return SyncResult{}; });
     EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << bad << ": " << r.status();
   }
   EXPECT_EQ(table.size(), 0u);
@@ -140,7 +144,7 @@ TEST(JobTableTest, FinishedJobsExpireAfterTtl) {
     ++runs;
     return Succeeded("x");
   };
-  ASSERT_TRUE(table.Start(kA, work).ok());
+  ASSERT_TRUE(table.Start(kA, kOwner, work).ok());
   ASSERT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
   clock.Advance(milliseconds(999));
   EXPECT_EQ(table.Get(kA).state, JobState::kSucceeded);
@@ -148,7 +152,7 @@ TEST(JobTableTest, FinishedJobsExpireAfterTtl) {
   EXPECT_EQ(table.Get(kA).state, JobState::kUnknown);
   EXPECT_EQ(table.size(), 0u);
   // Once forgotten, the uuid names a new job.
-  EXPECT_EQ(*table.Start(kA, work), JobTable::StartOutcome::kStarted);
+  EXPECT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kStarted);
   EXPECT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
   EXPECT_EQ(runs.load(), 2);
 }
@@ -158,7 +162,7 @@ TEST(JobTableTest, RunningJobsNeverExpire) {
   JobTable table({.ttl = milliseconds(10), .clock = clock.fn()});
   Gate gate;
   ASSERT_TRUE(table
-                  .Start(kA,
+                  .Start(kA, kOwner,
                          [&](const engine::ProgressFn&) {
                            gate.Wait();
                            return Succeeded("a");
@@ -176,7 +180,7 @@ TEST(JobTableTest, GetCopiesTheLatestProgress) {
   JobTable table({});
   Gate reported, gate;
   ASSERT_TRUE(table
-                  .Start(kA,
+                  .Start(kA, kOwner,
                          [&](const engine::ProgressFn& progress) {
                            engine::ProgressState s;
                            s.phase = "copy";
@@ -212,14 +216,14 @@ TEST(JobTableTest, QueuedJobsWaitForARunnerAndCountAsRunning) {
   Gate gate;
   std::atomic<bool> b_ran{false};
   ASSERT_TRUE(table
-                  .Start(kA,
+                  .Start(kA, kOwner,
                          [&](const engine::ProgressFn&) {
                            gate.Wait();
                            return Succeeded("a");
                          })
                   .ok());
   ASSERT_TRUE(table
-                  .Start(kB,
+                  .Start(kB, kOwner,
                          [&](const engine::ProgressFn&) {
                            b_ran = true;
                            return Succeeded("b");
@@ -242,20 +246,83 @@ TEST(JobTableTest, RefusesJobsPastTheCapUntilSomeExpire) {
     gate.Wait();
     return Succeeded("x");
   };
-  ASSERT_TRUE(table.Start(kA, blocked).ok());
-  ASSERT_TRUE(table.Start(kB, blocked).ok());  // queued: counts too
-  auto refused = table.Start(kC, blocked);
+  ASSERT_TRUE(table.Start(kA, kOwner, blocked).ok());
+  ASSERT_TRUE(table.Start(kB, kOwner, blocked).ok());  // queued: counts too
+  auto refused = table.Start(kC, kOwner, blocked);
   EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
   EXPECT_NE(refused.status().message().find("too many jobs"), std::string::npos);
   // A held uuid is still answered, even at the cap.
-  EXPECT_EQ(*table.Start(kA, blocked), JobTable::StartOutcome::kExists);
+  EXPECT_EQ(*table.Start(kA, kOwner, blocked), JobTable::StartOutcome::kExists);
   gate.Open();
   ASSERT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
   ASSERT_EQ(WaitFinished(table, kB).state, JobState::kSucceeded);
   // Finished but kept: still full.
-  EXPECT_TRUE(absl::IsResourceExhausted(table.Start(kC, blocked).status()));
+  EXPECT_TRUE(absl::IsResourceExhausted(table.Start(kC, kOwner, blocked).status()));
   clock.Advance(milliseconds(50));
-  EXPECT_EQ(*table.Start(kC, blocked), JobTable::StartOutcome::kStarted);
+  EXPECT_EQ(*table.Start(kC, kOwner, blocked), JobTable::StartOutcome::kStarted);
+  EXPECT_EQ(WaitFinished(table, kC).state, JobState::kSucceeded);
+}
+
+// One owner cannot take the whole table: past its share it is refused while another owner is
+// served; its share frees as its jobs expire.
+TEST(JobTableTest, OneOwnerHoldsAtMostItsShare) {
+  FakeClock clock;
+  JobTable table({.max_running = 1,
+                  .max_jobs = 8,
+                  .max_jobs_per_owner = 2,
+                  .ttl = milliseconds(50),
+                  .clock = clock.fn()});
+  auto work = [](const engine::ProgressFn&) { return Succeeded("x"); };
+  ASSERT_TRUE(table.Start(kA, "greedy", work).ok());
+  ASSERT_TRUE(table.Start(kB, "greedy", work).ok());
+  auto refused = table.Start(kC, "greedy", work);
+  EXPECT_TRUE(absl::IsResourceExhausted(refused.status())) << refused.status();
+  EXPECT_EQ(*table.Start(kC, "honest", work), JobTable::StartOutcome::kStarted);
+  ASSERT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
+  ASSERT_EQ(WaitFinished(table, kB).state, JobState::kSucceeded);
+  ASSERT_EQ(WaitFinished(table, kC).state, JobState::kSucceeded);
+  clock.Advance(milliseconds(50));
+  EXPECT_EQ(*table.Start("0000000000000000000000000000000a", "greedy", work),
+            JobTable::StartOutcome::kStarted);
+}
+
+// Refused requests are answered (failed, with their error) without ever holding a place in the
+// table: any number of them leaves room for real jobs, and they are kept only up to max_refused.
+TEST(JobTableTest, RefusalsNeverFillTheTable) {
+  FakeClock clock;
+  JobTable table({.max_running = 1,
+                  .max_jobs = 2,
+                  .max_refused = 4,
+                  .ttl = milliseconds(50),
+                  .clock = clock.fn()});
+  SyncResult refused;
+  refused.error = MakeError(kIdInvalidSession, "no");
+  std::vector<std::string> uuids;
+  for (int i = 0; i < 100; ++i) {
+    uuids.push_back(absl::StrFormat("%032x", i + 1));
+    table.Refuse(uuids.back(), refused);
+    table.Refuse(uuids.back(), refused);  // sent again: still one
+  }
+  EXPECT_EQ(table.size(), 0u);
+  for (int i = 0; i < 96; ++i) EXPECT_EQ(table.Get(uuids[i]).state, JobState::kUnknown) << i;
+  for (int i = 96; i < 100; ++i) {
+    const JobSnapshot s = table.Get(uuids[i]);
+    EXPECT_EQ(s.state, JobState::kFailed);
+    ASSERT_TRUE(s.result.error.has_value());
+    EXPECT_EQ(s.result.error->code, kIdInvalidSession);
+  }
+  auto work = [](const engine::ProgressFn&) { return Succeeded("x"); };
+  EXPECT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kStarted);
+  EXPECT_EQ(*table.Start(kB, kOwner, work), JobTable::StartOutcome::kStarted);
+  // A refused uuid that then comes with a good session runs.
+  clock.Advance(milliseconds(50));
+  ASSERT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
+  table.Refuse(kC, refused);
+  EXPECT_EQ(table.Get(kC).state, JobState::kFailed);
+  clock.Advance(milliseconds(50));  // kA and kB expire
+  EXPECT_EQ(table.Get(kC).state, JobState::kUnknown) << "refusals expire with the TTL";
+  table.Refuse(kC, refused);
+  EXPECT_EQ(*table.Start(kC, kOwner, work), JobTable::StartOutcome::kStarted);
   EXPECT_EQ(WaitFinished(table, kC).state, JobState::kSucceeded);
 }
 
@@ -264,7 +331,7 @@ TEST(JobTableTest, ShutdownWaitsForRunningJobsAndDropsQueuedOnes) {
   Gate a_started, gate;
   std::atomic<bool> a_done{false}, b_ran{false};
   ASSERT_TRUE(table
-                  ->Start(kA,
+                  ->Start(kA, kOwner,
                           [&](const engine::ProgressFn&) {
                             a_started.Open();
                             gate.Wait();
@@ -273,7 +340,7 @@ TEST(JobTableTest, ShutdownWaitsForRunningJobsAndDropsQueuedOnes) {
                           })
                   .ok());
   ASSERT_TRUE(table
-                  ->Start(kB,
+                  ->Start(kB, kOwner,
                           [&](const engine::ProgressFn&) {
                             b_ran = true;
                             return Succeeded("b");
@@ -290,7 +357,7 @@ TEST(JobTableTest, ShutdownWaitsForRunningJobsAndDropsQueuedOnes) {
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   absl::Status st;
   while (Clock::now() < deadline) {
-    st = table->Start(kC, c_work).status();
+    st = table->Start(kC, kOwner, c_work).status();
     if (absl::IsFailedPrecondition(st)) break;
     std::this_thread::sleep_for(milliseconds(1));
   }

@@ -32,6 +32,10 @@ int CmdApi(const std::vector<std::string>& args) {
       {"api-timeout-ms", "the apiTimeout told to job clients: how long they poll", true,
        "21600000"},
       {"max-jobs", "syncs that run at once as jobs; more wait in a queue", true, "2"},
+      {"max-jobs-per-session",
+       "jobs one session may hold (queued, running, or finished and not expired) of the 1024 the "
+       "server keeps",
+       true, "512"},
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
@@ -67,6 +71,10 @@ int CmdApi(const std::vector<std::string>& args) {
   if (!max_jobs.ok() || *max_jobs < 1 || *max_jobs > 64) {
     return Usage(kCmd, "--max-jobs must be a whole number from 1 to 64", help);
   }
+  auto per_session = f.GetInt("max-jobs-per-session");
+  if (!per_session.ok() || *per_session < 1 || *per_session > 1024) {
+    return Usage(kCmd, "--max-jobs-per-session must be a whole number from 1 to 1024", help);
+  }
   const std::string ready_file = f.Get("ready-file");
 
   auto registry = control::LoadRegistry(*config);
@@ -98,6 +106,7 @@ int CmdApi(const std::vector<std::string>& args) {
   options.job_ttl_seconds = *ttl;
   options.api_timeout_ms = *api_timeout;
   options.max_running_jobs = static_cast<size_t>(*max_jobs);
+  options.max_jobs_per_session = static_cast<size_t>(*per_session);
   // A synchronous PUT holds a thread for its whole sync: leave room for polls beside them.
   options.http_threads = static_cast<size_t>(*max_jobs) + 8;
   options.log = LogLine;
