@@ -62,7 +62,8 @@ int CmdServe(const std::vector<std::string>& args) {
       {"listen", "address and port to listen on; port 0 picks a free one", true, kDefaultListen},
       {"key-file", "shared key that clients must prove they hold (default: DIR/auth.key)", true,
        ""},
-      {"max-connections", "connections served at once; more are refused", true, "16"},
+      {"max-connections", "authenticated connections served at once; more are told to retry later",
+       true, "16"},
       {"idle-timeout", "seconds a connection may wait between requests", true, "300"},
       {"verify",
        "how received records are checked: full (recompute every chunk id) or checksum (trusts "

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <thread>
 #include <utility>
 
@@ -48,6 +49,12 @@ uint64_t Tag(size_t conn, bool recv) { return conn * 2 + (recv ? 1 : 0); }
 
 void StoreLE32(uint8_t* p, uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// A daemon that turned the connection away for now ("too many connections"): worth retrying.
+bool IsBusy(const absl::Status& status) {
+  return absl::IsResourceExhausted(status) &&
+         absl::StrContains(status.message(), "too many connections");
 }
 
 absl::Span<const uint8_t> StrBytes(const std::string& s) {
@@ -193,17 +200,22 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
   }
   s->queue_ = *std::move(queue);
 
-  // One deadline for the whole of Connect(): every TCP connect and every handshake.
+  // One deadline for every TCP connect and every handshake of Connect(); renewed only when a busy
+  // daemon ("too many connections") made us wait and try again.
   const bool bounded = options.connect_timeout_ms > 0;
-  const Clock::time_point deadline =
-      Clock::now() + std::chrono::milliseconds(std::max<int64_t>(options.connect_timeout_ms, 0));
+  const auto connect_timeout =
+      std::chrono::milliseconds(std::max<int64_t>(options.connect_timeout_ms, 0));
+  Clock::time_point deadline = Clock::now() + connect_timeout;
+  const Clock::time_point busy_deadline =
+      Clock::now() + std::chrono::milliseconds(std::max<int64_t>(options.busy_wait_ms, 0));
   auto ms_left = [&] {
     if (!bounded) return options.connect_timeout_ms;  // the kernel's own limit
     return std::max<int64_t>(
         1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
   };
   std::string expect = options.expect_uuid;
-  for (size_t i = 0; i < options.connections; ++i) {
+  // Connects and authenticates connection `i`.
+  auto dial = [&](size_t i) -> absl::StatusOr<std::pair<std::unique_ptr<WireConn>, Welcome>> {
     auto fd = io::Connect(options.endpoint, ms_left());
     if (!fd.ok()) return s->PeerStatus(fd.status().code(), fd.status().message());
     if (absl::Status st = io::TuneSocket(fd->get()); !st.ok()) {
@@ -227,25 +239,43 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
       if (absl::StrContains(welcome.status().message(), "store daemon")) return welcome.status();
       return s->PeerStatus(welcome.status().code(), welcome.status().message());
     }
+    return std::make_pair(*std::move(wire), *std::move(welcome));
+  };
+  std::minstd_rand jitter(static_cast<uint32_t>(Clock::now().time_since_epoch().count()));
+  for (size_t i = 0; i < options.connections; ++i) {
+    auto dialed = dial(i);
+    // A busy daemon is retried with exponential backoff (and jitter, so that the clients it
+    // turned away do not all come back at once) until busy_wait_ms is spent.
+    for (int64_t backoff_ms = 50; !dialed.ok() && IsBusy(dialed.status());
+         backoff_ms = std::min<int64_t>(2 * backoff_ms, 2000)) {
+      const auto wait = std::chrono::milliseconds(backoff_ms / 2 + jitter() % (backoff_ms / 2 + 1));
+      if (Clock::now() + wait >= busy_deadline) break;
+      std::this_thread::sleep_for(wait);
+      deadline = Clock::now() + connect_timeout;
+      dialed = dial(i);
+    }
+    if (!dialed.ok()) return dialed.status();
+    std::unique_ptr<WireConn>& wire = dialed->first;
+    const Welcome& welcome = dialed->second;
     if (i == 0) {
-      s->info_ = welcome->info;
-      s->max_frame_ = welcome->max_frame;
-      s->max_inflight_ = std::min<uint64_t>(welcome->max_inflight, 2 * uint64_t{options.max_frame});
-      s->manifest_delta_ = welcome->manifest_delta;
-      s->takes_delete_ = welcome->takes_delete;
-      s->takes_gc_ = welcome->takes_gc;
-      expect = welcome->info.uuid;
-    } else if (welcome->info.uuid != expect) {
+      s->info_ = welcome.info;
+      s->max_frame_ = welcome.max_frame;
+      s->max_inflight_ = std::min<uint64_t>(welcome.max_inflight, 2 * uint64_t{options.max_frame});
+      s->manifest_delta_ = welcome.manifest_delta;
+      s->takes_delete_ = welcome.takes_delete;
+      s->takes_gc_ = welcome.takes_gc;
+      expect = welcome.info.uuid;
+    } else if (welcome.info.uuid != expect) {
       return s->PeerStatus(absl::StatusCode::kFailedPrecondition,
-                           absl::StrCat("connection ", i, " reached store ", welcome->info.uuid,
+                           absl::StrCat("connection ", i, " reached store ", welcome.info.uuid,
                                         ", connection 0 store ", expect));
     } else {
-      s->max_frame_ = std::min(s->max_frame_, welcome->max_frame);
-      s->max_inflight_ = std::min(s->max_inflight_, welcome->max_inflight);
+      s->max_frame_ = std::min(s->max_frame_, welcome.max_frame);
+      s->max_inflight_ = std::min(s->max_inflight_, welcome.max_inflight);
     }
     Conn c;
-    c.fd = (*wire)->fd();
-    c.wire = *std::move(wire);
+    c.fd = wire->fd();
+    c.wire = std::move(wire);
     s->conns_.push_back(std::move(c));
   }
   s->frame_target_ =

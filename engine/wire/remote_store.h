@@ -64,6 +64,9 @@ struct RemoteOptions {
   // accepts connections and never answers fails within this time (DeadlineExceeded). Negative:
   // the kernel's connect limit and the handshake's own (kHandshakeTimeoutMs per step).
   int64_t connect_timeout_ms = 10'000;
+  // How long Connect() keeps retrying, with exponential backoff, a daemon that answers "too many
+  // connections" (it serves its limit, or is flooded with handshakes); 0: fail at once.
+  int64_t busy_wait_ms = 30'000;
   // Longest wait without progress on any connection (no byte sent or received) before the store
   // fails with DeadlineExceeded: a stalled daemon or network. FLUSH and GC wait at least their
   // own, longer, limits, since the daemon is silent while it fsyncs or collects. Must be > 0.

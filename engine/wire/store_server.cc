@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <utility>
@@ -23,6 +24,8 @@ using wire_internal::Bytes;
 
 // How often the accept thread looks whether Stop() was called.
 constexpr int64_t kAcceptPollMs = 100;
+// How long the accept thread waits for pushed-out handshakes to end before it refuses a new one.
+constexpr int64_t kHandshakeRoomWaitMs = 500;
 // How long a refused connection is given to read its ERROR before the socket is closed.
 constexpr int kRefuseLingerMs = 200;
 
@@ -30,6 +33,7 @@ constexpr int kRefuseLingerMs = 200;
 std::string RefusalReason(const absl::Status& status) {
   if (absl::IsUnauthenticated(status)) return "wrong key";
   if (absl::IsDeadlineExceeded(status)) return "handshake timeout";
+  if (absl::StrContains(status.message(), "too many connections")) return "too many connections";
   if (absl::StrContains(status.message(), "version mismatch")) return "protocol version mismatch";
   if (absl::IsUnavailable(status)) return "closed during the handshake";
   if (absl::IsInvalidArgument(status) || absl::IsResourceExhausted(status) ||
@@ -169,12 +173,12 @@ void StoreServer::AcceptLoop() {
     if (absl::Status tuned = io::TuneSocket(socket->get()); !tuned.ok()) {
       Log(absl::StrCat("#", id, " ", peer, ": ", tuned.message()));
     }
-    size_t active = 0;
-    for (const Conn& c : conns_) active += c.done ? 0 : 1;
-    if (active >= options_.max_connections) {
+    // When a flood has pushed out as many handshakes as the budget and their threads have not
+    // ended yet, wait a moment for them rather than turn this connection away.
+    if (!conn_ended_.wait_for(lock, std::chrono::milliseconds(kHandshakeRoomWaitMs),
+                              [&] { return MakeRoomForAHandshakeLocked(id, peer); })) {
       lock.unlock();
-      Log(absl::StrCat("#", id, " ", peer, ": refused: too many connections (", active,
-                       " open, at most ", options_.max_connections, ")"));
+      Log(absl::StrCat("#", id, " ", peer, ": refused: too many handshakes in progress"));
       Refuse(*std::move(socket));
       continue;
     }
@@ -186,12 +190,47 @@ void StoreServer::AcceptLoop() {
   }
 }
 
+bool StoreServer::MakeRoomForAHandshakeLocked(uint64_t id, const std::string& peer) {
+  const size_t budget = std::max<size_t>(options_.max_pending_handshakes, 1);
+  size_t pending = 0, ending = 0;
+  Conn* oldest = nullptr;
+  for (Conn& c : conns_) {
+    if (c.done || c.authenticated) continue;
+    if (c.evicted) {
+      ++ending;
+    } else {
+      ++pending;
+      if (oldest == nullptr && c.fd >= 0) oldest = &c;  // conns_ is in accept order
+    }
+  }
+  if (pending < budget) return true;
+  // Threads of pushed-out handshakes end within a moment; a flood faster than that is refused.
+  if (ending >= budget || oldest == nullptr) return false;
+  oldest->evicted = true;
+  ::shutdown(oldest->fd, SHUT_RDWR);
+  Log(absl::StrCat("#", oldest->id, " ", oldest->peer, ": pushed out of the handshake budget (",
+                   budget, " pending) by #", id, " ", peer));
+  return true;
+}
+
+absl::Status StoreServer::Admit(Conn* conn) {
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  size_t served = 0;
+  for (const Conn& c : conns_) served += (!c.done && c.authenticated) ? 1 : 0;
+  if (served >= options_.max_connections) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many connections: the daemon serves at most ", options_.max_connections,
+                     " at once; try again later"));
+  }
+  conn->authenticated = true;
+  return absl::OkStatus();
+}
+
 void StoreServer::Refuse(io::Fd socket) {
   std::string frame;
   AppendFrame(static_cast<uint16_t>(MsgType::kError),
               Bytes(EncodeError(absl::ResourceExhaustedError(
-                  absl::StrCat("too many connections: the daemon serves at most ",
-                               options_.max_connections, " at once; try again later")))),
+                  "too many connections: the daemon is busy with handshakes; try again later"))),
               &frame);
   // A fresh socket's buffer takes a small frame at once; never block the accept thread on it.
   (void)::send(socket.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -237,7 +276,8 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
   } else if (stop) {
     log("closed: the server is stopping");
   } else {
-    absl::Status hs = ServerHandshake(*wc, options_.key, welcome_);
+    absl::Status hs =
+        ServerHandshake(*wc, options_.key, welcome_, [this, conn] { return Admit(conn); });
     if (!hs.ok()) {
       log(absl::StrCat("refused: ", RefusalReason(hs), " (", hs.message(), ")"));
     } else {
@@ -256,6 +296,7 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
   wc.reset();  // closes the socket
   std::lock_guard<std::mutex> lock(conns_mu_);
   conn->done = true;
+  conn_ended_.notify_all();
 }
 
 }  // namespace chunkferry::engine

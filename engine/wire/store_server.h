@@ -16,6 +16,7 @@
 #define CHUNKFERRY_ENGINE_WIRE_STORE_SERVER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -50,7 +51,14 @@ const char* CommitStepName(CommitStep step);
 struct ServerOptions {
   io::Endpoint listen;  // port 0: any free port (see StoreServer::port())
   AuthKey key;          // the shared key clients must prove they hold
+  // Authenticated connections served at once; one more is answered ERROR ResourceExhausted
+  // ("too many connections") in place of WELCOME, and the client retries later.
   size_t max_connections = 16;
+  // Connections still in their handshake (not authenticated), counted apart so that sockets
+  // that never authenticate cannot lock out clients that do: when this many are pending, a new
+  // connection pushes out the one that has been pending longest (an honest handshake takes a
+  // round trip or two, so it is rarely the oldest). Each pending connection has a thread.
+  size_t max_pending_handshakes = 32;
   uint32_t max_frame = kDefaultMaxFrame;        // announced in WELCOME; >= kMinMaxFrame
   uint64_t max_inflight = kDefaultMaxInflight;  // announced in WELCOME; >= max_frame
   int64_t idle_timeout_ms = 300'000;            // longest wait for a connection's next request
@@ -109,10 +117,18 @@ class StoreServer {
     std::string peer;
     int fd = -1;
     bool done = false;
+    bool authenticated = false;
+    bool evicted = false;  // pushed out of the handshake budget: its socket is shut down
     std::thread thread;
   };
 
   void AcceptLoop();
+  // Makes room for a new pending handshake: shuts down the longest-pending one when the budget
+  // is used up. False when even that cannot help (evicted ones have not ended yet). Needs
+  // conns_mu_.
+  bool MakeRoomForAHandshakeLocked(uint64_t id, const std::string& peer);
+  // Admits an authenticated connection, or ResourceExhausted when max_connections are served.
+  absl::Status Admit(Conn* conn);
   // Answers a connection beyond max_connections with ERROR and closes it.
   void Refuse(io::Fd socket);
   void ServeConnection(Conn* conn, io::Fd socket);
@@ -129,6 +145,7 @@ class StoreServer {
   std::mutex log_mu_;
 
   std::mutex conns_mu_;
+  std::condition_variable conn_ended_;  // a connection's thread is done (conns_mu_)
   std::list<Conn> conns_;
   uint64_t next_conn_id_ = 1;
 

@@ -25,6 +25,7 @@
 #include "engine/local/local_store.h"
 #include "engine/store/worker_pool.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/remote_store.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"
@@ -851,6 +852,56 @@ TEST_P(StoreServerTest, ConnectionsBeyondTheLimitAreRefused) {
   EXPECT_TRUE(PeerCloses(first->fd()));
   EXPECT_TRUE(WaitFor([&] { return server_->active_connections() == 0; }));
   EXPECT_NE(Dial(), nullptr);
+}
+
+// The attack: many TCP connections that never say a word, far beyond max_connections. They only
+// ever hold the handshake budget, where each new one pushes out the oldest: an honest client is
+// served at once, and the daemon's threads stay bounded.
+TEST_P(StoreServerTest, SocketsThatNeverAuthenticateCannotLockOutClients) {
+  ServerOptions o = Options();
+  o.max_connections = 2;
+  o.max_pending_handshakes = 4;
+  StartServer(std::move(o));
+  std::vector<io::Fd> silent;
+  for (int i = 0; i < 40; ++i) silent.push_back(RawConnect());
+  EXPECT_TRUE(WaitFor([&] { return Logged("pushed out of the handshake budget"); })) << LogText();
+  for (int k = 0; k < 2; ++k) {  // both authenticated slots, each after the flood
+    auto honest = Dial();
+    ASSERT_NE(honest, nullptr) << LogText();
+    auto have = Have(*honest, IdsOf({records_[0]}));
+    ASSERT_TRUE(have.ok()) << have.status();
+    silent.push_back(RawConnect());
+  }
+  // Threads: the two served connections and at most twice the budget of handshakes.
+  EXPECT_LE(server_->active_connections(), 2u + 2 * 4) << LogText();
+}
+
+// A daemon serving its limit answers "too many connections" after the handshake; the client
+// waits and retries (busy_wait_ms) and gets in once a slot frees, or fails at once without it.
+TEST_P(StoreServerTest, ABusyDaemonIsRetriedUntilASlotFrees) {
+  ServerOptions o = Options();
+  o.max_connections = 1;
+  StartServer(std::move(o));
+  auto first = Dial();
+  ASSERT_NE(first, nullptr);
+  RemoteOptions ro;
+  ro.endpoint = io::Endpoint{"127.0.0.1", server_->port()};
+  ro.key = KeyOf(1);
+  ro.connections = 1;
+  ro.backend = GetParam();
+  ro.busy_wait_ms = 0;
+  auto at_once = RemoteStore::Connect(ro);
+  ASSERT_FALSE(at_once.ok());
+  EXPECT_EQ(at_once.status().code(), absl::StatusCode::kResourceExhausted) << at_once.status();
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::shutdown(first->fd(), SHUT_RDWR);  // the first client goes away
+  });
+  ro.busy_wait_ms = 20'000;
+  auto waited = RemoteStore::Connect(ro);
+  release.join();
+  ASSERT_TRUE(waited.ok()) << waited.status() << "\n" << LogText();
+  EXPECT_TRUE(Logged("refused: too many connections")) << LogText();
 }
 
 TEST_P(StoreServerTest, ConnectionsAppendInParallel) {

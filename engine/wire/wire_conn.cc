@@ -247,7 +247,8 @@ absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
   return welcome;
 }
 
-absl::Status ServerHandshake(WireConn& conn, const AuthKey& key, const Welcome& welcome) {
+absl::Status ServerHandshake(WireConn& conn, const AuthKey& key, const Welcome& welcome,
+                             const std::function<absl::Status()>& admit) {
   const int64_t deadline = NowMs() + kHandshakeTimeoutMs;
   auto left = [deadline] { return std::max<int64_t>(1, deadline - NowMs()); };
   auto refuse = [&conn](absl::Status why) {
@@ -274,6 +275,9 @@ absl::Status ServerHandshake(WireConn& conn, const AuthKey& key, const Welcome& 
                                    challenge.server_nonce, challenge.store_uuid);
   if (!ProofEquals(expected, auth->client_proof)) {
     return refuse(absl::UnauthenticatedError("authentication failed"));
+  }
+  if (admit) {
+    if (absl::Status admitted = admit(); !admitted.ok()) return refuse(admitted);
   }
   conn.set_max_send_frame(welcome.max_frame);
   CF_RETURN_IF_ERROR(conn.Send(MsgType::kWelcome, EncodeWelcome(welcome), left()));

@@ -6,6 +6,7 @@
 #define CHUNKFERRY_ENGINE_WIRE_WIRE_CONN_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -138,9 +139,12 @@ class WireConn {
                                                       uint32_t max_frame = kDefaultMaxFrame);
 
 // The daemon side: HELLO, CHALLENGE, check AUTH, WELCOME (or ERROR and the reason). The whole
-// exchange must finish within kHandshakeTimeoutMs.
+// exchange must finish within kHandshakeTimeoutMs. `admit`, when set, is asked once the client
+// proved it holds the key, before WELCOME: an error it returns is sent as ERROR instead (e.g.
+// ResourceExhausted when the daemon serves as many authenticated connections as it may).
 [[nodiscard]] absl::Status ServerHandshake(WireConn& conn, const AuthKey& key,
-                                           const Welcome& welcome);
+                                           const Welcome& welcome,
+                                           const std::function<absl::Status()>& admit = nullptr);
 
 }  // namespace chunkferry::engine
 
