@@ -149,6 +149,11 @@ absl::Status ManifestWriter::Finish(const VolumeBackupMeta& meta, const std::str
   const uint64_t meta_offset = file_offset_ + buf_.size();
   std::string tail;
   EncodeKv(kv, &tail);
+  if (tail.size() > kMaxManifestMetaBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the volume backup's metadata takes ",
+                                                   tail.size(), " bytes; at most ",
+                                                   kMaxManifestMetaBytes));
+  }
   PutU64(&tail, meta_offset);
   PutU64(&tail, data_entries_);
   PutU64(&tail, zero_entries_);
@@ -243,6 +248,10 @@ absl::StatusOr<std::unique_ptr<ManifestReader>> ManifestReader::Open(const std::
   if (XXH3_64bits_digest(&st) != LoadU64(sum)) return damaged("checksum mismatch");
   if (data != want_data || zero != want_zero || covered != logical) {
     return damaged("entry counts do not match the trailer");
+  }
+  if (size - kTrailerSize - r->meta_offset_ > kMaxManifestMetaBytes) {
+    return damaged(absl::StrCat("meta block of ", size - kTrailerSize - r->meta_offset_,
+                                " bytes (at most ", kMaxManifestMetaBytes, ")"));
   }
   std::string meta_bytes(size - kTrailerSize - r->meta_offset_, '\0');
   CF_RETURN_IF_ERROR(io::PreadFull(

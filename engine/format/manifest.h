@@ -34,6 +34,10 @@ inline constexpr uint32_t kMaxManifestChunk = 16u << 20;
 // Most bytes one manifest covers (what off_t can address): entries that add up to more are
 // refused by the writer and are damage to the reader, so no sum of lengths can wrap.
 inline constexpr uint64_t kMaxVolumeSize = uint64_t{1} << 63;
+// Largest meta block a manifest (or a delta) may carry: a real one is a few hundred bytes. The
+// reader refuses a larger one before it allocates it, so a hostile file cannot make it allocate
+// hundreds of MB; the writer refuses to make one.
+inline constexpr size_t kMaxManifestMetaBytes = 4u << 20;
 
 // A source of manifest entries: a manifest being read, locally or from a remote store.
 class ManifestSource {

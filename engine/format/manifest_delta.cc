@@ -29,8 +29,6 @@ constexpr size_t kMaxLiteralRun = 4096;
 constexpr size_t kIoBlock = 1 << 20;
 // Longest item the decoder parses at once: a literal entry (10-byte varint + id) or an op.
 constexpr size_t kMaxItem = 32;
-// Largest meta block accepted (a manifest's meta is a few hundred bytes).
-constexpr size_t kMaxMetaBytes = 4u << 20;
 
 // One step of the entries hash: XXH3-64 of (u8 zero, u64 length, 16-byte id or zeros), seeded
 // with the hash so far.
@@ -230,7 +228,7 @@ absl::StatusOr<std::unique_ptr<ManifestDeltaSource>> ManifestDeltaSource::Open(
   if (LoadU16(head + 6) != 0) return d->Malformed("unknown flags");
   // The meta block: read a bounded prefix and decode it there.
   const size_t meta_avail =
-      static_cast<size_t>(std::min<uint64_t>(kMaxMetaBytes, d->end_ - kHeaderSize));
+      static_cast<size_t>(std::min<uint64_t>(kMaxManifestMetaBytes, d->end_ - kHeaderSize));
   std::string meta_bytes(meta_avail, '\0');
   CF_RETURN_IF_ERROR(io::PreadFull(
       d->fd_.get(),

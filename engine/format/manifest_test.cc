@@ -48,6 +48,15 @@ std::vector<ManifestEntry> ReadAll(ManifestReader& r, size_t max) {
 
 class ManifestTest : public ::testing::Test {
  protected:
+  // The bytes of a valid manifest of one 4 KiB chunk, to make damaged ones from.
+  std::vector<uint8_t> OneChunkManifestBytes() {
+    auto w = ManifestWriter::Create(Tmp("one"));
+    EXPECT_TRUE(w.ok()) << w.status();
+    if (!w.ok()) return {};
+    EXPECT_TRUE((*w)->AddData(Id(1), 4096).ok());
+    EXPECT_TRUE((*w)->Finish(BasicMeta(4096), Final("one")).ok());
+    return ReadFile(Final("one"));
+  }
   std::string Tmp(const std::string& name) { return dir_.Sub(name + ".tmp"); }
   std::string Final(const std::string& name) { return dir_.Sub(name + ".manifest"); }
 
@@ -295,15 +304,8 @@ TEST_F(ManifestTest, LengthsThatWouldWrapPast64BitsAreRefused) {
   }
   // A file whose zero runs wrap (2^63 + 4096 + 2^63 = 4096), made by hand from a valid one of
   // one 4 KiB chunk: entries, counts and checksum all consistent.
-  std::string path;
-  {
-    auto w = ManifestWriter::Create(Tmp("one"));
-    ASSERT_TRUE(w.ok()) << w.status();
-    ASSERT_TRUE((*w)->AddData(Id(1), 4096).ok());
-    ASSERT_TRUE((*w)->Finish(BasicMeta(4096), Final("one")).ok());
-    path = Final("one");
-  }
-  const std::vector<uint8_t> valid = ReadFile(path);
+  const std::vector<uint8_t> valid = OneChunkManifestBytes();
+  ASSERT_FALSE(valid.empty());
   constexpr size_t kHeader = 16, kData = 21, kTrailer = 48;
   auto zero_entry = [](uint64_t length) {
     std::vector<uint8_t> e = {2};
@@ -333,6 +335,44 @@ TEST_F(ManifestTest, LengthsThatWouldWrapPast64BitsAreRefused) {
   ASSERT_FALSE(r.ok()) << "a manifest whose lengths wrap was accepted as a 4 KiB volume";
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
   EXPECT_TRUE(absl::StrContains(r.status().message(), "2^63")) << r.status();
+}
+
+// A meta block is a few hundred bytes. A file with a huge one (consistent checksum) is refused
+// before the reader allocates it, and the writer makes none above the bound.
+TEST_F(ManifestTest, AHugeMetaBlockIsRefusedNotAllocated) {
+  {
+    auto w = ManifestWriter::Create(Tmp("big-meta"));
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->AddData(Id(1), 4096).ok());
+    VolumeBackupMeta m = BasicMeta(4096);
+    m.description = std::string(1 << 20, 'd');
+    m.metadata = std::string(1 << 20, 'm');
+    m.name = std::string(1 << 20, 'n');
+    m.install_path = std::string(1 << 20, 'i');
+    m.chunker = std::string(1 << 20, 'c');
+    auto st = (*w)->Finish(m, Final("big-meta"));
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), "metadata takes")) << st;
+  }
+  const std::vector<uint8_t> valid = OneChunkManifestBytes();
+  ASSERT_FALSE(valid.empty());
+  constexpr size_t kTrailer = 48;
+  // The same file with 6 MiB more in its meta region, trailer and checksum kept consistent.
+  std::vector<uint8_t> bad(valid.begin(), valid.end() - kTrailer);
+  bad.resize(bad.size() + (6u << 20), 0);
+  bad.insert(bad.end(), valid.end() - kTrailer, valid.end() - 8);
+  const std::vector<uint8_t> sum = [&] {
+    std::vector<uint8_t> out;
+    const uint64_t v = codec::Checksum64(bad);
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    return out;
+  }();
+  bad.insert(bad.end(), sum.begin(), sum.end());
+  WriteFile(Final("fat"), bad);
+  auto r = ManifestReader::Open(Final("fat"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "meta block of")) << r.status();
 }
 
 TEST_F(ManifestTest, OpenOfAMissingFileIsNotFound) {
