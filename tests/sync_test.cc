@@ -4,11 +4,13 @@
 // that moves only its new records, a wrong key, and a daemon or client killed mid-sync followed
 // by a rerun that converges.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -22,8 +24,11 @@
 #include "absl/strings/strip.h"
 #include "engine/format/volume_backup.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/wire_conn.h"
+#include "engine/wire/wire_messages.h"
 #include "gtest/gtest.h"
 #include "io/fd.h"
+#include "io/net.h"
 #include "tests/cli_fixture.h"
 #include "tests/test_util.h"
 
@@ -339,6 +344,57 @@ TEST_P(SyncTest, ADaemonCrashAfterEachCommitStepLeavesNoHalfGroup) {
     EXPECT_EQ(daemon.Stop(SIGTERM), 0);
     ExpectVerifiesAndRestores(b, volumes);
   }
+}
+
+// A peer holding the key can make the daemon allocate a whole frame (up to max_frame, 64 MiB)
+// per connection. When memory runs out (here: an address-space limit set on the running daemon
+// just above what it uses), that connection ends and the daemon goes on serving the others.
+TEST_P(SyncTest, AnAllocationFailureEndsOneConnectionNotTheDaemon) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers reserve address space that RLIMIT_AS cannot leave them";
+#else
+  const std::string b = tmp_.Sub("b");
+  Run({"store", "init", "--store", b, "--quiet"});
+  auto key = engine::LoadKeyFile(b + "/auth.key");
+  ASSERT_TRUE(key.ok()) << key.status();
+  Daemon daemon(b, tmp_.Sub("ready"), IoFlag());
+  ASSERT_FALSE(daemon.address().empty());
+  auto status = io::ReadFileToString(absl::StrCat("/proc/", daemon.pid(), "/status"));
+  ASSERT_TRUE(status.ok());
+  const size_t at = status->find("VmSize:");
+  ASSERT_NE(at, std::string::npos);
+  const uint64_t vm_kib = std::strtoull(status->c_str() + at + 7, nullptr, 10);
+  // Room for a connection (its thread stacks, its queue) but not for the frame below.
+  const rlimit limit{(vm_kib << 10) + (48u << 20), RLIM_INFINITY};
+  ASSERT_EQ(::prlimit(daemon.pid(), RLIMIT_AS, &limit, nullptr), 0);
+
+  const size_t colon = daemon.address().rfind(':');
+  const io::Endpoint ep{daemon.address().substr(0, colon),
+                        static_cast<uint16_t>(std::stoi(daemon.address().substr(colon + 1)))};
+  auto dial = [&]() -> std::unique_ptr<engine::WireConn> {
+    auto fd = io::Connect(ep, 5000);
+    if (!fd.ok()) return nullptr;
+    auto wc = engine::WireConn::Make(*std::move(fd), "daemon", GetParam());
+    if (!wc.ok() || !engine::ClientHandshake(**wc, *key, "").ok()) return nullptr;
+    return *std::move(wc);
+  };
+  {
+    auto greedy = dial();
+    ASSERT_NE(greedy, nullptr);
+    const std::vector<uint8_t> big(60u << 20, 0x5a);  // an APPEND the daemon must hold whole
+    (void)greedy->Send(engine::MsgType::kAppend, absl::MakeConstSpan(big));
+    EXPECT_FALSE(greedy->Recv(20'000).ok()) << "the daemon answered a frame it cannot hold";
+  }
+  int wait_status = 0;
+  ASSERT_EQ(::waitpid(daemon.pid(), &wait_status, WNOHANG), 0) << "the daemon died";
+  auto honest = dial();
+  ASSERT_NE(honest, nullptr) << "the daemon no longer serves";
+  const codec::ChunkId id{1, 2};
+  ASSERT_TRUE(honest->Send(engine::MsgType::kHave, engine::EncodeHave({&id, 1})).ok());
+  EXPECT_TRUE(honest->Expect(engine::MsgType::kHaveReply).ok());
+  honest.reset();
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+#endif
 }
 
 TEST_P(SyncTest, BadDaemonAddressAndFlagsAreClearErrors) {

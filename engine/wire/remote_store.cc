@@ -930,7 +930,7 @@ absl::Status RemoteStore::PutManifestWithBase(const VolumeBackupMeta& meta, Mani
     };
     CF_RETURN_IF_ERROR(EncodeManifestDelta(meta, entries, *base, sink));
   }
-  if (length > kMaxManifestDeltaLength) return PutManifest(meta, entries);
+  if (length > kMaxManifestLength) return PutManifest(meta, entries);
   engine::PutManifestDelta put;
   put.backup_uuid = meta.uuid;
   put.base_uuid = base_uuid;

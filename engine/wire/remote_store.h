@@ -78,7 +78,7 @@ struct RemoteOptions {
   // Largest manifest the client takes from the daemon (OPEN_MANIFEST streams it to a scratch
   // file): a daemon streaming more is refused and the store fails, so that it cannot fill the
   // client's disk. 64 GiB holds the manifest of a volume of about 12 TiB in 4 KiB chunks.
-  uint64_t max_manifest_bytes = uint64_t{64} << 30;
+  uint64_t max_manifest_bytes = kMaxManifestLength;
 };
 
 class RemoteStore final : public Store {

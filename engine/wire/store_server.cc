@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -276,17 +277,13 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
   } else if (stop) {
     log("closed: the server is stopping");
   } else {
-    absl::Status hs =
-        ServerHandshake(*wc, options_.key, welcome_, [this, conn] { return Admit(conn); });
-    if (!hs.ok()) {
-      log(absl::StrCat("refused: ", RefusalReason(hs), " (", hs.message(), ")"));
-    } else {
-      log("authenticated");
-      wire_internal::StoreSession session(*wc, *store_, store_mu_, gc_running_, options_, log);
-      const std::string why = session.Run();
-      log(absl::StrCat("closed (", why, "): ", wc->bytes_received(), " bytes in, ",
-                       wc->bytes_sent(), " bytes out, ", session.records_appended(),
-                       " records appended"));
+    // A peer can make the daemon allocate (a frame up to max_frame, a manifest's checks): when
+    // memory runs out, this connection ends and the daemon goes on serving the others.
+    try {
+      HandshakeAndServe(conn, *wc, log);
+    } catch (const std::bad_alloc&) {
+      log(absl::StrCat("closed: out of memory while serving it (", wc->bytes_received(),
+                       " bytes in); the daemon goes on"));
     }
   }
   {
@@ -297,6 +294,21 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
   std::lock_guard<std::mutex> lock(conns_mu_);
   conn->done = true;
   conn_ended_.notify_all();
+}
+
+void StoreServer::HandshakeAndServe(Conn* conn, WireConn& wc,
+                                    const std::function<void(const std::string&)>& log) {
+  absl::Status hs =
+      ServerHandshake(wc, options_.key, welcome_, [this, conn] { return Admit(conn); });
+  if (!hs.ok()) {
+    log(absl::StrCat("refused: ", RefusalReason(hs), " (", hs.message(), ")"));
+    return;
+  }
+  log("authenticated");
+  wire_internal::StoreSession session(wc, *store_, store_mu_, gc_running_, options_, log);
+  const std::string why = session.Run();
+  log(absl::StrCat("closed (", why, "): ", wc.bytes_received(), " bytes in, ", wc.bytes_sent(),
+                   " bytes out, ", session.records_appended(), " records appended"));
 }
 
 }  // namespace chunkferry::engine

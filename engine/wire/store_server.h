@@ -68,6 +68,9 @@ struct ServerOptions {
   // plant bytes under an id they do not hash to. kChecksum trusts the senders' ids (peers the
   // operator controls, on a trusted network); an APPEND that asks for full is still checked fully.
   VerifyMode verify = VerifyMode::kFull;
+  // Free space a received manifest (or delta) must leave on the store's file system; one that
+  // would not is refused at once (ERROR ResourceExhausted, connection closed).
+  uint64_t min_free_bytes = 64u << 20;
   // Called between the steps of a collection (GC), without the store mutex, with the phase the
   // next step belongs to: the tests run other requests at chosen points of a collection.
   std::function<void(GarbageCollector::Phase)> gc_between_steps;
@@ -132,6 +135,9 @@ class StoreServer {
   // Answers a connection beyond max_connections with ERROR and closes it.
   void Refuse(io::Fd socket);
   void ServeConnection(Conn* conn, io::Fd socket);
+  // The handshake, then the session's requests until it ends. May throw std::bad_alloc.
+  void HandshakeAndServe(Conn* conn, WireConn& wc,
+                         const std::function<void(const std::string&)>& log);
   // Joins the threads of connections that have ended.
   void ReapFinished();
   void Log(const std::string& line);

@@ -748,6 +748,33 @@ TEST_P(StoreServerTest, ManifestDeltaIsRebuiltFromTheBaseOrRefused) {
   EXPECT_EQ(conn->Expect(MsgType::kOk).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// A peer announcing a manifest longer than the protocol allows, or than the store's disk can
+// take, is refused at once: nothing is received into tmp/, the connection closes, the daemon
+// goes on serving.
+TEST_P(StoreServerTest, ManifestsThatCannotFitAreRefusedBeforeAByteIsStored) {
+  ServerOptions o = Options();
+  o.min_free_bytes = uint64_t{1} << 62;  // more than any disk has free: nothing fits
+  StartServer(std::move(o));
+  const std::vector<uint8_t> manifest = SourceManifestBytes();
+  for (uint64_t announced : {kMaxManifestLength + 1, uint64_t{manifest.size()}}) {
+    auto conn = Dial();
+    ASSERT_NE(conn, nullptr);
+    PutManifest put;
+    put.backup_uuid = meta_.uuid;
+    put.file_length = announced;
+    ASSERT_TRUE(conn->Send(MsgType::kPutManifest, EncodePutManifest(put)).ok());
+    auto reply = conn->Expect(MsgType::kOk);
+    ASSERT_FALSE(reply.ok());
+    EXPECT_EQ(reply.status().code(), announced > kMaxManifestLength
+                                         ? absl::StatusCode::kInvalidArgument
+                                         : absl::StatusCode::kResourceExhausted)
+        << reply.status();
+    EXPECT_TRUE(PeerCloses(conn->fd()));
+    EXPECT_TRUE(testing::ListFiles(tmp_.Sub("dst") + "/tmp").empty());
+  }
+  EXPECT_NE(Dial(), nullptr) << "the daemon must go on serving";
+}
+
 TEST_P(StoreServerTest, ManifestOfTheWrongLengthIsAProtocolError) {
   StartServer();
   const std::vector<uint8_t> manifest = SourceManifestBytes();

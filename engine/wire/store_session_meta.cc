@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/statvfs.h>
 
 #include <memory>
 #include <optional>
@@ -22,6 +23,21 @@ absl::Status StoreSession::ReceiveManifestBytes(MsgType request, const std::stri
   // A failure to store the bytes is answered once they have all arrived, so that the stream
   // stays in step with the requests.
   *stored = fd.status();
+  if (fd.ok()) {
+    // A stream that cannot fit is refused at once rather than received to fill the disk: the
+    // connection closes (the bytes announced would otherwise have to be read and dropped).
+    struct statvfs fs;
+    if (::fstatvfs(fd->get(), &fs) == 0) {
+      const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+      if (length > free_bytes || free_bytes - length < options_.min_free_bytes) {
+        const absl::Status full = absl::ResourceExhaustedError(
+            absl::StrCat("the store has ", free_bytes, " bytes free; ", what, " needs ", length,
+                         " and ", options_.min_free_bytes, " must stay free"));
+        (void)RequestError(std::string(MsgTypeName(request)), full);
+        return ProtocolError(full);
+      }
+    }
+  }
   uint64_t received = 0;
   for (;;) {
     absl::StatusOr<WireFrame> frame = conn_.Recv();

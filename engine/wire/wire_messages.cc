@@ -682,6 +682,10 @@ absl::StatusOr<PutManifest> DecodePutManifest(absl::Span<const uint8_t> payload)
   put.file_length = r.U64();
   if (absl::Status st = CheckEnd(MsgType::kPutManifest, r); !st.ok()) return st;
   if (put.file_length == 0) return Malformed(MsgType::kPutManifest, "manifest length is 0");
+  if (put.file_length > kMaxManifestLength) {
+    return Malformed(MsgType::kPutManifest, "manifest length ", put.file_length,
+                     " exceeds the limit of ", kMaxManifestLength);
+  }
   return put;
 }
 
@@ -706,9 +710,9 @@ absl::StatusOr<PutManifestDelta> DecodePutManifestDelta(absl::Span<const uint8_t
   put.delta_length = r.U64();
   if (absl::Status st = CheckEnd(kType, r); !st.ok()) return st;
   if (put.delta_length == 0) return Malformed(kType, "delta length is 0");
-  if (put.delta_length > kMaxManifestDeltaLength) {
+  if (put.delta_length > kMaxManifestLength) {
     return Malformed(kType, "delta length ", put.delta_length, " exceeds the limit of ",
-                     kMaxManifestDeltaLength);
+                     kMaxManifestLength);
   }
   return put;
 }

@@ -217,6 +217,11 @@ std::string EncodeRecords(absl::Span<const absl::Span<const uint8_t>> records);
 
 // ---- Manifests and groups. ----
 
+// Longest manifest, or manifest delta, a peer may announce or stream: the manifest of a volume of
+// about 12 TiB in 4 KiB chunks. A longer announcement is a protocol error, so that a peer cannot
+// make the other side write without bound.
+inline constexpr uint64_t kMaxManifestLength = uint64_t{64} << 30;
+
 // PUT_MANIFEST: u16 uuid length + backup uuid, u64 length of the manifest file (> 0), followed by
 // MANIFEST_DATA frames carrying exactly that many bytes, then MANIFEST_END.
 struct PutManifest {
@@ -227,9 +232,8 @@ std::string EncodePutManifest(const PutManifest& put);
 [[nodiscard]] absl::StatusOr<PutManifest> DecodePutManifest(absl::Span<const uint8_t> payload);
 
 // PUT_MANIFEST_DELTA: u16 uuid length + backup uuid, u16 uuid length + base uuid, u64 length of
-// the delta (1..kMaxManifestDeltaLength; engine/manifest_delta.h), followed by MANIFEST_DATA
+// the delta (1..kMaxManifestLength; engine/manifest_delta.h), followed by MANIFEST_DATA
 // frames carrying exactly that many bytes, then MANIFEST_END.
-inline constexpr uint64_t kMaxManifestDeltaLength = uint64_t{1} << 40;
 struct PutManifestDelta {
   std::string backup_uuid;
   std::string base_uuid;

@@ -285,17 +285,17 @@ TEST(WireMessagesTest, RecordsRoundTrip) {
 
 TEST(WireMessagesTest, ManifestMessagesRoundTrip) {
   absl::StatusOr<PutManifest> put =
-      DecodePutManifest(Sp(EncodePutManifest({kUuidB, uint64_t{5} << 40})));
+      DecodePutManifest(Sp(EncodePutManifest({kUuidB, kMaxManifestLength})));
   ASSERT_TRUE(put.ok()) << put.status();
   EXPECT_EQ(put->backup_uuid, kUuidB);
-  EXPECT_EQ(put->file_length, uint64_t{5} << 40);
+  EXPECT_EQ(put->file_length, kMaxManifestLength);
 
   absl::StatusOr<PutManifestDelta> delta =
-      DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, kUuidB, kMaxManifestDeltaLength})));
+      DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, kUuidB, kMaxManifestLength})));
   ASSERT_TRUE(delta.ok()) << delta.status();
   EXPECT_EQ(delta->backup_uuid, kUuidA);
   EXPECT_EQ(delta->base_uuid, kUuidB);
-  EXPECT_EQ(delta->delta_length, kMaxManifestDeltaLength);
+  EXPECT_EQ(delta->delta_length, kMaxManifestLength);
 
   absl::StatusOr<std::string> open = DecodeOpenManifest(Sp(EncodeOpenManifest(kUuidC)));
   ASSERT_TRUE(open.ok()) << open.status();
@@ -890,12 +890,15 @@ TEST(WireMessagesHostileTest, UuidsFromTheWireNeverBecomePaths) {
 TEST(WireMessagesHostileTest, ManifestMessagesRefuseBadSizes) {
   EXPECT_REFUSED(DecodePutManifest(Sp(EncodePutManifest({kUuidA, 0}))).status(), kInvalidArgument,
                  "length is 0");
+  EXPECT_REFUSED(
+      DecodePutManifest(Sp(EncodePutManifest({kUuidA, kMaxManifestLength + 1}))).status(),
+      kInvalidArgument, "exceeds the limit");
   EXPECT_REFUSED(DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, kUuidB, 0}))).status(),
                  kInvalidArgument, "delta length is 0");
-  EXPECT_REFUSED(DecodePutManifestDelta(
-                     Sp(EncodePutManifestDelta({kUuidA, kUuidB, kMaxManifestDeltaLength + 1})))
-                     .status(),
-                 kInvalidArgument, "exceeds the limit");
+  EXPECT_REFUSED(
+      DecodePutManifestDelta(Sp(EncodePutManifestDelta({kUuidA, kUuidB, kMaxManifestLength + 1})))
+          .status(),
+      kInvalidArgument, "exceeds the limit");
   EXPECT_REFUSED(DecodeManifestData({}).status(), kInvalidArgument, "carries 0 bytes");
   const std::string big(kMaxManifestData + 1, 'm');
   EXPECT_REFUSED(DecodeManifestData(Sp(big)).status(), kInvalidArgument,
