@@ -314,12 +314,13 @@ TEST(JobTableTest, RefusalsNeverFillTheTable) {
   auto work = [](const engine::ProgressFn&) { return Succeeded("x"); };
   EXPECT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kStarted);
   EXPECT_EQ(*table.Start(kB, kOwner, work), JobTable::StartOutcome::kStarted);
-  // A refused uuid that then comes with a good session runs.
-  clock.Advance(milliseconds(50));
+  // A refused uuid that then comes with a good session runs. (Both jobs finish before the clock
+  // moves, so that what expires below does not depend on the runner's timing.)
   ASSERT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
+  ASSERT_EQ(WaitFinished(table, kB).state, JobState::kSucceeded);
   table.Refuse(kC, refused);
   EXPECT_EQ(table.Get(kC).state, JobState::kFailed);
-  clock.Advance(milliseconds(50));  // kA and kB expire
+  clock.Advance(milliseconds(50));  // kA, kB and the refusal expire
   EXPECT_EQ(table.Get(kC).state, JobState::kUnknown) << "refusals expire with the TTL";
   table.Refuse(kC, refused);
   EXPECT_EQ(*table.Start(kC, kOwner, work), JobTable::StartOutcome::kStarted);
