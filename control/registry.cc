@@ -239,29 +239,16 @@ absl::StatusOr<Registry> LoadRegistry(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot read config ", path, ": ", fd.status().message()));
   }
-  std::string text;
-  char buf[16384];
-  for (;;) {
-    const ssize_t n = ::read(fd->get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot read config ", path, ": ", std::strerror(errno)));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxConfigBytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config ", path, " is over ", kMaxConfigBytes >> 20, " MiB"));
-    }
+  absl::StatusOr<std::string> text = io::ReadBounded(fd->get(), kMaxConfigBytes, "config", path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read config ", path, ": ", text.status().message()));
   }
-  // The config's folder; built in one expression, since GCC 12 at -O3 warns falsely
-  // (-Werror=restrict) on assigning a literal to the string afterwards.
   const size_t slash = path.rfind('/');
   const std::string base = slash == std::string::npos ? std::string(".")
                            : slash == 0               ? std::string("/")
                                                       : path.substr(0, slash);
-  CF_ASSIGN_OR_RETURN(Registry registry, ParseRegistry(text, path, base));
+  CF_ASSIGN_OR_RETURN(Registry registry, ParseRegistry(*text, path, base));
   // Sessions are the API's passwords: a config that lists them is a secret.
   if (!registry.sessions.empty()) {
     CF_RETURN_IF_ERROR(io::CheckPrivateFile(fd->get(), "config (it lists sessions)", path));

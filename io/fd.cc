@@ -211,23 +211,28 @@ absl::Status CheckPrivateFile(int fd, std::string_view what, std::string_view pa
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadPrivateFile(const std::string& path, std::string_view what) {
-  CF_ASSIGN_OR_RETURN(Fd fd, OpenFile(path, O_RDONLY | O_NONBLOCK));
-  CF_RETURN_IF_ERROR(CheckPrivateFile(fd.get(), what, path));
+absl::StatusOr<std::string> ReadBounded(int fd, size_t max_bytes, std::string_view what,
+                                        std::string_view path) {
   std::string content;
-  char buf[4096];
+  char buf[16384];
   for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, "read", path);
     if (n == 0) break;
     content.append(buf, static_cast<size_t>(n));
-    if (content.size() > (1u << 20)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(std::string(what), " ", path, " is over 1 MiB"));
+    if (content.size() > max_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(std::string(what), " ", std::string(path),
+                                                     " is over ", max_bytes, " bytes"));
     }
   }
   return content;
+}
+
+absl::StatusOr<std::string> ReadPrivateFile(const std::string& path, std::string_view what) {
+  CF_ASSIGN_OR_RETURN(Fd fd, OpenFile(path, O_RDONLY | O_NONBLOCK));
+  CF_RETURN_IF_ERROR(CheckPrivateFile(fd.get(), what, path));
+  return ReadBounded(fd.get(), 1u << 20, what, path);
 }
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view data) {

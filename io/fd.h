@@ -74,6 +74,10 @@ inline constexpr int kPrivateDirMode = 0700;
 // PermissionDenied, naming the mode and the fix (chmod 600), when the open file `fd` (a secret:
 // `what`, at `path`) is not a regular file private to its owner: group or others have any access.
 [[nodiscard]] absl::Status CheckPrivateFile(int fd, std::string_view what, std::string_view path);
+// Reads `fd` from its position to EOF; InvalidArgument once more than `max_bytes` came (a wrong
+// path to a disk image fails fast). `what` and `path` name the file in errors.
+[[nodiscard]] absl::StatusOr<std::string> ReadBounded(int fd, size_t max_bytes,
+                                                      std::string_view what, std::string_view path);
 // ReadFileToString of a secret: refused as CheckPrivateFile says; a FIFO does not hang the open.
 [[nodiscard]] absl::StatusOr<std::string> ReadPrivateFile(const std::string& path,
                                                           std::string_view what);
