@@ -93,7 +93,7 @@ class CliFixture : public ::testing::TestWithParam<io::Backend> {
   // `want`, showing the command and its output when it differs.
   ProcessResult Run(std::vector<std::string> args, int want = 0) {
     args.insert(args.begin(), CHUNKFERRY_CLI);
-    if (args.size() > 1 && args[1] != "store") args.push_back(IoFlag());
+    if (args.size() > 1 && args[1] != "store" && args[1] != "key") args.push_back(IoFlag());
     auto r = RunProcess(args);
     EXPECT_EQ(r.exit_code, want) << absl::StrJoin(args, " ") << "\nstdout: " << r.out
                                  << "\nstderr: " << r.err;

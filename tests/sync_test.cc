@@ -44,10 +44,18 @@ constexpr size_t kMiB = 1 << 20;
 class Daemon : public testing::DaemonProcess {
  public:
   Daemon(const std::string& store, const std::string& ready_file, const std::string& io,
-         const std::string& listen = "127.0.0.1:0")
-      : DaemonProcess({CHUNKFERRY_CLI, "serve", "--store", store, "--listen", listen, io},
-                      ready_file) {}
+         const std::string& listen = "127.0.0.1:0", std::vector<std::string> extra = {})
+      : DaemonProcess(Argv(store, io, listen, std::move(extra)), ready_file) {}
   std::string url() const { return "tcp://" + address(); }
+
+ private:
+  static std::vector<std::string> Argv(const std::string& store, const std::string& io,
+                                       const std::string& listen, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {CHUNKFERRY_CLI, "serve", "--store", store,
+                                     "--listen",     listen,  io};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
 };
 
 class SyncTest : public testing::CliFixture {
@@ -195,6 +203,69 @@ TEST_P(SyncTest, DeleteAndGcThroughTheDaemon) {
   const std::string out = tmp_.Sub("kept.out");
   Run({"restore", "--store", b, "--backup", kept, "--output", out, "--quiet"});
   EXPECT_TRUE(testing::FilesEqual(new_img, out));
+}
+
+// Named keys end to end: `key add` makes them, `serve --keys` enforces each one's rights,
+// `key remove` + SIGHUP revokes one while the daemon runs, and a broken keys file on SIGHUP
+// keeps the keys in force.
+TEST_P(SyncTest, NamedKeysAreEnforcedAndReloadedOnSighup) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b"), c = tmp_.Sub("c");
+  for (const auto& s : {a, b, c}) Run({"store", "init", "--store", s, "--quiet"});
+  const std::string keys = tmp_.Sub("keys"), replica = tmp_.Sub("replica.key"),
+                    restore = tmp_.Sub("restore.key");
+  Run({"key", "add", "--keys", keys, "--name", "replica", "--rights", "append", "--out", replica});
+  Run({"key", "add", "--keys", keys, "--name", "restore", "--rights", "read", "--out", restore});
+  // A bad right changes nothing: no client file, the keys file as it was.
+  const std::vector<uint8_t> keys_before = testing::ReadFile(keys);
+  Run({"key", "add", "--keys", keys, "--name", "x", "--rights", "write", "--out",
+       tmp_.Sub("x.key")},
+      1);
+  EXPECT_FALSE(testing::FileExists(tmp_.Sub("x.key")));
+  EXPECT_EQ(testing::ReadFile(keys), keys_before);
+
+  const std::string image = tmp_.Sub("root.img"), image2 = tmp_.Sub("root2.img");
+  testing::WriteMixedFile(image, 3 * kMiB, 31);
+  testing::WriteMixedFile(image2, 2 * kMiB, 32);
+  const std::string group = engine::NewUuid(), group2 = engine::NewUuid();
+  const std::string backup = Import(a, image, group, "Root").value("uuid", "");
+  Import(a, image2, group2, "Root");
+
+  Daemon daemon(b, tmp_.Sub("ready"), IoFlag(), "127.0.0.1:0", {"--keys", keys});
+  ASSERT_FALSE(daemon.address().empty()) << "the daemon did not start";
+
+  Sync(a, daemon.url(), group, replica);
+  // The replica's key cannot pull or delete; the reader's cannot push or delete.
+  EXPECT_TRUE(absl::StrContains(Sync(daemon.url(), c, group, replica, 1).value("stderr", ""),
+                                "may not send"));
+  EXPECT_TRUE(absl::StrContains(Sync(a, daemon.url(), group2, restore, 1).value("stderr", ""),
+                                "(rights: read) may not send APPEND"));
+  auto del = Run({"delete", "--store", daemon.url(), "--group", group, "--key-file", restore}, 1);
+  EXPECT_TRUE(absl::StrContains(del.err, "may not send DELETE")) << del.err;
+  Sync(daemon.url(), c, group, restore);
+  ExpectVerifiesAndRestores(c, {{backup, image}});
+  // What the replica added is counted in the store's key-usage file.
+  auto usage = io::ReadFileToString(b + "/key-usage");
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_TRUE(absl::StartsWith(*usage, "replica ")) << *usage;
+
+  // Revoked while the daemon runs.
+  Run({"key", "remove", "--keys", keys, "--name", "replica"});
+  ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0);
+  bool revoked = false;
+  for (int i = 0; i < 100 && !revoked; ++i) {
+    auto r = testing::RunProcess({CHUNKFERRY_CLI, "sync", "--from", a, "--to", daemon.url(),
+                                  "--group", group2, "--key-file", replica, IoFlag()});
+    revoked = r.exit_code == 1 && absl::StrContains(r.err, "authentication");
+    if (!revoked) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(revoked);
+
+  // A broken keys file on SIGHUP: the daemon keeps the keys it has and goes on serving.
+  { testing::WriteFile(keys, {reinterpret_cast<const uint8_t*>("nonsense\n"), 9}); }
+  ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Sync(daemon.url(), c, group, restore);
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
 }
 
 TEST_P(SyncTest, KilledDaemonOrClientThenRerunConverges) {

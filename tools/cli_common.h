@@ -99,6 +99,7 @@ int CmdSync(const std::vector<std::string>& args);    // tools/cmd_sync.cc
 int CmdApi(const std::vector<std::string>& args);     // tools/cmd_api.cc
 int CmdDelete(const std::vector<std::string>& args);  // tools/cmd_delete.cc
 int CmdGc(const std::vector<std::string>& args);      // tools/cmd_gc.cc
+int CmdKey(const std::vector<std::string>& args);     // tools/cmd_key.cc
 int CmdRepair(const std::vector<std::string>& args);  // tools/cmd_repair.cc
 int CmdVerify(const std::vector<std::string>& args);
 int CmdLs(const std::vector<std::string>& args);

@@ -2,6 +2,8 @@
 // platform's synchronous and job conventions) over the backup storages of a registry config,
 // until SIGINT or SIGTERM; then it waits for the syncs that are running.
 
+#include <signal.h>
+
 #include <cstdio>
 #include <optional>
 
@@ -91,9 +93,9 @@ int CmdApi(const std::vector<std::string>& args) {
                          " lists no \"sessions\": every sync will fail with ID.1001"));
   }
 
-  // Every thread started from here on inherits the mask, so SIGINT and SIGTERM reach only the
-  // sigwait below.
-  StopSignals stop_signals;
+  // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach
+  // only the sigwait below.
+  DaemonSignals signals;
 
   control::ServiceOptions service_options;
   service_options.queue.backend = *backend;
@@ -122,8 +124,12 @@ int CmdApi(const std::vector<std::string>& args) {
               options.job_mode_default ? "job" : "synchronous", service.registry().storages.size());
   std::fflush(stdout);
 
-  const char* signal_name = stop_signals.Wait();
-  LogLine(absl::StrCat("received ", signal_name, ": stopping (running syncs finish first)"));
+  int sig = 0;
+  while ((sig = signals.Wait()) == SIGHUP) {
+    LogLine("received SIGHUP: nothing to reload (restart to read a changed registry)");
+  }
+  LogLine(absl::StrCat("received ", DaemonSignals::Name(sig),
+                       ": stopping (running syncs finish first)"));
   server.reset();  // stops serving, then waits for the running jobs
   LogLine("stopped");
   return kExitOk;

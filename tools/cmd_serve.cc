@@ -1,5 +1,6 @@
 // chunkferry serve: the store daemon. Serves one local store to other nodes over the wire
 // protocol (docs/PROTOCOL.md) until SIGINT or SIGTERM, then closes the store (flushing it).
+// SIGHUP reloads the keys (--keys or --key-file) without dropping a connection.
 
 #include <signal.h>
 
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/key_ring.h"
 #include "engine/wire/store_server.h"
 #include "io/net.h"
 #include "tools/cli_common.h"
@@ -54,6 +56,20 @@ absl::StatusOr<std::function<void(engine::CommitStep)>> CrashHookFromEnv() {
   };
 }
 
+// The daemon's keys: the keys file when there is one, else the single shared key file.
+absl::StatusOr<engine::KeyRing> LoadKeys(const std::string& keys_file,
+                                         const std::string& key_file) {
+  if (!keys_file.empty()) return engine::KeyRing::Load(keys_file);
+  auto key = engine::LoadKeyFile(key_file);
+  if (absl::IsNotFound(key.status())) {
+    return absl::NotFoundError(
+        absl::StrCat(key.status().message(),
+                     " (store init creates DIR/auth.key; or pass --key-file or --keys)"));
+  }
+  if (!key.ok()) return key.status();
+  return engine::KeyRing::Single(*key);
+}
+
 }  // namespace
 
 int CmdServe(const std::vector<std::string>& args) {
@@ -62,6 +78,10 @@ int CmdServe(const std::vector<std::string>& args) {
       {"listen", "address and port to listen on; port 0 picks a free one", true, kDefaultListen},
       {"key-file", "shared key that clients must prove they hold (default: DIR/auth.key)", true,
        ""},
+      {"keys",
+       "keys file: named client keys, each with its rights and limits (chunkferry key add); "
+       "replaces --key-file",
+       true, ""},
       {"max-connections", "authenticated connections served at once; more are told to retry later",
        true, "16"},
       {"idle-timeout", "seconds a connection may wait between requests", true, "300"},
@@ -75,12 +95,13 @@ int CmdServe(const std::vector<std::string>& args) {
   std::string help;
   Flags f;
   if (auto rc = ParseFlags(
-          kCmd, "--store DIR [--listen ADDR:PORT] [--key-file FILE] [flags]", std::move(specs),
-          args, &f,
+          kCmd, "--store DIR [--listen ADDR:PORT] [--key-file FILE | --keys FILE] [flags]",
+          std::move(specs), args, &f,
           {.about = "Serves the store to other nodes (chunkferry sync) until SIGINT or SIGTERM. "
                     "Clients\nauthenticate with the store's key file (created by `store init` as "
-                    "DIR/auth.key; copy it,\nmode 0600, to the nodes that sync with this store). "
-                    "Logs go to stderr.",
+                    "DIR/auth.key; copy it,\nmode 0600, to the nodes that sync with this store), "
+                    "or with one of the named keys of\n--keys, each limited to its rights. SIGHUP "
+                    "reloads the keys. Logs go to stderr.",
            .common = {"io", "help"},
            .help = &help})) {
     return *rc;
@@ -102,13 +123,17 @@ int CmdServe(const std::vector<std::string>& args) {
   }
   auto verify = ParseVerifyMode(flags->Get("verify"));
   if (!verify.ok()) return Usage(kCmd, verify.status().message(), help);
+  if (flags->Has("keys") && flags->Has("key-file")) {
+    return Usage(kCmd, "--keys and --key-file exclude each other", help);
+  }
+  const std::string keys_file = flags->Get("keys");
   const std::string key_file =
       flags->Has("key-file") ? flags->Get("key-file") : absl::StrCat(*dir, "/auth.key");
   const std::string ready_file = flags->Get("ready-file");
 
-  // Every thread started from here on inherits the mask, so SIGINT and SIGTERM reach only the
-  // sigwait below.
-  StopSignals stop_signals;
+  // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach
+  // only the sigwait below.
+  DaemonSignals signals;
 
   engine::ServerOptions options;
   options.listen = *listen;
@@ -120,16 +145,11 @@ int CmdServe(const std::vector<std::string>& args) {
   auto crash_hook = CrashHookFromEnv();
   if (!crash_hook.ok()) return Usage(kCmd, crash_hook.status().message(), help);
   options.after_commit = *std::move(crash_hook);
-  auto key = engine::LoadKeyFile(key_file);
-  if (!key.ok()) {
-    if (absl::IsNotFound(key.status())) {
-      return Fail(kCmd, absl::NotFoundError(absl::StrCat(
-                            key.status().message(),
-                            " (store init creates DIR/auth.key; or pass --key-file)")));
-    }
-    return Fail(kCmd, key.status());
-  }
-  options.key = *key;
+  absl::StatusOr<engine::KeyRing> keys = LoadKeys(keys_file, key_file);
+  if (!keys.ok()) return Fail(kCmd, keys.status());
+  options.keys = *std::move(keys);
+  // What each named key added, counted across restarts beside the store's own files.
+  if (!keys_file.empty()) options.key_usage_file = absl::StrCat(*dir, "/key-usage");
 
   engine::LocalStoreOptions store_options;
   store_options.writable = true;
@@ -148,8 +168,19 @@ int CmdServe(const std::vector<std::string>& args) {
   std::printf("listening on %s\n", address.c_str());
   std::fflush(stdout);
 
-  const char* signal_name = stop_signals.Wait();
-  LogLine(absl::StrCat("received ", signal_name, ": stopping"));
+  int sig = 0;
+  while ((sig = signals.Wait()) == SIGHUP) {
+    // A bad file keeps the keys in force: a typo must not lock every client out.
+    absl::StatusOr<engine::KeyRing> reloaded = LoadKeys(keys_file, key_file);
+    if (!reloaded.ok()) {
+      LogLine(absl::StrCat("received SIGHUP: keys not reloaded, the old ones stay in force: ",
+                           reloaded.status().message()));
+      continue;
+    }
+    LogLine("received SIGHUP: keys reloaded");
+    server->ReplaceKeys(*std::move(reloaded));
+  }
+  LogLine(absl::StrCat("received ", DaemonSignals::Name(sig), ": stopping"));
   server.reset();  // stops: no connection uses the store after this
   if (absl::Status st = (*store)->Close(); !st.ok()) return Fail(kCmd, st);
   LogLine(absl::StrCat("store ", *dir, " closed"));

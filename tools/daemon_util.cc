@@ -24,20 +24,34 @@ void LogLine(const std::string& line) {
   std::fflush(stderr);
 }
 
-StopSignals::StopSignals() {
+DaemonSignals::DaemonSignals() {
   sigemptyset(&stop_);
   sigaddset(&stop_, SIGINT);
   sigaddset(&stop_, SIGTERM);
+  sigaddset(&stop_, SIGHUP);
   ::pthread_sigmask(SIG_BLOCK, &stop_, &old_);
 }
 
-StopSignals::~StopSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+DaemonSignals::~DaemonSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
 
-const char* StopSignals::Wait() {
+int DaemonSignals::Wait() {
   int sig = 0;
   while (::sigwait(&stop_, &sig) != 0) {
   }
-  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+  return sig;
+}
+
+const char* DaemonSignals::Name(int sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "a signal";
+  }
 }
 
 absl::Status WriteReadyFile(const std::string& ready_file, const std::string& address) {

@@ -1,5 +1,5 @@
 // What the two daemons (`chunkferry serve`, `chunkferry api`) share: timestamped log lines on
-// stderr, and stopping on SIGINT/SIGTERM without a signal handler.
+// stderr, and stopping on SIGINT/SIGTERM (reloading on SIGHUP) without a signal handler.
 #ifndef CHUNKFERRY_TOOLS_DAEMON_UTIL_H_
 #define CHUNKFERRY_TOOLS_DAEMON_UTIL_H_
 
@@ -15,17 +15,19 @@ namespace chunkferry::tools {
 // Thread-safe.
 void LogLine(const std::string& line);
 
-// Blocks SIGINT and SIGTERM from construction to destruction. Construct it before starting any
-// thread: threads inherit the mask, so the signals reach only Wait().
-class StopSignals {
+// Blocks SIGINT, SIGTERM and SIGHUP from construction to destruction. Construct it before
+// starting any thread: threads inherit the mask, so the signals reach only Wait().
+class DaemonSignals {
  public:
-  StopSignals();
-  ~StopSignals();
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
+  DaemonSignals();
+  ~DaemonSignals();
+  DaemonSignals(const DaemonSignals&) = delete;
+  DaemonSignals& operator=(const DaemonSignals&) = delete;
 
-  // Waits for SIGINT or SIGTERM; returns its name.
-  const char* Wait();
+  // Waits for SIGINT, SIGTERM or SIGHUP; returns its number.
+  int Wait();
+  // "SIGINT", "SIGTERM", "SIGHUP".
+  static const char* Name(int sig);
 
  private:
   sigset_t stop_;

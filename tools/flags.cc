@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "io/size.h"
 
 namespace chunkferry::tools {
 
@@ -64,33 +65,7 @@ absl::StatusOr<std::string> Flags::Require(absl::string_view name) const {
 }
 
 absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
-  std::string t = absl::AsciiStrToLower(text);
-  uint64_t mult = 1;
-  if (!t.empty()) {
-    switch (t.back()) {
-      case 'k':
-        mult = 1ull << 10;
-        break;
-      case 'm':
-        mult = 1ull << 20;
-        break;
-      case 'g':
-        mult = 1ull << 30;
-        break;
-      case 't':
-        mult = 1ull << 40;
-        break;
-      default:
-        break;
-    }
-    if (mult != 1) t.pop_back();
-  }
-  uint64_t v = 0;
-  if (t.empty() || !absl::SimpleAtoi(t, &v) || v > UINT64_MAX / mult) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("'", text, "' is not a size (e.g. 4096, 64k, 1G)"));
-  }
-  return v * mult;
+  return io::ParseSize(std::string_view(text.data(), text.size()));
 }
 
 absl::StatusOr<uint64_t> Flags::GetSize(absl::string_view name) const {

@@ -50,7 +50,7 @@ class Flags {
   std::map<std::string, std::string> defaults_;
 };
 
-// Parses "64k", "4M", "1g", "123".
+// io::ParseSize: "64k", "4M", "1g", "2TiB", "123".
 absl::StatusOr<uint64_t> ParseSize(absl::string_view text);
 
 // Formats the flags of a subcommand for --help.

@@ -28,6 +28,7 @@ constexpr char kUsage[] =
     "  delete       delete a group, or a volume backup no group names\n"
     "  gc           reclaim the space that deleted backups held\n"
     "  repair       bring a store good copies of the chunks its backups lack, from another\n"
+    "  key          add, remove or list the named keys of a store daemon (serve --keys)\n"
     "\n"
     "exit codes: 0 ok, 1 failed (or damage found), 2 usage error\n";
 
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   if (cmd == "inventory") return CmdInventory(args);
   if (cmd == "delete") return CmdDelete(args);
   if (cmd == "gc") return CmdGc(args);
+  if (cmd == "key") return CmdKey(args);
   if (cmd == "repair") return CmdRepair(args);
   std::fprintf(stderr, "chunkferry: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
   return kExitUsage;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "engine/wire/key_ring.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
 
@@ -23,8 +24,9 @@ namespace chunkferry::engine {
 namespace {
 
 constexpr size_t kKeyHexLength = 2 * kAuthKeySize;
-// Longest key file read: the hex, "\n", and one more byte to tell "too long" apart.
-constexpr size_t kKeyFileReadLimit = kKeyHexLength + 2;
+// Longest key file read: a name, a space, the hex, "\n", and one more byte to tell "too long"
+// apart.
+constexpr size_t kKeyFileReadLimit = kMaxKeyNameLength + 1 + kKeyHexLength + 2;
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -62,12 +64,34 @@ absl::Status SyncParentDir(const std::string& path) {
   return absl::OkStatus();
 }
 
+// Parses a key file's text: "[NAME ]HEX" and an optional final "\n". `read_limit` is how much
+// was read at most (reaching it means the file is longer).
+absl::StatusOr<AuthKey> ParseKeyText(absl::string_view text, size_t read_limit) {
+  if (text.size() >= read_limit) {
+    return absl::InvalidArgumentError(absl::StrCat("expected [NAME ]", kKeyHexLength,
+                                                   " hex characters and a newline, found ",
+                                                   "more than ", read_limit - 1, " bytes"));
+  }
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  std::string name;
+  if (const size_t space = text.find(' '); space != absl::string_view::npos) {
+    name = std::string(text.substr(0, space));
+    if (absl::Status st = CheckKeyName(name); !st.ok()) return st;
+    text.remove_prefix(space + 1);
+  }
+  absl::StatusOr<AuthKey> key = ParseKeyHex(text);
+  if (!key.ok()) return key.status();
+  key->name = std::move(name);
+  return key;
+}
+
 }  // namespace
 
 std::string FormatKeyFile(const AuthKey& key) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(kKeyHexLength + 1);
+  out.reserve(key.name.size() + 1 + kKeyHexLength + 1);
+  if (!key.name.empty()) absl::StrAppend(&out, key.name, " ");
   for (const uint8_t b : key.bytes) {
     out.push_back(kHex[b >> 4]);
     out.push_back(kHex[b & 15]);
@@ -77,13 +101,23 @@ std::string FormatKeyFile(const AuthKey& key) {
 }
 
 absl::Status WriteNewKeyFile(const std::string& path) {
+  absl::StatusOr<AuthKey> key = NewAuthKey();
+  if (!key.ok()) return key.status();
+  absl::Status st = WriteKeyFile(path, *key);
+  OPENSSL_cleanse(key->bytes.data(), key->bytes.size());
+  return st;
+}
+
+absl::StatusOr<AuthKey> NewAuthKey() {
   AuthKey key;
   if (RAND_bytes(key.bytes.data(), static_cast<int>(key.bytes.size())) != 1) {
     return absl::InternalError("cannot make a key: OpenSSL's random generator failed");
   }
-  std::string text = FormatKeyFile(key);
-  OPENSSL_cleanse(key.bytes.data(), key.bytes.size());
+  return key;
+}
 
+absl::Status WriteKeyFile(const std::string& path, const AuthKey& key) {
+  std::string text = FormatKeyFile(key);
   const int raw_fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (raw_fd < 0) {
     const int err = errno;
@@ -143,30 +177,32 @@ absl::StatusOr<AuthKey> LoadKeyFile(const std::string& path) {
     if (n == 0) break;
     size += static_cast<size_t>(n);
   }
-  size_t hex_length = size;
-  if (hex_length == kKeyHexLength + 1 && buf[kKeyHexLength] == '\n') hex_length = kKeyHexLength;
-  if (hex_length != kKeyHexLength) {
-    OPENSSL_cleanse(buf, sizeof(buf));
-    return absl::InvalidArgumentError(absl::StrCat(
-        "key file ", path, " is not a key: expected ", kKeyHexLength,
-        " hex characters and a newline, found ",
-        size >= sizeof(buf) ? absl::StrCat("more than ", kKeyHexLength + 1) : absl::StrCat(size),
-        " bytes"));
+  absl::StatusOr<AuthKey> key = ParseKeyText(absl::string_view(buf, size), sizeof(buf));
+  OPENSSL_cleanse(buf, sizeof(buf));
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key file ", path, " is not a key: ", key.status().message()));
+  }
+  return key;
+}
+
+absl::StatusOr<AuthKey> ParseKeyHex(absl::string_view hex) {
+  if (hex.size() != kKeyHexLength) {
+    return absl::InvalidArgumentError(absl::StrCat("expected [NAME ]", kKeyHexLength,
+                                                   " hex characters and a newline, found ",
+                                                   hex.size(), " hex characters"));
   }
   AuthKey key;
   for (size_t i = 0; i < kAuthKeySize; ++i) {
-    const int hi = HexValue(buf[2 * i]);
-    const int lo = HexValue(buf[2 * i + 1]);
+    const int hi = HexValue(hex[2 * i]);
+    const int lo = HexValue(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       const size_t bad = hi < 0 ? 2 * i : 2 * i + 1;
-      OPENSSL_cleanse(buf, sizeof(buf));
       OPENSSL_cleanse(key.bytes.data(), key.bytes.size());
-      return absl::InvalidArgumentError(absl::StrCat("key file ", path, " is not a key: character ",
-                                                     bad + 1, " is not a hex digit"));
+      return absl::InvalidArgumentError(absl::StrCat("character ", bad + 1, " is not a hex digit"));
     }
     key.bytes[i] = static_cast<uint8_t>((hi << 4) | lo);
   }
-  OPENSSL_cleanse(buf, sizeof(buf));
   return key;
 }
 

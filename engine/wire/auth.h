@@ -2,7 +2,8 @@
 // with HMAC-SHA256 (OpenSSL libcrypto), so no secret ever crosses the wire and a recorded
 // exchange cannot be replayed. docs/PROTOCOL.md gives the handshake that uses these pieces.
 //
-// Key file: 64 lowercase hex characters (32 bytes) and "\n", mode 0600.
+// Key file: 64 lowercase hex characters (32 bytes) and "\n", mode 0600; or the name of the key
+// (one of a daemon's keys file, key_ring.h), a space, the hex and "\n".
 //
 // All functions are thread-safe (OpenSSL 3 initialises itself).
 #ifndef CHUNKFERRY_ENGINE_WIRE_AUTH_H_
@@ -33,21 +34,32 @@ inline constexpr std::string_view kClientProofLabel = "chunkferry-v1-client";
 using Nonce = std::array<uint8_t, kNonceSize>;
 using AuthProof = std::array<uint8_t, kProofSize>;
 
-// The shared secret of a deployment's daemons and clients.
+// A secret that a daemon and its clients share, and the name the client gives it in HELLO.
 struct AuthKey {
   std::array<uint8_t, kAuthKeySize> bytes{};
+  // Empty for a daemon's single key ("default"); the name of one of a keys file's keys otherwise.
+  std::string name;
 };
 
 // Creates a key file at `path` holding a fresh random key, with mode 0600. Never overwrites:
 // an existing file is AlreadyExists. Other failures are the errno's Status naming the path; a
 // partly written file is removed.
 [[nodiscard]] absl::Status WriteNewKeyFile(const std::string& path);
+// The same with a given key (FormatKeyFile: its name, when it has one, and its hex).
+[[nodiscard]] absl::Status WriteKeyFile(const std::string& path, const AuthKey& key);
+// A fresh random key from OpenSSL's CSPRNG; Internal when the CSPRNG fails.
+[[nodiscard]] absl::StatusOr<AuthKey> NewAuthKey();
 
 // Reads the key file at `path`. NotFound when it does not exist; PermissionDenied (saying
 // "chmod 600") when group or others have any access to it, since anyone who reads the key can
 // pose as any daemon or client; InvalidArgument when it is not a regular file, or not 64 hex
-// characters (either case) and an optional final "\n".
+// characters (either case), optionally after a valid key name and a space, and an optional
+// final "\n".
 [[nodiscard]] absl::StatusOr<AuthKey> LoadKeyFile(const std::string& path);
+
+// Parses a key written as 64 hex characters (either case), as in a key file or a keys file.
+// InvalidArgument naming the first character that is not a hex digit, or the wrong length.
+[[nodiscard]] absl::StatusOr<AuthKey> ParseKeyHex(absl::string_view hex);
 
 // Formats `key` as the key file's text (64 lowercase hex characters and "\n").
 std::string FormatKeyFile(const AuthKey& key);

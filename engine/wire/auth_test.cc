@@ -204,18 +204,21 @@ TEST(AuthTest, LoadKeyFileRefusesMissingAndMalformedFiles) {
     std::string fragment;
   };
   const std::vector<Case> cases = {
-      {"", "found 0 bytes"},
-      {absl::StrCat(good.substr(0, 63), "\n"), "character 64 is not a hex digit"},
-      {good.substr(0, 62), "found 62 bytes"},
-      {absl::StrCat(good, "0\n"), "found more than 65 bytes"},
-      {absl::StrCat(good, "\r\n"), "found more than 65 bytes"},
-      {absl::StrCat(good, " "), "found 65 bytes"},
+      {"", "found 0 hex characters"},
+      {absl::StrCat(good.substr(0, 63), "\n"), "found 63 hex characters"},
+      {good.substr(0, 62), "found 62 hex characters"},
+      {absl::StrCat(good, "0\n"), "found 65 hex characters"},
+      {absl::StrCat(good, "\r\n"), "found 65 hex characters"},
+      {absl::StrCat(good, " "), "found 0 hex characters"},
       {absl::StrCat("g", good.substr(1), "\n"), "character 1 is not a hex digit"},
       {absl::StrCat(good.substr(0, 40), "-", good.substr(41), "\n"),
        "character 41 is not a hex digit"},
-      {absl::StrCat(good.substr(0, 63), " \n"), "character 64 is not a hex digit"},
+      {absl::StrCat(good.substr(0, 63), " \n"), "found 0 hex characters"},
       {absl::StrCat(std::string(64, '\0'), "\n"), "character 1 is not a hex digit"},
-      {std::string(65, '\0'), "found 65 bytes"},
+      {std::string(65, '\0'), "found 65 hex characters"},
+      {absl::StrCat("bad/name ", good, "\n"), "may hold only letters"},
+      {absl::StrCat(std::string(65, 'n'), " ", good, "\n"), "found more than 130 bytes"},
+      {absl::StrCat("name  ", good, "\n"), "found 65 hex characters"},
   };
   for (const Case& c : cases) {
     const std::string path = dir.Sub("bad");
@@ -236,6 +239,25 @@ TEST(AuthTest, LoadKeyFileRefusesMissingAndMalformedFiles) {
   absl::StatusOr<AuthKey> fifo_key = LoadKeyFile(fifo);
   EXPECT_EQ(fifo_key.status().code(), absl::StatusCode::kInvalidArgument) << fifo_key.status();
   EXPECT_TRUE(absl::StrContains(fifo_key.status().message(), "not a regular file"));
+}
+
+TEST(AuthTest, AKeyFileMayNameItsKey) {
+  TempDir dir;
+  const std::string path = dir.Sub("key");
+  AuthKey named = KeyOf(0x3c);
+  named.name = "replica-b";
+  EXPECT_EQ(FormatKeyFile(named), absl::StrCat("replica-b ", FormatKeyFile(KeyOf(0x3c))));
+  WriteText(path, FormatKeyFile(named), 0600);
+  absl::StatusOr<AuthKey> key = LoadKeyFile(path);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->name, "replica-b");
+  EXPECT_EQ(key->bytes, named.bytes);
+  // The longest name fits the bounded read.
+  named.name = std::string(64, 'n');
+  WriteText(path, FormatKeyFile(named), 0600);
+  key = LoadKeyFile(path);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->name, named.name);
 }
 
 TEST(AuthTest, LoadKeyFileAcceptsUppercaseAndNoFinalNewline) {

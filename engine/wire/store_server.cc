@@ -59,7 +59,10 @@ const char* CommitStepName(CommitStep step) {
 }
 
 StoreServer::StoreServer(LocalStore* store, ServerOptions options)
-    : store_(store), options_(std::move(options)) {
+    : store_(store),
+      options_(std::move(options)),
+      authority_(options_.keys ? *options_.keys : KeyRing::Single(options_.key),
+                 options_.key_usage_file) {
   if (store_ != nullptr) welcome_.info = store_->info();
   welcome_.manifest_delta = true;
   welcome_.takes_delete = true;
@@ -88,6 +91,7 @@ absl::Status StoreServer::Start() {
   if (options_.idle_timeout_ms <= 0) {
     return absl::InvalidArgumentError("the idle timeout must be positive");
   }
+  CF_RETURN_IF_ERROR(authority_.LoadUsage());
   CF_ASSIGN_OR_RETURN(listen_fd_, io::Listen(options_.listen, 64));
   CF_ASSIGN_OR_RETURN(uint16_t port, io::LocalPort(listen_fd_.get()));
   port_.store(port);
@@ -129,6 +133,17 @@ size_t StoreServer::active_connections() {
   for (const Conn& c : conns_) n += c.done ? 0 : 1;
   return n;
 }
+
+void StoreServer::ReplaceKeys(KeyRing keys) {
+  std::string names;
+  for (const ClientKey& k : keys.keys()) {
+    absl::StrAppend(&names, names.empty() ? "" : ", ", k.name, " (", FormatRights(k.rights), ")");
+  }
+  authority_.Replace(std::move(keys));
+  Log(absl::StrCat("keys in force: ", names));
+}
+
+uint64_t StoreServer::key_usage(absl::string_view name) { return authority_.used(name); }
 
 void StoreServer::Log(const std::string& line) {
   if (!options_.log) return;
@@ -214,16 +229,30 @@ bool StoreServer::MakeRoomForAHandshakeLocked(uint64_t id, const std::string& pe
   return true;
 }
 
-absl::Status StoreServer::Admit(Conn* conn) {
+absl::Status StoreServer::Admit(Conn* conn, const ClientKey& key, Welcome* welcome) {
   std::lock_guard<std::mutex> lock(conns_mu_);
-  size_t served = 0;
-  for (const Conn& c : conns_) served += (!c.done && c.authenticated) ? 1 : 0;
+  size_t served = 0, served_for_key = 0;
+  for (const Conn& c : conns_) {
+    if (c.done || !c.authenticated) continue;
+    ++served;
+    if (c.key_name == key.name) ++served_for_key;
+  }
   if (served >= options_.max_connections) {
     return absl::ResourceExhaustedError(
         absl::StrCat("too many connections: the daemon serves at most ", options_.max_connections,
                      " at once; try again later"));
   }
+  if (key.max_connections != 0 && served_for_key >= key.max_connections) {
+    return absl::ResourceExhaustedError(absl::StrCat("too many connections: key '", key.name,
+                                                     "' may have at most ", key.max_connections,
+                                                     " at once; try again later"));
+  }
+  if (key.max_inflight != 0) {
+    welcome->max_inflight =
+        std::max<uint64_t>(std::min(welcome->max_inflight, key.max_inflight), welcome->max_frame);
+  }
   conn->authenticated = true;
+  conn->key_name = key.name;
   return absl::OkStatus();
 }
 
@@ -298,14 +327,20 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
 
 void StoreServer::HandshakeAndServe(Conn* conn, WireConn& wc,
                                     const std::function<void(const std::string&)>& log) {
-  absl::Status hs =
-      ServerHandshake(wc, options_.key, welcome_, [this, conn] { return Admit(conn); });
-  if (!hs.ok()) {
-    log(absl::StrCat("refused: ", RefusalReason(hs), " (", hs.message(), ")"));
+  // The ring in force when the handshake began; requests are checked against later ones.
+  const std::shared_ptr<const KeyRing> keys = authority_.keys();
+  absl::StatusOr<const ClientKey*> key =
+      ServerHandshake(wc, *keys, welcome_,
+                      [this, conn](const ClientKey& k, Welcome* w) { return Admit(conn, k, w); });
+  if (!key.ok()) {
+    log(absl::StrCat("refused: ", RefusalReason(key.status()), " (", key.status().message(), ")"));
     return;
   }
-  log("authenticated");
-  wire_internal::StoreSession session(wc, *store_, store_mu_, gc_running_, options_, log);
+  log(absl::StrCat("authenticated with key '", (*key)->name, "' (", FormatRights((*key)->rights),
+                   ")"));
+  wire_internal::KeyGrant grant{&authority_, (*key)->name, (*key)->key};
+  wire_internal::StoreSession session(wc, *store_, store_mu_, gc_running_, options_,
+                                      std::move(grant), log);
   const std::string why = session.Run();
   log(absl::StrCat("closed (", why, "): ", wc.bytes_received(), " bytes in, ", wc.bytes_sent(),
                    " bytes out, ", session.records_appended(), " records appended"));

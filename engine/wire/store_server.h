@@ -23,6 +23,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -30,6 +31,8 @@
 #include "engine/local/garbage_collector.h"
 #include "engine/local/local_store.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/key_authority.h"
+#include "engine/wire/key_ring.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"
@@ -50,7 +53,12 @@ const char* CommitStepName(CommitStep step);
 
 struct ServerOptions {
   io::Endpoint listen;  // port 0: any free port (see StoreServer::port())
-  AuthKey key;          // the shared key clients must prove they hold
+  AuthKey key;          // the shared key clients must prove they hold, unless `keys` is set
+  // Several named keys with their own rights and limits (a keys file); when set, `key` is unused.
+  // StoreServer::ReplaceKeys puts new ones in force while the server runs.
+  std::optional<KeyRing> keys;
+  // Where each key's added bytes are counted across restarts (KeyAuthority); empty: in memory.
+  std::string key_usage_file;
   // Authenticated connections served at once; one more is answered ERROR ResourceExhausted
   // ("too many connections") in place of WELCOME, and the client retries later.
   size_t max_connections = 16;
@@ -112,6 +120,13 @@ class StoreServer {
   // Connections open now (including those still in their handshake).
   size_t active_connections();
 
+  // Puts `keys` in force for new handshakes and for every request of the open connections (a
+  // connection whose key is gone or changed is closed at its next request). Before Start, it
+  // replaces the options' keys.
+  void ReplaceKeys(KeyRing keys);
+  // Bytes key `name` has added to the store (its quota usage).
+  uint64_t key_usage(absl::string_view name);
+
  private:
   // One accepted connection. The socket is owned by the connection's thread (in its WireConn);
   // `fd` lets Stop() shut it down and is cleared, under conns_mu_, before the socket is closed.
@@ -121,6 +136,7 @@ class StoreServer {
     int fd = -1;
     bool done = false;
     bool authenticated = false;
+    std::string key_name;  // once authenticated
     bool evicted = false;  // pushed out of the handshake budget: its socket is shut down
     std::thread thread;
   };
@@ -130,8 +146,9 @@ class StoreServer {
   // is used up. False when even that cannot help (evicted ones have not ended yet). Needs
   // conns_mu_.
   bool MakeRoomForAHandshakeLocked(uint64_t id, const std::string& peer);
-  // Admits an authenticated connection, or ResourceExhausted when max_connections are served.
-  absl::Status Admit(Conn* conn);
+  // Admits a connection authenticated with `key`, or ResourceExhausted when max_connections are
+  // served, or the key's own limit of connections; lowers `welcome`'s limits to the key's.
+  absl::Status Admit(Conn* conn, const ClientKey& key, Welcome* welcome);
   // Answers a connection beyond max_connections with ERROR and closes it.
   void Refuse(io::Fd socket);
   void ServeConnection(Conn* conn, io::Fd socket);
@@ -145,6 +162,7 @@ class StoreServer {
   LocalStore* const store_;
   const ServerOptions options_;
   Welcome welcome_;
+  KeyAuthority authority_;
 
   std::mutex store_mu_;                  // guards every call into *store_
   std::atomic<bool> gc_running_{false};  // one collection at a time

@@ -28,6 +28,12 @@ std::string StoreSession::Run() {
     const absl::Status st = Handle(*frame);
     if (bye_) return "client said BYE";
     if (st.ok()) continue;
+    if (revoked_) {
+      log_(absl::StrCat("refused: ", st.message()));
+      conn_.SendError(st);
+      conn_.Shutdown();
+      return "its key was revoked";
+    }
     if (protocol_error_) {
       log_(absl::StrCat("protocol error: ", st.message()));
       conn_.SendError(st);
@@ -38,7 +44,35 @@ std::string StoreSession::Run() {
   }
 }
 
+void StoreSession::Charge(uint64_t bytes, bool commit) {
+  grant_.authority->Charge(grant_.name, bytes);
+  if (!commit) return;
+  // The bytes are in the store whether or not their count could be written down: log, go on.
+  if (absl::Status st = grant_.authority->SaveUsage(); !st.ok()) {
+    log_(absl::StrCat("cannot write the key usage file: ", st.message()));
+  }
+}
+
 absl::Status StoreSession::Handle(const WireFrame& frame) {
+  // Every request is checked against the keys in force now, not those of the handshake, so that
+  // a reload takes rights away from open connections too.
+  if (IsKnownMsgType(frame.type)) {
+    const auto type = static_cast<MsgType>(frame.type);
+    absl::Status allowed = grant_.authority->Check(grant_.name, grant_.key, type);
+    if (absl::IsUnauthenticated(allowed)) {
+      revoked_ = true;
+      return allowed;
+    }
+    // A request the key may not make is answered ERROR like any refused request, and the
+    // connection goes on (the client may have more requests in flight behind it). The manifest
+    // bytes that follow a PUT_MANIFEST(_DELTA) are read and dropped, to stay in step.
+    if (!allowed.ok()) {
+      if (type == MsgType::kPutManifest || type == MsgType::kPutManifestDelta) {
+        return DropManifest(type, frame.payload, allowed);
+      }
+      return RequestError(std::string(MsgTypeName(type)), allowed);
+    }
+  }
   switch (static_cast<MsgType>(frame.type)) {
     case MsgType::kHave:
       return HandleHave(frame.payload);
@@ -103,6 +137,9 @@ absl::Status StoreSession::HandleAppend(absl::Span<const uint8_t> payload) {
   absl::StatusOr<AppendView> append = DecodeAppend(payload);
   if (!append.ok()) return ProtocolError(append.status());
   const size_t n = append->records.size();
+  if (absl::Status st = grant_.authority->CheckQuota(grant_.name, payload.size()); !st.ok()) {
+    return RequestError("APPEND", st);
+  }
   // The daemon decides: a client asking for checksum-only gets full checks unless the operator
   // chose to trust the senders (ServerOptions::verify).
   const bool full = options_.verify == VerifyMode::kFull || append->mode == VerifyMode::kFull;
@@ -135,6 +172,7 @@ absl::Status StoreSession::HandleAppend(absl::Span<const uint8_t> payload) {
     st = store_.AppendCheckedRecords(append->records, views_, &stats);
   }
   records_appended_ += stats.records_appended;
+  Charge(stats.bytes_appended, /*commit=*/false);
   if (!st.ok()) return RequestError("APPEND", st);
   return conn_.Send(MsgType::kAppendAck, EncodeAppendAck(stats));
 }
@@ -149,6 +187,7 @@ absl::Status StoreSession::HandleFlush(absl::Span<const uint8_t> payload) {
     st = store_.Flush();
   }
   if (!st.ok()) return RequestError("FLUSH", st);
+  Charge(0, /*commit=*/true);
   if (options_.after_commit) options_.after_commit(CommitStep::kFlushed);
   return conn_.Send(MsgType::kFlushAck, absl::Span<const uint8_t>());
 }

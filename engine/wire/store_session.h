@@ -23,6 +23,7 @@
 #include "codec/compressor.h"
 #include "codec/record.h"
 #include "engine/local/local_store.h"
+#include "engine/wire/key_authority.h"
 #include "engine/wire/store_server.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
@@ -50,17 +51,25 @@ class TmpFileGuard {
   std::string path_;
 };
 
+// The key a connection authenticated with, and who decides what it may do now.
+struct KeyGrant {
+  KeyAuthority* authority = nullptr;
+  std::string name;
+  AuthKey key;  // the secret it proved it holds: a reloaded ring with another one revokes it
+};
+
 // One authenticated connection's request loop. Lives on the connection's thread.
 class StoreSession {
  public:
   StoreSession(WireConn& conn, LocalStore& store, std::mutex& store_mu,
-               std::atomic<bool>& gc_running, const ServerOptions& options,
+               std::atomic<bool>& gc_running, const ServerOptions& options, KeyGrant grant,
                std::function<void(const std::string&)> log)
       : conn_(conn),
         store_(store),
         store_mu_(store_mu),
         gc_running_(gc_running),
         options_(options),
+        grant_(std::move(grant)),
         log_(std::move(log)) {}
   // Releases the session's hold on the records it landed (see HandleAppend).
   ~StoreSession() {
@@ -89,15 +98,27 @@ class StoreSession {
   absl::Status HandlePutManifestDelta(absl::Span<const uint8_t> payload);
   // Receives the MANIFEST_DATA frames (exactly `length` bytes) and MANIFEST_END that follow a
   // PUT_MANIFEST or PUT_MANIFEST_DELTA into a new file at `path`. A failure to store them is
-  // put in *stored (answered by the caller); the return value is the connection's fate.
+  // put in *stored (answered by the caller); the return value is the connection's fate. When
+  // *stored is an error on entry, the bytes are read and dropped.
   absl::Status ReceiveManifestBytes(MsgType request, const std::string& what, uint64_t length,
                                     const std::string& path, absl::Status* stored);
+  // Reads the manifest bytes of a refused PUT_MANIFEST(_DELTA) without storing them, then
+  // answers ERROR `why`.
+  absl::Status DropManifest(MsgType request, absl::Span<const uint8_t> payload,
+                            const absl::Status& why);
   absl::Status HandleOpenManifest(absl::Span<const uint8_t> payload);
   absl::Status HandlePutGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleGetGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleListGroups(absl::Span<const uint8_t> payload);
   absl::Status HandleDelete(absl::Span<const uint8_t> payload);
   absl::Status HandleGc(absl::Span<const uint8_t> payload);
+
+  // Counts bytes this session's key added (its quota), and writes the usage down when `commit`
+  // (a commit step made them durable).
+  void Charge(uint64_t bytes, bool commit);
+  // Size of the published manifest of `backup_uuid` (what a PUT_MANIFEST(_DELTA) added); 0 when
+  // it cannot be found.
+  uint64_t ManifestBytes(const std::string& backup_uuid);
 
   // Marks `status` as the peer's protocol error (the loop answers it with ERROR and closes).
   absl::Status ProtocolError(absl::Status status) {
@@ -124,8 +145,10 @@ class StoreSession {
   std::mutex& store_mu_;
   std::atomic<bool>& gc_running_;
   const ServerOptions& options_;
+  const KeyGrant grant_;
   std::function<void(const std::string&)> log_;
   bool protocol_error_ = false;
+  bool revoked_ = false;  // the connection's key is no longer in force: answered and closed
   bool bye_ = false;
   uint64_t records_appended_ = 0;
   uint64_t hold_ = 0;  // LocalStore::HoldNewRecords, from the first APPEND to the end

@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <memory>
@@ -19,10 +20,19 @@ namespace chunkferry::engine::wire_internal {
 absl::Status StoreSession::ReceiveManifestBytes(MsgType request, const std::string& what,
                                                 uint64_t length, const std::string& path,
                                                 absl::Status* stored) {
-  absl::StatusOr<io::Fd> fd = io::OpenFile(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const bool drop = !stored->ok();
+  absl::StatusOr<io::Fd> fd =
+      drop ? absl::StatusOr<io::Fd>(*stored)
+           : io::OpenFile(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   // A failure to store the bytes is answered once they have all arrived, so that the stream
   // stays in step with the requests.
   *stored = fd.status();
+  if (!drop) {
+    if (absl::Status quota = grant_.authority->CheckQuota(grant_.name, length); !quota.ok()) {
+      (void)RequestError(std::string(MsgTypeName(request)), quota);
+      return ProtocolError(quota);
+    }
+  }
   if (fd.ok()) {
     // A stream that cannot fit is refused at once rather than received to fill the disk: the
     // connection closes (the bytes announced would otherwise have to be read and dropped).
@@ -71,6 +81,36 @@ absl::Status StoreSession::ReceiveManifestBytes(MsgType request, const std::stri
   }
 }
 
+absl::Status StoreSession::DropManifest(MsgType request, absl::Span<const uint8_t> payload,
+                                        const absl::Status& why) {
+  uint64_t length = 0;
+  std::string what;
+  if (request == MsgType::kPutManifest) {
+    absl::StatusOr<PutManifest> put = DecodePutManifest(payload);
+    if (!put.ok()) return ProtocolError(put.status());
+    length = put->file_length;
+    what = put->backup_uuid;
+  } else {
+    absl::StatusOr<PutManifestDelta> put = DecodePutManifestDelta(payload);
+    if (!put.ok()) return ProtocolError(put.status());
+    length = put->delta_length;
+    what = put->backup_uuid;
+  }
+  absl::Status stored = why;
+  CF_RETURN_IF_ERROR(ReceiveManifestBytes(request, what, length, "", &stored));
+  return RequestError(std::string(MsgTypeName(request)), why);
+}
+
+uint64_t StoreSession::ManifestBytes(const std::string& backup_uuid) {
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    path = store_.ManifestPath(backup_uuid);
+  }
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
 absl::Status StoreSession::HandlePutManifest(absl::Span<const uint8_t> payload) {
   absl::StatusOr<PutManifest> put = DecodePutManifest(payload);
   if (!put.ok()) return ProtocolError(put.status());
@@ -102,6 +142,7 @@ absl::Status StoreSession::HandlePutManifest(absl::Span<const uint8_t> payload) 
     st = store_.PutManifest((*reader)->meta(), **reader);
   }
   if (!st.ok()) return RequestError("PUT_MANIFEST", st);
+  Charge(ManifestBytes(put->backup_uuid), /*commit=*/true);
   if (options_.after_commit) options_.after_commit(CommitStep::kManifestPublished);
   return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
 }
@@ -146,6 +187,7 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
     }();
   }
   if (!st.ok()) return RequestError(kReq, st);
+  Charge(ManifestBytes(put->backup_uuid), /*commit=*/true);
   if (options_.after_commit) options_.after_commit(CommitStep::kManifestPublished);
   return conn_.Send(MsgType::kOk, absl::Span<const uint8_t>());
 }

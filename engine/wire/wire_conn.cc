@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <span>
 #include <utility>
@@ -197,6 +198,7 @@ absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
                                         const std::string& expect_uuid, uint32_t max_frame) {
   Hello hello;
   hello.client_nonce = RandomNonce();
+  hello.key_name = key.name;
   CF_RETURN_IF_ERROR(conn.Send(MsgType::kHello, EncodeHello(hello), kHandshakeTimeoutMs));
   CF_ASSIGN_OR_RETURN(auto challenge_bytes, conn.Expect(MsgType::kChallenge, kHandshakeTimeoutMs));
   auto challenge = DecodeChallenge(challenge_bytes);
@@ -247,42 +249,79 @@ absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
   return welcome;
 }
 
-absl::Status ServerHandshake(WireConn& conn, const AuthKey& key, const Welcome& welcome,
-                             const std::function<absl::Status()>& admit) {
+absl::StatusOr<const ClientKey*> ServerHandshake(
+    WireConn& conn, const KeyRing& keys, Welcome welcome,
+    const std::function<absl::Status(const ClientKey&, Welcome*)>& admit) {
   const int64_t deadline = NowMs() + kHandshakeTimeoutMs;
   auto left = [deadline] { return std::max<int64_t>(1, deadline - NowMs()); };
-  auto refuse = [&conn](absl::Status why) {
-    conn.SendError(why);
+  // Sends `told` (what the peer may learn) and returns `why` (what the log says).
+  auto refuse = [&conn](const absl::Status& told, absl::Status why) {
+    conn.SendError(told);
     conn.Shutdown();
     return why;
   };
   CF_ASSIGN_OR_RETURN(auto hello_bytes, conn.Expect(MsgType::kHello, left()));
   auto hello = DecodeHello(hello_bytes);
-  if (!hello.ok()) return refuse(hello.status());
+  if (!hello.ok()) return refuse(hello.status(), hello.status());
   auto version = ChooseVersion(hello->min_version, hello->max_version);
-  if (!version.ok()) return refuse(version.status());
+  if (!version.ok()) return refuse(version.status(), version.status());
+  const std::string key_name =
+      hello->key_name.empty() ? std::string(kDefaultKeyName) : hello->key_name;
+  const ClientKey* client = keys.Find(key_name);
+  // An unknown name goes through the same exchange with a key nobody holds, so that a peer
+  // cannot tell "no such key" from "wrong key" and list the names.
+  AuthKey key;
+  if (client != nullptr) {
+    key = client->key;
+  } else {
+    const Nonce random = RandomNonce();
+    std::copy(random.begin(), random.end(), key.bytes.begin());
+  }
+  // From here on, what went wrong says which key the peer named (for the daemon's log).
+  auto named = [&](const absl::Status& st) {
+    return absl::Status(
+        st.code(), absl::StrCat(st.message(), client == nullptr ? " (no key named '" : " (key '",
+                                key_name, "')"));
+  };
   Challenge challenge;
   challenge.version = *version;
   challenge.server_nonce = RandomNonce();
   challenge.store_uuid = welcome.info.uuid;
   challenge.server_proof = Proof(key, kServerProofLabel, hello->client_nonce,
                                  challenge.server_nonce, challenge.store_uuid);
-  CF_RETURN_IF_ERROR(conn.Send(MsgType::kChallenge, EncodeChallenge(challenge), left()));
-  CF_ASSIGN_OR_RETURN(auto auth_bytes, conn.Expect(MsgType::kAuth, left()));
-  auto auth = DecodeAuth(auth_bytes);
-  if (!auth.ok()) return refuse(auth.status());
+  if (absl::Status st = conn.Send(MsgType::kChallenge, EncodeChallenge(challenge), left());
+      !st.ok()) {
+    return named(st);
+  }
+  auto auth_bytes = conn.Expect(MsgType::kAuth, left());
+  if (!auth_bytes.ok()) return named(auth_bytes.status());
+  auto auth = DecodeAuth(*auth_bytes);
+  if (!auth.ok()) return refuse(auth.status(), named(auth.status()));
   const AuthProof expected = Proof(key, kClientProofLabel, hello->client_nonce,
                                    challenge.server_nonce, challenge.store_uuid);
-  if (!ProofEquals(expected, auth->client_proof)) {
-    return refuse(absl::UnauthenticatedError("authentication failed"));
+  const absl::Status failed = absl::UnauthenticatedError("authentication failed");
+  if (client == nullptr || !ProofEquals(expected, auth->client_proof)) {
+    return refuse(failed, named(failed));
   }
   if (admit) {
-    if (absl::Status admitted = admit(); !admitted.ok()) return refuse(admitted);
+    if (absl::Status admitted = admit(*client, &welcome); !admitted.ok()) {
+      return refuse(admitted, named(admitted));
+    }
   }
   conn.set_max_send_frame(welcome.max_frame);
-  CF_RETURN_IF_ERROR(conn.Send(MsgType::kWelcome, EncodeWelcome(welcome), left()));
+  if (absl::Status st = conn.Send(MsgType::kWelcome, EncodeWelcome(welcome), left()); !st.ok()) {
+    return named(st);
+  }
   conn.set_max_recv_frame(welcome.max_frame);
-  return absl::OkStatus();
+  return client;
+}
+
+absl::Status ServerHandshake(WireConn& conn, const AuthKey& key, const Welcome& welcome,
+                             const std::function<absl::Status()>& admit) {
+  const KeyRing keys = KeyRing::Single(key);
+  std::function<absl::Status(const ClientKey&, Welcome*)> admit_key;
+  if (admit) admit_key = [&admit](const ClientKey&, Welcome*) { return admit(); };
+  return ServerHandshake(conn, keys, welcome, admit_key).status();
 }
 
 }  // namespace chunkferry::engine

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/key_ring.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"
 #include "io/fd.h"
@@ -134,6 +135,8 @@ class WireConn {
 // announcing frames larger than `max_frame` (what this client will allocate for one frame) is
 // answered ERROR ResourceExhausted and the connection closed: a daemon, or anyone in the path,
 // cannot make the client allocate up to 4 GiB per connection.
+// HELLO names `key` (key.name) to a daemon that holds several (KeyRing); an unnamed key is the
+// daemon's key named "default".
 [[nodiscard]] absl::StatusOr<Welcome> ClientHandshake(WireConn& conn, const AuthKey& key,
                                                       const std::string& expect_uuid,
                                                       uint32_t max_frame = kDefaultMaxFrame);
@@ -145,6 +148,14 @@ class WireConn {
 [[nodiscard]] absl::Status ServerHandshake(WireConn& conn, const AuthKey& key,
                                            const Welcome& welcome,
                                            const std::function<absl::Status()>& admit = nullptr);
+
+// The same with several keys: checks the client's proof against the key HELLO names (or the one
+// named "default"). A name the ring lacks fails exactly like a wrong key, as the peer sees it;
+// the returned error says which (for the log). `admit` may change the WELCOME for this key (e.g.
+// a lower max_inflight). Returns the client's key, a pointer into `keys`.
+[[nodiscard]] absl::StatusOr<const ClientKey*> ServerHandshake(
+    WireConn& conn, const KeyRing& keys, Welcome welcome,
+    const std::function<absl::Status(const ClientKey&, Welcome*)>& admit);
 
 }  // namespace chunkferry::engine
 

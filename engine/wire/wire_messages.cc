@@ -334,6 +334,10 @@ std::string EncodeHello(const Hello& hello) {
   PutU16(&out, hello.min_version);
   PutU16(&out, hello.max_version);
   PutArray(&out, hello.client_nonce);
+  if (!hello.key_name.empty()) {
+    PutU16(&out, static_cast<uint16_t>(hello.key_name.size()));
+    out.append(hello.key_name);
+  }
   return out;
 }
 
@@ -343,6 +347,14 @@ absl::StatusOr<Hello> DecodeHello(absl::Span<const uint8_t> payload) {
   h.min_version = r.U16();
   h.max_version = r.U16();
   TakeArray(r, &h.client_nonce);
+  if (r.ok() && r.remaining() > 0) {
+    const uint16_t n = r.U16();
+    if (n == 0 || n > kMaxKeyNameLength) {
+      return Malformed(MsgType::kHello, "key name of ", n, " bytes (1 to ", kMaxKeyNameLength,
+                       " expected)");
+    }
+    h.key_name = std::string(r.Bytes(n));
+  }
   if (absl::Status st = CheckEnd(MsgType::kHello, r); !st.ok()) return st;
   if (h.min_version == 0 || h.min_version > h.max_version) {
     return Malformed(MsgType::kHello, "version range ", h.min_version, "..", h.max_version,

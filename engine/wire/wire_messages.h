@@ -99,11 +99,16 @@ void AppendMessage(MsgType type, absl::string_view payload, std::string* out);
 
 // ---- Handshake. ----
 
-// HELLO: u16 min_version, u16 max_version, 32 B client_nonce. 1 <= min <= max.
+// Longest key name a HELLO carries.
+inline constexpr size_t kMaxKeyNameLength = 64;
+
+// HELLO: u16 min_version, u16 max_version, 32 B client_nonce, and optionally u16 key name length
+// (1..kMaxKeyNameLength) + the name of the key the client proves it holds. 1 <= min <= max.
 struct Hello {
   uint16_t min_version = kMinProtocolVersion;
   uint16_t max_version = kMaxProtocolVersion;
   Nonce client_nonce{};
+  std::string key_name;  // empty: not sent; the daemon uses its key named "default"
 };
 std::string EncodeHello(const Hello& hello);
 [[nodiscard]] absl::StatusOr<Hello> DecodeHello(absl::Span<const uint8_t> payload);

@@ -122,7 +122,7 @@ Nonce Fill(uint8_t seed) {
 // ---- Round trips. ----
 
 TEST(WireMessagesTest, HelloRoundTrips) {
-  Hello h{1, 3, Fill(1)};
+  Hello h{1, 3, Fill(1), ""};
   const std::string p = EncodeHello(h);
   EXPECT_EQ(p.size(), 36u);
   absl::StatusOr<Hello> d = DecodeHello(Sp(p));
@@ -130,6 +130,29 @@ TEST(WireMessagesTest, HelloRoundTrips) {
   EXPECT_EQ(d->min_version, 1);
   EXPECT_EQ(d->max_version, 3);
   EXPECT_EQ(d->client_nonce, h.client_nonce);
+  EXPECT_EQ(d->key_name, "");
+
+  // With a key name: two more bytes of length and the name.
+  h.key_name = "replica-b";
+  const std::string named = EncodeHello(h);
+  EXPECT_EQ(named.size(), 36u + 2 + 9);
+  absl::StatusOr<Hello> dn = DecodeHello(Sp(named));
+  ASSERT_TRUE(dn.ok()) << dn.status();
+  EXPECT_EQ(dn->key_name, "replica-b");
+}
+
+TEST(WireMessagesHostileTest, HelloRefusesEmptyOrOverlongKeyNames) {
+  std::string p = EncodeHello({1, 1, Fill(1), ""});
+  PutU16(&p, 0);
+  EXPECT_REFUSED(DecodeHello(Sp(p)).status(), kInvalidArgument, "key name of 0 bytes");
+  p = EncodeHello({1, 1, Fill(1), ""});
+  PutU16(&p, 65);
+  p.append(65, 'a');
+  EXPECT_REFUSED(DecodeHello(Sp(p)).status(), kInvalidArgument, "key name of 65 bytes");
+  p = EncodeHello({1, 1, Fill(1), ""});
+  PutU16(&p, 10);
+  p.append(3, 'a');
+  EXPECT_FALSE(DecodeHello(Sp(p)).ok());
 }
 
 TEST(WireMessagesTest, ChallengeRoundTrips) {
@@ -444,7 +467,7 @@ absl::StatusOr<std::string> Reencode(absl::StatusOr<T> decoded, Enc encode) {
 std::vector<Case> AllCases() {
   const std::vector<std::string> records = SomeRecords();
   std::vector<Case> cases;
-  cases.push_back({"HELLO", EncodeHello({1, 2, Fill(9)}),
+  cases.push_back({"HELLO", EncodeHello({1, 2, Fill(9), ""}),
                    [](auto p) { return Reencode(DecodeHello(p), EncodeHello); }});
   cases.push_back({"CHALLENGE", EncodeChallenge({1, Fill(1), kUuidA, Fill(2)}),
                    [](auto p) { return Reencode(DecodeChallenge(p), EncodeChallenge); }});
@@ -618,9 +641,9 @@ std::string U16(uint16_t v) {
 }
 
 TEST(WireMessagesHostileTest, HelloRefusesEmptyOrZeroVersionRanges) {
-  EXPECT_REFUSED(DecodeHello(Sp(EncodeHello({0, 1, Fill(1)}))).status(), kInvalidArgument,
+  EXPECT_REFUSED(DecodeHello(Sp(EncodeHello({0, 1, Fill(1), ""}))).status(), kInvalidArgument,
                  "version range 0..1");
-  EXPECT_REFUSED(DecodeHello(Sp(EncodeHello({3, 2, Fill(1)}))).status(), kInvalidArgument,
+  EXPECT_REFUSED(DecodeHello(Sp(EncodeHello({3, 2, Fill(1), ""}))).status(), kInvalidArgument,
                  "version range 3..2");
 }
 
