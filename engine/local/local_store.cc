@@ -788,11 +788,21 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
   // Records still in write buffers, or in writes in flight, are read back from the file: write
   // them out and wait for them first (also so that no write completion is taken for a read).
   CF_RETURN_IF_ERROR(FinishWrites());
+  auto fd_of = [this](uint32_t pack) -> absl::StatusOr<int> {
+    CF_ASSIGN_OR_RETURN(Pack * p, OpenPack(pack));
+    return p->fd.get();
+  };
+  return ReadLocated(locations, *queue_, read_buffers_, fd_of, sink);
+}
+
+absl::Status LocalStore::ReadLocated(absl::Span<const RecordLocation> locations, io::Queue& queue,
+                                     std::vector<io::AlignedBuffer>& bufs,
+                                     const std::function<absl::StatusOr<int>(uint32_t)>& fd_of,
+                                     const LocatedSink& sink) {
   std::vector<size_t> order;
   const std::vector<ReadRange> ranges = MergeIntoRanges(locations, &order);
-  const size_t slots = std::max<size_t>(1, std::min<size_t>(queue_->depth(), 16));
+  const size_t slots = std::max<size_t>(1, std::min<size_t>(queue.depth(), 16));
   // Kept between calls: reallocating megabytes per call would only churn the heap.
-  std::vector<io::AlignedBuffer>& bufs = read_buffers_;
   if (bufs.size() < slots) bufs.resize(slots);
   std::vector<size_t> slot_range(slots);
   std::vector<size_t> free_slots;
@@ -808,19 +818,19 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
       if (bufs[s].size() < aligned_len) {
         bufs[s] = io::AlignedBuffer(std::max<uint64_t>(aligned_len, kReadRangeMax));
       }
-      auto pack = OpenPack(r.pack);
-      if (!pack.ok()) {
-        status = pack.status();
+      absl::StatusOr<int> fd = fd_of(r.pack);
+      if (!fd.ok()) {
+        status = fd.status();
         return;
       }
       io::Request req;
       req.op = io::Request::Op::kRead;
-      req.fd = (*pack)->fd.get();
+      req.fd = *fd;
       req.buf = bufs[s].data();
       req.len = static_cast<uint32_t>(r.length);
       req.offset = r.offset;
       req.tag = s;
-      status = queue_->Submit(req);
+      status = queue.Submit(req);
       if (!status.ok()) return;
       free_slots.pop_back();
       slot_range[s] = next++;
@@ -831,7 +841,7 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
   std::vector<LocatedRecord> batch;
   refill();
   while (in_flight > 0) {
-    CF_ASSIGN_OR_RETURN(size_t n, queue_->Reap(absl::MakeSpan(done), 1));
+    CF_ASSIGN_OR_RETURN(size_t n, queue.Reap(absl::MakeSpan(done), 1));
     // One range at a time to the sink, its slot refilled right after: were all that arrived
     // handed over at once, the reads would run dry during the sink's long call, and arrive
     // in ever larger bunches.
@@ -843,7 +853,7 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
         status =
             done[i].result < 0
                 ? io::ErrnoStatus(static_cast<int>(-done[i].result), "read", PackFileName(r.pack))
-                : absl::DataLossError(absl::StrCat("pack ", PackFileName(r.pack), " in ", dir_,
+                : absl::DataLossError(absl::StrCat("pack ", PackFileName(r.pack),
                                                    " ends before offset ", r.offset + r.length,
                                                    " that the index points at"));
       }
@@ -859,6 +869,43 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
     }
   }
   return status;
+}
+
+absl::StatusOr<LocalStore::DetachedRead> LocalStore::PrepareDetachedRead(
+    absl::Span<const codec::ChunkId> ids) {
+  CF_RETURN_IF_ERROR(CheckUsable());
+  CF_ASSIGN_OR_RETURN(std::vector<RecordLocation> locs, LocateRecordsFor(ids));
+  // The records in write buffers reach their files before the caller reads them there.
+  CF_RETURN_IF_ERROR(FinishWrites());
+  DetachedRead read;
+  for (const RecordLocation& l : locs) {
+    if (read.packs.contains(l.pack)) continue;
+    CF_ASSIGN_OR_RETURN(Pack * p, OpenPack(l.pack));
+    const int fd = ::fcntl(p->fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return io::ErrnoStatus(errno, "dup", PackFileName(l.pack));
+    read.packs.emplace(l.pack, io::Fd(fd));
+  }
+  read.locations = std::move(locs);
+  return read;
+}
+
+absl::Status LocalStore::ReadDetached(const DetachedRead& read, io::Queue& queue,
+                                      std::vector<io::AlignedBuffer>& bufs,
+                                      const RecordSink& sink) {
+  auto fd_of = [&read](uint32_t pack) -> absl::StatusOr<int> {
+    auto it = read.packs.find(pack);
+    if (it == read.packs.end()) {
+      return absl::InternalError(absl::StrCat("pack ", PackFileName(pack), " was not prepared"));
+    }
+    return it->second.get();
+  };
+  std::vector<absl::Span<const uint8_t>> records;
+  return ReadLocated(read.locations, queue, bufs, fd_of,
+                     [&](absl::Span<const LocatedRecord> batch) {
+                       records.clear();
+                       for (const auto& r : batch) records.push_back(r.bytes);
+                       return sink(records);
+                     });
 }
 
 absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
@@ -878,8 +925,8 @@ absl::Status LocalStore::ScanAllPacks(const RecordVisitor& visit,
   return absl::OkStatus();
 }
 
-absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
-                                        const RecordSink& sink) {
+absl::StatusOr<std::vector<RecordLocation>> LocalStore::LocateRecordsFor(
+    absl::Span<const codec::ChunkId> ids) {
   std::vector<std::optional<ChunkLocation>> found(ids.size());
   index_.FindAll(ids, absl::MakeSpan(found));
   std::vector<RecordLocation> locs;
@@ -893,6 +940,12 @@ absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
   }
   std::sort(locs.begin(), locs.end());
   locs.erase(std::unique(locs.begin(), locs.end()), locs.end());
+  return locs;
+}
+
+absl::Status LocalStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
+                                        const RecordSink& sink) {
+  CF_ASSIGN_OR_RETURN(std::vector<RecordLocation> locs, LocateRecordsFor(ids));
   std::vector<absl::Span<const uint8_t>> records;
   return ReadRecords(locs, [&](absl::Span<const LocatedRecord> batch) {
     records.clear();

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/string_view.h"
 #include "codec/chunk_id.h"
 #include "codec/compressor.h"
@@ -125,6 +126,25 @@ class LocalStore final : public Store {
   [[nodiscard]] absl::Status ReadRecords(absl::Span<const RecordLocation> locations,
                                          const LocatedSink& sink);
 
+  // A read prepared under whatever lock guards the store and done without it: the records
+  // holding some chunks, and their packs' files, opened. The open files keep those bytes
+  // readable even when a collection removes the packs meanwhile (a rollback of unflushed
+  // records can still cut them short: DataLoss then). Lets a server send a slow reader its
+  // records without holding the store.
+  struct DetachedRead {
+    std::vector<RecordLocation> locations;
+    absl::flat_hash_map<uint32_t, io::Fd> packs;  // own descriptors of the packs read
+  };
+  // NotFound when the store lacks one of `ids` (as ReadRecordsFor).
+  [[nodiscard]] absl::StatusOr<DetachedRead> PrepareDetachedRead(
+      absl::Span<const codec::ChunkId> ids);
+  // Reads a prepared read on `queue` (the caller's, not the store's) into `bufs` (kept between
+  // calls by the caller) and hands the records to `sink` as ReadRecordsFor does. Touches nothing
+  // of any store: thread-safe as long as `queue` and `bufs` are the caller's alone.
+  [[nodiscard]] static absl::Status ReadDetached(const DetachedRead& read, io::Queue& queue,
+                                                 std::vector<io::AlignedBuffer>& bufs,
+                                                 const RecordSink& sink);
+
   // Asks the kernel to start reading the records at `locations` into the page cache, and returns
   // without waiting (posix_fadvise WILLNEED): a later ReadRecords of them then waits less. Only
   // advice: nothing is checked and nothing fails.
@@ -193,6 +213,14 @@ class LocalStore final : public Store {
   // kReadRangeMax bytes with gaps of at most kReadGapMax.
   static std::vector<ReadRange> MergeIntoRanges(absl::Span<const RecordLocation> locations,
                                                 std::vector<size_t>* order);
+  // ReadRecords' loop on any queue, buffers and pack files (`fd_of` gives a pack's descriptor).
+  static absl::Status ReadLocated(absl::Span<const RecordLocation> locations, io::Queue& queue,
+                                  std::vector<io::AlignedBuffer>& bufs,
+                                  const std::function<absl::StatusOr<int>(uint32_t)>& fd_of,
+                                  const LocatedSink& sink);
+  // The records holding `ids`, sorted, each once; NotFound naming the first id the store lacks.
+  absl::StatusOr<std::vector<RecordLocation>> LocateRecordsFor(
+      absl::Span<const codec::ChunkId> ids);
 
   struct Pack {
     // Reads, fsync, truncation. Reads go through the page cache: on these machines buffered

@@ -6,12 +6,13 @@
 // connection thread has its own WireConn, hence its own I/O queue. Records of an APPEND are
 // checked (decompressed and rehashed, or checksummed) on the connection's thread without any
 // lock, so several connections verify on several cores; only the store calls themselves run
-// under one store-wide mutex. v1 simplification: the RECORDS frames answering a READ are sent
-// while that mutex is held (the store hands the records out inside ReadRecordsFor), so a slow
-// reader delays the other connections' store calls by at most its send timeout.
+// under one store-wide mutex. A READ takes that mutex only to find its records and open their
+// packs (LocalStore::PrepareDetachedRead); it reads and sends them without it, on a file queue
+// of its own, so a slow reader holds up no other connection.
 //
 // Memory: each connection holds at most one received frame (max_frame), one RECORDS frame being
-// built (max_frame) and one decoded record (16 MiB); nothing is read ahead.
+// built (max_frame), one decoded record (16 MiB) and, once it has served a READ, its read
+// buffers (8 × 1 MiB); nothing is read ahead.
 #ifndef CHUNKFERRY_ENGINE_WIRE_STORE_SERVER_H_
 #define CHUNKFERRY_ENGINE_WIRE_STORE_SERVER_H_
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -859,6 +860,47 @@ TEST_P(StoreServerTest, ReadStreamsTheRecordsHoldingTheIds) {
   EXPECT_EQ(conn->Expect(MsgType::kReadEnd).status().code(), absl::StatusCode::kNotFound);
   auto have = Have(*conn, {unknown});
   ASSERT_TRUE(have.ok()) << have.status();
+}
+
+// Row 6 of the hostile-clients issue: a client that asks for records and never reads them must
+// not hold up the daemon's other connections (the daemon used to send READ's answer with its
+// store lock held, so every other request waited for that send to time out).
+TEST_P(StoreServerTest, AReaderThatNeverReadsHoldsUpNoOtherConnection) {
+  StartServer();
+  auto slow = Dial();
+  ASSERT_NE(slow, nullptr);
+  ASSERT_TRUE(Append(*slow, records_).ok());
+  ASSERT_TRUE(Flush(*slow).ok());
+  const std::vector<codec::ChunkId> ids = IdsOf(records_);
+  // Far more than the socket buffers between them hold: the daemon blocks in its send.
+  for (int i = 0; i < 24; ++i) ASSERT_TRUE(slow->Send(MsgType::kRead, EncodeRead(ids)).ok());
+  ASSERT_TRUE(WaitFor([&] { return server_->active_connections() == 1; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+
+  // Another client's requests, and the owner's look at the store, go through meanwhile.
+  std::promise<absl::Status> done;
+  std::thread honest([&] {
+    auto conn = Dial();
+    if (conn == nullptr) return done.set_value(absl::UnavailableError("no connection"));
+    auto have = Have(*conn, ids);
+    if (!have.ok()) return done.set_value(have.status());
+    if (std::count(have->begin(), have->end(), true) != static_cast<long>(ids.size())) {
+      return done.set_value(absl::InternalError("HAVE_REPLY lacks chunks the store holds"));
+    }
+    absl::Status st = Flush(*conn);
+    if (st.ok()) st = server_->WithStore([](LocalStore& s) { return s.Flush(); });
+    done.set_value(st);
+  });
+  // Generous: the old daemon made it wait for the slow send's timeout (60 s).
+  auto result = done.get_future();
+  const bool served = result.wait_for(std::chrono::seconds(20)) == std::future_status::ready;
+  EXPECT_TRUE(served) << "an honest client waited on a reader that does not read";
+  if (served) {
+    const absl::Status st = result.get();
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  slow.reset();  // the daemon's send fails; its connection ends
+  honest.join();
 }
 
 TEST_P(StoreServerTest, ConnectionsBeyondTheLimitAreRefused) {

@@ -215,12 +215,25 @@ absl::Status StoreSession::HandleRead(absl::Span<const uint8_t> payload) {
     }
     return absl::OkStatus();
   };
-  absl::Status st;
+  // Where the records are, and their packs opened, under the store lock; the reading and the
+  // sending without it, on this connection's own file queue, so that a slow reader holds up
+  // nobody else.
+  absl::StatusOr<LocalStore::DetachedRead> read;
   {
-    // v1: the frames go out with the store lock held (see store_server.h).
     std::lock_guard<std::mutex> lock(store_mu_);
-    st = store_.ReadRecordsFor(*ids, sink);
+    read = store_.PrepareDetachedRead(*ids);
   }
+  if (!read.ok()) return RequestError("READ", read.status());
+  if (read_queue_ == nullptr) {
+    io::QueueOptions qo;
+    qo.backend = options_.backend;
+    qo.depth = kReadQueueDepth;
+    qo.threads = 2;
+    absl::StatusOr<std::unique_ptr<io::Queue>> queue = io::MakeQueue(qo);
+    if (!queue.ok()) return RequestError("READ", queue.status());
+    read_queue_ = *std::move(queue);
+  }
+  const absl::Status st = LocalStore::ReadDetached(*read, *read_queue_, read_buffers_, sink);
   if (!send_failed.ok()) return send_failed;
   if (!st.ok()) return RequestError("READ", st);
   return conn_.Send(MsgType::kReadEnd, absl::Span<const uint8_t>());

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -28,6 +29,8 @@
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"
+#include "io/buffer.h"
+#include "io/queue.h"
 
 namespace chunkferry::engine::wire_internal {
 
@@ -152,6 +155,11 @@ class StoreSession {
   bool bye_ = false;
   uint64_t records_appended_ = 0;
   uint64_t hold_ = 0;  // LocalStore::HoldNewRecords, from the first APPEND to the end
+  // READ's file reads: a queue of the connection's own (the WireConn's carries its socket),
+  // made at the first READ, and the buffers the reads land in.
+  static constexpr unsigned kReadQueueDepth = 8;
+  std::unique_ptr<io::Queue> read_queue_;
+  std::vector<io::AlignedBuffer> read_buffers_;
   codec::Decompressor decompressor_;
   std::vector<uint8_t> scratch_;
   std::vector<codec::RecordView> views_;
