@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "control/http_gate.h"
 #include "io/net.h"
 
 namespace chunkferry::control {
@@ -168,10 +169,12 @@ absl::Status ApiServer::Start() {
   if (server_ != nullptr || stopped_) {
     return absl::FailedPreconditionError("an API server starts once");
   }
-  server_ = std::make_unique<httplib::Server>();
-  httplib::Server& s = *server_;
-  const size_t threads = std::max<size_t>(options_.http_threads, 1);
-  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  GateOptions gate;
+  gate.worker_threads = std::max<size_t>(options_.http_threads, 1);
+  gate.max_connections = options_.max_connections;
+  gate.head_timeout_ms = options_.head_timeout_ms;
+  server_ = std::make_unique<GatedServer>(gate);
+  GatedServer& s = *server_;
   s.set_payload_max_length(options_.max_body_bytes);
   s.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_start = std::chrono::steady_clock::now();
@@ -242,6 +245,12 @@ absl::Status ApiServer::Start() {
                               : std::string(" (address in use or not local)")));
   }
   port_ = static_cast<uint16_t>(port);
+  if (!s.StartGate()) {
+    const int err = errno;
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("cannot start the API server's connection gate: ", std::strerror(err)));
+  }
   listen_returned_ = false;
   thread_ = std::thread([this] {
     server_->listen_after_bind();
@@ -254,6 +263,7 @@ absl::Status ApiServer::Start() {
   }
   if (listen_returned_) {
     thread_.join();
+    server_->StopGate();
     server_.reset();
     return absl::UnavailableError(absl::StrCat(
         "the API server on ", io::FormatEndpoint({options_.host, port_}), " stopped at once"));
@@ -267,6 +277,7 @@ void ApiServer::Stop() {
     // flight (httplib joins its threads before listen_after_bind returns).
     server_->stop();
     if (thread_.joinable()) thread_.join();
+    server_->StopGate();
     server_.reset();
   }
   stopped_ = true;

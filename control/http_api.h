@@ -27,6 +27,10 @@
 #include "control/job_table.h"
 #include "control/sync_service.h"
 
+namespace chunkferry::control {
+class GatedServer;  // control/http_gate.h
+}  // namespace chunkferry::control
+
 namespace httplib {
 class Server;
 struct Request;
@@ -47,9 +51,14 @@ struct ApiServerOptions {
   // Of which one session may hold at most this many (0: no limit but max_jobs), so that one
   // client cannot lock the others out. Refused calls (a session not accepted) hold none.
   size_t max_jobs_per_session = 512;
-  // Threads serving connections. A synchronous PUT holds one for the whole sync, and so does
-  // an idle keep-alive connection for a few seconds.
+  // Threads serving requests. A synchronous PUT holds one for its whole sync; connections
+  // waiting for a request (idle keep-alive, or a head still arriving) hold none (http_gate.h).
   size_t http_threads = 8;
+  // Connections held at once; more are closed as they are accepted.
+  size_t max_connections = 4096;
+  // From a request's first byte (a connection's accept) to the end of its head: a client that
+  // sends its headers slowly is closed past it.
+  int64_t head_timeout_ms = 10'000;
   size_t max_body_bytes = 1 << 20;  // larger request bodies are refused with 413
   JobClock clock = nullptr;         // for the job table's expiry; empty: steady_clock (tests)
   // Receives one line per request (method, path, status, milliseconds); empty: stderr.
@@ -95,7 +104,7 @@ class ApiServer {
   SyncService& service_;
   const ApiServerOptions options_;
   JobTable jobs_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<GatedServer> server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};
   bool stopped_ = false;

@@ -38,6 +38,9 @@ int CmdApi(const std::vector<std::string>& args) {
        "jobs one session may hold (queued, running, or finished and not expired) of the 1024 the "
        "server keeps",
        true, "512"},
+      {"max-connections",
+       "HTTP connections held at once (idle ones hold no thread); more are closed at accept", true,
+       "4096"},
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
@@ -77,6 +80,10 @@ int CmdApi(const std::vector<std::string>& args) {
   if (!per_session.ok() || *per_session < 1 || *per_session > 1024) {
     return Usage(kCmd, "--max-jobs-per-session must be a whole number from 1 to 1024", help);
   }
+  auto max_conns = f.GetInt("max-connections");
+  if (!max_conns.ok() || *max_conns < 16 || *max_conns > 65536) {
+    return Usage(kCmd, "--max-connections must be a whole number from 16 to 65536", help);
+  }
   const std::string ready_file = f.Get("ready-file");
 
   auto registry = control::LoadRegistry(*config);
@@ -96,6 +103,10 @@ int CmdApi(const std::vector<std::string>& args) {
   // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach
   // only the sigwait below.
   DaemonSignals signals;
+  if (const uint64_t files = RaiseFileLimit(); files < static_cast<uint64_t>(*max_conns) + 64) {
+    LogLine(absl::StrCat("warning: at most ", files, " open files (RLIMIT_NOFILE): fewer than ",
+                         "--max-connections ", *max_conns, " can be held"));
+  }
 
   control::ServiceOptions service_options;
   service_options.queue.backend = *backend;
@@ -109,6 +120,7 @@ int CmdApi(const std::vector<std::string>& args) {
   options.api_timeout_ms = *api_timeout;
   options.max_running_jobs = static_cast<size_t>(*max_jobs);
   options.max_jobs_per_session = static_cast<size_t>(*per_session);
+  options.max_connections = static_cast<size_t>(*max_conns);
   // A synchronous PUT holds a thread for its whole sync: leave room for polls beside them.
   options.http_threads = static_cast<size_t>(*max_jobs) + 8;
   options.log = LogLine;

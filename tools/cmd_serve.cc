@@ -134,6 +134,7 @@ int CmdServe(const std::vector<std::string>& args) {
   // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach
   // only the sigwait below.
   DaemonSignals signals;
+  RaiseFileLimit();
 
   engine::ServerOptions options;
   options.listen = *listen;

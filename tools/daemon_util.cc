@@ -1,6 +1,7 @@
 #include "tools/daemon_util.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cstdio>
@@ -52,6 +53,17 @@ const char* DaemonSignals::Name(int sig) {
     default:
       return "a signal";
   }
+}
+
+uint64_t RaiseFileLimit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  return lim.rlim_cur;
 }
 
 absl::Status WriteReadyFile(const std::string& ready_file, const std::string& address) {

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -33,6 +34,11 @@ class DaemonSignals {
   sigset_t stop_;
   sigset_t old_;
 };
+
+// Raises the soft limit of open descriptors to the hard limit: a daemon holds one per
+// connection, and the usual soft limit (1024) is below what it is configured to serve. Returns
+// the limit now in force.
+uint64_t RaiseFileLimit();
 
 // Writes `address` (HOST:PORT) to `ready_file` atomically, unless `ready_file` is empty: how a
 // caller that asked for port 0 learns the port once the daemon listens.
