@@ -384,7 +384,7 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     SendText(res, 400, parsed.bad_request);
     return;
   }
-  const bool session_ok = service_.registry().HasSession(*session);
+  const bool session_ok = service_.registry()->HasSession(*session);
 
   if (!named_job && !options_.job_mode_default) {
     const SyncResult result = RunCall(session_ok, parsed, nullptr);

@@ -255,7 +255,19 @@ Json SuccessBody(const Json& inventories, bool with_schema) {
 }
 
 SyncService::SyncService(Registry registry, ServiceOptions options)
-    : registry_(std::move(registry)), options_(std::move(options)) {}
+    : registry_(std::make_shared<const Registry>(std::move(registry))),
+      options_(std::move(options)) {}
+
+std::shared_ptr<const Registry> SyncService::registry() const {
+  std::lock_guard<std::mutex> lock(registry_mu_);
+  return registry_;
+}
+
+void SyncService::ReplaceRegistry(Registry registry) {
+  auto next = std::make_shared<const Registry>(std::move(registry));
+  std::lock_guard<std::mutex> lock(registry_mu_);
+  registry_ = std::move(next);
+}
 
 SyncService::~SyncService() = default;
 
@@ -290,7 +302,8 @@ DeleteOutcome SyncService::Delete(const std::string& storage_uuid, engine::Delet
     out.error = *std::move(e);
     return out;
   }
-  const BackupStorage* storage = registry_.Find(storage_uuid);
+  const std::shared_ptr<const Registry> registry = this->registry();
+  const BackupStorage* storage = registry->Find(storage_uuid);
   if (storage == nullptr) {
     out.error =
         MakeError(kSysNotFound, absl::StrCat("backup storage ", storage_uuid, " is not known"));
@@ -333,12 +346,13 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   };
   if (auto e = CheckRequestUuids(request)) return fail(*std::move(e));
   const std::string& group = request.group_uuid;
-  const BackupStorage* src = registry_.Find(request.src_uuid);
+  const std::shared_ptr<const Registry> registry = this->registry();
+  const BackupStorage* src = registry->Find(request.src_uuid);
   if (src == nullptr) {
     return fail(MakeError(kSysNotFound, absl::StrCat("source backup storage ", request.src_uuid,
                                                      " (srcBackupStorageUuid) is not known")));
   }
-  const BackupStorage* dst = registry_.Find(request.dst_uuid);
+  const BackupStorage* dst = registry->Find(request.dst_uuid);
   if (dst == nullptr) {
     return fail(
         MakeError(kSysNotFound, absl::StrCat("destination backup storage ", request.dst_uuid,
@@ -380,7 +394,7 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   // The copy. A local-to-local copy is not paced: the registry's rate limit is for daemon links,
   // where the RemoteStore paces its own wire bytes.
   engine::CopyOptions copy;
-  copy.verify = registry_.verify;
+  copy.verify = registry->verify;
   absl::Status st =
       engine::CopyGroup(from, dst_store->store(), group, copy, &result.stats, progress);
   // After a failure a local destination is cut back to what it held before (the copier makes

@@ -76,7 +76,11 @@ class SyncService {
   SyncService(const SyncService&) = delete;
   SyncService& operator=(const SyncService&) = delete;
 
-  const Registry& registry() const { return registry_; }
+  // The registry in force (a snapshot: a sync keeps the one it started with).
+  std::shared_ptr<const Registry> registry() const;
+  // Puts `registry` in force for the calls that start from now on (SIGHUP of `chunkferry api`):
+  // sessions removed from it are refused at once; syncs already running finish as they began.
+  void ReplaceRegistry(Registry registry);
 
   // Runs one sync. Errors: unknown group or storage → SYS.1003; a group without exactly one Root
   // volume backup → SYS.1006; invalid fields → SYS.1007; a failure while copying → the code of
@@ -103,7 +107,8 @@ class SyncService {
   std::vector<std::unique_lock<std::mutex>> LockStorages(const std::string& a,
                                                          const std::string& b);
 
-  Registry registry_;
+  mutable std::mutex registry_mu_;
+  std::shared_ptr<const Registry> registry_;  // guarded by registry_mu_
   ServiceOptions options_;
   std::mutex locks_mu_;
   std::map<std::string, std::unique_ptr<std::mutex>> storage_locks_;

@@ -138,6 +138,53 @@ TEST_P(ApiCliTest, ServesSyncsAndStopsCleanlyOnSigterm) {
   }
 }
 
+// SIGHUP reloads the registry: a session taken out of it is refused at once (ID.1001) and a new
+// one accepted; a config that no longer parses keeps the registry in force.
+TEST_P(ApiCliTest, SighupReloadsTheRegistry) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});
+  const std::string root = tmp_.Sub("root.img");
+  testing::WriteMixedFile(root, kMiB, 23);
+  Import(a, root, "Root");
+  const std::string config = WriteStoresConfig();
+  ApiDaemon daemon(config, tmp_.Sub("ready"), IoFlag());
+  ASSERT_FALSE(daemon.address().empty()) << "the API daemon did not start";
+  const auto client = ClientOf(daemon.address());
+  const std::string path = absl::StrCat("/zstack/v1/vm-backups/", group_, "/actions");
+  const std::string body = Json{{"syncVmBackupFromImageStoreBackupStorage",
+                                 {{"srcBackupStorageUuid", src_}, {"dstBackupStorageUuid", dst_}}}}
+                               .dump();
+  // The body of a synchronous PUT with `session`: 200, or 503 with its ErrorCode.
+  auto call = [&](const std::string& session) {
+    auto r = client->Put(path.c_str(), {{"Authorization", "OAuth " + session}}, body, kJsonType);
+    EXPECT_TRUE(r) << httplib::to_string(r.error());
+    return r ? std::pair(r->status, r->body) : std::pair(-1, std::string());
+  };
+  EXPECT_EQ(call(session_).first, 200);
+
+  const std::string fresh = engine::NewUuid();
+  WriteConfig({{"backupStorages",
+                {{{"uuid", src_}, {"name", "local"}, {"store", "a"}},
+                 {{"uuid", dst_}, {"name", "remote"}, {"store", "b"}}}},
+               {"sessions", {fresh}}});
+  ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0);
+  bool revoked = false;
+  for (int i = 0; i < 100 && !revoked; ++i) {
+    const auto [status, text] = call(session_);
+    revoked = status == 503 && absl::StrContains(text, "ID.1001");
+    if (!revoked) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(revoked) << "the session taken out of the registry was still accepted";
+  EXPECT_EQ(call(fresh).first, 200);
+
+  // Broken: the registry in force stays.
+  WriteConfig(Json{{"backupStorages", "not a list"}});
+  ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(call(fresh).first, 200);
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+}
+
 TEST_P(ApiCliTest, SigtermWaitsForARunningJob) {
   const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
   for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});

@@ -133,12 +133,23 @@ int CmdApi(const std::vector<std::string>& args) {
     return Fail(kCmd, st);
   }
   std::printf("listening on http://%s (%s mode, %zu backup storages)\n", address.c_str(),
-              options.job_mode_default ? "job" : "synchronous", service.registry().storages.size());
+              options.job_mode_default ? "job" : "synchronous",
+              service.registry()->storages.size());
   std::fflush(stdout);
 
   int sig = 0;
   while ((sig = signals.Wait()) == SIGHUP) {
-    LogLine("received SIGHUP: nothing to reload (restart to read a changed registry)");
+    // A broken config keeps the registry in force: a typo must not take the API down.
+    absl::StatusOr<control::Registry> reloaded = control::LoadRegistry(*config);
+    if (!reloaded.ok()) {
+      LogLine(absl::StrCat(
+          "received SIGHUP: ", *config,
+          " not reloaded, the registry in force stays: ", reloaded.status().message()));
+      continue;
+    }
+    LogLine(absl::StrCat("received SIGHUP: ", *config, " reloaded (", reloaded->storages.size(),
+                         " backup storages, ", reloaded->sessions.size(), " sessions)"));
+    service.ReplaceRegistry(*std::move(reloaded));
   }
   LogLine(absl::StrCat("received ", DaemonSignals::Name(sig),
                        ": stopping (running syncs finish first)"));
