@@ -1,20 +1,25 @@
 // Fuzzes the small text parsers that take strings from configs, flags and peers:
 // codec::ChunkerSpec::Parse (a store's chunker, also in WELCOME and manifests), io::ParseEndpoint
-// (registry daemons, --listen), codec::ChunkId::FromHex, and the uuid checks.
+// (registry daemons, --listen), codec::ChunkId::FromHex and the uuid checks, io::ParseSize
+// (flags, keys files), and engine::KeyRing::Parse (the store daemon's keys file).
 //
-// Input: byte 0 picks the parser; the text runs to the first newline. For a chunker spec, the
-// bytes after the newline are cut with the chunker it names. Checked: every parse that succeeds
-// survives formatting and parsing again, and chunk boundaries stay within the spec.
+// Input: byte 0 picks the parser; the text runs to the first newline (a keys file: to the end).
+// For a chunker spec, the bytes after the newline are cut with the chunker it names. Checked:
+// every parse that succeeds survives formatting and parsing again, and chunk boundaries stay
+// within the spec.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "codec/chunk_id.h"
 #include "codec/chunker.h"
 #include "engine/format/volume_backup.h"
+#include "engine/wire/key_ring.h"
 #include "io/net.h"
+#include "io/size.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace chunkferry::fuzz {
@@ -69,6 +74,42 @@ void Hex(std::string_view text) {
   FUZZ_CHECK(codec::ChunkId::DecodeFrom(b) == *id);
 }
 
+void Size(std::string_view text) {
+  auto size = io::ParseSize(text);
+  if (!size.ok()) return;
+  // What it formats to (plain digits) reads back the same.
+  auto again = io::ParseSize(absl::StrCat(*size));
+  FUZZ_CHECK(again.ok() && *again == *size);
+}
+
+void Keys(std::string_view text) {
+  auto ring = engine::KeyRing::Parse(absl::string_view(text.data(), text.size()));
+  if (!ring.ok()) return;
+  FUZZ_CHECK(!ring->keys().empty());
+  std::string lines;
+  for (const engine::ClientKey& k : ring->keys()) {
+    FUZZ_CHECK(engine::CheckKeyName(k.name).ok());
+    FUZZ_CHECK(k.rights != 0 && (k.rights & ~engine::kAllRights) == 0);
+    FUZZ_CHECK(ring->Find(k.name) == &k);
+    std::string hex = engine::FormatKeyFile(engine::AuthKey{k.key.bytes, ""});
+    hex.pop_back();
+    absl::StrAppend(&lines, k.name, " ", engine::FormatRights(k.rights), " ", hex);
+    if (k.max_connections != 0) absl::StrAppend(&lines, " connections=", k.max_connections);
+    if (k.max_inflight != 0) absl::StrAppend(&lines, " inflight=", k.max_inflight);
+    if (k.quota_bytes != 0) absl::StrAppend(&lines, " quota=", k.quota_bytes);
+    lines += "\n";
+  }
+  auto again = engine::KeyRing::Parse(lines);
+  FUZZ_CHECK(again.ok() && again->keys().size() == ring->keys().size());
+  for (size_t i = 0; i < ring->keys().size(); ++i) {
+    const engine::ClientKey& a = ring->keys()[i];
+    const engine::ClientKey& b = again->keys()[i];
+    FUZZ_CHECK(a.name == b.name && a.rights == b.rights && a.key.bytes == b.key.bytes &&
+               a.max_connections == b.max_connections && a.max_inflight == b.max_inflight &&
+               a.quota_bytes == b.quota_bytes);
+  }
+}
+
 }  // namespace
 }  // namespace chunkferry::fuzz
 
@@ -81,15 +122,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto after = nl == std::string_view::npos
                          ? absl::Span<const uint8_t>()
                          : absl::MakeConstSpan(data + 2 + nl, size - 2 - nl);
-  switch (data[0] % 3) {
+  switch (data[0] % 5) {
     case 0:
       Chunker(text, after);
       break;
     case 1:
       Endpoint(text);
       break;
-    default:
+    case 2:
       Hex(text);
+      break;
+    case 3:
+      Size(text);
+      break;
+    default:
+      Keys(input);
       break;
   }
   return 0;

@@ -465,7 +465,7 @@ void SyncActions() {
 }
 
 void Texts() {
-  // Byte 0: 0 chunker spec, 1 endpoint, 2 hex id.
+  // Byte 0: 0 chunker spec, 1 endpoint, 2 hex id, 3 size, 4 keys file.
   Put("text", "fixed", std::string("\x00", 1) + "fixed:4096\n" + Str(Data(20000, 1, false)));
   Put("text", "cdc", std::string("\x00", 1) + "cdc:2k:8k:64k\n" + Str(Data(30000, 2, false)));
   Put("text", "cdc-small", std::string("\x00", 1) + "cdc:64:128:256\n" + Str(Data(2000, 3, true)));
@@ -478,6 +478,15 @@ void Texts() {
   Put("text", "hex",
       "\x02"
       "0123456789ABCDEF0123456789abcdef");
+  Put("text", "size",
+      "\x03"
+      "64MiB");
+  Put("text", "keys",
+      "\x04"
+      "# keys\n"
+      "replica-b append 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef "
+      "connections=4 inflight=32MiB quota=2T\n"
+      "ops admin FEDCBA9876543210fedcba9876543210fedcba9876543210fedcba9876543210\n");
 }
 
 }  // namespace
