@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "engine/format/volume_backup.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/tls.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_messages.h"
 #include "gtest/gtest.h"
@@ -31,6 +32,7 @@
 #include "io/net.h"
 #include "tests/cli_fixture.h"
 #include "tests/test_util.h"
+#include "tests/tls_identity.h"
 
 namespace chunkferry {
 namespace {
@@ -265,6 +267,50 @@ TEST_P(SyncTest, NamedKeysAreEnforcedAndReloadedOnSighup) {
   ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   Sync(daemon.url(), c, group, restore);
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+}
+
+// `serve --tls-cert` and `sync --tls-ca` / `--tls-peer-sha256`: the sync goes over TLS and
+// restores identically; a plain client, an untrusted certificate and a wrong fingerprint are
+// refused and change nothing.
+TEST_P(SyncTest, SyncOverTlsAndTheRefusalsAroundIt) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b"), c = tmp_.Sub("c");
+  for (const auto& s : {a, b, c}) Run({"store", "init", "--store", s, "--quiet"});
+  testing::TlsIdentity ca, server, stranger;
+  ASSERT_TRUE(ca.Make(tmp_.path(), "ca", true, nullptr).ok());
+  ASSERT_TRUE(server.Make(tmp_.path(), "server", false, &ca).ok());
+  ASSERT_TRUE(stranger.Make(tmp_.path(), "stranger", false, nullptr).ok());
+  const std::string image = tmp_.Sub("root.img");
+  testing::WriteMixedFile(image, 3 * kMiB, 41);
+  const std::string group = engine::NewUuid();
+  const std::string backup = Import(a, image, group, "Root").value("uuid", "");
+  const std::string key = b + "/auth.key";
+
+  Daemon daemon(b, tmp_.Sub("ready"), IoFlag(), "127.0.0.1:0",
+                {"--tls-cert", server.cert_file(), "--tls-key", server.key_file()});
+  ASSERT_FALSE(daemon.address().empty()) << "the daemon did not start";
+  auto sync = [&](const std::string& from, const std::string& to, std::vector<std::string> tls,
+                  int want) {
+    std::vector<std::string> args = {"sync",    "--from", from,         "--to", to,
+                                     "--group", group,    "--key-file", key,    "--quiet"};
+    args.insert(args.end(), tls.begin(), tls.end());
+    return Run(args, want);
+  };
+  auto plain = sync(a, daemon.url(), {}, 1);
+  EXPECT_TRUE(absl::StrContains(plain.err, "speaks TLS only")) << plain.err;
+  auto untrusted = sync(a, daemon.url(), {"--tls-ca", stranger.cert_file()}, 1);
+  EXPECT_TRUE(absl::StrContains(untrusted.err, "certificate")) << untrusted.err;
+  auto pin = engine::CertificateSha256(stranger.cert_file());
+  ASSERT_TRUE(pin.ok());
+  sync(a, daemon.url(), {"--tls-peer-sha256", *pin}, 1);
+  auto listed = testing::ListFiles(b + "/groups");
+  EXPECT_TRUE(listed.empty()) << "a refused sync published a group";
+
+  sync(a, daemon.url(), {"--tls-ca", ca.cert_file(), "--tls-name", "127.0.0.1"}, 0);
+  auto good_pin = engine::CertificateSha256(server.cert_file());
+  ASSERT_TRUE(good_pin.ok());
+  sync(daemon.url(), c, {"--tls-peer-sha256", *good_pin}, 0);
+  ExpectVerifiesAndRestores(c, {{backup, image}});
   EXPECT_EQ(daemon.Stop(SIGTERM), 0);
 }
 

@@ -25,6 +25,18 @@ std::vector<FlagSpec> CommonFlags() {
   };
 }
 
+std::vector<FlagSpec> ClientTlsFlags() {
+  return {
+      {"tls-ca", "speak TLS to the daemon, checking its certificate against this CA file (PEM)",
+       true, ""},
+      {"tls-peer-sha256",
+       "speak TLS to the daemon, checking its certificate by this SHA-256 fingerprint", true, ""},
+      {"tls-name", "name (DNS or IP) the daemon's certificate must carry, with --tls-ca", true, ""},
+      {"tls-cert", "client certificate (PEM), for a daemon that requires one", true, ""},
+      {"tls-key", "key of --tls-cert (PEM, mode 0600)", true, ""},
+  };
+}
+
 std::string HumanBytes(uint64_t bytes) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double v = static_cast<double>(bytes);
@@ -55,6 +67,20 @@ absl::StatusOr<Context> MakeContext(const Flags& flags) {
   ctx.pool = std::make_unique<engine::WorkerPool>(workers);
   ctx.json = flags.GetBool("json");
   ctx.quiet = flags.GetBool("quiet");
+  if (flags.Has("tls-ca") || flags.Has("tls-peer-sha256")) {
+    engine::TlsOptions tls;
+    tls.ca_file = flags.Get("tls-ca");
+    tls.peer_sha256 = flags.Get("tls-peer-sha256");
+    tls.server_name = flags.Get("tls-name");
+    tls.cert_file = flags.Get("tls-cert");
+    tls.key_file = flags.Get("tls-key");
+    auto context = engine::TlsContext::Make(tls, engine::TlsRole::kClient);
+    if (!context.ok()) return context.status();
+    ctx.tls = *context;
+  } else if (flags.Has("tls-name") || flags.Has("tls-cert") || flags.Has("tls-key")) {
+    return absl::InvalidArgumentError(
+        "--tls-name, --tls-cert and --tls-key need --tls-ca or --tls-peer-sha256 (TLS on)");
+  }
   if (!ctx.quiet && ::isatty(STDERR_FILENO)) {
     ctx.progress = [](const engine::ProgressState& s) {
       std::string line = absl::StrCat(s.phase, ": ", HumanBytes(s.bytes_done));
@@ -154,6 +180,7 @@ absl::StatusOr<std::unique_ptr<engine::RemoteStore>> ConnectToDaemon(const Store
   ro.key = *key;
   ro.connections = 1;
   ro.backend = ctx.queue.backend;
+  ro.tls = ctx.tls;
   return engine::RemoteStore::Connect(ro);
 }
 

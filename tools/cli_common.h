@@ -15,6 +15,7 @@
 #include "engine/store/progress.h"
 #include "engine/store/worker_pool.h"
 #include "engine/wire/remote_store.h"
+#include "engine/wire/tls.h"
 #include "io/net.h"
 #include "tools/flags.h"
 
@@ -37,8 +38,15 @@ struct Context {
   bool json = false;
   bool quiet = false;
   engine::ProgressFn progress;  // empty when no progress is shown
+  // TLS to daemons (ClientTlsFlags); null: plain TCP.
+  std::shared_ptr<engine::TlsContext> tls;
 };
 absl::StatusOr<Context> MakeContext(const Flags& flags);
+
+// The flags of a command that reaches a daemon, for TLS: --tls-ca or --tls-peer-sha256 (either
+// turns TLS on), --tls-name, and --tls-cert/--tls-key for a daemon that wants client
+// certificates. MakeContext reads them into Context::tls.
+std::vector<FlagSpec> ClientTlsFlags();
 
 absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text);
 

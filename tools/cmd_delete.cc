@@ -32,6 +32,8 @@ int CmdDelete(const std::vector<std::string>& args) {
       {"backup", "delete this volume backup (one that no group names)"},
       {"key-file", "shared key of the daemon (required for a daemon)", true, ""},
   };
+  for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
+
   Flags f;
   std::string help;
   if (auto rc = ParseFlags(

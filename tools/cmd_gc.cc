@@ -87,6 +87,8 @@ int CmdGc(const std::vector<std::string>& args) {
        true, "0.5"},
       {"dry-run", "report what would be reclaimed, change nothing", false, ""},
   };
+  for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
+
   Flags f;
   std::string help;
   if (auto rc = ParseFlags(

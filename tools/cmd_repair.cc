@@ -52,6 +52,8 @@ int CmdRepair(const std::vector<std::string>& args) {
        true, ""},
       {"verify", "check the copies that arrive by: full (ids) or checksum", true, "full"},
   };
+  for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
+
   Flags f;
   std::string help;
   if (auto rc = ParseFlags(

@@ -20,6 +20,7 @@
 #include "engine/wire/auth.h"
 #include "engine/wire/key_ring.h"
 #include "engine/wire/store_server.h"
+#include "engine/wire/tls.h"
 #include "io/net.h"
 #include "tools/cli_common.h"
 #include "tools/daemon_util.h"
@@ -89,6 +90,13 @@ int CmdServe(const std::vector<std::string>& args) {
        "how received records are checked: full (recompute every chunk id) or checksum (trusts "
        "the senders: only for peers you control)",
        true, "full"},
+      {"tls-cert",
+       "speak TLS 1.3 only, with this certificate chain (PEM); clients check it by CA or "
+       "fingerprint",
+       true, ""},
+      {"tls-key", "key of --tls-cert (PEM, mode 0600)", true, ""},
+      {"tls-client-ca", "mutual TLS: clients must present a certificate this CA (PEM) signed", true,
+       ""},
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
@@ -130,6 +138,20 @@ int CmdServe(const std::vector<std::string>& args) {
   const std::string key_file =
       flags->Has("key-file") ? flags->Get("key-file") : absl::StrCat(*dir, "/auth.key");
   const std::string ready_file = flags->Get("ready-file");
+  std::shared_ptr<engine::TlsContext> tls;
+  if (flags->Has("tls-cert") || flags->Has("tls-key") || flags->Has("tls-client-ca")) {
+    engine::TlsOptions o;
+    o.cert_file = flags->Get("tls-cert");
+    o.key_file = flags->Get("tls-key");
+    o.ca_file = flags->Get("tls-client-ca");
+    auto made = engine::TlsContext::Make(o, engine::TlsRole::kServer);
+    if (!made.ok()) return Fail(kCmd, made.status());
+    tls = *made;
+    // What clients pin with --tls-peer-sha256.
+    if (auto pin = engine::CertificateSha256(o.cert_file); pin.ok()) {
+      LogLine(absl::StrCat("TLS certificate ", o.cert_file, ", SHA-256 fingerprint ", *pin));
+    }
+  }
 
   // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach
   // only the sigwait below.
@@ -143,6 +165,7 @@ int CmdServe(const std::vector<std::string>& args) {
   options.backend = *backend;
   options.verify = *verify;
   options.log = LogLine;
+  options.tls = tls;
   auto crash_hook = CrashHookFromEnv();
   if (!crash_hook.ok()) return Usage(kCmd, crash_hook.status().message(), help);
   options.after_commit = *std::move(crash_hook);
@@ -166,7 +189,7 @@ int CmdServe(const std::vector<std::string>& args) {
     server->Stop();
     return Fail(kCmd, st);
   }
-  std::printf("listening on %s\n", address.c_str());
+  std::printf("listening on %s%s\n", address.c_str(), tls != nullptr ? " (TLS)" : "");
   std::fflush(stdout);
 
   int sig = 0;

@@ -88,6 +88,8 @@ int CmdSync(const std::vector<std::string>& args) {
        "60"},
       {"progress-json", "print progress as one JSON object per line on stderr", false, ""},
   };
+  for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
+
   Flags f;
   if (auto rc = ParseFlags(
           kCmd, "--from SRC --to DST --group UUID [flags]", std::move(specs), args, &f,
@@ -176,6 +178,7 @@ int CmdSync(const std::vector<std::string>& args) {
     ro.backend = ctx->queue.backend;
     ro.rate_limit_bytes_per_s = *rate;
     ro.io_timeout_ms = *io_timeout * 1000;
+    ro.tls = ctx->tls;
     auto r = engine::RemoteStore::Connect(ro);
     if (!r.ok()) return Fail(kCmd, r.status());
     remote_store = *std::move(r);

@@ -38,6 +38,8 @@ constexpr size_t kMaxIdsPerRequest = 1u << 16;
 // Largest receive request without a rate limit: a stalled peer is noticed within the timeout
 // as long as it moves this much per kWireIoTimeoutMs.
 constexpr size_t kMaxRecvPiece = 16u << 20;
+// Plaintext encrypted at a time over TLS (the ciphertext buffer stays about this size).
+constexpr size_t kTlsEncryptPiece = 256 << 10;
 // Most record bytes handed to a ReadRecordsFor sink at once.
 constexpr size_t kSinkBatchBytes = 4u << 20;
 // FLUSH makes the daemon fsync its packs, which may take long after a big push.
@@ -225,7 +227,13 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
     if (!wire.ok()) return s->PeerStatus(wire.status().code(), wire.status().message());
     std::optional<HandshakeDeadline> watchdog;
     if (bounded) watchdog.emplace((*wire)->fd(), deadline);
-    auto welcome = ClientHandshake(**wire, options.key, expect, options.max_frame);
+    absl::Status tls;
+    if (options.tls != nullptr) {
+      tls = (*wire)->StartTls(options.tls, bounded ? ms_left() : kHandshakeTimeoutMs);
+    }
+    absl::StatusOr<Welcome> welcome =
+        tls.ok() ? ClientHandshake(**wire, options.key, expect, options.max_frame)
+                 : absl::StatusOr<Welcome>(tls);
     if (watchdog.has_value() && watchdog->Disarm()) {
       return s->PeerStatus(
           absl::StatusCode::kDeadlineExceeded,
@@ -275,6 +283,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
     }
     Conn c;
     c.fd = wire->fd();
+    c.tls = wire->TakeTls();
     c.wire = std::move(wire);
     s->conns_.push_back(std::move(c));
   }
@@ -293,7 +302,7 @@ RemoteStore::~RemoteStore() {
     (void)RunUntil(
         [this] {
           for (const Conn& c : conns_) {
-            if (!c.out.empty()) return false;
+            if (!c.out.empty() || c.cipher_sent < c.cipher_out.size()) return false;
           }
           return true;
         },
@@ -391,7 +400,23 @@ void RemoteStore::Enqueue(size_t c, OutFrame frame, ReplyHandler on_reply,
 absl::Status RemoteStore::Post(int64_t* wait_ms) {
   for (size_t i = 0; i < conns_.size(); ++i) {
     Conn& c = conns_[i];
-    if (!c.send_in_flight && !c.out.empty()) {
+    if (c.tls != nullptr && !c.send_in_flight) {
+      if (c.cipher_sent == c.cipher_out.size()) CF_RETURN_IF_ERROR(Encrypt(c));
+      const size_t left = c.cipher_out.size() - c.cipher_sent;
+      size_t n = left;
+      if (send_bucket_.limited()) n = std::min(n, piece_);
+      if (left > 0 && send_bucket_.Take(n, wait_ms)) {
+        io::Request r;
+        r.op = io::Request::Op::kSend;
+        r.fd = c.fd;
+        r.buf = reinterpret_cast<uint8_t*>(c.cipher_out.data()) + c.cipher_sent;
+        r.len = static_cast<uint32_t>(n);
+        r.tag = Tag(i, false);
+        CF_RETURN_IF_ERROR(queue_->Submit(r));
+        c.send_in_flight = true;
+        c.send_len = n;
+      }
+    } else if (!c.send_in_flight && !c.out.empty()) {
       OutFrame& f = c.out.front();
       size_t n = f.bytes.size() - f.sent;
       if (send_bucket_.limited()) n = std::min(n, piece_);
@@ -407,7 +432,25 @@ absl::Status RemoteStore::Post(int64_t* wait_ms) {
         c.send_len = n;
       }
     }
-    if (!c.recv_in_flight && !c.pending.empty()) {
+    if (c.tls != nullptr && !c.recv_in_flight && !c.pending.empty()) {
+      // What arrived with earlier ciphertext may already answer the newest request.
+      CF_RETURN_IF_ERROR(Decrypt(c));
+      if (!c.pending.empty()) {
+        const size_t n = recv_bucket_.limited() ? piece_ : kMaxRecvPiece;
+        if (recv_bucket_.Take(n, wait_ms)) {
+          if (c.cipher_in.size() < n) c.cipher_in.resize(n);
+          io::Request r;
+          r.op = io::Request::Op::kRecv;
+          r.fd = c.fd;
+          r.buf = c.cipher_in.data();
+          r.len = static_cast<uint32_t>(n);
+          r.tag = Tag(i, true);
+          CF_RETURN_IF_ERROR(queue_->Submit(r));
+          c.recv_in_flight = true;
+          c.recv_len = n;
+        }
+      }
+    } else if (!c.recv_in_flight && !c.pending.empty()) {
       const size_t need = c.in_payload ? c.header.payload_length - c.got : kFrameHeaderSize - c.got;
       const size_t n = std::min(need, recv_bucket_.limited() ? piece_ : kMaxRecvPiece);
       if (recv_bucket_.Take(n, wait_ms)) {
@@ -442,6 +485,10 @@ absl::Status RemoteStore::HandleCompletion(const io::Completion& completion) {
     }
     last_progress_ = Clock::now();
     c.bytes_sent += static_cast<uint64_t>(res);
+    if (c.tls != nullptr) {
+      c.cipher_sent += static_cast<size_t>(res);
+      return absl::OkStatus();
+    }
     OutFrame& f = c.out.front();
     f.sent += static_cast<size_t>(res);
     if (f.sent == f.bytes.size()) {
@@ -457,6 +504,14 @@ absl::Status RemoteStore::HandleCompletion(const io::Completion& completion) {
     return Break(PeerStatus(st.code(), st.message()));
   }
   c.bytes_received += static_cast<uint64_t>(res);
+  if (c.tls != nullptr) {
+    if (res == 0) {
+      return Break(PeerStatus(absl::StatusCode::kUnavailable, "the daemon closed the connection"));
+    }
+    last_progress_ = Clock::now();
+    c.tls->Received(absl::MakeConstSpan(c.cipher_in.data(), static_cast<size_t>(res)));
+    return Decrypt(c);
+  }
   if (static_cast<size_t>(res) < c.recv_len) {
     return Break(PeerStatus(absl::StatusCode::kUnavailable,
                             c.got == 0 && !c.in_payload && res == 0
@@ -464,7 +519,45 @@ absl::Status RemoteStore::HandleCompletion(const io::Completion& completion) {
                                 : "the daemon closed the connection in the middle of a frame"));
   }
   last_progress_ = Clock::now();
-  c.got += static_cast<size_t>(res);
+  return Advance(c, static_cast<size_t>(res));
+}
+
+absl::Status RemoteStore::Decrypt(Conn& c) {
+  while (broken_.ok() && !c.pending.empty()) {
+    uint8_t* dest = c.in_payload ? c.payload.data() + c.got : c.header_bytes + c.got;
+    const size_t need = c.in_payload ? c.header.payload_length - c.got : kFrameHeaderSize - c.got;
+    absl::StatusOr<size_t> n = c.tls->Read(absl::MakeSpan(dest, need));
+    if (absl::IsUnavailable(n.status())) {
+      return Break(PeerStatus(absl::StatusCode::kUnavailable,
+                              "the daemon closed the connection (TLS close_notify)"));
+    }
+    if (!n.ok()) return Break(PeerStatus(n.status().code(), n.status().message()));
+    if (*n == 0) break;  // the rest is in ciphertext not received yet
+    CF_RETURN_IF_ERROR(Advance(c, *n));
+  }
+  return broken_;
+}
+
+absl::Status RemoteStore::Encrypt(Conn& c) {
+  c.cipher_out.clear();
+  c.cipher_sent = 0;
+  if (c.out.empty()) return absl::OkStatus();
+  OutFrame& f = c.out.front();
+  const size_t n = std::min(f.bytes.size() - f.sent, kTlsEncryptPiece);
+  if (absl::Status st = c.tls->Write(absl::MakeConstSpan(f.bytes.data() + f.sent, n)); !st.ok()) {
+    return Break(PeerStatus(st.code(), st.message()));
+  }
+  f.sent += n;
+  if (f.sent == f.bytes.size()) {
+    ReturnBuffer(std::move(f.bytes));
+    c.out.pop_front();
+  }
+  c.tls->TakePending(&c.cipher_out);
+  return absl::OkStatus();
+}
+
+absl::Status RemoteStore::Advance(Conn& c, size_t n) {
+  c.got += n;
   if (!c.in_payload) {
     if (c.got < kFrameHeaderSize) return absl::OkStatus();
     auto header = ParseFrameHeader(

@@ -75,6 +75,9 @@ struct RemoteOptions {
   // more in WELCOME is refused. At least kMinMaxFrame. Unacknowledged APPEND payload is kept
   // under twice this, whatever the daemon announces.
   uint32_t max_frame = kDefaultMaxFrame;
+  // When set (a client context): every connection speaks TLS 1.3, the daemon's certificate
+  // checked by the context's CA or pinned fingerprint, before the key handshake.
+  std::shared_ptr<TlsContext> tls;
   // Largest manifest the client takes from the daemon (OPEN_MANIFEST streams it to a scratch
   // file): a daemon streaming more is refused and the store fails, so that it cannot fill the
   // client's disk. 64 GiB holds the manifest of a volume of about 12 TiB in 4 KiB chunks.
@@ -154,6 +157,12 @@ class RemoteStore final : public Store {
   struct Conn {
     std::unique_ptr<WireConn> wire;  // owns the socket
     int fd = -1;
+    // TLS, when on: frames are encrypted into `cipher_out` (sent from `cipher_sent`), and what
+    // arrives in `cipher_in` is decrypted into the header or payload being received.
+    std::unique_ptr<TlsChannel> tls;
+    std::string cipher_out;
+    size_t cipher_sent = 0;
+    std::vector<uint8_t> cipher_in;
     std::deque<OutFrame> out;  // front: being sent
     bool send_in_flight = false;
     size_t send_len = 0;
@@ -213,6 +222,13 @@ class RemoteStore final : public Store {
   // Posts the sends and receives that can go now.
   absl::Status Post(int64_t* wait_ms);
   absl::Status HandleCompletion(const io::Completion& completion);
+  // `n` more bytes of the header or payload being received have landed: moves the frame on,
+  // and hands it to OnFrame once whole.
+  absl::Status Advance(Conn& conn, size_t n);
+  // TLS: decrypts what the connection has received into the frames its requests wait for.
+  absl::Status Decrypt(Conn& conn);
+  // TLS: encrypts the next piece of the frames to send into conn.cipher_out.
+  absl::Status Encrypt(Conn& conn);
   absl::Status OnFrame(Conn& conn);
   // Runs the I/O loop until `done` returns true (checked between completions) or the store
   // fails. `timeout_ms` bounds the time without any progress (0: options_.io_timeout_ms).

@@ -44,6 +44,19 @@ std::string RefusalReason(const absl::Status& status) {
   return "handshake failed";
 }
 
+// Waits up to `timeout_ms` for the first byte from `fd` and says whether it opens a TLS
+// handshake record (content type 22). False when nothing comes.
+bool StartsLikeTls(int fd, int64_t timeout_ms) {
+  pollfd p{fd, POLLIN, 0};
+  int r = 0;
+  do {
+    r = ::poll(&p, 1, static_cast<int>(timeout_ms));
+  } while (r < 0 && errno == EINTR);
+  if (r <= 0) return false;
+  uint8_t first = 0;
+  return ::recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && first == 22;
+}
+
 }  // namespace
 
 const char* CommitStepName(CommitStep step) {
@@ -327,6 +340,21 @@ void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
 
 void StoreServer::HandshakeAndServe(Conn* conn, WireConn& wc,
                                     const std::function<void(const std::string&)>& log) {
+  if (options_.tls != nullptr) {
+    // A TLS client's first byte is a handshake record (22); anything else is a plain-text
+    // client, told so in the protocol it speaks.
+    if (!StartsLikeTls(wc.fd(), kHandshakeTimeoutMs)) {
+      wc.SendError(absl::FailedPreconditionError(
+          "this daemon speaks TLS only: connect with TLS (sync --tls-ca or --tls-peer-sha256)"));
+      wc.Shutdown();
+      log("refused: a plain-text client (TLS is required)");
+      return;
+    }
+    if (absl::Status st = wc.StartTls(options_.tls, kHandshakeTimeoutMs); !st.ok()) {
+      log(absl::StrCat("refused: TLS handshake failed (", st.message(), ")"));
+      return;
+    }
+  }
   // The ring in force when the handshake began; requests are checked against later ones.
   const std::shared_ptr<const KeyRing> keys = authority_.keys();
   absl::StatusOr<const ClientKey*> key =
@@ -337,7 +365,7 @@ void StoreServer::HandshakeAndServe(Conn* conn, WireConn& wc,
     return;
   }
   log(absl::StrCat("authenticated with key '", (*key)->name, "' (", FormatRights((*key)->rights),
-                   ")"));
+                   ")", wc.tls() ? absl::StrCat(" over ", wc.TlsDescription()) : std::string()));
   wire_internal::KeyGrant grant{&authority_, (*key)->name, (*key)->key};
   wire_internal::StoreSession session(wc, *store_, store_mu_, gc_running_, options_,
                                       std::move(grant), log);

@@ -34,6 +34,7 @@
 #include "engine/wire/auth.h"
 #include "engine/wire/key_authority.h"
 #include "engine/wire/key_ring.h"
+#include "engine/wire/tls.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"
@@ -60,6 +61,10 @@ struct ServerOptions {
   std::optional<KeyRing> keys;
   // Where each key's added bytes are counted across restarts (KeyAuthority); empty: in memory.
   std::string key_usage_file;
+  // When set (a server context), every connection speaks TLS 1.3 from its first byte, and the
+  // key handshake runs inside it. A client that starts in plain text is answered one plain
+  // ERROR frame saying so, and closed.
+  std::shared_ptr<TlsContext> tls;
   // Authenticated connections served at once; one more is answered ERROR ResourceExhausted
   // ("too many connections") in place of WELCOME, and the client retries later.
   size_t max_connections = 16;

@@ -15,6 +15,8 @@ namespace chunkferry::engine {
 namespace {
 
 constexpr size_t kIoPiece = 4 << 20;
+// Plaintext encrypted, and ciphertext received, at a time over TLS.
+constexpr size_t kTlsPiece = 256 << 10;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -61,7 +63,7 @@ void WireConn::Shutdown() {
 }
 
 absl::StatusOr<size_t> WireConn::Transfer(io::Request::Op op, uint8_t* buf, size_t len,
-                                          int64_t timeout_ms) {
+                                          int64_t timeout_ms, bool some) {
   if (broken_) {
     return absl::UnavailableError(absl::StrCat("connection to ", peer_, " is closed"));
   }
@@ -70,7 +72,7 @@ absl::StatusOr<size_t> WireConn::Transfer(io::Request::Op op, uint8_t* buf, size
   r.fd = socket_.get();
   r.buf = buf;
   r.len = static_cast<uint32_t>(len);
-  r.flags = op == io::Request::Op::kRecv ? io::Request::kRecvAll : 0;
+  r.flags = op == io::Request::Op::kRecv && !some ? io::Request::kRecvAll : 0;
   CF_RETURN_IF_ERROR(queue_->Submit(r));
   io::Completion done[1];
   const int64_t deadline = NowMs() + timeout_ms;
@@ -96,7 +98,7 @@ absl::StatusOr<size_t> WireConn::Transfer(io::Request::Op op, uint8_t* buf, size
   return static_cast<size_t>(done[0].result);
 }
 
-absl::Status WireConn::SendRaw(absl::Span<const uint8_t> bytes, int64_t timeout_ms) {
+absl::Status WireConn::SendToSocket(absl::Span<const uint8_t> bytes, int64_t timeout_ms) {
   // Large frames go in pieces so that the timeout measures progress, not the whole transfer.
   for (size_t at = 0; at < bytes.size();) {
     const size_t n = std::min(kIoPiece, bytes.size() - at);
@@ -105,8 +107,90 @@ absl::Status WireConn::SendRaw(absl::Span<const uint8_t> bytes, int64_t timeout_
             .status());
     at += n;
   }
+  return absl::OkStatus();
+}
+
+absl::Status WireConn::FlushTls(int64_t timeout_ms) {
+  cipher_out_.clear();
+  tls_->TakePending(&cipher_out_);
+  return SendToSocket(
+      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(cipher_out_.data()), cipher_out_.size()),
+      timeout_ms);
+}
+
+absl::Status WireConn::SendRaw(absl::Span<const uint8_t> bytes, int64_t timeout_ms) {
+  if (tls_ == nullptr) {
+    CF_RETURN_IF_ERROR(SendToSocket(bytes, timeout_ms));
+  } else {
+    // Encrypted a piece at a time: the ciphertext buffer stays small whatever the frame.
+    for (size_t at = 0; at < bytes.size();) {
+      const size_t n = std::min(kTlsPiece, bytes.size() - at);
+      if (absl::Status st = tls_->Write(bytes.subspan(at, n)); !st.ok()) {
+        Shutdown();
+        return st;
+      }
+      CF_RETURN_IF_ERROR(FlushTls(timeout_ms));
+      at += n;
+    }
+  }
   bytes_sent_ += bytes.size();
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> WireConn::RecvExact(uint8_t* buf, size_t len, int64_t timeout_ms) {
+  if (tls_ == nullptr) return Transfer(io::Request::Op::kRecv, buf, len, timeout_ms);
+  size_t got = 0;
+  while (got < len) {
+    absl::StatusOr<size_t> n = tls_->Read(absl::MakeSpan(buf + got, len - got));
+    if (absl::IsUnavailable(n.status())) break;  // close_notify: the end of the stream
+    if (!n.ok()) {
+      Shutdown();
+      return absl::Status(n.status().code(),
+                          absl::StrCat("peer ", peer_, ": ", n.status().message()));
+    }
+    if (*n > 0) {
+      got += *n;
+      continue;
+    }
+    cipher_in_.resize(kTlsPiece);
+    CF_ASSIGN_OR_RETURN(size_t m, Transfer(io::Request::Op::kRecv, cipher_in_.data(),
+                                           cipher_in_.size(), timeout_ms, /*some=*/true));
+    if (m == 0) break;
+    tls_->Received(absl::MakeConstSpan(cipher_in_.data(), m));
+  }
+  return got;
+}
+
+absl::Status WireConn::StartTls(std::shared_ptr<TlsContext> context, int64_t timeout_ms) {
+  const bool client = context->role() == TlsRole::kClient;
+  tls_ = std::make_unique<TlsChannel>(std::move(context));
+  const int64_t deadline = NowMs() + timeout_ms;
+  cipher_in_.resize(kTlsPiece);
+  for (;;) {
+    absl::StatusOr<bool> done = tls_->Handshake();
+    if (!done.ok()) {
+      // The alert that says why, best effort.
+      if (tls_->pending() > 0) (void)FlushTls(1000);
+      Shutdown();
+      return absl::Status(done.status().code(),
+                          absl::StrCat("peer ", peer_, ": ", done.status().message(),
+                                       client && absl::IsInvalidArgument(done.status())
+                                           ? " (does the daemon speak TLS? serve --tls-cert)"
+                                           : ""));
+    }
+    CF_RETURN_IF_ERROR(FlushTls(std::max<int64_t>(1, deadline - NowMs())));
+    if (*done) return absl::OkStatus();
+    CF_ASSIGN_OR_RETURN(size_t m,
+                        Transfer(io::Request::Op::kRecv, cipher_in_.data(), cipher_in_.size(),
+                                 std::max<int64_t>(1, deadline - NowMs()), /*some=*/true));
+    if (m == 0) {
+      Shutdown();
+      return absl::UnavailableError(absl::StrCat("peer ", peer_,
+                                                 " closed the connection during the TLS handshake",
+                                                 client ? " (is TLS on at the daemon?)" : ""));
+    }
+    tls_->Received(absl::MakeConstSpan(cipher_in_.data(), m));
+  }
 }
 
 absl::Status WireConn::Send(MsgType type, absl::Span<const uint8_t> payload, int64_t timeout_ms) {
@@ -130,8 +214,7 @@ absl::Status WireConn::Send(MsgType type, FrameBuffer& frame, int64_t timeout_ms
 
 absl::StatusOr<WireFrame> WireConn::Recv(int64_t timeout_ms) {
   uint8_t header[kFrameHeaderSize];
-  CF_ASSIGN_OR_RETURN(size_t got,
-                      Transfer(io::Request::Op::kRecv, header, kFrameHeaderSize, timeout_ms));
+  CF_ASSIGN_OR_RETURN(size_t got, RecvExact(header, kFrameHeaderSize, timeout_ms));
   if (got == 0) {
     Shutdown();
     return absl::UnavailableError(absl::StrCat("peer ", peer_, " closed the connection"));
@@ -154,8 +237,8 @@ absl::StatusOr<WireFrame> WireConn::Recv(int64_t timeout_ms) {
   size_t have = 0;
   while (have < len) {
     // In pieces, so that the timeout measures progress (a rate-limited peer is slow, not stalled).
-    CF_ASSIGN_OR_RETURN(size_t n, Transfer(io::Request::Op::kRecv, recv_buf_.data() + have,
-                                           std::min<size_t>(len - have, kIoPiece), timeout_ms));
+    CF_ASSIGN_OR_RETURN(size_t n, RecvExact(recv_buf_.data() + have,
+                                            std::min<size_t>(len - have, kIoPiece), timeout_ms));
     if (n == 0) {
       Shutdown();
       return absl::UnavailableError(

@@ -17,6 +17,7 @@
 #include "absl/types/span.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/key_ring.h"
+#include "engine/wire/tls.h"
 #include "engine/wire/wire_frame.h"
 #include "engine/wire/wire_messages.h"
 #include "io/fd.h"
@@ -112,11 +113,31 @@ class WireConn {
   // Turns the payload of an ERROR frame into the status it carries, naming the peer.
   absl::Status PeerError(absl::Span<const uint8_t> payload) const;
 
+  // Runs the TLS handshake (tls.h) as the context's role, within `timeout_ms`; from then on every
+  // frame travels inside TLS. Its errors: those of TlsChannel::Handshake, DeadlineExceeded,
+  // Unavailable when the peer closes; the connection is shut down after any.
+  [[nodiscard]] absl::Status StartTls(std::shared_ptr<TlsContext> context, int64_t timeout_ms);
+  bool tls() const { return tls_ != nullptr; }
+  // "TLSv1.3 TLS_AES_128_GCM_SHA256", or "" without TLS.
+  std::string TlsDescription() const { return tls_ ? tls_->Description() : ""; }
+  // Hands the TLS state over (with whatever it received and not yet decrypted) to a caller that
+  // drives the socket itself from now on (RemoteStore); the connection is not used after.
+  std::unique_ptr<TlsChannel> TakeTls() { return std::move(tls_); }
+
  private:
   WireConn(io::Fd socket, std::string peer, std::unique_ptr<io::Queue> queue);
-  // Runs one send or receive to completion. Returns the bytes moved.
-  absl::StatusOr<size_t> Transfer(io::Request::Op op, uint8_t* buf, size_t len, int64_t timeout_ms);
+  // Runs one send or receive to completion. Returns the bytes moved. A receive waits for all
+  // `len` bytes (less only at the end of the stream) unless `some` says any will do.
+  absl::StatusOr<size_t> Transfer(io::Request::Op op, uint8_t* buf, size_t len, int64_t timeout_ms,
+                                  bool some = false);
+  // Sends bytes of frames (through TLS when it is on) and counts them.
   absl::Status SendRaw(absl::Span<const uint8_t> bytes, int64_t timeout_ms);
+  // Sends bytes as they are to the socket.
+  absl::Status SendToSocket(absl::Span<const uint8_t> bytes, int64_t timeout_ms);
+  // Sends the ciphertext TLS has waiting.
+  absl::Status FlushTls(int64_t timeout_ms);
+  // Receives `len` bytes of frames (through TLS when it is on); fewer only at the end of stream.
+  absl::StatusOr<size_t> RecvExact(uint8_t* buf, size_t len, int64_t timeout_ms);
 
   io::Fd socket_;
   std::string peer_;
@@ -125,6 +146,9 @@ class WireConn {
   uint32_t max_send_frame_ = kHandshakeMaxFrame;
   bool broken_ = false;
   std::vector<uint8_t> recv_buf_;
+  std::unique_ptr<TlsChannel> tls_;
+  std::vector<uint8_t> cipher_in_;  // ciphertext received, handed to tls_
+  std::string cipher_out_;          // ciphertext to send, taken from tls_
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
 };
