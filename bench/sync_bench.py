@@ -18,6 +18,10 @@ Scenarios (each timed by wall clock, page cache dropped before each timed proces
                 and bytes on the wire against the compressed size of v2's new chunks (what the
                 v2 import added to the source store)                                (<= 1.05x)
   Peak RSS of the sync client (wait4) and of the daemon (VmHWM at its end): target < 256 MiB.
+With --tls, each run also serves a second empty store over TLS 1.3 (`serve --tls-cert`, a P-256
+certificate made with `openssl req`; the client pins it) and times the same full and incremental
+syncs into it, alternated with the plain ones: throughput ratios TLS / plain (targets >= 0.7 full,
+>= 0.9 incremental), and the CPU each side spent.
 
 Needs rsync (apt-get install rsync). Python 3.11 standard library only; shares macro.py's runner.
 """
@@ -78,6 +82,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     macro.add_common_args(ap, "sync")
     ap.add_argument("--connections", default="2")
+    ap.add_argument("--tls", action="store_true",
+                    help="also sync into a daemon that speaks TLS 1.3, alternated with plain TCP")
     args = macro.parse_common_args(ap)
     for tool in ("rsync", "cp", "sync"):
         if shutil.which(tool) is None:
@@ -113,6 +119,17 @@ def main():
                 src_v1 = os.path.join(work, "src-v1")
                 runner.run(["cp", "-a", src, src_v1], timed=False)
         result["stored_bytes"] = stored
+        tls_pin = None
+        if args.tls:
+            crt, key_pem = os.path.join(work, "tls.crt"), os.path.join(work, "tls.key")
+            runner.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-keyout", key_pem,
+                        "-out", crt, "-subj", "/CN=bench", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], timed=False)
+            os.chmod(key_pem, 0o600)
+            out = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-fingerprint",
+                                  "-sha256"], capture_output=True, text=True, check=True).stdout
+            tls_pin = out.strip().split("=", 1)[1]
         macro.log(f"source store: v1 {stored['v1']} B, v2 adds {stored['v2']} B")
 
         for r in range(args.runs):
@@ -126,26 +143,37 @@ def main():
             rsd = RsyncDaemon(rs_root, rd)
             steps = {}
             daemon = None
+            daemon_tls = None
             try:
                 daemon = macro.Served([cf, "serve", "--store", dst, "--io", args.io], rd, "serve")
-                daemon_url = "tcp://" + daemon.addr
-                key = os.path.join(dst, "auth.key")
+                if args.tls:
+                    dst_tls = os.path.join(rd, "dst-tls")
+                    runner.run([cf, "store", "init", "--store", dst_tls, "--quiet"], timed=False)
+                    daemon_tls = macro.Served([cf, "serve", "--store", dst_tls, "--io", args.io,
+                                               "--tls-cert", crt, "--tls-key", key_pem], rd,
+                                              "serve-tls")
 
-                def cf_sync(v):
+                def cf_sync(v, tls=False):
+                    served = daemon_tls if tls else daemon
+                    key = os.path.join(dst_tls if tls else dst, "auth.key")
+                    extra = ["--tls-peer-sha256", tls_pin] if tls else []
+
                     def run():
                         # The daemon's CPU during the sync, next to the client's (wait4): on one
                         # machine the two share the cores, so their sum bounds the wall time.
-                        before = macro.proc_cpu_seconds(daemon.pid)
+                        before = macro.proc_cpu_seconds(served.pid)
                         res = macro.run_json(runner, [
                             cf, "sync", "--from", src_v1 if v == "v1" else src, "--to",
-                            daemon_url, "--group", group[v], "--key-file", key, "--connections",
-                            args.connections] + common)
-                        res["daemon_cpu_s"] = macro.proc_cpu_seconds(daemon.pid) - before
+                            "tcp://" + served.addr, "--group", group[v], "--key-file", key,
+                            "--connections", args.connections] + extra + common)
+                        res["daemon_cpu_s"] = macro.proc_cpu_seconds(served.pid) - before
                         return res
                     return run
 
                 cp_dst = os.path.join(rd, "cp-dst")
-                steps.update(macro.alternate(r, [
+                tls_full = [("full_cf_tls", cf_sync("v1", True))] if args.tls else []
+                tls_inc = [("inc_cf_tls", cf_sync("v2", True))] if args.tls else []
+                steps.update(macro.alternate(r, tls_full + [
                     ("full_cf", cf_sync("v1")),
                     ("full_cp", lambda: runner.run(
                         f"cp -r {shlex.quote(src_v1)} {shlex.quote(cp_dst)} && "
@@ -155,7 +183,7 @@ def main():
                     ("full_rsync_images", lambda: runner.run(
                         ["rsync", "-a", "-I", "--fsync", "--sparse", os.path.join(images, "v1") + "/",
                          rsd.url("images/")]))]))
-                steps.update(macro.alternate(r, [
+                steps.update(macro.alternate(r, tls_inc + [
                     ("inc_cf", cf_sync("v2")),
                     ("inc_rsync_store", lambda: runner.run(
                         ["rsync", "-a", "--fsync", src + "/", rsd.url("store/")])),
@@ -163,11 +191,18 @@ def main():
                         ["rsync", "-a", "-I", "--fsync", "--inplace",
                          os.path.join(images, "v2") + "/", rsd.url("images/")]))]))
                 steps["daemon_hwm_kib"] = daemon.stop()
+                if daemon_tls is not None:
+                    steps["daemon_tls_hwm_kib"] = daemon_tls.stop()
             finally:
                 if daemon is not None:
                     daemon.stop()
+                if daemon_tls is not None:
+                    daemon_tls.stop()
                 rsd.stop()
             result["runs"].append(steps)
+            if args.tls:
+                macro.log(f"  TLS: full {steps['full_cf_tls']['seconds']:.2f} s, inc "
+                          f"{steps['inc_cf_tls']['seconds']:.2f} s")
             j1, j2 = steps["full_cf"]["json"], steps["inc_cf"]["json"]
             fc = steps["full_cf"]
             macro.log(f"  full: cf {fc['seconds']:.2f} s (CPU client "
@@ -208,6 +243,25 @@ def main():
             "full_cpu_client_s": cpu_client, "full_cpu_daemon_s": cpu_daemon,
             "logical_bytes_v1": logical,
         }
+        if args.tls:
+            for k in ("full_cf_tls", "inc_cf_tls"):
+                s[k] = med(k)
+
+            def cpu(key, side):
+                if side == "client":
+                    return statistics.median(r[key]["user_s"] + r[key]["sys_s"]
+                                             for r in result["runs"])
+                return statistics.median(r[key]["daemon_cpu_s"] for r in result["runs"])
+            summary.update({
+                "tls_full_vs_plain": s["full_cf"] / s["full_cf_tls"],
+                "tls_inc_vs_plain": s["inc_cf"] / s["inc_cf_tls"],
+                "tls_full_cpu_client_s": cpu("full_cf_tls", "client"),
+                "tls_full_cpu_daemon_s": cpu("full_cf_tls", "daemon"),
+                "tls_inc_cpu_client_s": cpu("inc_cf_tls", "client"),
+                "tls_inc_cpu_daemon_s": cpu("inc_cf_tls", "daemon"),
+                "inc_cpu_client_s": cpu("inc_cf", "client"),
+                "inc_cpu_daemon_s": cpu("inc_cf", "daemon"),
+            })
         result["summary"] = summary
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
@@ -218,6 +272,10 @@ def main():
                 ("full sync vs rsync (raw images)", summary["full_vs_rsync_images"], ">= 5"),
                 ("incremental vs rsync (store dir)", summary["inc_vs_rsync_store"], ">= 5"),
                 ("incremental vs rsync (raw images)", summary["inc_vs_rsync_images"], ">= 5")]
+        if args.tls:
+            rows += [("TLS full sync vs plain TCP (throughput)", summary["tls_full_vs_plain"],
+                      ">= 0.7"),
+                     ("TLS incremental vs plain TCP", summary["tls_inc_vs_plain"], ">= 0.9")]
         for name, ratio, target in rows:
             print(f"  {name:36s} {ratio:6.2f}x   (target {target})")
         print(f"  medians (s): " + ", ".join(f"{k} {v:.2f}" for k, v in s.items()))
@@ -227,6 +285,12 @@ def main():
         print(f"  full sync CPU (medians): client {cpu_client:.2f} s + daemon {cpu_daemon:.2f} s "
               f"= {cpu_client + cpu_daemon:.2f} CPU-s; on {cores} shared cores no less than "
               f"{(cpu_client + cpu_daemon) / cores:.2f} s of wall")
+        if args.tls:
+            print(f"  TLS CPU (medians): full client {summary['tls_full_cpu_client_s']:.2f} s + "
+                  f"daemon {summary['tls_full_cpu_daemon_s']:.2f} s (plain {cpu_client:.2f} + "
+                  f"{cpu_daemon:.2f}); incremental client {summary['tls_inc_cpu_client_s']:.2f} + "
+                  f"daemon {summary['tls_inc_cpu_daemon_s']:.2f} (plain "
+                  f"{summary['inc_cpu_client_s']:.2f} + {summary['inc_cpu_daemon_s']:.2f})")
         print(f"  peak RSS: client {summary['peak_rss_client_mib']:.0f} MiB, daemon "
               f"{summary['peak_rss_daemon_mib']:.0f} MiB (target < 256)")
     finally:
