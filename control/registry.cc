@@ -10,6 +10,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -97,9 +98,10 @@ class Checker {
 absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
                                            const std::string& path) {
   if (!j.is_object()) return c.Error(path, "must be an object");
-  auto st = c.OnlyKnownKeys(j, path,
-                            {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
-                             "rateLimitBytesPerSecond"});
+  auto st = c.OnlyKnownKeys(
+      j, path,
+      {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
+       "rateLimitBytesPerSecond", "tlsCa", "tlsPeerSha256", "tlsName", "tlsCert", "tlsKey"});
   if (!st.ok()) return st;
   BackupStorage s;
   auto uuid = c.String(j, path, "uuid", true);
@@ -129,6 +131,27 @@ absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
     auto key = engine::LoadKeyFile(s.key_file);
     if (!key.ok()) return c.Error(absl::StrCat(path, ".keyFile"), key.status().message());
     s.key = *key;
+    // TLS to the daemon: on with a CA file or a pinned fingerprint; checked (and its files read)
+    // now, so a bad path fails the load rather than a sync.
+    engine::TlsOptions tls;
+    for (auto [field, out, file] :
+         {std::tuple{"tlsCa", &tls.ca_file, true},
+          std::tuple{"tlsPeerSha256", &tls.peer_sha256, false},
+          std::tuple{"tlsName", &tls.server_name, false},
+          std::tuple{"tlsCert", &tls.cert_file, true}, std::tuple{"tlsKey", &tls.key_file, true}}) {
+      auto v = c.String(j, path, field, false);
+      if (!v.ok()) return v.status();
+      *out = file && !v->empty() ? c.Resolve(*v) : *v;
+    }
+    if (!tls.ca_file.empty() || !tls.peer_sha256.empty()) {
+      auto context = engine::TlsContext::Make(tls, engine::TlsRole::kClient);
+      if (!context.ok()) return c.Error(path, context.status().message());
+      s.tls = *context;
+    } else if (!tls.server_name.empty() || !tls.cert_file.empty() || !tls.key_file.empty()) {
+      return c.Error(path,
+                     "\"tlsName\", \"tlsCert\" and \"tlsKey\" need \"tlsCa\" or "
+                     "\"tlsPeerSha256\" (TLS on)");
+    }
   } else {
     if (!key_file->empty()) {
       return c.Error(absl::StrCat(path, ".keyFile"),

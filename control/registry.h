@@ -7,7 +7,9 @@
 //       {"uuid": "<32 hex>", "name": "local", "store": "/var/lib/chunkferry/store"},
 //       {"uuid": "<32 hex>", "name": "node-2", "store": "tcp://10.0.0.2:7170",
 //        "keyFile": "node-2.key", "connections": 2, "connectTimeoutMs": 10000,
-//        "rateLimitBytesPerSecond": 0}
+//        "rateLimitBytesPerSecond": 0,
+//        "tlsCa": "ca.crt" | "tlsPeerSha256": "<64 hex>", "tlsName": "10.0.0.2",
+//        "tlsCert": "client.crt", "tlsKey": "client.key"}
 //     ],
 //     "sessions": ["<32 hex>", ...],
 //     "verify": "full"
@@ -18,6 +20,7 @@
 #define CHUNKFERRY_CONTROL_REGISTRY_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "engine/store/store.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/tls.h"
 #include "io/net.h"
 
 namespace chunkferry::control {
@@ -33,10 +37,11 @@ struct BackupStorage {
   std::string uuid;  // 32 lowercase hex
   std::string name;
   bool remote = false;
-  std::string path;       // local: the store directory (absolute)
-  io::Endpoint endpoint;  // remote: the daemon
-  std::string key_file;   // remote: absolute path of the key file
-  engine::AuthKey key;    // remote: loaded from key_file at load time
+  std::string path;                         // local: the store directory (absolute)
+  io::Endpoint endpoint;                    // remote: the daemon
+  std::string key_file;                     // remote: absolute path of the key file
+  engine::AuthKey key;                      // remote: loaded from key_file at load time
+  std::shared_ptr<engine::TlsContext> tls;  // remote over TLS (tlsCa / tlsPeerSha256); else null
   size_t connections = 2;
   int64_t connect_timeout_ms = 10'000;
   uint64_t rate_limit_bytes_per_s = 0;  // 0: no limit

@@ -10,6 +10,7 @@
 #include "engine/wire/auth.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
+#include "tests/tls_identity.h"
 
 namespace chunkferry::control {
 namespace {
@@ -78,6 +79,28 @@ TEST_F(RegistryTest, LoadsLocalAndRemoteStorages) {
   EXPECT_TRUE(r->HasSession("0123456789abcdef0123456789abcdef"));
   EXPECT_FALSE(r->HasSession("0123456789abcdef0123456789abcdee"));
   EXPECT_EQ(r->verify, engine::VerifyMode::kFull);
+}
+
+TEST_F(RegistryTest, ADaemonMayBeReachedOverTls) {
+  testing::TlsIdentity ca;
+  ASSERT_TRUE(ca.Make(dir_.path(), "ca", true, nullptr).ok());
+  const std::string remote =
+      absl::StrCat(R"({"backupStorages": [{"uuid": ")", kUuidB,
+                   R"(", "store": "tcp://127.0.0.1:7170", )", R"("keyFile": "node2.key", )");
+  auto with = [&](const std::string& tls) { return absl::StrCat(remote, tls, "}]}"); };
+  auto r = Parse(with(R"("tlsCa": "ca.crt", "tlsName": "127.0.0.1")"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_NE(r->Find(kUuidB)->tls, nullptr);
+  EXPECT_EQ(r->Find(kUuidB)->tls->options().ca_file, dir_.Sub("ca.crt"));  // relative to it
+  auto pinned = Parse(with(absl::StrCat(R"("tlsPeerSha256": ")", std::string(64, 'a'), R"(")")));
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  EXPECT_NE(pinned->Find(kUuidB)->tls, nullptr);
+  auto plain = Parse(with(R"("connections": 2)"));
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->Find(kUuidB)->tls, nullptr);
+  ExpectError(with(R"("tlsName": "127.0.0.1")"), "backupStorages[0]", "need \"tlsCa\"");
+  ExpectError(with(R"("tlsPeerSha256": "12:34")"), "backupStorages[0]", "not a SHA-256");
+  ExpectError(with(R"("tlsCa": "absent.crt")"), "backupStorages[0]", "absent.crt");
 }
 
 TEST_F(RegistryTest, LoadsFromAFileWithPathsRelativeToIt) {

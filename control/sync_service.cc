@@ -122,6 +122,7 @@ absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writa
     o.backend = queue.backend;
     o.rate_limit_bytes_per_s = storage.rate_limit_bytes_per_s;
     o.connect_timeout_ms = storage.connect_timeout_ms;
+    o.tls = storage.tls;
     auto r = engine::RemoteStore::Connect(o);
     if (!r.ok()) return r.status();
     opened.remote = *std::move(r);

@@ -24,10 +24,12 @@
 #include "engine/store/worker_pool.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/store_server.h"
+#include "engine/wire/tls.h"
 #include "gtest/gtest.h"
 #include "io/fd.h"
 #include "io/net.h"
 #include "tests/test_util.h"
+#include "tests/tls_identity.h"
 
 namespace chunkferry::control {
 namespace {
@@ -175,13 +177,29 @@ class SyncServiceTest : public ::testing::Test {
     }
   }
 
-  // Serves store "served" as backup storage kRemote.
-  void StartServer() {
+  // Serves store "served" as backup storage kRemote (over TLS when `tls`, the registry pinning
+  // the daemon's certificate).
+  void StartServer(bool tls = false) {
     served_ = OpenStore("served", true);
     ASSERT_NE(served_, nullptr);
     engine::ServerOptions o;
     o.listen = io::Endpoint{"127.0.0.1", 0};
     o.key = KeyOf(7);
+    std::shared_ptr<engine::TlsContext> client_tls;
+    if (tls) {
+      ASSERT_TRUE(tls_id_.Make(tmp_.path(), "daemon", false, nullptr).ok());
+      engine::TlsOptions so;
+      so.cert_file = tls_id_.cert_file();
+      so.key_file = tls_id_.key_file();
+      auto server_ctx = engine::TlsContext::Make(so, engine::TlsRole::kServer);
+      ASSERT_TRUE(server_ctx.ok()) << server_ctx.status();
+      o.tls = *server_ctx;
+      engine::TlsOptions co;
+      co.peer_sha256 = *engine::CertificateSha256(tls_id_.cert_file());
+      auto client_ctx = engine::TlsContext::Make(co, engine::TlsRole::kClient);
+      ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
+      client_tls = *client_ctx;
+    }
     server_ = std::make_unique<engine::StoreServer>(served_.get(), std::move(o));
     absl::Status st = server_->Start();
     ASSERT_TRUE(st.ok()) << st;
@@ -192,6 +210,7 @@ class SyncServiceTest : public ::testing::Test {
     s.endpoint = io::Endpoint{"127.0.0.1", server_->port()};
     s.key = KeyOf(7);
     s.connections = 2;
+    s.tls = client_tls;
     registry_.storages.push_back(s);
   }
 
@@ -239,6 +258,7 @@ class SyncServiceTest : public ::testing::Test {
   Registry registry_;
   std::unique_ptr<engine::LocalStore> served_;
   std::unique_ptr<engine::StoreServer> server_;
+  testing::TlsIdentity tls_id_;
 };
 
 // ---- Parsing. ----
@@ -417,6 +437,18 @@ TEST_F(SyncServiceTest, PushesToADaemonAndPullsFromIt) {
     b.erase("backupStorageRefs");
     EXPECT_EQ(a, b) << i;
   }
+  ExpectRestores("other");
+}
+
+TEST_F(SyncServiceTest, PushesToADaemonOverTls) {
+  StartServer(/*tls=*/true);
+  ASSERT_FALSE(HasFatalFailure());
+  auto service = Service();
+  const SyncResult push = service->Call(kGroup, Body(kSrc, kRemote), nullptr, nullptr);
+  ASSERT_FALSE(push.error.has_value()) << push.error->details;
+  EXPECT_GT(push.stats.bytes_sent, 0u);
+  const SyncResult pull = service->Call(kGroup, Body(kRemote, kOther), nullptr, nullptr);
+  ASSERT_FALSE(pull.error.has_value()) << pull.error->details;
   ExpectRestores("other");
 }
 
