@@ -44,6 +44,29 @@ std::string RefusalReason(const absl::Status& status) {
   return "handshake failed";
 }
 
+// Ends our side of `fd` after a last ERROR, then reads what the peer sent (its HELLO) until it
+// closes or a short time is up: closing with unread bytes would reset the connection, and the
+// peer could lose the ERROR.
+void CloseWriteAndDrain(int fd) {
+  ::shutdown(fd, SHUT_WR);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(kRefuseLingerMs);
+  uint8_t sink[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          deadline - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(left));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    const ssize_t n = ::recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;
+  }
+}
+
 // Waits up to `timeout_ms` for the first byte from `fd` and says whether it opens a TLS
 // handshake record (content type 22). False when nothing comes.
 bool StartsLikeTls(int fd, int64_t timeout_ms) {
@@ -277,25 +300,7 @@ void StoreServer::Refuse(io::Fd socket) {
               &frame);
   // A fresh socket's buffer takes a small frame at once; never block the accept thread on it.
   (void)::send(socket.get(), frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  ::shutdown(socket.get(), SHUT_WR);
-  // Reads what the peer sent (its HELLO) until it closes or a short time is up: closing with
-  // unread bytes would reset the connection, and the peer could lose the ERROR.
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(kRefuseLingerMs);
-  uint8_t sink[4096];
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          deadline - std::chrono::steady_clock::now())
-                          .count();
-    if (left <= 0) break;
-    pollfd p{socket.get(), POLLIN, 0};
-    const int r = ::poll(&p, 1, static_cast<int>(left));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    const ssize_t n = ::recv(socket.get(), sink, sizeof(sink), MSG_DONTWAIT);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) break;
-  }
+  CloseWriteAndDrain(socket.get());
 }
 
 void StoreServer::ServeConnection(Conn* conn, io::Fd socket) {
@@ -346,6 +351,7 @@ void StoreServer::HandshakeAndServe(Conn* conn, WireConn& wc,
     if (!StartsLikeTls(wc.fd(), kHandshakeTimeoutMs)) {
       wc.SendError(absl::FailedPreconditionError(
           "this daemon speaks TLS only: connect with TLS (sync --tls-ca or --tls-peer-sha256)"));
+      CloseWriteAndDrain(wc.fd());
       wc.Shutdown();
       log("refused: a plain-text client (TLS is required)");
       return;

@@ -163,6 +163,15 @@ absl::StatusOr<size_t> WireConn::RecvExact(uint8_t* buf, size_t len, int64_t tim
 
 absl::Status WireConn::StartTls(std::shared_ptr<TlsContext> context, int64_t timeout_ms) {
   const bool client = context->role() == TlsRole::kClient;
+  absl::Status st = RunTlsHandshake(std::move(context), timeout_ms);
+  if (st.ok() || !client || absl::IsUnauthenticated(st)) return st;
+  // A daemon that does not speak TLS reads our ClientHello as a bad frame and hangs up, which
+  // the socket may report as a reset: say what is likely wrong.
+  return absl::Status(st.code(), absl::StrCat("TLS handshake failed: ", st.message(),
+                                              " (does the daemon speak TLS? serve --tls-cert)"));
+}
+
+absl::Status WireConn::RunTlsHandshake(std::shared_ptr<TlsContext> context, int64_t timeout_ms) {
   tls_ = std::make_unique<TlsChannel>(std::move(context));
   const int64_t deadline = NowMs() + timeout_ms;
   cipher_in_.resize(kTlsPiece);
@@ -173,10 +182,7 @@ absl::Status WireConn::StartTls(std::shared_ptr<TlsContext> context, int64_t tim
       if (tls_->pending() > 0) (void)FlushTls(1000);
       Shutdown();
       return absl::Status(done.status().code(),
-                          absl::StrCat("peer ", peer_, ": ", done.status().message(),
-                                       client && absl::IsInvalidArgument(done.status())
-                                           ? " (does the daemon speak TLS? serve --tls-cert)"
-                                           : ""));
+                          absl::StrCat("peer ", peer_, ": ", done.status().message()));
     }
     CF_RETURN_IF_ERROR(FlushTls(std::max<int64_t>(1, deadline - NowMs())));
     if (*done) return absl::OkStatus();
@@ -185,9 +191,8 @@ absl::Status WireConn::StartTls(std::shared_ptr<TlsContext> context, int64_t tim
                                  std::max<int64_t>(1, deadline - NowMs()), /*some=*/true));
     if (m == 0) {
       Shutdown();
-      return absl::UnavailableError(absl::StrCat("peer ", peer_,
-                                                 " closed the connection during the TLS handshake",
-                                                 client ? " (is TLS on at the daemon?)" : ""));
+      return absl::UnavailableError(
+          absl::StrCat("peer ", peer_, " closed the connection during the TLS handshake"));
     }
     tls_->Received(absl::MakeConstSpan(cipher_in_.data(), m));
   }

@@ -136,6 +136,8 @@ class WireConn {
   absl::Status SendToSocket(absl::Span<const uint8_t> bytes, int64_t timeout_ms);
   // Sends the ciphertext TLS has waiting.
   absl::Status FlushTls(int64_t timeout_ms);
+  // StartTls without the hint its errors get on the client side.
+  absl::Status RunTlsHandshake(std::shared_ptr<TlsContext> context, int64_t timeout_ms);
   // Receives `len` bytes of frames (through TLS when it is on); fewer only at the end of stream.
   absl::StatusOr<size_t> RecvExact(uint8_t* buf, size_t len, int64_t timeout_ms);
 
