@@ -5,7 +5,8 @@
 // handshake (auth.h) still runs inside TLS as the authorization layer: TLS says who the peer is
 // on the network (certificates, a CA or a pinned fingerprint), the key says what it may do.
 //
-// Building block of issue 13's TLS row: WireConn and RemoteStore are not wired to it yet.
+// Users: WireConn::StartTls (both sides' handshakes, the daemon's frames) and RemoteStore (its
+// pipelined frames, after it takes the channel over from the WireConn).
 #ifndef CHUNKFERRY_ENGINE_WIRE_TLS_H_
 #define CHUNKFERRY_ENGINE_WIRE_TLS_H_
 
