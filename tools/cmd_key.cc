@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -71,8 +72,8 @@ int KeyAdd(const std::vector<std::string>& args) {
   absl::StatusOr<engine::AuthKey> key = engine::NewAuthKey();
   if (!key.ok()) return Fail(kCmd, key.status());
   key->name = f.Get("name");
-  std::string hex = engine::FormatKeyFile(engine::AuthKey{key->bytes, ""});
-  hex.pop_back();  // "\n"
+  std::string hex = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(key->bytes.data()), key->bytes.size()));
   if (!text->empty() && text->back() != '\n') text->push_back('\n');
   absl::StrAppend(&*text, key->name, " ", f.Get("rights"), " ", hex,
                   f.Get("limits").empty() ? "" : " ", f.Get("limits"), "\n");

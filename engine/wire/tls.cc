@@ -9,12 +9,14 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <mutex>
 
-#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "engine/wire/auth.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
 
@@ -44,13 +46,6 @@ std::string OpenSslErrors(const char* fallback) {
 
 absl::Status Invalid(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(what, ": ", OpenSslErrors("unknown error")));
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c = absl::ascii_tolower(c);
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
 }
 
 // The peer's certificate is checked against the pin at depth 0: a pinned certificate needs no
@@ -121,18 +116,16 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& o
   SSL_CTX_set_num_tickets(ctx, 0);
 
   if (!options.peer_sha256.empty()) {
-    const std::string hex = absl::StrReplaceAll(options.peer_sha256, {{":", ""}});
-    bool ok = hex.size() == 64;
-    for (size_t i = 0; ok && i < 32; ++i) {
-      const int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
-      ok = hi >= 0 && lo >= 0;
-      if (ok) c->pin_[i] = static_cast<unsigned char>((hi << 4) | lo);
-    }
-    if (!ok) {
+    // 32 bytes in hex, as a key is written: the key parser reads it.
+    absl::StatusOr<AuthKey> pin =
+        ParseKeyHex(absl::StrReplaceAll(options.peer_sha256, {{":", ""}}));
+    if (!pin.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("peer fingerprint '", options.peer_sha256,
                        "' is not a SHA-256 (64 hex characters, ':' between bytes allowed)"));
     }
+    static_assert(sizeof(c->pin_) == kAuthKeySize);
+    std::copy(pin->bytes.begin(), pin->bytes.end(), c->pin_);
     c->pinned_ = true;
   }
   if (!options.cert_file.empty() || !options.key_file.empty()) {
@@ -324,13 +317,7 @@ absl::StatusOr<std::string> CertificateSha256(const std::string& cert_file) {
   const bool ok = X509_digest(cert, EVP_sha256(), digest, &length) == 1 && length == 32;
   X509_free(cert);
   if (!ok) return Invalid(absl::StrCat("fingerprint of ", cert_file));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (const unsigned char b : digest) {
-    hex.push_back(kHex[b >> 4]);
-    hex.push_back(kHex[b & 15]);
-  }
-  return hex;
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 32));
 }
 
 }  // namespace chunkferry::engine
