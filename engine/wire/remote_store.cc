@@ -400,31 +400,27 @@ void RemoteStore::Enqueue(size_t c, OutFrame frame, ReplyHandler on_reply,
 absl::Status RemoteStore::Post(int64_t* wait_ms) {
   for (size_t i = 0; i < conns_.size(); ++i) {
     Conn& c = conns_[i];
-    if (c.tls != nullptr && !c.send_in_flight) {
-      if (c.cipher_sent == c.cipher_out.size()) CF_RETURN_IF_ERROR(Encrypt(c));
-      const size_t left = c.cipher_out.size() - c.cipher_sent;
-      size_t n = left;
-      if (send_bucket_.limited()) n = std::min(n, piece_);
-      if (left > 0 && send_bucket_.Take(n, wait_ms)) {
-        io::Request r;
-        r.op = io::Request::Op::kSend;
-        r.fd = c.fd;
-        r.buf = reinterpret_cast<uint8_t*>(c.cipher_out.data()) + c.cipher_sent;
-        r.len = static_cast<uint32_t>(n);
-        r.tag = Tag(i, false);
-        CF_RETURN_IF_ERROR(queue_->Submit(r));
-        c.send_in_flight = true;
-        c.send_len = n;
+    if (!c.send_in_flight) {
+      // What goes out next: under TLS the ciphertext of the frames, else the frames themselves.
+      if (c.tls != nullptr && c.cipher_sent == c.cipher_out.size()) {
+        CF_RETURN_IF_ERROR(Encrypt(c));
       }
-    } else if (!c.send_in_flight && !c.out.empty()) {
-      OutFrame& f = c.out.front();
-      size_t n = f.bytes.size() - f.sent;
-      if (send_bucket_.limited()) n = std::min(n, piece_);
-      if (send_bucket_.Take(n, wait_ms)) {
+      uint8_t* buf = nullptr;
+      size_t left = 0;
+      if (c.tls != nullptr) {
+        buf = reinterpret_cast<uint8_t*>(c.cipher_out.data()) + c.cipher_sent;
+        left = c.cipher_out.size() - c.cipher_sent;
+      } else if (!c.out.empty()) {
+        OutFrame& f = c.out.front();
+        buf = f.bytes.data() + f.sent;
+        left = f.bytes.size() - f.sent;
+      }
+      const size_t n = send_bucket_.limited() ? std::min(left, piece_) : left;
+      if (n > 0 && send_bucket_.Take(n, wait_ms)) {
         io::Request r;
         r.op = io::Request::Op::kSend;
         r.fd = c.fd;
-        r.buf = f.bytes.data() + f.sent;
+        r.buf = buf;
         r.len = static_cast<uint32_t>(n);
         r.tag = Tag(i, false);
         CF_RETURN_IF_ERROR(queue_->Submit(r));
@@ -435,31 +431,30 @@ absl::Status RemoteStore::Post(int64_t* wait_ms) {
     if (c.tls != nullptr && !c.recv_in_flight && !c.pending.empty()) {
       // What arrived with earlier ciphertext may already answer the newest request.
       CF_RETURN_IF_ERROR(Decrypt(c));
-      if (!c.pending.empty()) {
-        const size_t n = recv_bucket_.limited() ? piece_ : kMaxRecvPiece;
-        if (recv_bucket_.Take(n, wait_ms)) {
-          if (c.cipher_in.size() < n) c.cipher_in.resize(n);
-          io::Request r;
-          r.op = io::Request::Op::kRecv;
-          r.fd = c.fd;
-          r.buf = c.cipher_in.data();
-          r.len = static_cast<uint32_t>(n);
-          r.tag = Tag(i, true);
-          CF_RETURN_IF_ERROR(queue_->Submit(r));
-          c.recv_in_flight = true;
-          c.recv_len = n;
-        }
+    }
+    if (!c.recv_in_flight && !c.pending.empty()) {
+      // Under TLS any amount of ciphertext; else exactly the rest of the header or payload.
+      const size_t piece = recv_bucket_.limited() ? piece_ : kMaxRecvPiece;
+      uint8_t* buf = nullptr;
+      size_t n = piece;
+      uint32_t flags = 0;
+      if (c.tls != nullptr) {
+        if (c.cipher_in.size() < n) c.cipher_in.resize(n);
+        buf = c.cipher_in.data();
+      } else {
+        const size_t need =
+            c.in_payload ? c.header.payload_length - c.got : kFrameHeaderSize - c.got;
+        n = std::min(need, piece);
+        buf = c.in_payload ? c.payload.data() + c.got : c.header_bytes + c.got;
+        flags = io::Request::kRecvAll;
       }
-    } else if (!c.recv_in_flight && !c.pending.empty()) {
-      const size_t need = c.in_payload ? c.header.payload_length - c.got : kFrameHeaderSize - c.got;
-      const size_t n = std::min(need, recv_bucket_.limited() ? piece_ : kMaxRecvPiece);
       if (recv_bucket_.Take(n, wait_ms)) {
         io::Request r;
         r.op = io::Request::Op::kRecv;
         r.fd = c.fd;
-        r.buf = c.in_payload ? c.payload.data() + c.got : c.header_bytes + c.got;
+        r.buf = buf;
         r.len = static_cast<uint32_t>(n);
-        r.flags = io::Request::kRecvAll;
+        r.flags = flags;
         r.tag = Tag(i, true);
         CF_RETURN_IF_ERROR(queue_->Submit(r));
         c.recv_in_flight = true;
