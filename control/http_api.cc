@@ -173,6 +173,7 @@ absl::Status ApiServer::Start() {
   gate.worker_threads = std::max<size_t>(options_.http_threads, 1);
   gate.max_connections = options_.max_connections;
   gate.head_timeout_ms = options_.head_timeout_ms;
+  gate.tls = options_.tls;
   server_ = std::make_unique<GatedServer>(gate);
   GatedServer& s = *server_;
   s.set_payload_max_length(options_.max_body_bytes);
@@ -356,7 +357,7 @@ SyncResult ApiServer::RunCall(bool session_ok, const ParsedAction& parsed,
 std::string ApiServer::JobLocation(const httplib::Request& req, const std::string& job_uuid) const {
   std::string host = req.get_header_value("Host");
   if (!IsPlainHost(host)) host = io::FormatEndpoint({options_.host, port_});
-  return absl::StrCat("http://", host, kJobsPath, job_uuid);
+  return absl::StrCat(options_.tls != nullptr ? "https://" : "http://", host, kJobsPath, job_uuid);
 }
 
 void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request& req,

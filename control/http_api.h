@@ -26,6 +26,7 @@
 #include "absl/status/status.h"
 #include "control/job_table.h"
 #include "control/sync_service.h"
+#include "engine/wire/tls.h"
 
 namespace chunkferry::control {
 class GatedServer;  // control/http_gate.h
@@ -60,7 +61,10 @@ struct ApiServerOptions {
   // sends its headers slowly is closed past it.
   int64_t head_timeout_ms = 10'000;
   size_t max_body_bytes = 1 << 20;  // larger request bodies are refused with 413
-  JobClock clock = nullptr;         // for the job table's expiry; empty: steady_clock (tests)
+  // Serve HTTPS (TLS 1.3) with this server context (certificate, key, optionally the CA of
+  // client certificates); null: plain HTTP. Job locations then say https://.
+  std::shared_ptr<engine::TlsContext> tls = nullptr;
+  JobClock clock = nullptr;  // for the job table's expiry; empty: steady_clock (tests)
   // Receives one line per request (method, path, status, milliseconds); empty: stderr.
   std::function<void(const std::string&)> log = nullptr;
 };
@@ -97,7 +101,7 @@ class ApiServer {
   // Runs the call of a PUT whose request was readable: what a synchronous PUT and a job do.
   SyncResult RunCall(bool session_ok, const ParsedAction& parsed,
                      const engine::ProgressFn* progress);
-  // "http://<Host of the request, else host:port>/zstack/v1/api-jobs/<uuid>"
+  // "http[s]://<Host of the request, else host:port>/zstack/v1/api-jobs/<uuid>"
   std::string JobLocation(const httplib::Request& req, const std::string& job_uuid) const;
   void Log(const std::string& line) const;
 

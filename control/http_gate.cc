@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -12,15 +13,27 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
 
 namespace chunkferry::control {
 namespace {
 
 constexpr char kHeadEnd[] = "\r\n\r\n";
-constexpr char kHeadTooLarge[] =
+constexpr std::string_view kHeadTooLarge =
     "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
     "Content-Length: 32\r\nConnection: close\r\n\r\nRequest Header Fields Too Large\n";
+// Sent in clear to a client that speaks plain HTTP to a TLS port, so its user learns why.
+constexpr std::string_view kTlsOnly =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 46\r\n"
+    "Connection: close\r\n\r\nThis port speaks HTTPS only (TLS 1.3, not HTTP)\n";
+// The first byte of every TLS connection: a handshake record.
+constexpr unsigned char kTlsHandshakeRecord = 0x16;
+// Bytes taken off a socket per recv.
+constexpr size_t kReadChunk = 16 << 10;
 // Longest the epoll loop sleeps without looking at deadlines.
 constexpr int kEpollMaxWaitMs = 1000;
 
@@ -43,45 +56,95 @@ void IpAndPort(const sockaddr_storage& addr, std::string& ip, int& port) {
   ip = text;
 }
 
-// One request's view of a connection for httplib's parser: the head, already received whole,
-// comes from memory; the body must arrive by `body_deadline`; each wait to send is bounded.
+// Sends all of `bytes`, waiting at most `wait_ms` each time the socket is full (0: never waits,
+// for the epoll thread). False when the socket fails or stays full.
+bool SendAll(int fd, std::string_view bytes, int64_t wait_ms) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      bytes.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || errno != EAGAIN || wait_ms <= 0) return false;
+    pollfd p{fd, POLLOUT, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(wait_ms, 1 << 30)));
+    if (r <= 0 && !(r < 0 && errno == EINTR)) return false;
+  }
+  return true;
+}
+
+// Sends the ciphertext `tls` has waiting (handshake messages, records, tickets, alerts).
+bool FlushTls(int fd, engine::TlsChannel& tls, int64_t wait_ms) {
+  std::string out;
+  while (tls.pending() > 0) {
+    out.clear();
+    tls.TakePending(&out, 256 << 10);
+    if (!SendAll(fd, out, wait_ms)) return false;
+  }
+  return true;
+}
+
+// Decrypts everything the ciphertext received so far holds onto the end of `inbox`, so that
+// OpenSSL keeps no plaintext back: what waits for the next request is always in the inbox.
+bool DecryptInto(engine::TlsChannel& tls, std::string& inbox) {
+  char buf[kReadChunk];
+  for (;;) {
+    absl::StatusOr<size_t> n =
+        tls.Read(absl::MakeSpan(reinterpret_cast<uint8_t*>(buf), sizeof(buf)));
+    if (!n.ok()) return false;  // the peer's close_notify, or a record that fails its MAC
+    if (*n == 0) return true;
+    inbox.append(buf, *n);
+  }
+}
+
+// One request's view of a connection for httplib's parser: bytes already received come from the
+// connection's inbox, and only when it is empty from the socket (decrypted, for TLS); the body
+// must arrive by `body_deadline`; each wait to send is bounded. What the request does not
+// consume stays in the inbox for the next one (pipelining).
 class DeadlineStream : public httplib::Stream {
  public:
-  DeadlineStream(int fd, std::string head, std::chrono::steady_clock::time_point body_deadline,
-                 int64_t write_timeout_ms)
+  DeadlineStream(int fd, engine::TlsChannel* tls, std::string& inbox,
+                 std::chrono::steady_clock::time_point body_deadline, int64_t write_timeout_ms)
       : fd_(fd),
-        head_(std::move(head)),
+        tls_(tls),
+        inbox_(inbox),
         body_deadline_(body_deadline),
         write_timeout_ms_(write_timeout_ms) {}
+  ~DeadlineStream() override { inbox_.erase(0, pos_); }
 
   bool is_readable() const override {
-    if (pos_ < head_.size()) return true;
+    if (pos_ < inbox_.size()) return true;
     return Wait(POLLIN, MsUntil(body_deadline_));
   }
   bool is_writable() const override { return Wait(POLLOUT, write_timeout_ms_); }
 
   ssize_t read(char* ptr, size_t size) override {
-    if (pos_ < head_.size()) {
-      const size_t n = std::min(size, head_.size() - pos_);
-      std::memcpy(ptr, head_.data() + pos_, n);
-      pos_ += n;
-      return static_cast<ssize_t>(n);
+    if (pos_ == inbox_.size()) {
+      inbox_.clear();
+      pos_ = 0;
+      // Plain HTTP reads the socket straight into the parser's buffer: it asks for no more than
+      // the request holds, so a pipelined request stays in the socket.
+      if (tls_ == nullptr) return Receive(ptr, size);
+      if (!Refill()) return -1;
     }
-    for (;;) {
-      if (!is_readable()) return -1;
-      const ssize_t n = ::recv(fd_, ptr, size, MSG_DONTWAIT);
-      if (n >= 0) return n;
-      if (errno != EAGAIN && errno != EINTR) return -1;
-    }
+    const size_t n = std::min(size, inbox_.size() - pos_);
+    std::memcpy(ptr, inbox_.data() + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
   }
 
   ssize_t write(const char* ptr, size_t size) override {
-    for (;;) {
-      if (!is_writable()) return -1;
-      const ssize_t n = ::send(fd_, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n >= 0) return n;
-      if (errno != EAGAIN && errno != EINTR) return -1;
+    if (tls_ == nullptr) {
+      return SendAll(fd_, std::string_view(ptr, size), write_timeout_ms_)
+                 ? static_cast<ssize_t>(size)
+                 : -1;
     }
+    if (!tls_->Write(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(ptr), size)).ok() ||
+        !FlushTls(fd_, *tls_, write_timeout_ms_)) {
+      return -1;
+    }
+    return static_cast<ssize_t>(size);
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
@@ -111,9 +174,32 @@ class DeadlineStream : public httplib::Stream {
     }
   }
 
+  ssize_t Receive(char* ptr, size_t size) {
+    for (;;) {
+      if (!Wait(POLLIN, MsUntil(body_deadline_))) return -1;
+      const ssize_t n = ::recv(fd_, ptr, size, MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno != EAGAIN && errno != EINTR) return -1;
+    }
+  }
+
+  // TLS: receives ciphertext until it decrypts to at least one byte of the inbox.
+  bool Refill() {
+    char buf[kReadChunk];
+    while (inbox_.empty()) {
+      const ssize_t n = Receive(buf, sizeof(buf));
+      if (n <= 0) return false;
+      tls_->Received(
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
+      if (!DecryptInto(*tls_, inbox_)) return false;
+    }
+    return true;
+  }
+
   const int fd_;
-  const std::string head_;
-  size_t pos_ = 0;
+  engine::TlsChannel* const tls_;
+  std::string& inbox_;
+  size_t pos_ = 0;  // inbox_ before it is consumed
   const std::chrono::steady_clock::time_point body_deadline_;
   const int64_t write_timeout_ms_;
 };
@@ -160,9 +246,9 @@ void GatedServer::StopGate() {
   for (std::thread& t : workers_) t.join();
   workers_.clear();
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [fd, served] : admitted_) Close(fd);
+  for (ConnectionPtr& conn : admitted_) Close(std::move(conn));
   admitted_.clear();
-  for (const Ready& r : ready_) Close(r.fd);
+  for (ConnectionPtr& conn : ready_) Close(std::move(conn));
   ready_.clear();
 }
 
@@ -173,27 +259,78 @@ bool GatedServer::process_and_close_socket(socket_t sock) {
     return false;
   }
   ++held_;
-  Admit(sock, 0);
+  // An answer leaves in several writes (head, body; with TLS also the session tickets): Nagle
+  // could hold one back behind the client's delayed ACK, 40 ms (as it did to a Python client
+  // that did not set TCP_NODELAY itself, bench/api_idle_bench.py --tls).
+  const int one = 1;
+  ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto conn = std::make_unique<Connection>();
+  conn->fd = sock;
+  if (options_.tls != nullptr) conn->tls = std::make_unique<engine::TlsChannel>(options_.tls);
+  Admit(std::move(conn));
   return true;
 }
 
-void GatedServer::Admit(int fd, size_t served) {
+void GatedServer::Admit(ConnectionPtr conn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    admitted_.emplace_back(fd, served);
+    admitted_.push_back(std::move(conn));
   }
   const uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
-void GatedServer::Close(int fd) {
-  ::shutdown(fd, SHUT_RDWR);
-  ::close(fd);
+void GatedServer::Close(ConnectionPtr conn) {
+  if (conn->tls != nullptr && conn->tls->established()) {  // close_notify, if the socket takes it
+    conn->tls->Close();
+    FlushTls(conn->fd, *conn->tls, 0);
+  }
+  ::shutdown(conn->fd, SHUT_RDWR);
+  ::close(conn->fd);
   --held_;
+}
+
+void GatedServer::MakeReady(ConnectionPtr conn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ready_.push_back(std::move(conn));
+  }
+  ready_cv_.notify_one();
+}
+
+void GatedServer::Place(ConnectionPtr conn) {
+  if (conn->inbox.find(kHeadEnd) != std::string::npos) {
+    MakeReady(std::move(conn));
+    return;
+  }
+  const int fd = conn->fd;
+  Waiting& w = waiting_[fd];
+  // Idle between requests, unless part of the next head came with the last request.
+  w.idle = conn->served > 0 && conn->inbox.empty();
+  w.deadline = Clock::now() + std::chrono::milliseconds(w.idle ? options_.keep_alive_timeout_ms
+                                                               : options_.head_timeout_ms);
+  w.conn = std::move(conn);
+  epoll_event ev{};
+  // Edge-triggered: a connection with part of a head wakes the loop again only when more
+  // arrives, not at every turn. (Adding a socket that already holds bytes reports them.)
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    ConnectionPtr failed = std::move(w.conn);
+    waiting_.erase(fd);
+    Close(std::move(failed));
+  }
 }
 
 void GatedServer::EpollLoop() {
   std::vector<epoll_event> events(256);
+  auto take = [this](int fd) {
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    auto it = waiting_.find(fd);
+    ConnectionPtr conn = std::move(it->second.conn);
+    waiting_.erase(it);
+    return conn;
+  };
   while (!stopping_.load()) {
     auto earliest = Clock::now() + std::chrono::milliseconds(kEpollMaxWaitMs);
     for (const auto& [fd, w] : waiting_) earliest = std::min(earliest, w.deadline);
@@ -201,133 +338,134 @@ void GatedServer::EpollLoop() {
         static_cast<int>(std::clamp<int64_t>(MsUntil(earliest) + 1, 0, kEpollMaxWaitMs));
     const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.fd == wake_fd_) {
+      const int fd = events[i].data.fd;
+      if (fd == wake_fd_) {
         uint64_t count = 0;
         (void)!::read(wake_fd_, &count, sizeof(count));
         continue;
       }
-      if (waiting_.contains(events[i].data.fd)) Examine(events[i].data.fd);
+      auto it = waiting_.find(fd);
+      if (it == waiting_.end()) continue;
+      switch (Examine(it->second)) {
+        case Verdict::kWait:
+          break;
+        case Verdict::kReady:
+          MakeReady(take(fd));
+          break;
+        case Verdict::kClose:
+          Close(take(fd));
+          break;
+      }
     }
-    std::vector<std::pair<int, size_t>> admitted;
+    std::vector<ConnectionPtr> admitted;
     {
       std::lock_guard<std::mutex> lock(mu_);
       admitted.swap(admitted_);
     }
+    for (ConnectionPtr& conn : admitted) Place(std::move(conn));
+    // Connections past their deadline: a head (or a TLS handshake) that does not come, or an
+    // idle keep-alive.
     const auto now = Clock::now();
-    for (const auto& [fd, served] : admitted) {
-      Waiting& w = waiting_[fd];
-      w.served = served;
-      w.idle = served > 0;
-      w.deadline = now + std::chrono::milliseconds(w.idle ? options_.keep_alive_timeout_ms
-                                                          : options_.head_timeout_ms);
-      epoll_event ev{};
-      // Edge-triggered: a connection with part of a head wakes the loop again only when more
-      // arrives, not at every turn.
-      ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-      ev.data.fd = fd;
-      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        waiting_.erase(fd);
-        Close(fd);
-      }
+    std::vector<int> expired;
+    for (const auto& [fd, w] : waiting_) {
+      if (w.deadline <= now) expired.push_back(fd);
     }
-    // Connections past their deadline: a head that does not come, or an idle keep-alive.
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      if (it->second.deadline <= now) {
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, it->first, nullptr);
-        Close(it->first);
-        it = waiting_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    for (const int fd : expired) Close(take(fd));
   }
-  for (const auto& [fd, w] : waiting_) {
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    Close(fd);
-  }
-  waiting_.clear();
+  std::vector<int> left;
+  for (const auto& [fd, w] : waiting_) left.push_back(fd);
+  for (const int fd : left) Close(take(fd));
 }
 
-void GatedServer::Examine(int fd) {
-  std::string peek(options_.max_head_bytes, '\0');
-  const ssize_t n = ::recv(fd, peek.data(), peek.size(), MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  auto drop = [&] {
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    waiting_.erase(fd);
-  };
-  if (n <= 0) {  // closed by the peer, or broken
-    drop();
-    Close(fd);
-    return;
-  }
-  peek.resize(static_cast<size_t>(n));
-  const size_t end = peek.find(kHeadEnd);
-  if (end != std::string::npos) {
-    const size_t served = waiting_[fd].served;
-    drop();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ready_.push_back(Ready{fd, served});
+GatedServer::Verdict GatedServer::Examine(Waiting& waiting) {
+  Connection& conn = *waiting.conn;
+  char buf[kReadChunk];
+  // Edge-triggered: read until the socket is empty, a head is whole, or the head bound is hit.
+  for (;;) {
+    const ssize_t n = ::recv(conn.fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) return Verdict::kClose;  // closed by the peer, or broken
+    const bool first = std::exchange(conn.first_read, false);
+    const bool tls_record = static_cast<unsigned char>(buf[0]) == kTlsHandshakeRecord;
+    if (conn.tls == nullptr) {
+      // A TLS client on a plain port: nothing it could read would help it.
+      if (first && tls_record) return Verdict::kClose;
+      conn.inbox.append(buf, static_cast<size_t>(n));
+    } else {
+      if (first && !tls_record) {
+        SendAll(conn.fd, kTlsOnly, 0);
+        return Verdict::kClose;
+      }
+      if (!TakeCiphertext(conn, buf, static_cast<size_t>(n))) return Verdict::kClose;
     }
-    ready_cv_.notify_one();
-    return;
+    if (conn.inbox.find(kHeadEnd) != std::string::npos) return Verdict::kReady;
+    if (conn.inbox.size() >= options_.max_head_bytes) {
+      if (conn.tls != nullptr) {
+        if (conn.tls
+                ->Write(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(kHeadTooLarge.data()),
+                                            kHeadTooLarge.size()))
+                .ok()) {
+          FlushTls(conn.fd, *conn.tls, 0);
+        }
+      } else {
+        SendAll(conn.fd, kHeadTooLarge, 0);
+      }
+      return Verdict::kClose;
+    }
   }
-  if (peek.size() >= options_.max_head_bytes) {
-    (void)!::send(fd, kHeadTooLarge, sizeof(kHeadTooLarge) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    drop();
-    Close(fd);
-    return;
+  if (waiting.idle && !conn.inbox.empty()) {
+    // The next request has begun: its head gets the head deadline from now.
+    waiting.idle = false;
+    waiting.deadline = Clock::now() + std::chrono::milliseconds(options_.head_timeout_ms);
   }
-  Waiting& w = waiting_[fd];
-  if (w.idle) {  // the next request has begun: its head gets the head deadline from now
-    w.idle = false;
-    w.deadline = Clock::now() + std::chrono::milliseconds(options_.head_timeout_ms);
+  return Verdict::kWait;
+}
+
+bool GatedServer::TakeCiphertext(Connection& conn, const char* data, size_t size) {
+  engine::TlsChannel& tls = *conn.tls;
+  tls.Received(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(data), size));
+  if (!tls.established()) {
+    absl::StatusOr<bool> done = tls.Handshake();
+    // The server's flight fits any fresh socket's send buffer: a client that does not read it
+    // is not worth waiting for.
+    if (!FlushTls(conn.fd, tls, 0) || !done.ok()) return false;
+    if (!*done) return true;
   }
+  if (!DecryptInto(tls, conn.inbox)) return false;
+  return FlushTls(conn.fd, tls, 0);  // session tickets, key updates
 }
 
 void GatedServer::WorkerLoop() {
   for (;;) {
-    Ready ready{};
+    ConnectionPtr conn;
     {
       std::unique_lock<std::mutex> lock(mu_);
       ready_cv_.wait(lock, [this] { return stopping_.load() || !ready_.empty(); });
       if (stopping_.load()) return;
-      ready = ready_.front();
+      conn = std::move(ready_.front());
       ready_.pop_front();
     }
-    Serve(ready);
+    Serve(std::move(conn));
   }
 }
 
-void GatedServer::Serve(const Ready& ready) {
-  // Takes exactly the head off the socket (it is all there): a pipelined next request stays
-  // in the socket for the gate.
-  std::string head(options_.max_head_bytes, '\0');
-  ssize_t n = ::recv(ready.fd, head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
-  const size_t end = n > 0 ? std::string_view(head.data(), static_cast<size_t>(n)).find(kHeadEnd)
-                           : std::string_view::npos;
-  if (end == std::string_view::npos) {
-    Close(ready.fd);
-    return;
-  }
-  head.resize(end + 4);
-  n = ::recv(ready.fd, head.data(), head.size(), MSG_DONTWAIT);
-  if (n != static_cast<ssize_t>(head.size())) {
-    Close(ready.fd);
-    return;
-  }
-  DeadlineStream stream(ready.fd, std::move(head),
-                        Clock::now() + std::chrono::milliseconds(options_.body_timeout_ms),
-                        options_.write_timeout_ms);
-  const bool last = ready.served + 1 >= options_.keep_alive_max;
+void GatedServer::Serve(ConnectionPtr conn) {
+  const bool last = conn->served + 1 >= options_.keep_alive_max;
   bool connection_closed = false;
-  const bool ok = process_request(stream, last, connection_closed, nullptr);
+  bool ok = false;
+  {
+    DeadlineStream stream(conn->fd, conn->tls.get(), conn->inbox,
+                          Clock::now() + std::chrono::milliseconds(options_.body_timeout_ms),
+                          options_.write_timeout_ms);
+    ok = process_request(stream, last, connection_closed, nullptr);
+  }
   if (!ok || connection_closed || last || stopping_.load()) {
-    Close(ready.fd);
+    Close(std::move(conn));
     return;
   }
-  Admit(ready.fd, ready.served + 1);
+  ++conn->served;
+  Admit(std::move(conn));
 }
 
 }  // namespace chunkferry::control

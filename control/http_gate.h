@@ -9,6 +9,13 @@
 // times out each recv() alone, so 10 sockets dribbling header lines stalled it. Its request
 // parsing is kept: the gate overrides the per-connection loop (process_and_close_socket) and
 // calls the parser (process_request) on a stream of its own with deadlines.
+//
+// HTTPS: with a TLS context, each connection carries a TlsChannel (engine/wire/tls.h, TLS 1.3 over
+// memory buffers). The gate reads what arrives into the connection, so the TLS handshake and the
+// decryption of a head happen in the epoll thread under the same head deadline and size bound as
+// plain HTTP: a client that stops mid-handshake holds a socket and no thread. A plain-HTTP client
+// on a TLS port is answered 400 in clear and closed; a TLS client on a plain port is closed at
+// once.
 #ifndef CHUNKFERRY_CONTROL_HTTP_GATE_H_
 #define CHUNKFERRY_CONTROL_HTTP_GATE_H_
 
@@ -20,10 +27,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "engine/wire/tls.h"
 
 namespace chunkferry::control {
 
@@ -37,6 +48,8 @@ struct GateOptions {
   int64_t write_timeout_ms = 30'000;      // each wait to send more of an answer
   size_t max_head_bytes = 64 << 10;       // a longer head is answered 431 and closed
   int listen_backlog = 1024;
+  // Serve HTTPS (TLS 1.3) with this server context; null: plain HTTP.
+  std::shared_ptr<engine::TlsContext> tls = nullptr;
 };
 
 class GatedServer : public httplib::Server {
@@ -58,26 +71,40 @@ class GatedServer : public httplib::Server {
 
  private:
   using Clock = std::chrono::steady_clock;
+  // One client connection, owned by whichever thread holds it (the epoll thread while it waits,
+  // a worker while it is served).
+  struct Connection {
+    int fd = -1;
+    std::unique_ptr<engine::TlsChannel> tls;  // null: plain HTTP
+    std::string inbox;       // request bytes received (decrypted) and not yet served
+    size_t served = 0;       // requests served on this connection so far
+    bool first_read = true;  // nothing received yet: the first byte tells TLS from plain HTTP
+  };
+  using ConnectionPtr = std::unique_ptr<Connection>;
   struct Waiting {
     Clock::time_point deadline;
-    size_t served = 0;  // requests served on this connection so far
-    bool idle = true;   // between requests (keep-alive deadline) rather than within a head
+    bool idle = true;  // between requests (keep-alive deadline) rather than within a head
+    ConnectionPtr conn;
   };
-  struct Ready {
-    int fd;
-    size_t served;
-  };
+  enum class Verdict { kWait, kReady, kClose };
 
   // httplib's accept loop hands each new connection here (on its small task pool).
   bool process_and_close_socket(socket_t sock) override;
 
-  void Admit(int fd, size_t served);  // into the epoll set, with its deadline
-  void Close(int fd);
+  void Admit(ConnectionPtr conn);  // into the epoll set, with its deadline
+  void Close(ConnectionPtr conn);
   void EpollLoop();
-  // Looks at what `fd` has received so far: moves it to a worker when a whole head is there.
-  void Examine(int fd);
+  // Places a connection handed in (new, or back from a worker) in the epoll set, or straight
+  // in the ready queue when it already holds a whole head (a pipelined request).
+  void Place(ConnectionPtr conn);
+  void MakeReady(ConnectionPtr conn);
+  // Receives what `conn` has been sent so far (decrypting it when TLS): kReady once a whole
+  // head is there.
+  Verdict Examine(Waiting& waiting);
+  // Feeds ciphertext to a TLS connection: the handshake, then its plaintext into the inbox.
+  bool TakeCiphertext(Connection& conn, const char* data, size_t size);
   void WorkerLoop();
-  void Serve(const Ready& ready);
+  void Serve(ConnectionPtr conn);
 
   const GateOptions options_;
   int epoll_fd_ = -1;
@@ -86,8 +113,8 @@ class GatedServer : public httplib::Server {
   std::atomic<size_t> held_{0};
 
   std::mutex mu_;
-  std::vector<std::pair<int, size_t>> admitted_;  // handed in, not yet in the epoll set
-  std::deque<Ready> ready_;                       // whole heads waiting for a worker
+  std::vector<ConnectionPtr> admitted_;  // handed in, not yet in the epoll set
+  std::deque<ConnectionPtr> ready_;      // whole heads waiting for a worker
   std::condition_variable ready_cv_;
   std::unordered_map<int, Waiting> waiting_;  // epoll thread only
 

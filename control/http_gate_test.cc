@@ -19,6 +19,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "control/gate_test_util.h"
 #include "control/http_api.h"
 #include "control/registry.h"
 #include "control/sync_service.h"
@@ -46,39 +47,12 @@ class HttpGateTest : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st;
   }
 
-  io::Fd Connect() {
-    auto fd = io::Connect(io::Endpoint{"127.0.0.1", server_->port()}, 5000);
-    EXPECT_TRUE(fd.ok()) << fd.status();
-    return fd.ok() ? *std::move(fd) : io::Fd();
-  }
-  static bool SendAll(int fd, const std::string& bytes) {
-    return ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-  // What the server sends until it closes or `ms` pass.
-  static std::string ReadUntilClosed(int fd, int ms) {
-    std::string got;
-    const auto end = Clock::now() + std::chrono::milliseconds(ms);
-    char buf[4096];
-    while (Clock::now() < end) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-      if (n <= 0) break;
-      got.append(buf, static_cast<size_t>(n));
-    }
-    return got;
-  }
+  io::Fd Connect() { return gate_test::ConnectLocal(server_->port()); }
   // True when the server closed `fd` within `ms` (reads give EOF or a reset).
   static bool ClosedWithin(int fd, int ms) {
-    const auto end = Clock::now() + std::chrono::milliseconds(ms);
-    char buf[4096];
-    while (Clock::now() < end) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      if (::recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0) return true;
-    }
-    return false;
+    bool closed = false;
+    gate_test::ReceiveUntilClosed(fd, ms, &closed);
+    return closed;
   }
 
   std::unique_ptr<SyncService> service_;
@@ -102,7 +76,7 @@ TEST_F(HttpGateTest, IdleAndSlowClientsLeaveAnHonestRequestAnswered) {
   // And slowloris: heads begun and never finished.
   for (int i = 0; i < 32; ++i) {
     conns_.push_back(Connect());
-    ASSERT_TRUE(SendAll(conns_.back().get(), "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "));
+    ASSERT_TRUE(gate_test::SendAll(conns_.back().get(), "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
@@ -147,8 +121,8 @@ TEST_F(HttpGateTest, AnOversizedHeadIsAnswered431) {
   StartServer({});
   io::Fd fd = Connect();
   const std::string head = absl::StrCat("GET / HTTP/1.1\r\nX-Big: ", std::string(70 << 10, 'a'));
-  (void)SendAll(fd.get(), head);
-  EXPECT_TRUE(absl::StartsWith(ReadUntilClosed(fd.get(), 5000), "HTTP/1.1 431"));
+  (void)gate_test::SendAll(fd.get(), head);
+  EXPECT_TRUE(absl::StartsWith(gate_test::ReceiveUntilClosed(fd.get(), 5000), "HTTP/1.1 431"));
 }
 
 TEST_F(HttpGateTest, PipelinedRequestsOnOneConnectionAreEachAnswered) {
@@ -156,14 +130,9 @@ TEST_F(HttpGateTest, PipelinedRequestsOnOneConnectionAreEachAnswered) {
   io::Fd fd = Connect();
   const std::string one = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
   const std::string last = "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  ASSERT_TRUE(SendAll(fd.get(), one + one + last));
-  const std::string got = ReadUntilClosed(fd.get(), 5000);
-  size_t answers = 0;
-  for (size_t at = got.find("HTTP/1.1 404"); at != std::string::npos;
-       at = got.find("HTTP/1.1 404", at + 1)) {
-    ++answers;
-  }
-  EXPECT_EQ(answers, 3u) << got;
+  ASSERT_TRUE(gate_test::SendAll(fd.get(), one + one + last));
+  const std::string got = gate_test::ReceiveUntilClosed(fd.get(), 5000);
+  EXPECT_EQ(gate_test::Count(got, "HTTP/1.1 404"), 3u) << got;
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "io/fd.h"
 #include "tests/cli_fixture.h"
 #include "tests/test_util.h"
+#include "tests/tls_identity.h"
 
 namespace chunkferry {
 namespace {
@@ -32,9 +33,18 @@ constexpr char kJsonType[] = "application/json;charset=UTF-8";
 // An API daemon process.
 class ApiDaemon : public testing::DaemonProcess {
  public:
-  ApiDaemon(const std::string& config, const std::string& ready_file, const std::string& io)
-      : DaemonProcess({CHUNKFERRY_CLI, "api", "--config", config, "--listen", "127.0.0.1:0", io},
-                      ready_file) {}
+  ApiDaemon(const std::string& config, const std::string& ready_file, const std::string& io,
+            const std::vector<std::string>& extra = {})
+      : DaemonProcess(Args(config, io, extra), ready_file) {}
+
+ private:
+  static std::vector<std::string> Args(const std::string& config, const std::string& io,
+                                       const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {CHUNKFERRY_CLI, "api",         "--config", config,
+                                     "--listen",     "127.0.0.1:0", io};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
 };
 
 class ApiCliTest : public testing::CliFixture {
@@ -71,6 +81,18 @@ class ApiCliTest : public testing::CliFixture {
                                                     std::stoi(address.substr(colon + 1)));
     client->set_read_timeout(std::chrono::seconds(300));
     return client;
+  }
+
+  // Polls job `job` until it is no longer running (2 minutes at most): the last answer.
+  static httplib::Result PollJob(httplib::Client& client, const std::string& job) {
+    const std::string poll = absl::StrCat("/zstack/v1/api-jobs/", job);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    auto done = client.Get(poll.c_str());
+    while (done && done->status == 202 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      done = client.Get(poll.c_str());
+    }
+    return done;
   }
 
   const std::string group_ = engine::NewUuid();
@@ -117,13 +139,7 @@ TEST_P(ApiCliTest, ServesSyncsAndStopsCleanlyOnSigterm) {
   ASSERT_EQ(put->status, 202) << put->body;
   EXPECT_EQ(ParseJson(put->body).value("location", ""),
             absl::StrCat("http://", daemon.address(), "/zstack/v1/api-jobs/", job));
-  const std::string poll = absl::StrCat("/zstack/v1/api-jobs/", job);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  auto done = client.Get(poll.c_str());
-  while (done && done->status == 202 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    done = client.Get(poll.c_str());
-  }
+  auto done = PollJob(client, job);
   ASSERT_TRUE(done);
   ASSERT_EQ(done->status, 200) << done->body;
   EXPECT_EQ(ParseJson(done->body)["inventories"][0].value("uuid", ""),
@@ -218,6 +234,56 @@ TEST_P(ApiCliTest, SigtermWaitsForARunningJob) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   // The daemon finishes the sync before it exits: the group is whole on the destination.
+  EXPECT_EQ(daemon.Stop(SIGTERM), 0);
+  const std::string out = tmp_.Sub("out");
+  Run({"restore", "--store", b, "--backup", backup, "--output", out, "--quiet"});
+  EXPECT_TRUE(testing::FilesEqual(root, out));
+}
+
+// --tls-cert/--tls-key: the same sync and job over HTTPS (the job's location says https), checked
+// by a client that trusts only the test CA; a plain-HTTP client is answered 400 and syncs nothing.
+TEST_P(ApiCliTest, ServesSyncsOverHttpsOnly) {
+  const std::string a = tmp_.Sub("a"), b = tmp_.Sub("b");
+  for (const auto& s : {a, b}) Run({"store", "init", "--store", s, "--quiet"});
+  const std::string root = tmp_.Sub("root.img");
+  testing::WriteMixedFile(root, 2 * kMiB + 7, 41);
+  const std::string backup = Import(a, root, "Root");
+  testing::TlsIdentity ca, server;
+  ASSERT_TRUE(ca.Make(tmp_.path(), "ca", true, nullptr).ok());
+  ASSERT_TRUE(server.Make(tmp_.path(), "api", false, &ca).ok());
+  ApiDaemon daemon(WriteStoresConfig(), tmp_.Sub("ready"), IoFlag(),
+                   {"--tls-cert", server.cert_file(), "--tls-key", server.key_file()});
+  ASSERT_FALSE(daemon.address().empty()) << "the API daemon did not start";
+  const std::string path = absl::StrCat("/zstack/v1/vm-backups/", group_, "/actions");
+  const std::string body = Json{{"syncVmBackupFromImageStoreBackupStorage",
+                                 {{"srcBackupStorageUuid", src_}, {"dstBackupStorageUuid", dst_}}}}
+                               .dump();
+
+  auto plain = ClientOf(daemon.address());
+  auto refused =
+      plain->Put(path.c_str(), {{"Authorization", "OAuth " + session_}}, body, kJsonType);
+  ASSERT_TRUE(refused) << httplib::to_string(refused.error());
+  EXPECT_EQ(refused->status, 400);
+
+  httplib::Client client(absl::StrCat("https://", daemon.address()));
+  client.set_ca_cert_path(ca.cert_file().c_str());
+  client.enable_server_certificate_verification(true);
+  client.set_read_timeout(std::chrono::seconds(300));
+  const std::string job = engine::NewUuid();
+  auto put = client.Put(path.c_str(), {{"Authorization", "OAuth " + session_}, {"X-Job-UUID", job}},
+                        body, kJsonType);
+  ASSERT_TRUE(put) << httplib::to_string(put.error());
+  ASSERT_EQ(put->status, 202) << put->body;
+  EXPECT_EQ(ParseJson(put->body).value("location", ""),
+            absl::StrCat("https://", daemon.address(), "/zstack/v1/api-jobs/", job));
+  auto done = PollJob(client, job);
+  ASSERT_TRUE(done);
+  ASSERT_EQ(done->status, 200) << done->body;
+  EXPECT_EQ(ParseJson(done->body)["inventories"].size(), 1u) << done->body;
+  auto sync = client.Put(path.c_str(), {{"Authorization", "OAuth " + session_}}, body, kJsonType);
+  ASSERT_TRUE(sync);
+  EXPECT_EQ(sync->status, 200) << sync->body;
+
   EXPECT_EQ(daemon.Stop(SIGTERM), 0);
   const std::string out = tmp_.Sub("out");
   Run({"restore", "--store", b, "--backup", backup, "--output", out, "--quiet"});

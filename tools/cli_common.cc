@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "engine/wire/auth.h"
+#include "tools/daemon_util.h"
 
 namespace chunkferry::tools {
 
@@ -35,6 +36,36 @@ std::vector<FlagSpec> ClientTlsFlags() {
       {"tls-cert", "client certificate (PEM), for a daemon that requires one", true, ""},
       {"tls-key", "key of --tls-cert (PEM, mode 0600)", true, ""},
   };
+}
+
+std::vector<FlagSpec> ServerTlsFlags(absl::string_view clients) {
+  return {
+      {"tls-cert",
+       absl::StrCat("speak TLS 1.3 only, with this certificate chain (PEM); ", clients,
+                    " check it by CA or fingerprint"),
+       true, ""},
+      {"tls-key", "key of --tls-cert (PEM, mode 0600)", true, ""},
+      {"tls-client-ca",
+       absl::StrCat("mutual TLS: ", clients, " must present a certificate this CA (PEM) signed"),
+       true, ""},
+  };
+}
+
+absl::StatusOr<std::shared_ptr<engine::TlsContext>> MakeServerTls(const Flags& flags) {
+  if (!flags.Has("tls-cert") && !flags.Has("tls-key") && !flags.Has("tls-client-ca")) {
+    return std::shared_ptr<engine::TlsContext>();
+  }
+  engine::TlsOptions o;
+  o.cert_file = flags.Get("tls-cert");
+  o.key_file = flags.Get("tls-key");
+  o.ca_file = flags.Get("tls-client-ca");
+  auto made = engine::TlsContext::Make(o, engine::TlsRole::kServer);
+  if (!made.ok()) return made.status();
+  // What clients pin (--tls-peer-sha256).
+  if (auto pin = engine::CertificateSha256(o.cert_file); pin.ok()) {
+    LogLine(absl::StrCat("TLS certificate ", o.cert_file, ", SHA-256 fingerprint ", *pin));
+  }
+  return *made;
 }
 
 std::string HumanBytes(uint64_t bytes) {

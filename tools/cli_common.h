@@ -48,6 +48,13 @@ absl::StatusOr<Context> MakeContext(const Flags& flags);
 // certificates. MakeContext reads them into Context::tls.
 std::vector<FlagSpec> ClientTlsFlags();
 
+// The flags of a daemon that may speak TLS: --tls-cert and --tls-key (TLS on), --tls-client-ca
+// (mutual TLS). `clients` names who connects, for the help ("clients", "API callers").
+std::vector<FlagSpec> ServerTlsFlags(absl::string_view clients);
+// Reads ServerTlsFlags: null when TLS is off; logs the certificate's fingerprint, which clients
+// pin. InvalidArgument / PermissionDenied as TlsContext::Make says.
+absl::StatusOr<std::shared_ptr<engine::TlsContext>> MakeServerTls(const Flags& flags);
+
 absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text);
 
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,

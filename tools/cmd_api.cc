@@ -44,6 +44,7 @@ int CmdApi(const std::vector<std::string>& args) {
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
+  for (FlagSpec& spec : ServerTlsFlags("API callers")) specs.push_back(std::move(spec));
   std::string help;
   Flags f;
   if (auto rc = ParseFlags(
@@ -53,7 +54,8 @@ int CmdApi(const std::vector<std::string>& args) {
                     "syncVmBackupFromImageStoreBackupStorage) between the backup storages of the "
                     "config,\nuntil SIGINT or SIGTERM. A PUT answers when its sync is done, or, in "
                     "job mode or with\nan X-Job-UUID header, at once with a job to poll at GET "
-                    "/zstack/v1/api-jobs/{jobUuid}.\nLogs go to stderr.",
+                    "/zstack/v1/api-jobs/{jobUuid}.\nWith --tls-cert and --tls-key it speaks HTTPS "
+                    "only (TLS 1.3). Logs go to stderr.",
            .common = {"io", "help"},
            .help = &help})) {
     return *rc;
@@ -85,15 +87,17 @@ int CmdApi(const std::vector<std::string>& args) {
     return Usage(kCmd, "--max-connections must be a whole number from 16 to 65536", help);
   }
   const std::string ready_file = f.Get("ready-file");
+  auto tls = MakeServerTls(f);
+  if (!tls.ok()) return Fail(kCmd, tls.status());
 
   auto registry = control::LoadRegistry(*config);
   if (!registry.ok()) return Fail(kCmd, registry.status());
   // Plain HTTP: sessions and job uuids (the only secret of a poll) cross the network in clear.
   const std::string& host = listen->host;
-  if (!(host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0)) {
+  if (*tls == nullptr && !(host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0)) {
     LogLine(absl::StrCat("warning: serving plain HTTP on ", host,
                          ": sessions and job uuids travel in clear; keep it on a trusted network "
-                         "or behind a TLS proxy"));
+                         "or use --tls-cert and --tls-key"));
   }
   if (registry->sessions.empty()) {
     LogLine(absl::StrCat("warning: ", *config,
@@ -124,6 +128,7 @@ int CmdApi(const std::vector<std::string>& args) {
   // A synchronous PUT holds a thread for its whole sync: leave room for polls beside them.
   options.http_threads = static_cast<size_t>(*max_jobs) + 8;
   options.log = LogLine;
+  options.tls = *tls;
   std::optional<control::ApiServer> server;
   server.emplace(service, options);
   if (absl::Status st = server->Start(); !st.ok()) return Fail(kCmd, st);
@@ -132,7 +137,8 @@ int CmdApi(const std::vector<std::string>& args) {
     server->Stop();
     return Fail(kCmd, st);
   }
-  std::printf("listening on http://%s (%s mode, %zu backup storages)\n", address.c_str(),
+  std::printf("listening on %s://%s (%s mode, %zu backup storages)\n",
+              options.tls != nullptr ? "https" : "http", address.c_str(),
               options.job_mode_default ? "job" : "synchronous",
               service.registry()->storages.size());
   std::fflush(stdout);

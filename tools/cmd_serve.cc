@@ -90,16 +90,10 @@ int CmdServe(const std::vector<std::string>& args) {
        "how received records are checked: full (recompute every chunk id) or checksum (trusts "
        "the senders: only for peers you control)",
        true, "full"},
-      {"tls-cert",
-       "speak TLS 1.3 only, with this certificate chain (PEM); clients check it by CA or "
-       "fingerprint",
-       true, ""},
-      {"tls-key", "key of --tls-cert (PEM, mode 0600)", true, ""},
-      {"tls-client-ca", "mutual TLS: clients must present a certificate this CA (PEM) signed", true,
-       ""},
       {"ready-file", "once listening, write the actual HOST:PORT to this file (atomically)", true,
        ""},
   };
+  for (FlagSpec& spec : ServerTlsFlags("clients")) specs.push_back(std::move(spec));
   std::string help;
   Flags f;
   if (auto rc = ParseFlags(
@@ -138,20 +132,9 @@ int CmdServe(const std::vector<std::string>& args) {
   const std::string key_file =
       flags->Has("key-file") ? flags->Get("key-file") : absl::StrCat(*dir, "/auth.key");
   const std::string ready_file = flags->Get("ready-file");
-  std::shared_ptr<engine::TlsContext> tls;
-  if (flags->Has("tls-cert") || flags->Has("tls-key") || flags->Has("tls-client-ca")) {
-    engine::TlsOptions o;
-    o.cert_file = flags->Get("tls-cert");
-    o.key_file = flags->Get("tls-key");
-    o.ca_file = flags->Get("tls-client-ca");
-    auto made = engine::TlsContext::Make(o, engine::TlsRole::kServer);
-    if (!made.ok()) return Fail(kCmd, made.status());
-    tls = *made;
-    // What clients pin with --tls-peer-sha256.
-    if (auto pin = engine::CertificateSha256(o.cert_file); pin.ok()) {
-      LogLine(absl::StrCat("TLS certificate ", o.cert_file, ", SHA-256 fingerprint ", *pin));
-    }
-  }
+  auto tls_made = MakeServerTls(*flags);
+  if (!tls_made.ok()) return Fail(kCmd, tls_made.status());
+  const std::shared_ptr<engine::TlsContext> tls = *std::move(tls_made);
 
   // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach
   // only the sigwait below.
