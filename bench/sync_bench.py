@@ -22,6 +22,8 @@ With --tls, each run also serves a second empty store over TLS 1.3 (`serve --tls
 certificate made with `openssl req`; the client pins it) and times the same full and incremental
 syncs into it, alternated with the plain ones: throughput ratios TLS / plain (targets >= 0.7 full,
 >= 0.9 incremental), and the CPU each side spent.
+With --pin, chunkferry's client runs on CPU 0 and its daemons on CPU 1 (taskset), as two one-core
+nodes would, instead of sharing both cores (the yardsticks stay unpinned).
 
 Needs rsync (apt-get install rsync). Python 3.11 standard library only; shares macro.py's runner.
 """
@@ -84,8 +86,12 @@ def main():
     ap.add_argument("--connections", default="2")
     ap.add_argument("--tls", action="store_true",
                     help="also sync into a daemon that speaks TLS 1.3, alternated with plain TCP")
+    ap.add_argument("--pin", action="store_true",
+                    help="chunkferry's client on CPU 0, its daemons on CPU 1 (taskset)")
     args = macro.parse_common_args(ap)
-    for tool in ("rsync", "cp", "sync"):
+    client_cpu = ["taskset", "-c", "0"] if args.pin else []
+    daemon_cpu = ["taskset", "-c", "1"] if args.pin else []
+    for tool in ("rsync", "cp", "sync") + (("taskset",) if args.pin else ()):
         if shutil.which(tool) is None:
             sys.exit(f"sync_bench.py: {tool} is not installed (apt-get install {tool})")
     build = os.path.abspath(args.build)
@@ -119,6 +125,7 @@ def main():
                 src_v1 = os.path.join(work, "src-v1")
                 runner.run(["cp", "-a", src, src_v1], timed=False)
         result["stored_bytes"] = stored
+        result["pinned"] = args.pin
         tls_pin = None
         if args.tls:
             crt, key_pem = os.path.join(work, "tls.crt"), os.path.join(work, "tls.key")
@@ -145,13 +152,14 @@ def main():
             daemon = None
             daemon_tls = None
             try:
-                daemon = macro.Served([cf, "serve", "--store", dst, "--io", args.io], rd, "serve")
+                daemon = macro.Served(daemon_cpu + [cf, "serve", "--store", dst, "--io", args.io],
+                                      rd, "serve")
                 if args.tls:
                     dst_tls = os.path.join(rd, "dst-tls")
                     runner.run([cf, "store", "init", "--store", dst_tls, "--quiet"], timed=False)
-                    daemon_tls = macro.Served([cf, "serve", "--store", dst_tls, "--io", args.io,
-                                               "--tls-cert", crt, "--tls-key", key_pem], rd,
-                                              "serve-tls")
+                    daemon_tls = macro.Served(daemon_cpu + [
+                        cf, "serve", "--store", dst_tls, "--io", args.io, "--tls-cert", crt,
+                        "--tls-key", key_pem], rd, "serve-tls")
 
                 def cf_sync(v, tls=False):
                     served = daemon_tls if tls else daemon
@@ -162,7 +170,7 @@ def main():
                         # The daemon's CPU during the sync, next to the client's (wait4): on one
                         # machine the two share the cores, so their sum bounds the wall time.
                         before = macro.proc_cpu_seconds(served.pid)
-                        res = macro.run_json(runner, [
+                        res = macro.run_json(runner, client_cpu + [
                             cf, "sync", "--from", src_v1 if v == "v1" else src, "--to",
                             "tcp://" + served.addr, "--group", group[v], "--key-file", key,
                             "--connections", args.connections] + extra + common)

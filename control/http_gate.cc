@@ -74,15 +74,44 @@ bool SendAll(int fd, std::string_view bytes, int64_t wait_ms) {
   return true;
 }
 
-// Sends the ciphertext `tls` has waiting (handshake messages, records, tickets, alerts).
+// Sends the ciphertext `tls` has waiting (handshake messages, records, tickets, alerts), straight
+// from its output ring.
 bool FlushTls(int fd, engine::TlsChannel& tls, int64_t wait_ms) {
-  std::string out;
-  while (tls.pending() > 0) {
-    out.clear();
-    tls.TakePending(&out, 256 << 10);
-    if (!SendAll(fd, out, wait_ms)) return false;
+  for (absl::Span<const uint8_t> run = tls.Output(); !run.empty(); run = tls.Output()) {
+    if (!SendAll(fd, std::string_view(reinterpret_cast<const char*>(run.data()), run.size()),
+                 wait_ms)) {
+      return false;
+    }
+    tls.ConsumeOutput(run.size());
   }
   return true;
+}
+
+// Encrypts and sends all of `plaintext`.
+bool SendTls(int fd, engine::TlsChannel& tls, std::string_view plaintext, int64_t wait_ms) {
+  while (!plaintext.empty()) {
+    absl::StatusOr<size_t> n = tls.Write(
+        absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(plaintext.data()), plaintext.size()));
+    if (!n.ok() || !FlushTls(fd, tls, wait_ms)) return false;
+    plaintext.remove_prefix(*n);
+  }
+  return true;
+}
+
+// Receives what the socket holds (without waiting) straight into the input ring of `tls`:
+// bytes received, 0 at EOF, -1 with errno (EAGAIN: nothing yet). *first: the first byte received.
+ssize_t ReceiveCiphertext(int fd, engine::TlsChannel& tls, unsigned char* first = nullptr) {
+  const absl::Span<uint8_t> room = tls.InputSpace();
+  if (room.empty()) {  // DecryptInto leaves no whole record behind, and a record fits the ring
+    errno = ENOBUFS;
+    return -1;
+  }
+  const ssize_t n = ::recv(fd, room.data(), room.size(), MSG_DONTWAIT);
+  if (n > 0) {
+    if (first != nullptr) *first = room[0];
+    tls.CommitInput(static_cast<size_t>(n));
+  }
+  return n;
 }
 
 // Decrypts everything the ciphertext received so far holds onto the end of `inbox`, so that
@@ -135,16 +164,10 @@ class DeadlineStream : public httplib::Stream {
   }
 
   ssize_t write(const char* ptr, size_t size) override {
-    if (tls_ == nullptr) {
-      return SendAll(fd_, std::string_view(ptr, size), write_timeout_ms_)
-                 ? static_cast<ssize_t>(size)
-                 : -1;
-    }
-    if (!tls_->Write(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(ptr), size)).ok() ||
-        !FlushTls(fd_, *tls_, write_timeout_ms_)) {
-      return -1;
-    }
-    return static_cast<ssize_t>(size);
+    const bool sent = tls_ == nullptr
+                          ? SendAll(fd_, std::string_view(ptr, size), write_timeout_ms_)
+                          : SendTls(fd_, *tls_, std::string_view(ptr, size), write_timeout_ms_);
+    return sent ? static_cast<ssize_t>(size) : -1;
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
@@ -185,12 +208,10 @@ class DeadlineStream : public httplib::Stream {
 
   // TLS: receives ciphertext until it decrypts to at least one byte of the inbox.
   bool Refill() {
-    char buf[kReadChunk];
     while (inbox_.empty()) {
-      const ssize_t n = Receive(buf, sizeof(buf));
-      if (n <= 0) return false;
-      tls_->Received(
-          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(buf), static_cast<size_t>(n)));
+      if (!Wait(POLLIN, MsUntil(body_deadline_))) return false;
+      const ssize_t n = ReceiveCiphertext(fd_, *tls_);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return false;
       if (!DecryptInto(*tls_, inbox_)) return false;
     }
     return true;
@@ -266,7 +287,9 @@ bool GatedServer::process_and_close_socket(socket_t sock) {
   ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   auto conn = std::make_unique<Connection>();
   conn->fd = sock;
-  if (options_.tls != nullptr) conn->tls = std::make_unique<engine::TlsChannel>(options_.tls);
+  if (options_.tls != nullptr) {
+    conn->tls = std::make_unique<engine::TlsChannel>(options_.tls, engine::TlsChannel::kSmallRing);
+  }
   Admit(std::move(conn));
   return true;
 }
@@ -382,32 +405,32 @@ GatedServer::Verdict GatedServer::Examine(Waiting& waiting) {
   char buf[kReadChunk];
   // Edge-triggered: read until the socket is empty, a head is whole, or the head bound is hit.
   for (;;) {
-    const ssize_t n = ::recv(conn.fd, buf, sizeof(buf), MSG_DONTWAIT);
+    // TLS receives straight into the channel's ring; plain HTTP into the inbox through `buf`.
+    unsigned char first = 0;
+    const ssize_t n = conn.tls != nullptr ? ReceiveCiphertext(conn.fd, *conn.tls, &first)
+                                          : ::recv(conn.fd, buf, sizeof(buf), MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     if (n <= 0) return Verdict::kClose;  // closed by the peer, or broken
-    const bool first = std::exchange(conn.first_read, false);
-    const bool tls_record = static_cast<unsigned char>(buf[0]) == kTlsHandshakeRecord;
-    if (conn.tls == nullptr) {
+    if (std::exchange(conn.first_read, false)) {
+      if (conn.tls == nullptr) first = static_cast<unsigned char>(buf[0]);
+      const bool tls_record = first == kTlsHandshakeRecord;
       // A TLS client on a plain port: nothing it could read would help it.
-      if (first && tls_record) return Verdict::kClose;
-      conn.inbox.append(buf, static_cast<size_t>(n));
-    } else {
-      if (first && !tls_record) {
+      if (conn.tls == nullptr && tls_record) return Verdict::kClose;
+      if (conn.tls != nullptr && !tls_record) {
         SendAll(conn.fd, kTlsOnly, 0);
         return Verdict::kClose;
       }
-      if (!TakeCiphertext(conn, buf, static_cast<size_t>(n))) return Verdict::kClose;
+    }
+    if (conn.tls == nullptr) {
+      conn.inbox.append(buf, static_cast<size_t>(n));
+    } else if (!AdvanceTls(conn)) {
+      return Verdict::kClose;
     }
     if (conn.inbox.find(kHeadEnd) != std::string::npos) return Verdict::kReady;
     if (conn.inbox.size() >= options_.max_head_bytes) {
       if (conn.tls != nullptr) {
-        if (conn.tls
-                ->Write(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(kHeadTooLarge.data()),
-                                            kHeadTooLarge.size()))
-                .ok()) {
-          FlushTls(conn.fd, *conn.tls, 0);
-        }
+        SendTls(conn.fd, *conn.tls, kHeadTooLarge, 0);
       } else {
         SendAll(conn.fd, kHeadTooLarge, 0);
       }
@@ -422,9 +445,8 @@ GatedServer::Verdict GatedServer::Examine(Waiting& waiting) {
   return Verdict::kWait;
 }
 
-bool GatedServer::TakeCiphertext(Connection& conn, const char* data, size_t size) {
+bool GatedServer::AdvanceTls(Connection& conn) {
   engine::TlsChannel& tls = *conn.tls;
-  tls.Received(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(data), size));
   if (!tls.established()) {
     absl::StatusOr<bool> done = tls.Handshake();
     // The server's flight fits any fresh socket's send buffer: a client that does not read it

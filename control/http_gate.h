@@ -101,8 +101,9 @@ class GatedServer : public httplib::Server {
   // Receives what `conn` has been sent so far (decrypting it when TLS): kReady once a whole
   // head is there.
   Verdict Examine(Waiting& waiting);
-  // Feeds ciphertext to a TLS connection: the handshake, then its plaintext into the inbox.
-  bool TakeCiphertext(Connection& conn, const char* data, size_t size);
+  // After ciphertext arrived on a TLS connection: the handshake, then its plaintext into the
+  // inbox.
+  bool AdvanceTls(Connection& conn);
   void WorkerLoop();
   void Serve(ConnectionPtr conn);
 

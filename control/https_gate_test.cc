@@ -104,10 +104,13 @@ class HttpsGateTest : public ::testing::Test {
       return out.empty() || gate_test::SendAll(fd.get(), out);
     }
     bool Send(const std::string& plaintext) {
-      return tls->Write(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(plaintext.data()),
-                                            plaintext.size()))
-                 .ok() &&
-             Flush();
+      for (size_t at = 0; at < plaintext.size();) {
+        auto n = tls->Write(absl::MakeConstSpan(
+            reinterpret_cast<const uint8_t*>(plaintext.data()) + at, plaintext.size() - at));
+        if (!n.ok() || !Flush()) return false;
+        at += *n;
+      }
+      return true;
     }
     // Plaintext the server sends until it closes (close_notify or EOF) or `ms` pass.
     std::string ReceiveAll(int ms) {

@@ -38,8 +38,6 @@ constexpr size_t kMaxIdsPerRequest = 1u << 16;
 // Largest receive request without a rate limit: a stalled peer is noticed within the timeout
 // as long as it moves this much per kWireIoTimeoutMs.
 constexpr size_t kMaxRecvPiece = 16u << 20;
-// Plaintext encrypted at a time over TLS (the ciphertext buffer stays about this size).
-constexpr size_t kTlsEncryptPiece = 256 << 10;
 // Most record bytes handed to a ReadRecordsFor sink at once.
 constexpr size_t kSinkBatchBytes = 4u << 20;
 // FLUSH makes the daemon fsync its packs, which may take long after a big push.
@@ -302,7 +300,7 @@ RemoteStore::~RemoteStore() {
     (void)RunUntil(
         [this] {
           for (const Conn& c : conns_) {
-            if (!c.out.empty() || c.cipher_sent < c.cipher_out.size()) return false;
+            if (!c.out.empty() || (c.tls != nullptr && c.tls->pending() > 0)) return false;
           }
           return true;
         },
@@ -402,14 +400,13 @@ absl::Status RemoteStore::Post(int64_t* wait_ms) {
     Conn& c = conns_[i];
     if (!c.send_in_flight) {
       // What goes out next: under TLS the ciphertext of the frames, else the frames themselves.
-      if (c.tls != nullptr && c.cipher_sent == c.cipher_out.size()) {
-        CF_RETURN_IF_ERROR(Encrypt(c));
-      }
       uint8_t* buf = nullptr;
       size_t left = 0;
       if (c.tls != nullptr) {
-        buf = reinterpret_cast<uint8_t*>(c.cipher_out.data()) + c.cipher_sent;
-        left = c.cipher_out.size() - c.cipher_sent;
+        CF_RETURN_IF_ERROR(Encrypt(c));
+        const absl::Span<const uint8_t> run = c.tls->Output();
+        buf = const_cast<uint8_t*>(run.data());  // a send only reads it
+        left = run.size();
       } else if (!c.out.empty()) {
         OutFrame& f = c.out.front();
         buf = f.bytes.data() + f.sent;
@@ -439,8 +436,9 @@ absl::Status RemoteStore::Post(int64_t* wait_ms) {
       size_t n = piece;
       uint32_t flags = 0;
       if (c.tls != nullptr) {
-        if (c.cipher_in.size() < n) c.cipher_in.resize(n);
-        buf = c.cipher_in.data();
+        const absl::Span<uint8_t> room = c.tls->InputSpace();
+        buf = room.data();
+        n = std::min(n, room.size());  // 0 only if Decrypt could not drain a whole record
       } else {
         const size_t need =
             c.in_payload ? c.header.payload_length - c.got : kFrameHeaderSize - c.got;
@@ -448,7 +446,7 @@ absl::Status RemoteStore::Post(int64_t* wait_ms) {
         buf = c.in_payload ? c.payload.data() + c.got : c.header_bytes + c.got;
         flags = io::Request::kRecvAll;
       }
-      if (recv_bucket_.Take(n, wait_ms)) {
+      if (n > 0 && recv_bucket_.Take(n, wait_ms)) {
         io::Request r;
         r.op = io::Request::Op::kRecv;
         r.fd = c.fd;
@@ -481,7 +479,7 @@ absl::Status RemoteStore::HandleCompletion(const io::Completion& completion) {
     last_progress_ = Clock::now();
     c.bytes_sent += static_cast<uint64_t>(res);
     if (c.tls != nullptr) {
-      c.cipher_sent += static_cast<size_t>(res);
+      c.tls->ConsumeOutput(static_cast<size_t>(res));
       return absl::OkStatus();
     }
     OutFrame& f = c.out.front();
@@ -504,7 +502,7 @@ absl::Status RemoteStore::HandleCompletion(const io::Completion& completion) {
       return Break(PeerStatus(absl::StatusCode::kUnavailable, "the daemon closed the connection"));
     }
     last_progress_ = Clock::now();
-    c.tls->Received(absl::MakeConstSpan(c.cipher_in.data(), static_cast<size_t>(res)));
+    c.tls->CommitInput(static_cast<size_t>(res));
     return Decrypt(c);
   }
   if (static_cast<size_t>(res) < c.recv_len) {
@@ -534,20 +532,15 @@ absl::Status RemoteStore::Decrypt(Conn& c) {
 }
 
 absl::Status RemoteStore::Encrypt(Conn& c) {
-  c.cipher_out.clear();
-  c.cipher_sent = 0;
-  if (c.out.empty()) return absl::OkStatus();
-  OutFrame& f = c.out.front();
-  const size_t n = std::min(f.bytes.size() - f.sent, kTlsEncryptPiece);
-  if (absl::Status st = c.tls->Write(absl::MakeConstSpan(f.bytes.data() + f.sent, n)); !st.ok()) {
-    return Break(PeerStatus(st.code(), st.message()));
-  }
-  f.sent += n;
-  if (f.sent == f.bytes.size()) {
+  while (!c.out.empty()) {
+    OutFrame& f = c.out.front();
+    absl::StatusOr<size_t> n = c.tls->Write(absl::MakeConstSpan(f.bytes).subspan(f.sent));
+    if (!n.ok()) return Break(PeerStatus(n.status().code(), n.status().message()));
+    f.sent += *n;
+    if (f.sent < f.bytes.size()) break;  // the ring is full; the rest goes in a later call
     ReturnBuffer(std::move(f.bytes));
     c.out.pop_front();
   }
-  c.tls->TakePending(&c.cipher_out);
   return absl::OkStatus();
 }
 

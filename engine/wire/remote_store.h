@@ -157,12 +157,10 @@ class RemoteStore final : public Store {
   struct Conn {
     std::unique_ptr<WireConn> wire;  // owns the socket
     int fd = -1;
-    // TLS, when on: frames are encrypted into `cipher_out` (sent from `cipher_sent`), and what
-    // arrives in `cipher_in` is decrypted into the header or payload being received.
+    // TLS, when on: frames are encrypted into the channel's output ring and sent from there;
+    // the socket receives into its input ring, decrypted into the header or payload being
+    // received. No other copy of the ciphertext.
     std::unique_ptr<TlsChannel> tls;
-    std::string cipher_out;
-    size_t cipher_sent = 0;
-    std::vector<uint8_t> cipher_in;
     std::deque<OutFrame> out;  // front: being sent
     bool send_in_flight = false;
     size_t send_len = 0;
@@ -227,7 +225,7 @@ class RemoteStore final : public Store {
   absl::Status Advance(Conn& conn, size_t n);
   // TLS: decrypts what the connection has received into the frames its requests wait for.
   absl::Status Decrypt(Conn& conn);
-  // TLS: encrypts the next piece of the frames to send into conn.cipher_out.
+  // TLS: encrypts the frames to send into the channel's output ring, as far as it has room.
   absl::Status Encrypt(Conn& conn);
   absl::Status OnFrame(Conn& conn);
   // Runs the I/O loop until `done` returns true (checked between completions) or the store

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 
 #include "absl/strings/escaping.h"
@@ -172,17 +173,18 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::Make(const TlsOptions& o
   return c;
 }
 
-TlsChannel::TlsChannel(std::shared_ptr<TlsContext> context) : context_(std::move(context)) {
+TlsChannel::TlsChannel(std::shared_ptr<TlsContext> context, size_t ring_bytes)
+    : context_(std::move(context)) {
   ssl_ = SSL_new(context_->ctx());
-  in_ = BIO_new(BIO_s_mem());
-  out_ = BIO_new(BIO_s_mem());
-  if (ssl_ == nullptr || in_ == nullptr || out_ == nullptr) {
+  BIO* internal = nullptr;
+  const size_t ring = std::max(ring_bytes, kSmallRing);
+  if (ssl_ == nullptr || BIO_new_bio_pair(&internal, ring, &network_, ring) != 1) {
     std::fprintf(stderr, "chunkferry: fatal: cannot allocate a TLS connection\n");
     std::abort();
   }
-  // An empty input buffer means "wait for more", not end of stream.
-  BIO_set_mem_eof_return(in_, -1);
-  SSL_set_bio(ssl_, in_, out_);  // the SSL owns both from here
+  SSL_set_bio(ssl_, internal, internal);  // the SSL owns its end from here
+  // Write takes what fits and is called again with the rest (see tls.h).
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (context_->role() == TlsRole::kClient) {
     const std::string& name = context_->options().server_name;
     if (!name.empty()) {
@@ -202,28 +204,59 @@ TlsChannel::TlsChannel(std::shared_ptr<TlsContext> context) : context_(std::move
 
 TlsChannel::~TlsChannel() {
   if (ssl_ != nullptr) SSL_free(ssl_);
+  if (network_ != nullptr) BIO_free(network_);
 }
 
-void TlsChannel::Received(absl::Span<const uint8_t> ciphertext) {
+absl::Span<uint8_t> TlsChannel::InputSpace() {
+  char* room = nullptr;
+  const ossl_ssize_t n = BIO_nwrite0(network_, &room);
+  if (n <= 0) return {};
+  return absl::MakeSpan(reinterpret_cast<uint8_t*>(room), static_cast<size_t>(n));
+}
+
+void TlsChannel::CommitInput(size_t n) {
+  char* room = nullptr;
+  if (n > 0) (void)BIO_nwrite(network_, &room, static_cast<int>(n));
+}
+
+size_t TlsChannel::Received(absl::Span<const uint8_t> ciphertext) {
   size_t at = 0;
   while (at < ciphertext.size()) {
-    size_t written = 0;
-    if (BIO_write_ex(in_, ciphertext.data() + at, ciphertext.size() - at, &written) != 1) break;
-    at += written;
+    const absl::Span<uint8_t> room = InputSpace();
+    if (room.empty()) break;
+    const size_t n = std::min(room.size(), ciphertext.size() - at);
+    std::memcpy(room.data(), ciphertext.data() + at, n);
+    CommitInput(n);
+    at += n;
   }
+  return at;
 }
 
-size_t TlsChannel::pending() const { return BIO_ctrl_pending(out_); }
+absl::Span<const uint8_t> TlsChannel::Output() const {
+  char* data = nullptr;
+  const ossl_ssize_t n = BIO_nread0(network_, &data);
+  if (n <= 0) return {};
+  return absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(n));
+}
+
+void TlsChannel::ConsumeOutput(size_t n) {
+  char* data = nullptr;
+  if (n > 0) (void)BIO_nread(network_, &data, static_cast<int>(n));
+}
+
+size_t TlsChannel::pending() const { return BIO_ctrl_pending(network_); }
 
 size_t TlsChannel::TakePending(std::string* out, size_t max) {
-  const size_t n = std::min(pending(), max);
-  if (n == 0) return 0;
-  const size_t at = out->size();
-  out->resize(at + n);
-  size_t got = 0;
-  if (BIO_read_ex(out_, out->data() + at, n, &got) != 1) got = 0;
-  out->resize(at + got);
-  return got;
+  size_t taken = 0;
+  while (taken < max) {
+    const absl::Span<const uint8_t> run = Output();
+    if (run.empty()) break;
+    const size_t n = std::min(run.size(), max - taken);
+    out->append(reinterpret_cast<const char*>(run.data()), n);
+    ConsumeOutput(n);
+    taken += n;
+  }
+  return taken;
 }
 
 absl::Status TlsChannel::Failed(int ret, const char* what) {
@@ -263,21 +296,26 @@ absl::StatusOr<bool> TlsChannel::Handshake() {
   }
   // SSL_get_error right away: it reads the thread's error queue, which anything else may touch.
   const int error = SSL_get_error(ssl_, r);
-  if (error == SSL_ERROR_WANT_READ) return false;
+  // WANT_WRITE cannot last: a handshake flight is far smaller than the output ring.
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return false;
   return Failed(r, "handshake");
 }
 
-absl::Status TlsChannel::Write(absl::Span<const uint8_t> plaintext) {
+absl::StatusOr<size_t> TlsChannel::Write(absl::Span<const uint8_t> plaintext) {
   if (!established_) return absl::FailedPreconditionError("TLS write before the handshake ended");
   size_t at = 0;
   while (at < plaintext.size()) {
     ERR_clear_error();
     size_t written = 0;
     const int r = SSL_write_ex(ssl_, plaintext.data() + at, plaintext.size() - at, &written);
-    if (r != 1) return Failed(r, "write");
-    at += written;
+    if (r == 1) {
+      at += written;
+      continue;
+    }
+    if (SSL_get_error(ssl_, r) == SSL_ERROR_WANT_WRITE) break;  // the output ring is full
+    return Failed(r, "write");
   }
-  return absl::OkStatus();
+  return at;
 }
 
 absl::StatusOr<size_t> TlsChannel::Read(absl::Span<uint8_t> buf) {
@@ -288,7 +326,8 @@ absl::StatusOr<size_t> TlsChannel::Read(absl::Span<uint8_t> buf) {
   const int r = SSL_read_ex(ssl_, buf.data(), buf.size(), &got);
   if (r == 1) return got;
   const int error = SSL_get_error(ssl_, r);
-  if (error == SSL_ERROR_WANT_READ) return 0;
+  // WANT_WRITE: an answer to the peer (a key update) waits for room in the output ring.
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return 0;
   if (error == SSL_ERROR_ZERO_RETURN) {
     return absl::UnavailableError("the peer closed the TLS connection");
   }

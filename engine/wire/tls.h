@@ -1,7 +1,9 @@
 // TLS 1.3 for the wire protocol, in user space (this kernel has no kTLS: CONFIG_TLS is unset and
 // tcp_available_ulp lists only mptcp), as a record layer over memory: a TlsChannel takes the
 // ciphertext its socket received and gives the ciphertext to send, so that the connection's own
-// io_uring queue keeps moving the bytes and OpenSSL never touches the socket. The wire MAC
+// io_uring queue keeps moving the bytes and OpenSSL never touches the socket. The ciphertext
+// lives in two fixed rings (an OpenSSL BIO pair) that the socket reads into and sends from
+// directly: no copy between the socket and OpenSSL, and no buffer that grows. The wire MAC
 // handshake (auth.h) still runs inside TLS as the authorization layer: TLS says who the peer is
 // on the network (certificates, a CA or a pinned fingerprint), the key says what it may do.
 //
@@ -73,18 +75,36 @@ class TlsContext {
   bool pinned_ = false;
 };
 
-// One connection's TLS state over two memory buffers. Not thread-safe (one connection, one
-// thread at a time).
+// One connection's TLS state over two rings of ciphertext, one each way. Not thread-safe (one
+// connection, one thread at a time).
 class TlsChannel {
  public:
-  explicit TlsChannel(std::shared_ptr<TlsContext> context);
+  // Ring sizes: what the daemon and its clients use (a send of up to this much at once), and
+  // what the API daemon's connections use (small requests; many connections).
+  static constexpr size_t kStreamRing = 512 << 10;
+  static constexpr size_t kSmallRing = 64 << 10;
+
+  // `ring_bytes` (at least 64 KiB, so that a whole record always fits) for each direction.
+  explicit TlsChannel(std::shared_ptr<TlsContext> context, size_t ring_bytes = kStreamRing);
   ~TlsChannel();
   TlsChannel(const TlsChannel&) = delete;
   TlsChannel& operator=(const TlsChannel&) = delete;
 
-  // Hands over ciphertext received from the socket.
-  void Received(absl::Span<const uint8_t> ciphertext);
-  // Ciphertext waiting to be sent (handshake messages, records of Write, alerts, tickets).
+  // Ciphertext in, without a copy: receive into InputSpace() (contiguous room in the input ring;
+  // empty only while it is full of records not yet read: Read first), then CommitInput with the
+  // bytes received. The space stays put while a receive into it is in flight, as long as no Read
+  // or Handshake runs meanwhile.
+  absl::Span<uint8_t> InputSpace();
+  void CommitInput(size_t n);
+  // Copies as much of `ciphertext` as the input ring has room for; returns how much.
+  size_t Received(absl::Span<const uint8_t> ciphertext);
+
+  // Ciphertext out, without a copy: Output() is the oldest contiguous run waiting to be sent; it
+  // stays put until ConsumeOutput says how much of it the socket took, whatever the channel
+  // writes meanwhile (records, a key update answered by Read, alerts).
+  absl::Span<const uint8_t> Output() const;
+  void ConsumeOutput(size_t n);
+  // Ciphertext waiting to be sent in all (Output() may be less: the ring wraps).
   size_t pending() const;
   // Moves up to `max` bytes of pending ciphertext to the end of *out; returns how many.
   size_t TakePending(std::string* out, size_t max = SIZE_MAX);
@@ -96,8 +116,11 @@ class TlsChannel {
   [[nodiscard]] absl::StatusOr<bool> Handshake();
   bool established() const { return established_; }
 
-  // Encrypts all of `plaintext` into pending ciphertext.
-  [[nodiscard]] absl::Status Write(absl::Span<const uint8_t> plaintext);
+  // Encrypts from the front of `plaintext` as much as the output ring has room for, and returns
+  // how many plaintext bytes it took: fewer than all (maybe 0) when the ring is full — send
+  // Output() and call again with the bytes not taken, unchanged (OpenSSL may hold their record
+  // half written).
+  [[nodiscard]] absl::StatusOr<size_t> Write(absl::Span<const uint8_t> plaintext);
   // Decrypts into `buf` what the ciphertext received so far holds. 0 when more ciphertext is
   // needed; Unavailable at the peer's close_notify; DataLoss for a record that fails its
   // authentication (altered or injected bytes).
@@ -113,8 +136,9 @@ class TlsChannel {
 
   std::shared_ptr<TlsContext> context_;
   SSL* ssl_ = nullptr;
-  BIO* in_ = nullptr;   // ciphertext received, read by OpenSSL
-  BIO* out_ = nullptr;  // ciphertext OpenSSL wrote, to send
+  // Our end of the BIO pair (OpenSSL holds the other): written with received ciphertext, read
+  // for the ciphertext to send.
+  BIO* network_ = nullptr;
   bool established_ = false;
 };
 

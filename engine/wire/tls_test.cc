@@ -6,6 +6,8 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "tests/tls_identity.h"
+#include "tests/tls_pipe.h"
 
 namespace chunkferry::engine {
 namespace {
@@ -73,23 +76,28 @@ class TlsTest : public ::testing::Test {
     }
     return {c, s};
   }
-  static void Carry(TlsChannel& from, TlsChannel& to) {
-    std::string bytes;
-    from.TakePending(&bytes);
-    to.Received({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
-  }
-  // Sends `data` from `a` to `b` and reads it back whole.
+  static void Carry(TlsChannel& from, TlsChannel& to) { testing::CarryCiphertext(from, to); }
+  // Sends `data` from `a` to `b` and reads it back whole: larger than the rings, it goes in
+  // turns (encrypt what fits, carry, decrypt).
   static std::vector<uint8_t> RoundTrip(TlsChannel& a, TlsChannel& b,
                                         const std::vector<uint8_t>& data) {
-    EXPECT_TRUE(a.Write(data).ok());
-    Carry(a, b);
     std::vector<uint8_t> got(data.size() + 100);
-    size_t have = 0;
-    for (;;) {
-      auto n = b.Read(absl::MakeSpan(got).subspan(have, 70000));
-      EXPECT_TRUE(n.ok()) << n.status();
-      if (!n.ok() || *n == 0) break;
-      have += *n;
+    size_t sent = 0, have = 0;
+    for (bool progress = true; progress;) {
+      auto w = a.Write(absl::MakeConstSpan(data).subspan(sent));
+      EXPECT_TRUE(w.ok()) << w.status();
+      if (!w.ok()) break;
+      sent += *w;
+      Carry(a, b);
+      progress = *w > 0;
+      for (;;) {
+        auto n =
+            b.Read(absl::MakeSpan(got).subspan(have, std::min<size_t>(70000, got.size() - have)));
+        EXPECT_TRUE(n.ok()) << n.status();
+        if (!n.ok() || *n == 0) break;
+        have += *n;
+        progress = true;
+      }
     }
     got.resize(have);
     return got;
@@ -118,6 +126,42 @@ TEST_F(TlsTest, ACaCheckedHandshakeCarriesDataBothWays) {
   Carry(client, server);
   uint8_t buf[16];
   EXPECT_EQ(server.Read(absl::MakeSpan(buf)).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// The zero-copy contract the daemon's client relies on: ciphertext handed out by Output() stays
+// where it is, unchanged, while more records are written behind it (a send is in flight from it).
+TEST_F(TlsTest, OutputStaysPutWhileMoreIsWritten) {
+  TlsOptions co;
+  co.ca_file = ca_.cert_file();
+  TlsChannel client(Context(co, TlsRole::kClient));
+  TlsChannel server(Context(ServerOptions(server_), TlsRole::kServer));
+  ASSERT_TRUE(Handshake(client, server).first.ok());
+  const std::vector<uint8_t> first = testing::RandomBytes(100000, 11);
+  const std::vector<uint8_t> second = testing::RandomBytes(100000, 12);
+  auto w = client.Write(first);
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(*w, first.size());
+  const absl::Span<const uint8_t> run = client.Output();
+  ASSERT_FALSE(run.empty());
+  const std::vector<uint8_t> before(run.begin(), run.end());
+  w = client.Write(second);
+  ASSERT_TRUE(w.ok());
+  ASSERT_EQ(*w, second.size());
+  EXPECT_EQ(client.Output().data(), run.data());
+  EXPECT_EQ(std::vector<uint8_t>(run.begin(), run.end()), before);
+  std::vector<uint8_t> both = first;
+  both.insert(both.end(), second.begin(), second.end());
+  Carry(client, server);
+  std::vector<uint8_t> got(both.size() + 100);
+  size_t have = 0;
+  for (;;) {
+    auto n = server.Read(absl::MakeSpan(got).subspan(have));
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0) break;
+    have += *n;
+  }
+  got.resize(have);
+  EXPECT_EQ(got, both);
 }
 
 TEST_F(TlsTest, AServerOfAnotherCaOrNameIsRefused) {

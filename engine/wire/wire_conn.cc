@@ -15,8 +15,6 @@ namespace chunkferry::engine {
 namespace {
 
 constexpr size_t kIoPiece = 4 << 20;
-// Plaintext encrypted, and ciphertext received, at a time over TLS.
-constexpr size_t kTlsPiece = 256 << 10;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -111,26 +109,40 @@ absl::Status WireConn::SendToSocket(absl::Span<const uint8_t> bytes, int64_t tim
 }
 
 absl::Status WireConn::FlushTls(int64_t timeout_ms) {
-  cipher_out_.clear();
-  tls_->TakePending(&cipher_out_);
-  return SendToSocket(
-      absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(cipher_out_.data()), cipher_out_.size()),
-      timeout_ms);
+  // Straight from the channel's output ring; a run ends where the ring wraps.
+  for (absl::Span<const uint8_t> run = tls_->Output(); !run.empty(); run = tls_->Output()) {
+    CF_RETURN_IF_ERROR(SendToSocket(run, timeout_ms));
+    tls_->ConsumeOutput(run.size());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> WireConn::ReceiveCiphertext(int64_t timeout_ms) {
+  const absl::Span<uint8_t> room = tls_->InputSpace();
+  if (room.empty()) {  // Read leaves no whole record behind, and a record fits the ring
+    Shutdown();
+    return absl::InternalError(absl::StrCat("peer ", peer_, ": the TLS input ring is full"));
+  }
+  CF_ASSIGN_OR_RETURN(size_t m, Transfer(io::Request::Op::kRecv, room.data(), room.size(),
+                                         timeout_ms, /*some=*/true));
+  tls_->CommitInput(m);
+  return m;
 }
 
 absl::Status WireConn::SendRaw(absl::Span<const uint8_t> bytes, int64_t timeout_ms) {
   if (tls_ == nullptr) {
     CF_RETURN_IF_ERROR(SendToSocket(bytes, timeout_ms));
   } else {
-    // Encrypted a piece at a time: the ciphertext buffer stays small whatever the frame.
+    // Encrypted as far as the output ring has room, sent, and again: the ring bounds the
+    // ciphertext held whatever the frame.
     for (size_t at = 0; at < bytes.size();) {
-      const size_t n = std::min(kTlsPiece, bytes.size() - at);
-      if (absl::Status st = tls_->Write(bytes.subspan(at, n)); !st.ok()) {
+      absl::StatusOr<size_t> n = tls_->Write(bytes.subspan(at));
+      if (!n.ok()) {
         Shutdown();
-        return st;
+        return n.status();
       }
       CF_RETURN_IF_ERROR(FlushTls(timeout_ms));
-      at += n;
+      at += *n;
     }
   }
   bytes_sent_ += bytes.size();
@@ -152,11 +164,8 @@ absl::StatusOr<size_t> WireConn::RecvExact(uint8_t* buf, size_t len, int64_t tim
       got += *n;
       continue;
     }
-    cipher_in_.resize(kTlsPiece);
-    CF_ASSIGN_OR_RETURN(size_t m, Transfer(io::Request::Op::kRecv, cipher_in_.data(),
-                                           cipher_in_.size(), timeout_ms, /*some=*/true));
+    CF_ASSIGN_OR_RETURN(size_t m, ReceiveCiphertext(timeout_ms));
     if (m == 0) break;
-    tls_->Received(absl::MakeConstSpan(cipher_in_.data(), m));
   }
   return got;
 }
@@ -174,7 +183,6 @@ absl::Status WireConn::StartTls(std::shared_ptr<TlsContext> context, int64_t tim
 absl::Status WireConn::RunTlsHandshake(std::shared_ptr<TlsContext> context, int64_t timeout_ms) {
   tls_ = std::make_unique<TlsChannel>(std::move(context));
   const int64_t deadline = NowMs() + timeout_ms;
-  cipher_in_.resize(kTlsPiece);
   for (;;) {
     absl::StatusOr<bool> done = tls_->Handshake();
     if (!done.ok()) {
@@ -186,15 +194,12 @@ absl::Status WireConn::RunTlsHandshake(std::shared_ptr<TlsContext> context, int6
     }
     CF_RETURN_IF_ERROR(FlushTls(std::max<int64_t>(1, deadline - NowMs())));
     if (*done) return absl::OkStatus();
-    CF_ASSIGN_OR_RETURN(size_t m,
-                        Transfer(io::Request::Op::kRecv, cipher_in_.data(), cipher_in_.size(),
-                                 std::max<int64_t>(1, deadline - NowMs()), /*some=*/true));
+    CF_ASSIGN_OR_RETURN(size_t m, ReceiveCiphertext(std::max<int64_t>(1, deadline - NowMs())));
     if (m == 0) {
       Shutdown();
       return absl::UnavailableError(
           absl::StrCat("peer ", peer_, " closed the connection during the TLS handshake"));
     }
-    tls_->Received(absl::MakeConstSpan(cipher_in_.data(), m));
   }
 }
 

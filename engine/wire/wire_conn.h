@@ -136,6 +136,8 @@ class WireConn {
   absl::Status SendToSocket(absl::Span<const uint8_t> bytes, int64_t timeout_ms);
   // Sends the ciphertext TLS has waiting.
   absl::Status FlushTls(int64_t timeout_ms);
+  // Receives ciphertext straight into the TLS channel's input ring: bytes received, 0 at EOF.
+  absl::StatusOr<size_t> ReceiveCiphertext(int64_t timeout_ms);
   // StartTls without the hint its errors get on the client side.
   absl::Status RunTlsHandshake(std::shared_ptr<TlsContext> context, int64_t timeout_ms);
   // Receives `len` bytes of frames (through TLS when it is on); fewer only at the end of stream.
@@ -149,8 +151,6 @@ class WireConn {
   bool broken_ = false;
   std::vector<uint8_t> recv_buf_;
   std::unique_ptr<TlsChannel> tls_;
-  std::vector<uint8_t> cipher_in_;  // ciphertext received, handed to tls_
-  std::string cipher_out_;          // ciphertext to send, taken from tls_
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
 };
