@@ -10,7 +10,9 @@ std::string_view ErrorDescription(std::string_view code) {
   if (code == kSysNotFound) return "A resource can not be found";
   if (code == kSysOperationFailed) return "An operation failed";
   if (code == kSysInvalidArgument) return "One or more API argument is invalid";
-  if (code == kIdInvalidSession) return "Session expired or invalid";
+  if (code == kIdInvalidSession) {
+    return "The session is invalid, either wrong session id or the session has been expired";
+  }
   return "An internal error happened in system";
 }
 

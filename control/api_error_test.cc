@@ -26,7 +26,8 @@ TEST(ApiErrorTest, WritesTheErrorCodeWithItsFixedDescription) {
             R"(happened in system","details":"record 3 damaged"}}})");
   EXPECT_EQ(ErrorDescription("SYS.1003"), "A resource can not be found");
   EXPECT_EQ(ErrorDescription("SYS.1007"), "One or more API argument is invalid");
-  EXPECT_EQ(ErrorDescription("ID.1001"), "Session expired or invalid");
+  EXPECT_EQ(ErrorDescription("ID.1001"),
+            "The session is invalid, either wrong session id or the session has been expired");
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "control/caller.h"
 #include "control/http_gate.h"
 #include "io/net.h"
 
@@ -44,6 +45,13 @@ void SendJson(httplib::Response& res, int status, const Json& body) {
 void SendText(httplib::Response& res, int status, absl::string_view text) {
   res.status = status;
   res.set_content(absl::StrCat(text, "\n"), kTextType);
+}
+
+// One of the platform's own plain-text refusals, byte for byte (its SDK hands the body to the
+// caller as the details of sdk.1000).
+void SendPlatformText(httplib::Response& res, int status, absl::string_view text) {
+  res.status = status;
+  res.set_content(std::string(text), kTextType);
 }
 
 // The path with job uuids cut to their first 8 characters: a job uuid is the only secret of a
@@ -100,27 +108,6 @@ Route Match(absl::string_view path) {
     return {Route::kProgress, std::string(parts[4])};
   }
   return {};
-}
-
-// The token of an "OAuth <token>" header value (the scheme in any case); nullopt for any other
-// form.
-std::optional<std::string> OAuthToken(absl::string_view value) {
-  value = absl::StripAsciiWhitespace(value);
-  constexpr absl::string_view kScheme = "OAuth";
-  if (value.size() <= kScheme.size() + 1 ||
-      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
-      value[kScheme.size()] != ' ') {
-    return std::nullopt;
-  }
-  const absl::string_view token = absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size()));
-  if (token.empty()) return std::nullopt;
-  for (char c : token) {
-    if (absl::ascii_isspace(static_cast<unsigned char>(c)) ||
-        absl::ascii_iscntrl(static_cast<unsigned char>(c))) {
-      return std::nullopt;
-    }
-  }
-  return std::string(token);
 }
 
 absl::string_view StatusText(int status) {
@@ -338,13 +325,11 @@ void ApiServer::Answer(const httplib::Request& req, httplib::Response& res) {
   }
 }
 
-SyncResult ApiServer::RunCall(bool session_ok, const ParsedAction& parsed,
+SyncResult ApiServer::RunCall(const std::optional<ApiError>& refusal, const ParsedAction& parsed,
                               const engine::ProgressFn* progress) {
   SyncResult result;
-  if (!session_ok) {
-    result.error = MakeError(kIdInvalidSession,
-                             "the session of the Authorization header is not one this server "
-                             "accepts (the registry's \"sessions\")");
+  if (refusal.has_value()) {
+    result.error = refusal;
     return result;
   }
   if (parsed.error.has_value()) {
@@ -362,13 +347,14 @@ std::string ApiServer::JobLocation(const httplib::Request& req, const std::strin
 
 void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request& req,
                            httplib::Response& res) {
-  if (!req.has_header("Authorization")) {
-    SendText(res, 400, "missing the Authorization header (expected: OAuth <session uuid>)");
-    return;
-  }
-  const std::optional<std::string> session = OAuthToken(req.get_header_value("Authorization"));
-  if (!session.has_value()) {
-    SendText(res, 400, "the Authorization header must be of the form: OAuth <session uuid>");
+  const std::shared_ptr<const Registry> registry = service_.registry();
+  const std::string authorization = req.get_header_value("Authorization");
+  const std::string date = req.get_header_value("Date");
+  const Caller caller = IdentifyCaller(*registry, req.method, req.path,
+                                       req.has_header("Authorization") ? &authorization : nullptr,
+                                       req.has_header("Date") ? &date : nullptr, absl::Now());
+  if (caller.http_status != 0) {
+    SendPlatformText(res, caller.http_status, caller.http_text);
     return;
   }
   const bool named_job = req.has_header("X-Job-UUID");
@@ -385,10 +371,8 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     SendText(res, 400, parsed.bad_request);
     return;
   }
-  const bool session_ok = service_.registry()->HasSession(*session);
-
   if (!named_job && !options_.job_mode_default) {
-    const SyncResult result = RunCall(session_ok, parsed, nullptr);
+    const SyncResult result = RunCall(caller.refusal, parsed, nullptr);
     if (result.error.has_value()) {
       SendJson(res, 503, ErrorBody(*result.error));
     } else {
@@ -405,15 +389,16 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     }
     job_uuid = *std::move(fresh);
   }
-  if (!session_ok) {
+  if (!caller.accepted()) {
     // Checked before any job exists: a made-up session gets the platform's answer (202, then
     // ID.1001 when polled) from a bounded list of refusals, never a place in the job table.
-    jobs_.Refuse(job_uuid, RunCall(false, parsed, nullptr));
+    jobs_.Refuse(job_uuid, RunCall(caller.refusal, parsed, nullptr));
   } else {
-    auto started = jobs_.Start(
-        job_uuid, *session, [this, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
-          return RunCall(true, parsed, &progress);
-        });
+    auto started =
+        jobs_.Start(job_uuid, caller.principal,
+                    [this, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
+                      return RunCall(std::nullopt, parsed, &progress);
+                    });
     if (!started.ok()) {
       // The table (or this session's share) is full or the server is stopping: nothing was
       // started, the client may retry.

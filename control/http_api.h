@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -99,7 +100,8 @@ class ApiServer {
   void HandleJob(const std::string& job_uuid, const httplib::Request& req, httplib::Response& res);
   void HandleProgress(const std::string& job_uuid, httplib::Response& res);
   // Runs the call of a PUT whose request was readable: what a synchronous PUT and a job do.
-  SyncResult RunCall(bool session_ok, const ParsedAction& parsed,
+  // `refusal`: the caller was not accepted (control/caller.h); the call fails with it.
+  SyncResult RunCall(const std::optional<ApiError>& refusal, const ParsedAction& parsed,
                      const engine::ProgressFn* progress);
   // "http[s]://<Host of the request, else host:port>/zstack/v1/api-jobs/<uuid>"
   std::string JobLocation(const httplib::Request& req, const std::string& job_uuid) const;

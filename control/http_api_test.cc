@@ -20,7 +20,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "control/access_key.h"
 #include "control/api_error.h"
+#include "control/fake_management_node.h"
 #include "control/job_table.h"
 #include "control/registry.h"
 #include "control/sync_service.h"
@@ -130,6 +133,9 @@ class HttpApiTest : public ::testing::Test {
     auto r = client_->Put(path.c_str(), headers, body, kJsonType);
     EXPECT_TRUE(r) << "no response: " << httplib::to_string(r.error());
     return r;
+  }
+  httplib::Result PutSyncAs(const std::string& session, const std::string& dst) {
+    return Put(SyncPath(group_), Body(src_uuid_, dst), {{"Authorization", "OAuth " + session}});
   }
   httplib::Result PutSync(const std::string& group, const std::string& dst,
                           httplib::Headers extra = {}) {
@@ -242,9 +248,12 @@ TEST_F(HttpApiTest, UnreadableRequestsAre400WithPlainText) {
     std::string reason;  // a word the plain-text reason holds
   };
   const std::vector<Case> cases = {
-      {"no Authorization", {}, body, "Authorization"},
-      {"not OAuth", {{"Authorization", "Bearer " + session_}}, body, "OAuth"},
-      {"OAuth without a token", {{"Authorization", "OAuth "}}, body, "OAuth"},
+      // The platform's own texts (its SDK shows them to the caller).
+      {"no Authorization", {}, body, "missing header 'Authorization'"},
+      {"not OAuth",
+       {{"Authorization", "Bearer " + session_}},
+       body,
+       "Authorization type must be 'OAuth'"},
       {"a bad X-Job-UUID",
        {{"Authorization", good_auth}, {"X-Job-UUID", "0123456789ABCDEF0123456789ABCDEF"}},
        body,
@@ -255,7 +264,7 @@ TEST_F(HttpApiTest, UnreadableRequestsAre400WithPlainText) {
        Json{{"somethingElse", {{"srcBackupStorageUuid", src_uuid_}}}}.dump(),
        ""},
       // The checks go in order: a missing header is reported before a bad body.
-      {"no Authorization and no JSON", {}, "{not json", "Authorization"},
+      {"no Authorization and no JSON", {}, "{not json", "missing header 'Authorization'"},
       {"a bad X-Job-UUID and no JSON",
        {{"Authorization", good_auth}, {"X-Job-UUID", "123"}},
        "{not json",
@@ -279,7 +288,9 @@ TEST_F(HttpApiTest, UnreadableRequestsAre400WithPlainText) {
 TEST_F(HttpApiTest, UnknownSessionFailsTheCallWithId1001) {
   StartServer();
   const auto before = testing::ListFiles(dst_, {"LOCK"});
-  for (const char* session : {"null", "0123456789abcdef0123456789abcdef"}) {
+  // As on the platform, whatever follows "OAuth" is a session to check: "null" (what its SDK
+  // sends after an access-key call), nothing, a made-up uuid.
+  for (const char* session : {"null", "", "0123456789abcdef0123456789abcdef"}) {
     auto r = Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
                  {{"Authorization", absl::StrCat("OAuth ", session)}});
     ASSERT_TRUE(r);
@@ -287,9 +298,80 @@ TEST_F(HttpApiTest, UnknownSessionFailsTheCallWithId1001) {
     EXPECT_EQ(r->get_header_value("Content-Type"), kJsonType);
     const Json body = ParseJson(r->body);
     EXPECT_EQ(body["error"].value("code", ""), kIdInvalidSession) << r->body;
+    EXPECT_EQ(body["error"].value("description", ""),
+              "The session is invalid, either wrong session id or the session has been expired");
+    EXPECT_EQ(body["error"].value("details", ""), "Session expired");
     EXPECT_FALSE(body.contains("inventories"));
   }
   EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+}
+
+// Access-key callers (PLATFORM-CLIENT.md §2): a signed PUT syncs, as a call and as a job whose
+// polls carry "OAuth null" as the SDK's do; a wrong signature is the platform's 403 and changes
+// nothing; per-caller job shares count the key.
+TEST_F(HttpApiTest, AccessKeyCallersSignTheirCalls) {
+  Registry with_keys = *service_->registry();
+  with_keys.access_keys.keys = {{"AKIDEXAMPLE", "secret-example", true}};
+  service_->ReplaceRegistry(with_keys);
+  StartServer();
+  const auto before = testing::ListFiles(dst_, {"LOCK"});
+  const std::string path = SyncPath(group_);
+  auto signed_headers = [&](const std::string& secret) {
+    const std::string date =
+        absl::FormatTime("%a, %d %b %Y %H:%M:%S GMT", absl::Now(), absl::UTCTimeZone());
+    // The /zstack context is not signed.
+    const std::string sig = AccessKeySignature(secret, "PUT", date, path.substr(7));
+    return httplib::Headers{{"Authorization", "ZStack AKIDEXAMPLE:" + sig}, {"date", date}};
+  };
+  auto bad = Put(path, Body(src_uuid_, dst_uuid_), signed_headers("not-the-secret"));
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 403);
+  EXPECT_EQ(bad->body, "wrong accessKey signature");
+  EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+
+  auto ok = Put(path, Body(src_uuid_, dst_uuid_), signed_headers("secret-example"));
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  ExpectInventories(ParseJson(ok->body), dst_uuid_);
+
+  httplib::Headers job_headers = signed_headers("secret-example");
+  const std::string job = engine::NewUuid();
+  job_headers.emplace("X-Job-UUID", job);
+  auto put = Put(path, Body(src_uuid_, dst2_uuid_), job_headers);
+  ASSERT_TRUE(put);
+  auto done = Poll(JobPathOf(put, job));
+  ASSERT_TRUE(done);
+  ASSERT_EQ(done->status, 200) << done->body;
+  ExpectInventories(ParseJson(done->body), dst2_uuid_);
+}
+
+// Live sessions: with a management node in the registry, a session the static list lacks is
+// asked about there: valid syncs, invalid is ID.1001 (as a call and as a job's poll).
+TEST_F(HttpApiTest, LiveSessionsAreCheckedWithTheManagementNode) {
+  const std::string fresh = engine::NewUuid();
+  testing::FakeManagementNode mn({fresh});
+  Registry live = *service_->registry();
+  ManagementNode node;
+  node.url = mn.url();
+  live.management_node = std::make_shared<SessionValidator>(node);
+  service_->ReplaceRegistry(live);
+  StartServer();
+  auto ok = PutSyncAs(fresh, dst_uuid_);
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  const std::string stranger = engine::NewUuid();
+  auto no = PutSyncAs(stranger, dst_uuid_);
+  ASSERT_TRUE(no);
+  EXPECT_EQ(no->status, 503);
+  EXPECT_EQ(ParseJson(no->body)["error"].value("code", ""), kIdInvalidSession);
+  const std::string job = engine::NewUuid();
+  auto put = Put(SyncPath(group_), Body(src_uuid_, dst_uuid_),
+                 {{"Authorization", "OAuth " + stranger}, {"X-Job-UUID", job}});
+  auto poll = Poll(JobPathOf(put, job));
+  ASSERT_TRUE(poll);
+  EXPECT_EQ(poll->status, 503);
+  EXPECT_EQ(ParseJson(poll->body)["error"].value("code", ""), kIdInvalidSession);
+  EXPECT_EQ(mn.calls(), 2) << "each session is asked once, then remembered";
 }
 
 TEST_F(HttpApiTest, SynchronousPutAnswers200WithTheInventories) {

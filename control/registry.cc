@@ -15,6 +15,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "control/platform_time.h"
 #include "engine/format/volume_backup.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
@@ -183,6 +184,38 @@ absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
   return s;
 }
 
+absl::StatusOr<ManagementNode> ParseManagementNode(const Checker& c, const InJson& j) {
+  if (!j.is_object()) return c.Error("managementNode", "must be an object");
+  CF_RETURN_IF_ERROR(
+      c.OnlyKnownKeys(j, "managementNode", {"url", "timeoutMs", "cacheSeconds", "tlsCa"}));
+  ManagementNode node;
+  auto url = c.String(j, "managementNode", "url", true);
+  if (!url.ok()) return url.status();
+  // The platform's REST base: scheme, host and port only; the calls' paths are appended.
+  const bool https = absl::StartsWith(*url, "https://");
+  const absl::string_view rest = absl::string_view(*url).substr(https ? 8 : 7);
+  if ((!https && !absl::StartsWith(*url, "http://")) || rest.empty() ||
+      rest.find_first_of("/?#@ ") != absl::string_view::npos) {
+    return c.Error(
+        "managementNode.url",
+        absl::StrCat("must be http://HOST:PORT or https://HOST:PORT, not \"", *url, "\""));
+  }
+  node.url = *url;
+  auto timeout = c.Integer(j, "managementNode", "timeoutMs", 100, 600'000, node.timeout_ms);
+  if (!timeout.ok()) return timeout.status();
+  node.timeout_ms = *timeout;
+  auto cache = c.Integer(j, "managementNode", "cacheSeconds", 0, 3600, node.cache_seconds);
+  if (!cache.ok()) return cache.status();
+  node.cache_seconds = *cache;
+  auto ca = c.String(j, "managementNode", "tlsCa", false);
+  if (!ca.ok()) return ca.status();
+  if (!ca->empty()) {
+    if (!https) return c.Error("managementNode.tlsCa", "only for an https:// url");
+    node.tls_ca = c.Resolve(*ca);
+  }
+  return node;
+}
+
 }  // namespace
 
 absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_view origin,
@@ -191,7 +224,9 @@ absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_v
   InJson root = InJson::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return c.Error("(file)", "not valid JSON");
   if (!root.is_object()) return c.Error("(file)", "must be a JSON object");
-  auto st = c.OnlyKnownKeys(root, "(file)", {"backupStorages", "sessions", "verify"});
+  auto st = c.OnlyKnownKeys(
+      root, "(file)",
+      {"backupStorages", "sessions", "managementNode", "accessKeys", "timeZone", "verify"});
   if (!st.ok()) return st;
 
   Registry r;
@@ -231,6 +266,31 @@ absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_v
       }
       r.sessions.push_back(token);
     }
+  }
+  auto zone_id = c.String(root, "(file)", "timeZone", false);
+  if (!zone_id.ok()) return zone_id.status();
+  absl::StatusOr<absl::TimeZone> zone = ServerZone(*zone_id);
+  if (!zone.ok()) return c.Error("timeZone", zone.status().message());
+  r.time_zone_id = *zone_id;
+  r.time_zone = *zone;
+  if (auto it = root.find("managementNode"); it != root.end()) {
+    auto node = ParseManagementNode(c, *it);
+    if (!node.ok()) return node.status();
+    r.management_node = std::make_shared<SessionValidator>(*std::move(node));
+  }
+  if (auto it = root.find("accessKeys"); it != root.end()) {
+    if (!it->is_object()) return c.Error("accessKeys", "must be an object");
+    CF_RETURN_IF_ERROR(c.OnlyKnownKeys(*it, "accessKeys", {"file", "checkTimeZone"}));
+    auto file = c.String(*it, "accessKeys", "file", true);
+    if (!file.ok()) return file.status();
+    auto keys = LoadAccessKeyFile(c.Resolve(*file));
+    if (!keys.ok()) return c.Error("accessKeys.file", keys.status().message());
+    r.access_keys.keys = *std::move(keys);
+    if (auto tz = it->find("checkTimeZone"); tz != it->end()) {
+      if (!tz->is_boolean()) return c.Error("accessKeys.checkTimeZone", "must be true or false");
+      r.access_keys.check_time_zone = tz->get<bool>();
+    }
+    r.access_keys.server_zone = r.time_zone;
   }
   if (auto it = root.find("verify"); it != root.end()) {
     if (it->is_string() && *it == "full") {

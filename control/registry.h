@@ -12,8 +12,16 @@
 //        "tlsCert": "client.crt", "tlsKey": "client.key"}
 //     ],
 //     "sessions": ["<32 hex>", ...],
+//     "managementNode": {"url": "http://10.0.0.1:8080", "timeoutMs": 5000, "cacheSeconds": 10,
+//                        "tlsCa": "mn-ca.crt"},
+//     "accessKeys": {"file": "access-keys", "checkTimeZone": false},
+//     "timeZone": "Asia/Shanghai",
 //     "verify": "full"
 //   }
+//
+// Sessions: the static list first, then (when named) the management node's ValidateSession
+// (control/session_validator.h). Access keys: control/access_key.h. "timeZone": the server's own
+// zone, as the platform's management node has one (default: the host's).
 //
 // Relative paths ("store" of a local storage, "keyFile") are taken from the config file's folder.
 #ifndef CHUNKFERRY_CONTROL_REGISTRY_H_
@@ -26,6 +34,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "control/access_key.h"
+#include "control/session_validator.h"
 #include "engine/store/store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/tls.h"
@@ -50,6 +61,11 @@ struct BackupStorage {
 struct Registry {
   std::vector<BackupStorage> storages;
   std::vector<std::string> sessions;  // accepted `Authorization: OAuth <session>` values
+  // Asked about sessions not in `sessions`; null: only the static list.
+  std::shared_ptr<SessionValidator> management_node;
+  AccessKeys access_keys;    // no keys: every `ZStack` credential is an unknown key
+  std::string time_zone_id;  // as configured; empty: the host's
+  absl::TimeZone time_zone = absl::UTCTimeZone();
   engine::VerifyMode verify = engine::VerifyMode::kFull;
 
   // nullptr when no storage has `uuid`.

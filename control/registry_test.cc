@@ -167,6 +167,53 @@ TEST_F(RegistryTest, RejectsMalformedConfigsWithThePlace) {
   ExpectError(Config("", R"(, "sessions": ["a b"])"), "sessions[0]", "without spaces");
 }
 
+// The platform-client fields: the management node for live sessions, access keys (a private file
+// beside the config), the server's time zone; each refused clearly when wrong.
+TEST_F(RegistryTest, ManagementNodeAccessKeysAndTimeZone) {
+  const std::string keys = dir_.Sub("access-keys");
+  const std::string text = "AKIDEXAMPLE secret-example\nAKIDOLD old disabled\n";
+  testing::WriteFile(keys, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  ASSERT_EQ(::chmod(keys.c_str(), 0600), 0);
+  auto r = Parse(Config("", R"(, "managementNode": {"url": "http://10.0.0.1:8080",
+      "timeoutMs": 3000, "cacheSeconds": 30},
+      "accessKeys": {"file": "access-keys", "checkTimeZone": true},
+      "timeZone": "Asia/Shanghai")"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_NE(r->management_node, nullptr);
+  EXPECT_EQ(r->management_node->node().url, "http://10.0.0.1:8080");
+  EXPECT_EQ(r->management_node->node().timeout_ms, 3000);
+  EXPECT_EQ(r->management_node->node().cache_seconds, 30);
+  ASSERT_EQ(r->access_keys.keys.size(), 2u);
+  EXPECT_FALSE(r->access_keys.keys[1].enabled);
+  EXPECT_TRUE(r->access_keys.check_time_zone);
+  EXPECT_EQ(r->time_zone.name(), "Asia/Shanghai");
+  EXPECT_EQ(r->access_keys.server_zone.name(), "Asia/Shanghai");
+  // Without them: static sessions only, no keys, the host's zone.
+  auto plain = Parse(Config());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->management_node, nullptr);
+  EXPECT_TRUE(plain->access_keys.keys.empty());
+  EXPECT_EQ(plain->time_zone.name(), absl::LocalTimeZone().name());
+
+  ExpectError(Config("", R"(, "managementNode": {"url": "10.0.0.1:8080"})"), "managementNode.url",
+              "http://HOST:PORT");
+  ExpectError(Config("", R"(, "managementNode": {"url": "http://h:1/zstack"})"),
+              "managementNode.url", "http://HOST:PORT");
+  ExpectError(Config("", R"(, "managementNode": {"url": "http://h:1", "timeoutMs": 5})"),
+              "managementNode.timeoutMs", "100..600000");
+  ExpectError(Config("", R"(, "managementNode": {"url": "http://h:1", "tlsCa": "ca.crt"})"),
+              "managementNode.tlsCa", "https");
+  ExpectError(Config("", R"(, "managementNode": {"uri": "http://h:1"})"), "managementNode",
+              "unknown field \"uri\"");
+  ExpectError(Config("", R"(, "accessKeys": {"file": "nowhere"})"), "accessKeys.file", "nowhere");
+  ExpectError(Config("", R"(, "accessKeys": {"file": "access-keys", "checkTimeZone": "no"})"),
+              "accessKeys.checkTimeZone", "true or false");
+  ExpectError(Config("", R"(, "timeZone": "+08:00")"), "timeZone", "unknown time zone");
+  ASSERT_EQ(::chmod(keys.c_str(), 0644), 0);
+  ExpectError(Config("", R"(, "accessKeys": {"file": "access-keys"})"), "accessKeys.file",
+              "chmod 600");
+}
+
 TEST_F(RegistryTest, RejectsStoresThatCannotBeReached) {
   ExpectError(absl::StrReplaceAll(Config(), {{R"("store": "local")", R"("store": "missing")"}}),
               "backupStorages[0].store", "No such file or directory");

@@ -99,9 +99,11 @@ int CmdApi(const std::vector<std::string>& args) {
                          ": sessions and job uuids travel in clear; keep it on a trusted network "
                          "or use --tls-cert and --tls-key"));
   }
-  if (registry->sessions.empty()) {
+  if (registry->sessions.empty() && registry->management_node == nullptr &&
+      registry->access_keys.keys.empty()) {
     LogLine(absl::StrCat("warning: ", *config,
-                         " lists no \"sessions\": every sync will fail with ID.1001"));
+                         " names no \"sessions\", \"managementNode\" or \"accessKeys\": every "
+                         "call will be refused"));
   }
 
   // Every thread started from here on inherits the mask, so SIGINT, SIGTERM and SIGHUP reach

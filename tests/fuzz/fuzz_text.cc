@@ -1,9 +1,12 @@
 // Fuzzes the small text parsers that take strings from configs, flags and peers:
 // codec::ChunkerSpec::Parse (a store's chunker, also in WELCOME and manifests), io::ParseEndpoint
 // (registry daemons, --listen), codec::ChunkId::FromHex and the uuid checks, io::ParseSize
-// (flags, keys files), and engine::KeyRing::Parse (the store daemon's keys file).
+// (flags, keys files), engine::KeyRing::Parse (the store daemon's keys file), and the API's
+// access-key inputs: control::ParseRequestDate (the Date header), control::ZoneById and
+// control::ParseAccessKeyFile.
 //
-// Input: byte 0 picks the parser; the text runs to the first newline (a keys file: to the end).
+// Input: byte 0 picks the parser; the text runs to the first newline (a keys file, either kind:
+// to the end).
 // For a chunker spec, the bytes after the newline are cut with the chunker it names. Checked:
 // every parse that succeeds survives formatting and parsing again, and chunk boundaries stay
 // within the spec.
@@ -14,8 +17,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
 #include "codec/chunk_id.h"
 #include "codec/chunker.h"
+#include "control/access_key.h"
+#include "control/platform_time.h"
 #include "engine/format/volume_backup.h"
 #include "engine/wire/key_ring.h"
 #include "io/net.h"
@@ -110,6 +117,37 @@ void Keys(std::string_view text) {
   }
 }
 
+// A Date that parses names a real civil time and a zone, and says the same written again.
+void Date(std::string_view text) {
+  auto d = control::ParseRequestDate(absl::string_view(text.data(), text.size()));
+  if (!d.ok()) return;
+  FUZZ_CHECK(d->wall.hour() < 24 && d->wall.minute() < 60 && d->wall.second() < 60);
+  const std::string zone(text.substr(text.rfind(' ') + 1));
+  FUZZ_CHECK(control::ZoneById(zone).ok());
+  const std::string again = absl::StrCat(
+      absl::FormatTime("%a, %d %b %Y %H:%M:%S ", absl::FromCivil(d->wall, absl::UTCTimeZone()),
+                       absl::UTCTimeZone()),
+      zone);
+  auto reparsed = control::ParseRequestDate(again);
+  FUZZ_CHECK(reparsed.ok() && reparsed->wall == d->wall);
+}
+
+void AccessKeys(std::string_view text) {
+  auto keys = control::ParseAccessKeyFile(absl::string_view(text.data(), text.size()), "fuzz");
+  if (!keys.ok()) return;
+  std::string lines;
+  for (const control::AccessKey& k : *keys) {
+    FUZZ_CHECK(!k.id.empty() && !k.secret.empty());
+    absl::StrAppend(&lines, k.id, " ", k.secret, k.enabled ? " enabled" : " disabled", "\n");
+  }
+  auto again = control::ParseAccessKeyFile(lines, "fuzz");
+  FUZZ_CHECK(again.ok() && again->size() == keys->size());
+  for (size_t i = 0; i < keys->size(); ++i) {
+    FUZZ_CHECK((*again)[i].id == (*keys)[i].id && (*again)[i].secret == (*keys)[i].secret &&
+               (*again)[i].enabled == (*keys)[i].enabled);
+  }
+}
+
 }  // namespace
 }  // namespace chunkferry::fuzz
 
@@ -122,7 +160,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto after = nl == std::string_view::npos
                          ? absl::Span<const uint8_t>()
                          : absl::MakeConstSpan(data + 2 + nl, size - 2 - nl);
-  switch (data[0] % 5) {
+  switch (data[0] % 7) {
     case 0:
       Chunker(text, after);
       break;
@@ -134,6 +172,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 3:
       Size(text);
+      break;
+    case 4:
+      Date(text);
+      break;
+    case 5:
+      AccessKeys(input);
       break;
     default:
       Keys(input);
