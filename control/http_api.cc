@@ -14,6 +14,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "control/caller.h"
@@ -41,6 +42,9 @@ void SendJson(httplib::Response& res, int status, const Json& body) {
   res.status = status;
   res.set_content(Dump(body), kJsonType);
 }
+
+// The longest X-API-Timeout taken (30 days).
+constexpr int64_t kMaxApiTimeoutSeconds = 30 * 24 * 3600;
 
 void SendText(httplib::Response& res, int status, absl::string_view text) {
   res.status = status;
@@ -366,6 +370,20 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
       return;
     }
   }
+  // X-API-Timeout: seconds, as the platform reads it; told back as the job's apiTimeout (ms).
+  int64_t api_timeout_ms = options_.api_timeout_ms;
+  if (req.has_header("X-API-Timeout")) {
+    int64_t seconds = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(req.get_header_value("X-API-Timeout")),
+                          &seconds) ||
+        seconds <= 0 || seconds > kMaxApiTimeoutSeconds) {
+      // The platform answers a non-number with a 500 of its own; a clear one here.
+      SendText(res, 500, "X-API-Timeout must be a whole number of seconds from 1 to 2592000");
+      return;
+    }
+    api_timeout_ms = seconds * 1000;
+  }
+
   ParsedAction parsed = ParseSyncAction(group_uuid, req.body);
   if (!parsed.bad_request.empty()) {
     SendText(res, 400, parsed.bad_request);
@@ -410,7 +428,7 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
   }
   // A job that exists already (the client resent its X-Job-UUID) answers the same, and runs once.
   SendJson(res, 202,
-           Json{{"location", JobLocation(req, job_uuid)}, {"apiTimeout", options_.api_timeout_ms}});
+           Json{{"location", JobLocation(req, job_uuid)}, {"apiTimeout", api_timeout_ms}});
 }
 
 void ApiServer::HandleJob(const std::string& job_uuid, const httplib::Request& req,

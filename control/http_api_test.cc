@@ -374,6 +374,28 @@ TEST_F(HttpApiTest, LiveSessionsAreCheckedWithTheManagementNode) {
   EXPECT_EQ(mn.calls(), 2) << "each session is asked once, then remembered";
 }
 
+// X-API-Timeout is seconds, as the platform reads it, and comes back as the job's apiTimeout in
+// milliseconds; a value that is not a number is refused before anything runs.
+TEST_F(HttpApiTest, ApiTimeoutHeaderIsSecondsAndShowsInTheJob) {
+  StartServer();
+  const auto before = testing::ListFiles(dst_, {"LOCK"});
+  for (const char* bad : {"abc", "0", "-5", "1.5", "99999999999"}) {
+    auto r = PutSync(group_, dst_uuid_, {{"X-API-Timeout", bad}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 500) << bad;
+    EXPECT_TRUE(absl::StrContains(r->body, "X-API-Timeout")) << r->body;
+  }
+  EXPECT_EQ(testing::ListFiles(dst_, {"LOCK"}), before);
+  const std::string job = engine::NewUuid();
+  auto put = PutSync(group_, dst_uuid_, {{"X-Job-UUID", job}, {"X-API-Timeout", "90"}});
+  ASSERT_TRUE(put);
+  ASSERT_EQ(put->status, 202) << put->body;
+  EXPECT_EQ(ParseJson(put->body).value("apiTimeout", int64_t{0}), 90000) << put->body;
+  auto done = Poll(absl::StrCat("/zstack/v1/api-jobs/", job));
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 200) << done->body;
+}
+
 TEST_F(HttpApiTest, SynchronousPutAnswers200WithTheInventories) {
   StartServer();
   auto r = PutSync(group_, dst_uuid_);

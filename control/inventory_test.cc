@@ -6,9 +6,16 @@ namespace chunkferry::control {
 namespace {
 
 TEST(InventoryTest, FormatsDatesLikeThePlatform) {
-  EXPECT_EQ(FormatDate(1510698057), "Nov 14, 2017 10:20:57 PM");
-  EXPECT_EQ(FormatDate(0), "Jan 1, 1970 12:00:00 AM");
-  EXPECT_EQ(FormatDate(43200), "Jan 1, 1970 12:00:00 PM");
+  const absl::TimeZone utc = absl::UTCTimeZone();
+  EXPECT_EQ(FormatDate(1510698057, utc), "Nov 14, 2017 10:20:57 PM");
+  EXPECT_EQ(FormatDate(0, utc), "Jan 1, 1970 12:00:00 AM");
+  EXPECT_EQ(FormatDate(43200, utc), "Jan 1, 1970 12:00:00 PM");
+  // The platform's reference page renders the instant 1510669257 (14:20:57 UTC) in its
+  // management node's zone, UTC+8: the same text, 8 hours apart.
+  absl::TimeZone shanghai;
+  ASSERT_TRUE(absl::LoadTimeZone("Asia/Shanghai", &shanghai));
+  EXPECT_EQ(FormatDate(1510669257, shanghai), "Nov 14, 2017 10:20:57 PM");
+  EXPECT_EQ(FormatDate(1510669257, utc), "Nov 14, 2017 2:20:57 PM");
 }
 
 TEST(InventoryTest, KeepsContractOrderAndOmitsNulls) {
@@ -23,7 +30,7 @@ TEST(InventoryTest, KeepsContractOrderAndOmitsNulls) {
   m.last_op_date = 1510698057;
   StorageRef ref{"33333333333333333333333333333333", "chunkferry://x", "Ready", 1510698057,
                  1510698057};
-  const std::string json = VolumeBackupInventory(m, {ref}).dump();
+  const std::string json = VolumeBackupInventory(m, {ref}, absl::UTCTimeZone()).dump();
   EXPECT_EQ(
       json,
       "{\"uuid\":\"0123456789abcdef0123456789abcdef\","

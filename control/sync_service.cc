@@ -177,7 +177,7 @@ std::optional<ApiError> ReadGroupMetas(engine::Store& from, const std::string& g
 // The inventory of a volume backup that both storages now hold. The store records no dates per
 // storage, so each ref carries the volume backup's own dates.
 Json Inventory(const engine::VolumeBackupMeta& meta, const std::string& src_uuid,
-               const std::string& dst_uuid) {
+               const std::string& dst_uuid, const absl::TimeZone& zone) {
   std::vector<StorageRef> refs;
   for (const std::string& uuid : {src_uuid, dst_uuid}) {
     StorageRef ref;
@@ -188,7 +188,7 @@ Json Inventory(const engine::VolumeBackupMeta& meta, const std::string& src_uuid
     ref.last_op_date = meta.last_op_date;
     refs.push_back(std::move(ref));
   }
-  return VolumeBackupInventory(meta, refs);
+  return VolumeBackupInventory(meta, refs, zone);
 }
 
 }  // namespace
@@ -418,7 +418,7 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   if (!closed.ok()) return fail(StatusError(context, closed));
 
   for (const engine::VolumeBackupMeta& meta : metas) {
-    result.inventories.push_back(Inventory(meta, src->uuid, dst->uuid));
+    result.inventories.push_back(Inventory(meta, src->uuid, dst->uuid, registry->time_zone));
   }
   return result;
 }

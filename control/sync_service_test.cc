@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "control/api_error.h"
 #include "control/registry.h"
 #include "engine/format/volume_backup.h"
@@ -289,6 +290,19 @@ TEST(ParseSyncActionTest, TagsAreOptional) {
 }
 
 // ---- Success. ----
+
+// Dates are written in the registry's zone, as a management node writes its own local time: the
+// root's creation (22:20:57 UTC) is the next morning in UTC+8.
+TEST_F(SyncServiceTest, DatesAreWrittenInTheRegistrysTimeZone) {
+  ASSERT_TRUE(absl::LoadTimeZone("Asia/Shanghai", &registry_.time_zone));
+  auto service = Service();
+  const SyncResult r = service->Call(kGroup, Body(kSrc, kDst), nullptr, nullptr);
+  ASSERT_FALSE(r.error.has_value()) << r.error->details;
+  ASSERT_FALSE(r.inventories.empty());
+  EXPECT_EQ(r.inventories[0].value("createDate", ""), "Nov 15, 2017 6:20:57 AM");
+  EXPECT_EQ(r.inventories[0]["backupStorageRefs"][0].value("createDate", ""),
+            "Nov 15, 2017 6:20:57 AM");
+}
 
 TEST_F(SyncServiceTest, SuccessBodyIsExactlyTheContractsJson) {
   auto service = Service();

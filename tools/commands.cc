@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "codec/chunker.h"
 #include "control/inventory.h"
+#include "control/platform_time.h"
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
 #include "engine/pipeline/restorer.h"
@@ -421,12 +422,16 @@ int CmdLs(const std::vector<std::string>& args) {
 
 int CmdInventory(const std::vector<std::string>& args) {
   Flags f;
-  if (auto rc = ParseFlags("inventory", "--store DIR --group UUID [--backup-storage UUID]",
+  if (auto rc = ParseFlags("inventory",
+                           "--store DIR --group UUID [--backup-storage UUID] [--time-zone ID]",
                            {{"store", "the local store"},
                             {"group", "VM backup group uuid"},
                             {"backup-storage",
                              "backup storage uuid to name in the refs (default: "
-                             "the store's uuid)"}},
+                             "the store's uuid)"},
+                            {"time-zone",
+                             "zone of the dates (an IANA ID such as Asia/Shanghai; default: the "
+                             "host's)"}},
                            args, &f)) {
     return *rc;
   }
@@ -440,10 +445,13 @@ int CmdInventory(const std::vector<std::string>& args) {
   auto metas = GroupMetas(**store, f.Get("group"));
   if (!metas.ok()) return Fail("inventory", metas.status());
   const std::string bs = f.Has("backup-storage") ? f.Get("backup-storage") : (*store)->info().uuid;
+  auto zone = control::ServerZone(f.Get("time-zone"));
+  if (!zone.ok())
+    return Usage("inventory", absl::StrCat("--time-zone: ", zone.status().message()), "");
   Json inventories = Json::array();
   for (const auto& m : *metas) {
     control::StorageRef ref{bs, m.install_path, m.status, m.create_date, m.last_op_date};
-    inventories.push_back(control::VolumeBackupInventory(m, {ref}));
+    inventories.push_back(control::VolumeBackupInventory(m, {ref}, *zone));
   }
   std::printf("%s\n", Json{{"inventories", inventories}}.dump(2).c_str());
   return kExitOk;
