@@ -77,6 +77,8 @@ engine::ProgressFn WrapProgress(chunkferry_progress_fn fn, void* user) {
     p.chunks_total = s.chunks_total;
     p.seconds = s.seconds;
     p.final = s.final ? 1 : 0;
+    p.bytes_sent = s.bytes_sent;
+    p.chunks_sent = s.chunks_sent;
     fn(user, &p);
   };
 }

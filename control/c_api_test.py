@@ -25,6 +25,8 @@ class Progress(ctypes.Structure):
         ("chunks_total", ctypes.c_uint64),
         ("seconds", ctypes.c_double),
         ("final", ctypes.c_int),
+        ("bytes_sent", ctypes.c_uint64),
+        ("chunks_sent", ctypes.c_uint64),
     ]
 
 
@@ -124,7 +126,7 @@ class CApiTest(unittest.TestCase):
         def on_progress(user, progress):
             p = progress.contents
             reports.append((p.phase.decode(), p.bytes_done, p.bytes_total, p.final,
-                            threading.get_ident()))
+                            threading.get_ident(), p.bytes_sent))
 
         status, text = self.lib.sync(self.handle, self.group, self.body, progress=on_progress)
         self.assertEqual(status, 200, text)
@@ -133,14 +135,25 @@ class CApiTest(unittest.TestCase):
         self.check_inventories(response)
         self.assertTrue(reports, "the progress callback never ran")
         self.assertTrue(any(r[3] for r in reports), f"no final report in {reports}")
-        for phase, done, total, _, thread in reports:
+        # The first copy sends records; the repeat below (nothing missing) sends none.
+        self.assertGreater(max(r[5] for r in reports), 0, reports)
+        for phase, done, total, _, thread, _ in reports:
             self.assertTrue(phase)
             self.assertEqual(thread, caller)
             if total:
                 self.assertLessEqual(done, total)
 
-        status, text = self.lib.sync(self.handle, self.group, self.body, CHUNKFERRY_WITH_SCHEMA)
+        repeat = []
+
+        def on_repeat(user, progress):
+            p = progress.contents
+            repeat.append((p.phase.decode(), p.bytes_done, p.bytes_sent, p.chunks_sent))
+
+        status, text = self.lib.sync(self.handle, self.group, self.body, CHUNKFERRY_WITH_SCHEMA,
+                                     progress=on_repeat)
         self.assertEqual(status, 200, text)
+        self.assertTrue(repeat)
+        self.assertTrue(all(r[2] == 0 and r[3] == 0 for r in repeat), repeat)
         response = json.loads(text)
         self.check_inventories(response)
         schema = response["schema"]

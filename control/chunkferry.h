@@ -58,6 +58,10 @@ typedef struct {
   uint64_t chunks_total; /* chunks the phase will do; 0 when unknown */
   double seconds;        /* seconds since the phase started */
   int final;             /* nonzero on the last report of the phase */
+  /* Of what is done, what had to travel ("copy"): stored (compressed) bytes and chunks of the
+   * records the destination lacked; 0 when it held them all (a repeated sync). */
+  uint64_t bytes_sent;
+  uint64_t chunks_sent;
 } chunkferry_progress;
 
 /* Called on the thread that called chunkferry_sync, at most a few times a second and once with

@@ -472,6 +472,8 @@ void ApiServer::HandleProgress(const std::string& job_uuid, httplib::Response& r
                {"bytesTotal", p.bytes_total},
                {"chunksDone", p.chunks_done},
                {"chunksTotal", p.chunks_total},
+               {"bytesSent", p.bytes_sent},
+               {"chunksSent", p.chunks_sent},
                {"bytesPerSecond", rate},
                {"seconds", p.seconds}};
   if (job.state != JobState::kRunning) {

@@ -542,14 +542,24 @@ TEST_F(HttpApiTest, JobModeRunsThePutAsAJobUntilItExpires) {
   std::vector<std::string> keys;
   for (const auto& [k, v] : p.items()) keys.push_back(k);
   EXPECT_EQ(keys, (std::vector<std::string>{"jobUuid", "state", "phase", "bytesDone", "bytesTotal",
-                                            "chunksDone", "chunksTotal", "bytesPerSecond",
-                                            "seconds", "etaSeconds"}))
+                                            "chunksDone", "chunksTotal", "bytesSent", "chunksSent",
+                                            "bytesPerSecond", "seconds", "etaSeconds"}))
       << p.dump();
   EXPECT_EQ(p.value("jobUuid", ""), job_uuid);
   EXPECT_EQ(p.value("state", ""), "succeeded");
   EXPECT_GT(p.value("bytesTotal", uint64_t{0}), 0u) << p.dump();
   EXPECT_EQ(p.value("bytesDone", uint64_t{0}), p.value("bytesTotal", uint64_t{1})) << p.dump();
   EXPECT_EQ(p.value("chunksDone", uint64_t{0}), p.value("chunksTotal", uint64_t{1})) << p.dump();
+  EXPECT_GT(p.value("bytesSent", uint64_t{0}), 0u) << p.dump();
+  EXPECT_GT(p.value("chunksSent", uint64_t{0}), 0u) << p.dump();
+  // The same sync again: all done, nothing sent (the destination holds every chunk).
+  const std::string again = RunJobToTheEnd(session_);
+  auto repeat = Get(absl::StrCat("/chunkferry/v1/api-jobs/", again, "/progress"));
+  ASSERT_TRUE(repeat);
+  const Json rp = ParseJson(repeat->body);
+  EXPECT_EQ(rp.value("bytesDone", uint64_t{0}), rp.value("bytesTotal", uint64_t{1})) << rp.dump();
+  EXPECT_EQ(rp.value("bytesSent", uint64_t{1}), 0u) << rp.dump();
+  EXPECT_EQ(rp.value("chunksSent", uint64_t{1}), 0u) << rp.dump();
 
   // Kept for the TTL, then gone.
   now_ms_ += kTtlSeconds * 1000 - 1;

@@ -47,6 +47,7 @@ class Copier {
   uint64_t planned_chunks_ = 0;
   uint64_t done_bytes_ = 0;
   uint64_t done_chunks_ = 0;
+  uint64_t sent_chunks_ = 0;  // chunks in the records sent so far (from their headers)
 };
 
 void Copier::Pace() {
@@ -68,6 +69,8 @@ absl::Status Copier::Query() {
     p.chunks_done =
         done_chunks_ +
         static_cast<uint64_t>(fraction * static_cast<double>(target_chunks - done_chunks_));
+    p.bytes_sent = stats_.bytes_sent;
+    p.chunks_sent = sent_chunks_;
   };
   auto finish = [&] {
     done_bytes_ = target_bytes;
@@ -102,7 +105,11 @@ absl::Status Copier::Query() {
     for (const auto& r : records) {
       stats_.bytes_sent += r.size();
       // The record header's chunk count (u16 at offset 6, codec/record.h).
-      if (r.size() >= 8) moved_chunks += uint64_t{r[6]} | (uint64_t{r[7]} << 8);
+      if (r.size() >= 8) {
+        const uint64_t n = uint64_t{r[6]} | (uint64_t{r[7]} << 8);
+        moved_chunks += n;
+        sent_chunks_ += n;
+      }
     }
     report(std::min(1.0, static_cast<double>(moved_chunks) / static_cast<double>(missing.size())));
     ticker_.Tick();

@@ -16,6 +16,10 @@ struct ProgressState {
   uint64_t bytes_total = 0;  // 0 when unknown (stdin)
   uint64_t chunks_done = 0;
   uint64_t chunks_total = 0;
+  // Of what is done, what had to travel: stored (compressed) bytes and chunks of the records the
+  // destination lacked (copy). A repeated sync is all done with nothing sent.
+  uint64_t bytes_sent = 0;
+  uint64_t chunks_sent = 0;
   double seconds = 0;
   bool final = false;
 };
