@@ -5,21 +5,10 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "engine/format/volume_backup.h"
 
 namespace chunkferry::control {
-namespace {
-
-bool IsSessionUuid(const std::string& s) {
-  if (s.size() != 32) return false;
-  for (char c : s) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c)) && (c < 'a' || c > 'f')) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 SessionValidator::SessionValidator(ManagementNode node, Clock clock)
     : node_(std::move(node)),
@@ -32,7 +21,7 @@ uint64_t SessionValidator::asked() const {
 
 absl::StatusOr<bool> SessionValidator::Validate(const std::string& session) {
   // Only a platform session can be one; anything else would also be a path to inject.
-  if (!IsSessionUuid(session)) return false;
+  if (!engine::IsValidUuid(session)) return false;
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (auto it = cache_.find(session); it != cache_.end() && it->second.expires > clock_()) {
