@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "control/local_http_server.h"
 
 namespace chunkferry::testing {
 
@@ -25,46 +26,39 @@ class FakeManagementNode {
 
   explicit FakeManagementNode(std::set<std::string> valid_sessions)
       : valid_(std::move(valid_sessions)) {
-    server_.Get(R"(/zstack/v1/accounts/sessions/([0-9a-f]+)/valid)",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  ++calls_;
-                  switch (mode_.load()) {
-                    case Mode::kSlow:
-                      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-                      break;
-                    case Mode::kError:
-                      res.status = 500;
-                      res.set_content("boom", "text/plain");
-                      return;
-                    case Mode::kNonsense:
-                      res.set_content(R"({"valid": "yes"})", "application/json");
-                      return;
-                    case Mode::kNormal:
-                      break;
-                  }
-                  const bool valid = valid_.contains(req.matches[1]);
-                  res.set_content(valid ? R"({"valid":true,"schema":{}})" : R"({"valid":false})",
-                                  "application/json;charset=UTF-8");
-                });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    // Bound and listening already: connections wait in the backlog until the thread accepts.
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    http_.server().Get(R"(/zstack/v1/accounts/sessions/([0-9a-f]+)/valid)",
+                       [this](const httplib::Request& req, httplib::Response& res) {
+                         ++calls_;
+                         switch (mode_.load()) {
+                           case Mode::kSlow:
+                             std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+                             break;
+                           case Mode::kError:
+                             res.status = 500;
+                             res.set_content("boom", "text/plain");
+                             return;
+                           case Mode::kNonsense:
+                             res.set_content(R"({"valid": "yes"})", "application/json");
+                             return;
+                           case Mode::kNormal:
+                             break;
+                         }
+                         const bool valid = valid_.contains(req.matches[1]);
+                         res.set_content(
+                             valid ? R"({"valid":true,"schema":{}})" : R"({"valid":false})",
+                             "application/json;charset=UTF-8");
+                       });
+    http_.Start();
   }
-  ~FakeManagementNode() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+  std::string url() const { return http_.url(); }
   int calls() const { return calls_.load(); }
   void set_mode(Mode m) { mode_ = m; }
 
  private:
-  const std::set<std::string> valid_;  // before server_: its handler reads it
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
+  const std::set<std::string> valid_;
   std::atomic<int> calls_{0};
   std::atomic<Mode> mode_{Mode::kNormal};
+  LocalHttpServer http_;  // last: stopped before what its handler reads is destroyed
 };
 
 }  // namespace chunkferry::testing

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "control/caller.h"
 #include "control/http_gate.h"
+#include "control/webhook.h"
 #include "io/net.h"
 
 namespace chunkferry::control {
@@ -86,6 +88,15 @@ bool IsPlainHost(absl::string_view host) {
   return true;
 }
 
+// The webhook of job `job_uuid` for `result`: the body its poll answers, the result (with its
+// schema when the call asked for one) or {"error": ...}.
+WebhookCall JobCallback(const std::string& url, const std::string& job_uuid, bool with_schema,
+                        const SyncResult& result) {
+  return WebhookCall{url, job_uuid, !result.error.has_value(),
+                     Dump(result.error.has_value() ? ErrorBody(*result.error)
+                                                   : SuccessBody(result.inventories, with_schema))};
+}
+
 // The routes: the path's segments, and what they name.
 struct Route {
   enum Kind { kNone, kSync, kJob, kProgress } kind = kNone;
@@ -143,7 +154,11 @@ ApiServer::ApiServer(SyncService& service, ApiServerOptions options)
           .max_jobs = options_.max_jobs,
           .max_jobs_per_owner = options_.max_jobs_per_session,
           .ttl = std::chrono::milliseconds(std::max<int64_t>(options_.job_ttl_seconds, 0) * 1000),
-          .clock = options_.clock}) {}
+          .clock = options_.clock}),
+      webhooks_(std::make_unique<WebhookSender>(
+          WebhookSenderOptions{.threads = options_.webhook_threads,
+                               .max_waiting = options_.max_webhooks_waiting,
+                               .log = [this](const std::string& line) { Log(line); }})) {}
 
 ApiServer::~ApiServer() { Stop(); }
 
@@ -274,6 +289,8 @@ void ApiServer::Stop() {
   }
   stopped_ = true;
   jobs_.Shutdown();
+  // After the jobs: the callbacks of the last ones are queued, and dropped (logged) here.
+  webhooks_->Shutdown();
 }
 
 void ApiServer::LogRequest(const httplib::Request& req, int status) const {
@@ -399,6 +416,26 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     return;
   }
 
+  // X-Web-Hook: only job-mode calls are called back (a call answered at once gets no callback,
+  // as on the platform); refused before any job exists when the registry does not allow it.
+  std::shared_ptr<PendingWebhook> callback;
+  std::string webhook_url;
+  const bool refused = !caller.accepted();
+  const bool with_schema = IsTrue(req, "X-JSON-Schema");
+  const auto make_callback = [&]() -> absl::Status {
+    if (!req.has_header("X-Web-Hook")) return absl::OkStatus();
+    const std::string url = req.get_header_value("X-Web-Hook");
+    absl::Status allowed = CheckWebhookUrl(registry->webhooks, url);
+    if (!allowed.ok()) return allowed;
+    WebhookPolicy policy = registry->webhooks;
+    // A caller the server does not accept gets its refusal called back once, as best effort:
+    // unauthenticated calls must not crowd out the callbacks of accepted ones.
+    if (refused) policy.attempts = 1;
+    callback = std::make_shared<PendingWebhook>(*webhooks_, std::move(policy), refused);
+    webhook_url = url;
+    return absl::OkStatus();
+  };
+
   if (!named_job) {
     auto fresh = NewJobUuid();
     if (!fresh.ok()) {
@@ -407,16 +444,36 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     }
     job_uuid = *std::move(fresh);
   }
-  if (!caller.accepted()) {
+  if (absl::Status hook = make_callback(); !hook.ok()) {
+    SendText(res, 400, hook.message());
+    return;
+  }
+  if (refused) {
     // Checked before any job exists: a made-up session gets the platform's answer (202, then
     // ID.1001 when polled) from a bounded list of refusals, never a place in the job table.
-    jobs_.Refuse(job_uuid, RunCall(caller.refusal, parsed, nullptr));
+    const SyncResult refusal = RunCall(caller.refusal, parsed, nullptr);
+    if (!jobs_.Refuse(job_uuid, refusal)) {
+      callback = nullptr;  // that uuid has its answer already, and its callback was sent then
+    }
+    if (callback != nullptr) {
+      callback->Finished(JobCallback(webhook_url, job_uuid, with_schema, refusal));
+    }
   } else {
-    auto started =
-        jobs_.Start(job_uuid, caller.principal,
-                    [this, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
-                      return RunCall(std::nullopt, parsed, &progress);
-                    });
+    JobDone done = nullptr;
+    if (callback != nullptr) {
+      done = [callback, webhook_url, job_uuid, with_schema](const SyncResult& result) {
+        callback->Finished(JobCallback(webhook_url, job_uuid, with_schema, result));
+      };
+    }
+    auto started = jobs_.Start(
+        job_uuid, caller.principal,
+        [this, parsed = std::move(parsed)](const engine::ProgressFn& progress) {
+          return RunCall(std::nullopt, parsed, &progress);
+        },
+        std::move(done));
+    if (started.ok() && *started == JobTable::StartOutcome::kExists) {
+      callback = nullptr;  // the first call of this uuid has the job, and its callback
+    }
     if (!started.ok()) {
       // The table (or this session's share) is full or the server is stopping: nothing was
       // started, the client may retry.
@@ -427,6 +484,7 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     }
   }
   // A job that exists already (the client resent its X-Job-UUID) answers the same, and runs once.
+  if (callback != nullptr) GatedServer::AfterResponse([callback] { callback->Answered(); });
   SendJson(res, 202,
            Json{{"location", JobLocation(req, job_uuid)}, {"apiTimeout", api_timeout_ms}});
 }

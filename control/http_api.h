@@ -7,6 +7,8 @@
 //                                                      503 {"error"}, 404 unknown or expired
 //   GET /chunkferry/v1/api-jobs/{jobUuid}/progress     a job's progress (this project's own)
 //
+// A job-mode PUT with `X-Web-Hook: <url>` has its result POSTed to that URL when the job ends,
+// after its 202 was written (control/webhook.h), if the registry allows the URL; else 400.
 // A PUT runs as a job when the server runs in job mode or the request names its job
 // (X-Job-UUID); otherwise it answers when the sync is done. Errors of the call itself (a session
 // the registry does not accept, a missing field, an unknown group) are ErrorCode bodies with 503;
@@ -30,7 +32,8 @@
 #include "engine/wire/tls.h"
 
 namespace chunkferry::control {
-class GatedServer;  // control/http_gate.h
+class GatedServer;    // control/http_gate.h
+class WebhookSender;  // control/webhook.h
 }  // namespace chunkferry::control
 
 namespace httplib {
@@ -65,6 +68,10 @@ struct ApiServerOptions {
   // Serve HTTPS (TLS 1.3) with this server context (certificate, key, optionally the CA of
   // client certificates); null: plain HTTP. Job locations then say https://.
   std::shared_ptr<engine::TlsContext> tls = nullptr;
+  // Job results called back to X-Web-Hook URLs (only those the registry allows): sent at once,
+  // and held waiting for a first try or a retry.
+  size_t webhook_threads = 4;
+  size_t max_webhooks_waiting = 1024;
   JobClock clock = nullptr;  // for the job table's expiry; empty: steady_clock (tests)
   // Receives one line per request (method, path, status, milliseconds); empty: stderr.
   std::function<void(const std::string&)> log = nullptr;
@@ -110,6 +117,7 @@ class ApiServer {
   SyncService& service_;
   const ApiServerOptions options_;
   JobTable jobs_;
+  std::unique_ptr<WebhookSender> webhooks_;
   std::unique_ptr<GatedServer> server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};

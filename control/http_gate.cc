@@ -22,6 +22,10 @@
 namespace chunkferry::control {
 namespace {
 
+// Hooks a handler left for after its answer is written (GatedServer::AfterResponse): a worker
+// serves one request at a time, from handler to written answer.
+thread_local std::vector<std::function<void()>> after_response;
+
 constexpr char kHeadEnd[] = "\r\n\r\n";
 constexpr std::string_view kHeadTooLarge =
     "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
@@ -472,6 +476,10 @@ void GatedServer::WorkerLoop() {
   }
 }
 
+void GatedServer::AfterResponse(std::function<void()> hook) {
+  after_response.push_back(std::move(hook));
+}
+
 void GatedServer::Serve(ConnectionPtr conn) {
   const bool last = conn->served + 1 >= options_.keep_alive_max;
   bool connection_closed = false;
@@ -482,6 +490,9 @@ void GatedServer::Serve(ConnectionPtr conn) {
                           options_.write_timeout_ms);
     ok = process_request(stream, last, connection_closed, nullptr);
   }
+  std::vector<std::function<void()>> hooks;
+  hooks.swap(after_response);
+  for (auto& hook : hooks) hook();
   if (!ok || connection_closed || last || stopping_.load()) {
     Close(std::move(conn));
     return;

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -65,6 +66,11 @@ class GatedServer : public httplib::Server {
   // After stop(): closes every waiting connection, lets the workers finish the requests they
   // serve, and joins them. Idempotent.
   void StopGate();
+
+  // For a handler: runs `hook` on this worker thread once the answer of the request it serves has
+  // been written out (or could not be). What must not happen before the client can have its
+  // answer (a webhook announcing the job the answer names) waits for it here.
+  static void AfterResponse(std::function<void()> hook);
 
   // Connections held now (waiting for a request or being served).
   size_t connections() const { return held_.load(); }

@@ -81,7 +81,8 @@ void JobTable::EraseLocked(const std::string& uuid) {
 }
 
 absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid,
-                                                       const std::string& owner, JobWork work) {
+                                                       const std::string& owner, JobWork work,
+                                                       JobDone done) {
   if (!IsJobUuid(uuid)) {
     return absl::InvalidArgumentError(
         absl::StrCat("a job uuid is 32 lowercase hex characters, not '", uuid, "'"));
@@ -109,6 +110,7 @@ absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid,
     ++held_by_owner_[owner];
     auto job = std::make_shared<Job>();
     job->work = std::move(work);
+    job->done = std::move(done);
     job->owner = owner;
     job->snapshot.state = JobState::kRunning;
     job->snapshot.queued = true;
@@ -120,14 +122,14 @@ absl::StatusOr<JobTable::StartOutcome> JobTable::Start(const std::string& uuid,
   return StartOutcome::kStarted;
 }
 
-void JobTable::Refuse(const std::string& uuid, SyncResult result) {
-  if (!IsJobUuid(uuid)) return;
+bool JobTable::Refuse(const std::string& uuid, SyncResult result) {
+  if (!IsJobUuid(uuid)) return false;
   const auto now = Now();
   std::lock_guard<std::mutex> lock(mu_);
-  if (shutting_down_) return;
+  if (shutting_down_) return false;
   SweepLocked(now);
   // The same uuid again keeps its first answer and its place: resending cannot grow the table.
-  if (jobs_.count(uuid) > 0 || refused_.count(uuid) > 0) return;
+  if (jobs_.count(uuid) > 0 || refused_.count(uuid) > 0) return false;
   JobSnapshot& snap = refused_[uuid];
   snap.state = JobState::kFailed;
   snap.result = std::move(result);
@@ -137,6 +139,7 @@ void JobTable::Refuse(const std::string& uuid, SyncResult result) {
     refused_.erase(refused_order_.front());
     refused_order_.pop_front();
   }
+  return true;
 }
 
 JobSnapshot JobTable::Get(const std::string& uuid) {
@@ -182,12 +185,19 @@ void JobTable::RunnerLoop() {
     SyncResult result = work(progress);
     work = nullptr;  // frees what the work captured before the next job
     const auto now = Now();
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& snap = job->snapshot;
-    snap.state = result.error.has_value() ? JobState::kFailed : JobState::kSucceeded;
-    snap.result = std::move(result);
-    snap.finished = now;
-    finished_.emplace_back(now, std::move(uuid));
+    JobDone done;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto& snap = job->snapshot;
+      snap.state = result.error.has_value() ? JobState::kFailed : JobState::kSucceeded;
+      snap.result = result;
+      snap.finished = now;
+      finished_.emplace_back(now, std::move(uuid));
+      done = std::move(job->done);
+      job->done = nullptr;
+    }
+    // After the result is recorded: whoever `done` tells can poll it already.
+    if (done) done(result);
   }
 }
 

@@ -61,6 +61,8 @@ struct JobSnapshot {
 // (which lives until the work returns), and returns the result. A result with `error` set makes
 // the job kFailed.
 using JobWork = std::function<SyncResult(const engine::ProgressFn& progress)>;
+// Told a job's result on its runner thread once the result is recorded (a poll reads it).
+using JobDone = std::function<void(const SyncResult& result)>;
 
 // Thread-safe. Runs jobs on `max_running` runner threads in the order they were started; the
 // others wait in a queue (and count as running). Finished jobs are kept for `ttl`, then forgotten
@@ -79,16 +81,19 @@ class JobTable {
   // not yet expired): `work` is dropped and nothing runs again. InvalidArgument when `uuid` is
   // not 32 lowercase hex; ResourceExhausted when the table holds max_jobs jobs, or `owner`
   // max_jobs_per_owner; FailedPrecondition once Shutdown began. A refused uuid (Refuse) is
-  // forgotten and started.
+  // forgotten and started. `done` (optional) is called when the work has returned; never for a
+  // job dropped from the queue by Shutdown.
   [[nodiscard]] absl::StatusOr<StartOutcome> Start(const std::string& uuid,
-                                                   const std::string& owner, JobWork work);
+                                                   const std::string& owner, JobWork work,
+                                                   JobDone done = nullptr);
 
   // Records job `uuid` as failed with `result` (its error set) without running anything: what a
   // request refused before any work (a session the server does not accept) leaves for its polls,
   // as the platform's clients expect. Refused jobs do not count toward max_jobs or any owner's
   // limit, so a flood of them cannot lock honest clients out: at most max_refused are kept, each
-  // for the TTL, the oldest forgotten first. Nothing happens for a uuid held as a job.
-  void Refuse(const std::string& uuid, SyncResult result);
+  // for the TTL, the oldest forgotten first. Nothing happens for a uuid held as a job or refused
+  // already: false then (and when shutting down), true when recorded.
+  bool Refuse(const std::string& uuid, SyncResult result);
 
   // A copy of job `uuid`; state kUnknown when no such job is held (never started, or expired).
   JobSnapshot Get(const std::string& uuid);
@@ -102,6 +107,7 @@ class JobTable {
  private:
   struct Job {
     JobWork work;  // cleared once run, so what it captured is freed early
+    JobDone done;
     std::string owner;
     JobSnapshot snapshot;
   };

@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -123,6 +125,31 @@ TEST(JobTableTest, ExistingUuidDoesNotRunAgain) {
   EXPECT_EQ(WaitFinished(table, kA).state, JobState::kSucceeded);
   EXPECT_EQ(*table.Start(kA, kOwner, work), JobTable::StartOutcome::kExists);
   EXPECT_EQ(runs.load(), 1);
+}
+
+// `done` hears of the result once a poll can read it, once, on the runner's thread.
+TEST(JobTableTest, DoneIsToldTheResultOnceItIsRecorded) {
+  JobTable table({});
+  std::mutex mu;
+  std::condition_variable cv;
+  int told = 0;
+  JobState seen = JobState::kUnknown;
+  ASSERT_TRUE(table
+                  .Start(
+                      kA, kOwner, [](const engine::ProgressFn&) { return Succeeded("a"); },
+                      [&](const SyncResult& result) {
+                        const JobState polled = table.Get(kA).state;
+                        std::lock_guard<std::mutex> lock(mu);
+                        ++told;
+                        seen = polled;
+                        EXPECT_EQ(result.inventories[0]["uuid"], "a");
+                        cv.notify_all();
+                      })
+                  .ok());
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return told > 0; }));
+  EXPECT_EQ(seen, JobState::kSucceeded);
+  EXPECT_EQ(told, 1);
 }
 
 TEST(JobTableTest, RejectsMalformedUuids) {
@@ -300,8 +327,8 @@ TEST(JobTableTest, RefusalsNeverFillTheTable) {
   std::vector<std::string> uuids;
   for (int i = 0; i < 100; ++i) {
     uuids.push_back(absl::StrFormat("%032x", i + 1));
-    table.Refuse(uuids.back(), refused);
-    table.Refuse(uuids.back(), refused);  // sent again: still one
+    EXPECT_TRUE(table.Refuse(uuids.back(), refused));
+    EXPECT_FALSE(table.Refuse(uuids.back(), refused));  // sent again: still one
   }
   EXPECT_EQ(table.size(), 0u);
   for (int i = 0; i < 96; ++i) EXPECT_EQ(table.Get(uuids[i]).state, JobState::kUnknown) << i;

@@ -216,6 +216,38 @@ absl::StatusOr<ManagementNode> ParseManagementNode(const Checker& c, const InJso
   return node;
 }
 
+absl::StatusOr<WebhookPolicy> ParseWebhooks(const Checker& c, const InJson& j) {
+  if (!j.is_object()) return c.Error("webhooks", "must be an object");
+  CF_RETURN_IF_ERROR(c.OnlyKnownKeys(
+      j, "webhooks", {"allow", "attempts", "retryIntervalMs", "timeoutMs", "tlsCa"}));
+  WebhookPolicy policy;
+  auto allow = j.find("allow");
+  if (allow == j.end() || !allow->is_array()) {
+    return c.Error("webhooks.allow", "must be a list of URL prefixes");
+  }
+  for (size_t i = 0; i < allow->size(); ++i) {
+    const InJson& prefix = (*allow)[i];
+    const std::string path = absl::StrCat("webhooks.allow[", i, "]");
+    if (!prefix.is_string()) return c.Error(path, "must be a string");
+    absl::Status ok = CheckWebhookPrefix(prefix.get_ref<const std::string&>());
+    if (!ok.ok()) return c.Error(path, ok.message());
+    policy.allow.push_back(prefix.get<std::string>());
+  }
+  auto attempts = c.Integer(j, "webhooks", "attempts", 1, 100, policy.attempts);
+  if (!attempts.ok()) return attempts.status();
+  policy.attempts = static_cast<int>(*attempts);
+  auto interval = c.Integer(j, "webhooks", "retryIntervalMs", 0, 600'000, policy.retry_interval_ms);
+  if (!interval.ok()) return interval.status();
+  policy.retry_interval_ms = *interval;
+  auto timeout = c.Integer(j, "webhooks", "timeoutMs", 100, 600'000, policy.timeout_ms);
+  if (!timeout.ok()) return timeout.status();
+  policy.timeout_ms = *timeout;
+  auto ca = c.String(j, "webhooks", "tlsCa", false);
+  if (!ca.ok()) return ca.status();
+  if (!ca->empty()) policy.tls_ca = c.Resolve(*ca);
+  return policy;
+}
+
 }  // namespace
 
 absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_view origin,
@@ -224,9 +256,9 @@ absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_v
   InJson root = InJson::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded()) return c.Error("(file)", "not valid JSON");
   if (!root.is_object()) return c.Error("(file)", "must be a JSON object");
-  auto st = c.OnlyKnownKeys(
-      root, "(file)",
-      {"backupStorages", "sessions", "managementNode", "accessKeys", "timeZone", "verify"});
+  auto st = c.OnlyKnownKeys(root, "(file)",
+                            {"backupStorages", "sessions", "managementNode", "accessKeys",
+                             "webhooks", "timeZone", "verify"});
   if (!st.ok()) return st;
 
   Registry r;
@@ -291,6 +323,11 @@ absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_v
       r.access_keys.check_time_zone = tz->get<bool>();
     }
     r.access_keys.server_zone = r.time_zone;
+  }
+  if (auto it = root.find("webhooks"); it != root.end()) {
+    auto webhooks = ParseWebhooks(c, *it);
+    if (!webhooks.ok()) return webhooks.status();
+    r.webhooks = *std::move(webhooks);
   }
   if (auto it = root.find("verify"); it != root.end()) {
     if (it->is_string() && *it == "full") {

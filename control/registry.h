@@ -15,13 +15,16 @@
 //     "managementNode": {"url": "http://10.0.0.1:8080", "timeoutMs": 5000, "cacheSeconds": 10,
 //                        "tlsCa": "mn-ca.crt"},
 //     "accessKeys": {"file": "access-keys", "checkTimeZone": false},
+//     "webhooks": {"allow": ["http://10.0.0.5:9000/hooks/"], "attempts": 15,
+//                  "retryIntervalMs": 2000, "timeoutMs": 10000, "tlsCa": "hooks-ca.crt"},
 //     "timeZone": "Asia/Shanghai",
 //     "verify": "full"
 //   }
 //
 // Sessions: the static list first, then (when named) the management node's ValidateSession
 // (control/session_validator.h). Access keys: control/access_key.h. "timeZone": the server's own
-// zone, as the platform's management node has one (default: the host's).
+// zone, as the platform's management node has one (default: the host's). Webhooks: only to URLs
+// under an allowed prefix (control/webhook.h); none without "webhooks".
 //
 // Relative paths ("store" of a local storage, "keyFile") are taken from the config file's folder.
 #ifndef CHUNKFERRY_CONTROL_REGISTRY_H_
@@ -37,6 +40,7 @@
 #include "absl/time/time.h"
 #include "control/access_key.h"
 #include "control/session_validator.h"
+#include "control/webhook.h"
 #include "engine/store/store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/tls.h"
@@ -64,6 +68,7 @@ struct Registry {
   // Asked about sessions not in `sessions`; null: only the static list.
   std::shared_ptr<SessionValidator> management_node;
   AccessKeys access_keys;    // no keys: every `ZStack` credential is an unknown key
+  WebhookPolicy webhooks;    // where job results may be called back to; default: nowhere
   std::string time_zone_id;  // as configured; empty: the host's
   absl::TimeZone time_zone = absl::UTCTimeZone();
   engine::VerifyMode verify = engine::VerifyMode::kFull;

@@ -214,6 +214,42 @@ TEST_F(RegistryTest, ManagementNodeAccessKeysAndTimeZone) {
               "chmod 600");
 }
 
+TEST_F(RegistryTest, Webhooks) {
+  auto r = Parse(Config("", R"(, "webhooks": {"allow": ["http://10.0.0.5:9000/hooks/",
+      "https://mn.example/"], "attempts": 3, "retryIntervalMs": 500, "timeoutMs": 2000,
+      "tlsCa": "hooks-ca.crt"})"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->webhooks.allow,
+            (std::vector<std::string>{"http://10.0.0.5:9000/hooks/", "https://mn.example/"}));
+  EXPECT_EQ(r->webhooks.attempts, 3);
+  EXPECT_EQ(r->webhooks.retry_interval_ms, 500);
+  EXPECT_EQ(r->webhooks.timeout_ms, 2000);
+  EXPECT_EQ(r->webhooks.tls_ca, dir_.Sub("hooks-ca.crt"));
+  // Without "webhooks": none allowed, the platform's retries.
+  auto plain = Parse(Config());
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->webhooks.allow.empty());
+  EXPECT_EQ(plain->webhooks.attempts, 15);
+  EXPECT_EQ(plain->webhooks.retry_interval_ms, 2000);
+  EXPECT_EQ(plain->webhooks.timeout_ms, 10000);
+
+  ExpectError(Config("", R"(, "webhooks": {})"), "webhooks.allow", "list of URL prefixes");
+  ExpectError(Config("", R"(, "webhooks": {"allow": "http://h/"})"), "webhooks.allow",
+              "list of URL prefixes");
+  ExpectError(Config("", R"(, "webhooks": {"allow": [7]})"), "webhooks.allow[0]",
+              "must be a string");
+  ExpectError(Config("", R"(, "webhooks": {"allow": ["http://h/", "http://10.0.0.5"]})"),
+              "webhooks.allow[1]", "must have a path");
+  ExpectError(Config("", R"(, "webhooks": {"allow": ["ftp://h/"]})"), "webhooks.allow[0]",
+              "not an http");
+  ExpectError(Config("", R"(, "webhooks": {"allow": ["http://h/"], "attempts": 0})"),
+              "webhooks.attempts", "1..100");
+  ExpectError(Config("", R"(, "webhooks": {"allow": ["http://h/"], "timeoutMs": 1})"),
+              "webhooks.timeoutMs", "100..600000");
+  ExpectError(Config("", R"(, "webhooks": {"allow": ["http://h/"], "retries": 3})"), "webhooks",
+              "unknown field \"retries\"");
+}
+
 TEST_F(RegistryTest, RejectsStoresThatCannotBeReached) {
   ExpectError(absl::StrReplaceAll(Config(), {{R"("store": "local")", R"("store": "missing")"}}),
               "backupStorages[0].store", "No such file or directory");

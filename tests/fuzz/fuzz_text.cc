@@ -3,7 +3,8 @@
 // (registry daemons, --listen), codec::ChunkId::FromHex and the uuid checks, io::ParseSize
 // (flags, keys files), engine::KeyRing::Parse (the store daemon's keys file), and the API's
 // access-key inputs: control::ParseRequestDate (the Date header), control::ZoneById and
-// control::ParseAccessKeyFile.
+// control::ParseAccessKeyFile; and the webhook checks (control::CheckWebhookUrl, whose
+// prefix rule must not be escaped).
 //
 // Input: byte 0 picks the parser; the text runs to the first newline (a keys file, either kind:
 // to the end).
@@ -16,6 +17,7 @@
 #include <string_view>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
@@ -23,6 +25,7 @@
 #include "codec/chunker.h"
 #include "control/access_key.h"
 #include "control/platform_time.h"
+#include "control/webhook.h"
 #include "engine/format/volume_backup.h"
 #include "engine/wire/key_ring.h"
 #include "io/net.h"
@@ -148,6 +151,23 @@ void AccessKeys(std::string_view text) {
   }
 }
 
+// A webhook URL taken under a prefix cannot reach another host or leave the prefix's path.
+void WebhookUrl(std::string_view text) {
+  const absl::string_view url(text.data(), text.size());
+  control::WebhookPolicy policy;
+  policy.allow = {"http://10.0.0.5:9000/hooks/"};
+  if (control::CheckWebhookPrefix(url).ok()) {
+    FUZZ_CHECK(url.find_first_of("@#?\\ ") == absl::string_view::npos);
+  }
+  if (!control::CheckWebhookUrl(policy, url).ok()) return;
+  FUZZ_CHECK(absl::StartsWith(url, policy.allow[0]));
+  FUZZ_CHECK(control::WebhookOrigin(url) == "http://10.0.0.5:9000");
+  FUZZ_CHECK(url.find_first_of("@#\\") == absl::string_view::npos);
+  const std::string lower = absl::AsciiStrToLower(url.substr(0, url.find('?')));
+  FUZZ_CHECK(lower.find("/../") == std::string::npos &&
+             lower.find("/%2e%2e/") == std::string::npos);
+}
+
 }  // namespace
 }  // namespace chunkferry::fuzz
 
@@ -160,7 +180,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto after = nl == std::string_view::npos
                          ? absl::Span<const uint8_t>()
                          : absl::MakeConstSpan(data + 2 + nl, size - 2 - nl);
-  switch (data[0] % 7) {
+  switch (data[0] % 8) {
     case 0:
       Chunker(text, after);
       break;
@@ -178,6 +198,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case 5:
       AccessKeys(input);
+      break;
+    case 6:
+      WebhookUrl(text);
       break;
     default:
       Keys(input);
