@@ -92,16 +92,41 @@ bool IsPlainHost(absl::string_view host) {
 // schema when the call asked for one) or {"error": ...}.
 WebhookCall JobCallback(const std::string& url, const std::string& job_uuid, bool with_schema,
                         const SyncResult& result) {
-  return WebhookCall{url, job_uuid, !result.error.has_value(),
-                     Dump(result.error.has_value() ? ErrorBody(*result.error)
-                                                   : SuccessBody(result.inventories, with_schema))};
+  return WebhookCall{
+      url, job_uuid, !result.error.has_value(),
+      Dump(result.error.has_value() ? ErrorBody(*result.error) : ResultBody(result, with_schema))};
 }
 
 // The routes: the path's segments, and what they name.
 struct Route {
-  enum Kind { kNone, kSync, kJob, kProgress } kind = kNone;
-  std::string uuid;  // the group (kSync) or the job (kJob, kProgress)
+  enum Kind {
+    kNone,
+    kSync,          // PUT    /zstack/v1/vm-backups/{groupUuid}/actions
+    kSyncBackup,    // PUT    /zstack/v1/volume-backups/{uuid}/actions
+    kDeleteGroup,   // DELETE /zstack/v1/vm-backups/{groupUuid}
+    kDeleteBackup,  // DELETE /zstack/v1/volume-backups/{uuid}
+    kJob,           // GET    /zstack/v1/api-jobs/{jobUuid}
+    kProgress,      // GET    /chunkferry/v1/api-jobs/{jobUuid}/progress
+  } kind = kNone;
+  std::string uuid;  // the group, volume backup or job
 };
+
+// The method a route takes ("GET" also allows HEAD).
+const char* RouteMethod(Route::Kind kind) {
+  switch (kind) {
+    case Route::kSync:
+    case Route::kSyncBackup:
+      return "PUT";
+    case Route::kDeleteGroup:
+    case Route::kDeleteBackup:
+      return "DELETE";
+    case Route::kJob:
+    case Route::kProgress:
+    case Route::kNone:
+      break;
+  }
+  return "GET";
+}
 
 Route Match(absl::string_view path) {
   const std::vector<absl::string_view> parts = absl::StrSplit(path, '/');
@@ -110,9 +135,15 @@ Route Match(absl::string_view path) {
   const auto is = [&](size_t i, absl::string_view want) {
     return i < parts.size() && parts[i] == want;
   };
-  if (parts.size() == 6 && is(1, "zstack") && is(2, "v1") && is(3, "vm-backups") &&
-      !parts[4].empty() && is(5, "actions")) {
-    return {Route::kSync, std::string(parts[4])};
+  const bool groups = is(3, "vm-backups"), backups = is(3, "volume-backups");
+  if (is(1, "zstack") && is(2, "v1") && (groups || backups) && parts.size() >= 5 &&
+      !parts[4].empty()) {
+    if (parts.size() == 6 && is(5, "actions")) {
+      return {groups ? Route::kSync : Route::kSyncBackup, std::string(parts[4])};
+    }
+    if (parts.size() == 5) {
+      return {groups ? Route::kDeleteGroup : Route::kDeleteBackup, std::string(parts[4])};
+    }
   }
   if (parts.size() == 5 && is(1, "zstack") && is(2, "v1") && is(3, "api-jobs") &&
       !parts[4].empty()) {
@@ -311,29 +342,23 @@ void ApiServer::Dispatch(const httplib::Request& req, httplib::Response& res) {
 
 void ApiServer::Answer(const httplib::Request& req, httplib::Response& res) {
   const Route route = Match(req.path);
-  const char* allowed = nullptr;
-  switch (route.kind) {
-    case Route::kNone:
-      SendText(res, 404, absl::StrCat("no such path: ", RedactPath(req.path)));
-      return;
-    case Route::kSync:
-      allowed = "PUT";
-      break;
-    case Route::kJob:
-    case Route::kProgress:
-      allowed = "GET, HEAD";
-      break;
+  if (route.kind == Route::kNone) {
+    SendText(res, 404, absl::StrCat("no such path: ", RedactPath(req.path)));
+    return;
   }
-  const bool is_get = req.method == "GET" || req.method == "HEAD";
-  if ((route.kind == Route::kSync && req.method != "PUT") ||
-      (route.kind != Route::kSync && !is_get)) {
+  const std::string method = RouteMethod(route.kind);
+  if (req.method != method && !(method == "GET" && req.method == "HEAD")) {
+    const std::string allowed = method == "GET" ? "GET, HEAD" : method;
     res.set_header("Allow", allowed);
     SendText(res, 405, absl::StrCat(req.method, " is not allowed here; allowed: ", allowed));
     return;
   }
   switch (route.kind) {
     case Route::kSync:
-      HandleSync(route.uuid, req, res);
+    case Route::kSyncBackup:
+    case Route::kDeleteGroup:
+    case Route::kDeleteBackup:
+      HandleCall(route.kind, route.uuid, req, res);
       break;
     case Route::kJob:
       HandleJob(route.uuid, req, res);
@@ -346,18 +371,50 @@ void ApiServer::Answer(const httplib::Request& req, httplib::Response& res) {
   }
 }
 
-SyncResult ApiServer::RunCall(const std::optional<ApiError>& refusal, const ParsedAction& parsed,
+SyncResult ApiServer::RunCall(const std::optional<ApiError>& refusal, const PreparedCall& call,
                               const engine::ProgressFn* progress) {
   SyncResult result;
-  if (refusal.has_value()) {
-    result.error = refusal;
+  if (refusal.has_value() || call.error.has_value()) {
+    result.error = refusal.has_value() ? refusal : call.error;
     return result;
   }
-  if (parsed.error.has_value()) {
-    result.error = parsed.error;
-    return result;
+  return call.run(progress);
+}
+
+ApiServer::PreparedCall ApiServer::Prepare(int kind, const std::string& uuid,
+                                           const httplib::Request& req) {
+  PreparedCall call;
+  if (kind == Route::kSync || kind == Route::kSyncBackup) {
+    ParsedAction parsed = ParseSyncAction(
+        uuid, req.body, kind == Route::kSync ? SyncScope::kGroup : SyncScope::kBackup);
+    call.bad_request = std::move(parsed.bad_request);
+    call.error = std::move(parsed.error);
+    call.run = [this, request = std::move(parsed.request)](const engine::ProgressFn* progress) {
+      return service_.Sync(request, progress);
+    };
+    return call;
   }
-  return service_.Sync(parsed.request, progress);
+  // The deletes take their parameters from the query string, as the platform's SDK sends them:
+  // backupStorageUuids repeated (or indexed, "backupStorageUuids.0"), deleteMode and
+  // handleDependency once each (accepted; what they would change does not apply to a store).
+  std::vector<std::string> storages;
+  for (const auto& [key, value] : req.params) {
+    if (key == "backupStorageUuids" || absl::StartsWith(key, "backupStorageUuids.")) {
+      storages.push_back(value);
+    } else if ((key == "deleteMode" || key == "handleDependency") &&
+               req.get_param_value_count(key.c_str()) > 1) {
+      call.bad_request =
+          absl::StrCat("Invalid query parameter[", key,
+                       "], only one value is allowed for the parameter but multiple values found");
+      return call;
+    }
+  }
+  const engine::DeleteKind what =
+      kind == Route::kDeleteGroup ? engine::DeleteKind::kGroup : engine::DeleteKind::kBackup;
+  call.run = [this, what, uuid, storages = std::move(storages)](const engine::ProgressFn*) {
+    return service_.DeleteEverywhere(what, uuid, storages);
+  };
+  return call;
 }
 
 std::string ApiServer::JobLocation(const httplib::Request& req, const std::string& job_uuid) const {
@@ -366,7 +423,7 @@ std::string ApiServer::JobLocation(const httplib::Request& req, const std::strin
   return absl::StrCat(options_.tls != nullptr ? "https://" : "http://", host, kJobsPath, job_uuid);
 }
 
-void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request& req,
+void ApiServer::HandleCall(int kind, const std::string& uuid, const httplib::Request& req,
                            httplib::Response& res) {
   const std::shared_ptr<const Registry> registry = service_.registry();
   const std::string authorization = req.get_header_value("Authorization");
@@ -401,7 +458,7 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     api_timeout_ms = seconds * 1000;
   }
 
-  ParsedAction parsed = ParseSyncAction(group_uuid, req.body);
+  PreparedCall parsed = Prepare(kind, uuid, req);
   if (!parsed.bad_request.empty()) {
     SendText(res, 400, parsed.bad_request);
     return;
@@ -411,7 +468,7 @@ void ApiServer::HandleSync(const std::string& group_uuid, const httplib::Request
     if (result.error.has_value()) {
       SendJson(res, 503, ErrorBody(*result.error));
     } else {
-      SendJson(res, 200, SuccessBody(result.inventories, IsTrue(req, "X-JSON-Schema")));
+      SendJson(res, 200, ResultBody(result, IsTrue(req, "X-JSON-Schema")));
     }
     return;
   }
@@ -500,7 +557,7 @@ void ApiServer::HandleJob(const std::string& job_uuid, const httplib::Request& r
       SendJson(res, 202, Json::object());
       return;
     case JobState::kSucceeded:
-      SendJson(res, 200, SuccessBody(job.result.inventories, IsTrue(req, "X-JSON-Schema")));
+      SendJson(res, 200, ResultBody(job.result, IsTrue(req, "X-JSON-Schema")));
       return;
     case JobState::kFailed:
       SendJson(res, 503,

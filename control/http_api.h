@@ -3,6 +3,9 @@
 //
 //   PUT /zstack/v1/vm-backups/{groupUuid}/actions     the sync: 200 with the result, or (job
 //                                                      mode) 202 {"location", "apiTimeout"}
+//   PUT /zstack/v1/volume-backups/{uuid}/actions      one volume backup's sync: {"inventory"}
+//   DELETE /zstack/v1/vm-backups/{groupUuid}          DeleteVmBackup, DeleteVolumeBackup: {}
+//   DELETE /zstack/v1/volume-backups/{uuid}             (?backupStorageUuids=...&deleteMode=...)
 //   GET /zstack/v1/api-jobs/{jobUuid}                  a job: 202 {} running, 200 result,
 //                                                      503 {"error"}, 404 unknown or expired
 //   GET /chunkferry/v1/api-jobs/{jobUuid}/progress     a job's progress (this project's own)
@@ -102,13 +105,23 @@ class ApiServer {
   void Answer(const httplib::Request& req, httplib::Response& res);
   // Logs "http METHOD PATH STATUS MS ms", job uuids cut short.
   void LogRequest(const httplib::Request& req, int status) const;
-  void HandleSync(const std::string& group_uuid, const httplib::Request& req,
+  // A call of the API (a sync, a delete; `kind`: the route's), in sync or job mode: the caller,
+  // X-Job-UUID, X-API-Timeout and X-Web-Hook, then the call itself.
+  void HandleCall(int kind, const std::string& uuid, const httplib::Request& req,
                   httplib::Response& res);
   void HandleJob(const std::string& job_uuid, const httplib::Request& req, httplib::Response& res);
   void HandleProgress(const std::string& job_uuid, httplib::Response& res);
-  // Runs the call of a PUT whose request was readable: what a synchronous PUT and a job do.
+  // A call read from its request: exactly one of `bad_request` (a plain-text 400), `error` (the
+  // call fails with it), or `run`.
+  struct PreparedCall {
+    std::string bad_request;
+    std::optional<ApiError> error;
+    std::function<SyncResult(const engine::ProgressFn* progress)> run;
+  };
+  PreparedCall Prepare(int kind, const std::string& uuid, const httplib::Request& req);
+  // Runs a call whose request was readable: what a synchronous call and a job do.
   // `refusal`: the caller was not accepted (control/caller.h); the call fails with it.
-  SyncResult RunCall(const std::optional<ApiError>& refusal, const ParsedAction& parsed,
+  SyncResult RunCall(const std::optional<ApiError>& refusal, const PreparedCall& call,
                      const engine::ProgressFn* progress);
   // "http[s]://<Host of the request, else host:port>/zstack/v1/api-jobs/<uuid>"
   std::string JobLocation(const httplib::Request& req, const std::string& job_uuid) const;

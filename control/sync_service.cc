@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "control/inventory.h"
 #include "engine/format/volume_backup.h"
 #include "engine/local/local_store.h"
@@ -193,30 +194,34 @@ Json Inventory(const engine::VolumeBackupMeta& meta, const std::string& src_uuid
 
 }  // namespace
 
-ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view body) {
+ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view body,
+                             SyncScope scope) {
   ParsedAction parsed;
+  const std::string action_key(scope == SyncScope::kGroup ? kSyncActionKey : kSyncBackupActionKey);
   const Json root = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (root.is_discarded() || !root.is_object()) {
     parsed.bad_request = "the request body must be a JSON object";
     return parsed;
   }
-  const auto action = root.find(kSyncActionKey);
+  const auto action = root.find(action_key);
   if (action == root.end()) {
     parsed.bad_request = absl::StrCat("the request body names no known action (expected the key \"",
-                                      std::string(kSyncActionKey), "\")");
+                                      action_key, "\")");
     return parsed;
   }
   if (!action->is_object()) {
-    parsed.bad_request = absl::StrCat("\"", std::string(kSyncActionKey),
-                                      "\" must be a JSON object, not ", TypeName(*action));
+    parsed.bad_request =
+        absl::StrCat("\"", action_key, "\" must be a JSON object, not ", TypeName(*action));
     return parsed;
   }
 
   // The path's group uuid wins: a "groupUuid" inside the body (one SDK sends it) is ignored, as
   // are other keys the SDKs add. Missing fields are reported before malformed ones.
   SyncRequest& r = parsed.request;
+  r.scope = scope;
   r.group_uuid = std::string(path_group_uuid);
-  if (auto e = CheckUuid("the path's groupUuid", r.group_uuid)) {
+  if (auto e = CheckUuid(scope == SyncScope::kGroup ? "the path's groupUuid" : "the path's uuid",
+                         r.group_uuid)) {
     parsed.error = std::move(e);
     return parsed;
   }
@@ -233,6 +238,34 @@ ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view 
     parsed.request = SyncRequest{};
   }
   return parsed;
+}
+
+Json ResultBody(const SyncResult& result, bool with_schema) {
+  switch (result.shape) {
+    case SyncResult::Shape::kInventories:
+      return SuccessBody(result.inventories, with_schema);
+    case SyncResult::Shape::kInventory: {
+      Json body;
+      body["inventory"] = result.inventories.empty() ? Json::object() : result.inventories[0];
+      if (!with_schema) return body;
+      Json schema = Json::object();
+      schema["inventory"] = kVolumeBackupClass;
+      const auto refs = body["inventory"].find("backupStorageRefs");
+      if (refs != body["inventory"].end() && refs->is_array()) {
+        for (size_t j = 0; j < refs->size(); ++j) {
+          schema[absl::StrCat("inventory.backupStorageRefs[", j, "]")] = kStorageRefClass;
+        }
+      }
+      body["schema"] = std::move(schema);
+      return body;
+    }
+    case SyncResult::Shape::kNothing:
+      break;
+  }
+  // The platform's delete events carry no fields: {} (and an empty schema when asked).
+  Json body = Json::object();
+  if (with_schema) body["schema"] = Json::object();
+  return body;
 }
 
 Json SuccessBody(const Json& inventories, bool with_schema) {
@@ -346,7 +379,9 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
     return std::move(result);
   };
   if (auto e = CheckRequestUuids(request)) return fail(*std::move(e));
-  const std::string& group = request.group_uuid;
+  const bool one_backup = request.scope == SyncScope::kBackup;
+  if (one_backup) result.shape = SyncResult::Shape::kInventory;
+  const std::string& group = request.group_uuid;  // or the volume backup
   const std::shared_ptr<const Registry> registry = this->registry();
   const BackupStorage* src = registry->Find(request.src_uuid);
   if (src == nullptr) {
@@ -374,7 +409,22 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   }
   engine::Store& from = src_store->store();
   std::vector<engine::VolumeBackupMeta> metas;
-  if (auto e = ReadGroupMetas(from, group, src->uuid, &metas)) return fail(*std::move(e));
+  if (one_backup) {
+    auto manifest = from.OpenManifest(group);
+    if (absl::IsNotFound(manifest.status())) {
+      return fail(MakeError(
+          kSysNotFound,
+          absl::StrCat("volume backup ", group, " not found in backup storage ", src->uuid)));
+    }
+    if (!manifest.ok()) {
+      return fail(StatusError(
+          absl::StrCat("cannot read volume backup ", group, " in backup storage ", src->uuid),
+          manifest.status()));
+    }
+    metas.push_back((*manifest)->meta());
+  } else if (auto e = ReadGroupMetas(from, group, src->uuid, &metas)) {
+    return fail(*std::move(e));
+  }
 
   // One pool per sync: WorkerPool's Run/Start/Wait must come from one thread at a time, and
   // syncs between disjoint storages run at once on different threads, so a shared pool would
@@ -397,21 +447,25 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   engine::CopyOptions copy;
   copy.verify = registry->verify;
   absl::Status st =
-      engine::CopyGroup(from, dst_store->store(), group, copy, &result.stats, progress);
+      one_backup
+          ? engine::CopyBackup(from, dst_store->store(), group, copy, &result.stats, progress)
+          : engine::CopyGroup(from, dst_store->store(), group, copy, &result.stats, progress);
   // After a failure a local destination is cut back to what it held before (the copier makes
   // records durable only at its end): a failed call leaves it unchanged, and a disk that filled
   // up gets its space back. (A daemon keeps what it received, for the next run to reuse.)
   if (!st.ok() && dst_store->local) st.Update(dst_store->local->Rollback());
   absl::Status closed = dst_store->local ? dst_store->local->Close() : absl::OkStatus();
+  const std::string what = absl::StrCat(one_backup ? "volume backup " : "group ", group);
   const std::string context =
-      absl::StrCat("sync of group ", group, " to backup storage ", dst->uuid, " failed");
+      absl::StrCat("sync of ", what, " to backup storage ", dst->uuid, " failed");
   if (absl::IsResourceExhausted(st)) {
     // Out of space on the destination: the platform's own words and code for a backup storage
     // short of capacity (SYS.1006; BackupStorageBase, BackupStorageCapacityUpdater), with the
     // cause after them (its "No space left on device" elaboration matches that text).
     return fail(MakeError(kSysOperationFailed,
                           absl::StrCat("the backup storage[uuid:", dst->uuid, ", name:", dst->name,
-                                       "] has not enough capacity to sync the group[uuid:", group,
+                                       "] has not enough capacity to sync the ",
+                                       one_backup ? "volume backup" : "group", "[uuid:", group,
                                        "]: ", st.message())));
   }
   if (!st.ok()) return fail(StatusError(context, st));
@@ -419,6 +473,53 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
 
   for (const engine::VolumeBackupMeta& meta : metas) {
     result.inventories.push_back(Inventory(meta, src->uuid, dst->uuid, registry->time_zone));
+  }
+  return result;
+}
+
+SyncResult SyncService::DeleteEverywhere(engine::DeleteKind kind, const std::string& uuid,
+                                         const std::vector<std::string>& storage_uuids) {
+  SyncResult result;
+  result.shape = SyncResult::Shape::kNothing;
+  const bool group = kind == engine::DeleteKind::kGroup;
+  if (auto e = CheckUuid(group ? "groupUuid" : "uuid", uuid)) {
+    result.error = *std::move(e);
+    return result;
+  }
+  const std::shared_ptr<const Registry> registry = this->registry();
+  std::vector<std::string> targets = storage_uuids;
+  if (targets.empty()) {
+    for (const BackupStorage& s : registry->storages) targets.push_back(s.uuid);
+  }
+  // Every named storage known before anything is deleted, in the platform's words.
+  std::vector<std::string> unknown;
+  for (const std::string& t : targets) {
+    if (registry->Find(t) == nullptr) unknown.push_back(t);
+  }
+  if (!unknown.empty()) {
+    result.error =
+        MakeError(kSysNotFound,
+                  absl::StrCat("invalid field[backupStorageUuids], resource[uuids:[",
+                               absl::StrJoin(unknown, ","), "], type:BackupStorageVO] not found"));
+    return result;
+  }
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  size_t deleted = 0;
+  std::optional<ApiError> first_failure;
+  for (const std::string& t : targets) {
+    DeleteOutcome one = Delete(t, kind, uuid);
+    if (!one.error.has_value()) {
+      ++deleted;
+    } else if (one.error->code != kSysNotFound && !first_failure.has_value()) {
+      first_failure = std::move(one.error);
+    }
+  }
+  if (first_failure.has_value()) {
+    result.error = std::move(first_failure);
+  } else if (deleted == 0 && !group) {
+    result.error = MakeError(kSysNotFound, absl::StrCat("invalid field[uuid], resource[uuid:", uuid,
+                                                        ", type:VolumeBackupVO] not found"));
   }
   return result;
 }

@@ -23,15 +23,24 @@
 
 namespace chunkferry::control {
 
-// The body key naming this action.
+// The body keys naming the two syncs: a VM backup group (SyncVmBackupFromImageStoreBackupStorage,
+// PUT /v1/vm-backups/{groupUuid}/actions) and one volume backup
+// (SyncBackupFromImageStoreBackupStorage, PUT /v1/volume-backups/{uuid}/actions).
 inline constexpr std::string_view kSyncActionKey = "syncVmBackupFromImageStoreBackupStorage";
+inline constexpr std::string_view kSyncBackupActionKey = "syncBackupFromImageStoreBackupStorage";
+
+// What a sync copies: a whole group (the result: its inventories) or one volume backup (the
+// result: its inventory).
+enum class SyncScope { kGroup, kBackup };
 
 struct SyncRequest {
-  std::string group_uuid;                // from the path: it wins over one inside the body
+  // From the path: it wins over one inside the body. The group's uuid, or the volume backup's.
+  std::string group_uuid;
   std::string src_uuid;                  // srcBackupStorageUuid
   std::string dst_uuid;                  // dstBackupStorageUuid
   std::vector<std::string> system_tags;  // top level of the body or inside the action object
   std::vector<std::string> user_tags;
+  SyncScope scope = SyncScope::kGroup;
 };
 
 // What a request (path group uuid + body) asks for. Exactly one of: `bad_request` not empty (the
@@ -42,13 +51,21 @@ struct ParsedAction {
   std::optional<ApiError> error;
   SyncRequest request;
 };
-ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view body);
+ParsedAction ParseSyncAction(std::string_view path_group_uuid, std::string_view body,
+                             SyncScope scope = SyncScope::kGroup);
 
+// The result of any call of the API (what a job holds): its error, or what its 200 carries.
 struct SyncResult {
+  // How the 200 body is shaped: {"inventories": [...]} (a group's sync), {"inventory": {...}}
+  // (one volume backup's sync: inventories[0]), or {} (the deletes).
+  enum class Shape { kInventories, kInventory, kNothing } shape = Shape::kInventories;
   std::optional<ApiError> error;     // set: the call failed, `inventories` is empty
   Json inventories = Json::array();  // one VolumeBackupInventory per volume, Root first
   engine::CopyStats stats;
 };
+
+// The 200 body of `result` by its shape, with the schema map when `with_schema`.
+Json ResultBody(const SyncResult& result, bool with_schema);
 
 // The 200 body: {"inventories": [...]}, plus, when `with_schema` (the request carried
 // `X-JSON-Schema: true`), the "schema" map of the contract: an entry for every inventories[i]
@@ -82,7 +99,8 @@ class SyncService {
   // sessions removed from it are refused at once; syncs already running finish as they began.
   void ReplaceRegistry(Registry registry);
 
-  // Runs one sync. Errors: unknown group or storage → SYS.1003; a group without exactly one Root
+  // Runs one sync (of a group, or of one volume backup: request.scope). Errors: unknown group,
+  // volume backup or storage → SYS.1003; a group without exactly one Root
   // volume backup → SYS.1006; invalid fields → SYS.1007; a failure while copying → the code of
   // ErrorFromStatus, with the destination holding no part of the group it did not hold before.
   // A group the destination already holds succeeds with nothing copied. `progress` (may be null)
@@ -96,6 +114,14 @@ class SyncService {
   // the storage, as they wait for each other.
   DeleteOutcome Delete(const std::string& storage_uuid, engine::DeleteKind kind,
                        const std::string& uuid);
+  // The platform's DeleteVmBackup (kGroup) and DeleteVolumeBackup (kBackup): deletes `uuid` from
+  // each of `storage_uuids` (none: every storage of the registry) that holds it. A result of
+  // shape kNothing. Errors: a storage the registry lacks → SYS.1003 before anything is deleted;
+  // a volume backup no storage holds → SYS.1003 (a group no storage holds is deleted already,
+  // as on the platform); a volume backup a group names → SYS.1006; storages that fail → the
+  // first failure, after trying every storage.
+  SyncResult DeleteEverywhere(engine::DeleteKind kind, const std::string& uuid,
+                              const std::vector<std::string>& storage_uuids);
 
   // Parses the body and runs the sync: what the C ABI and HTTP call. When the body is a bad
   // request, `bad_request` gets its text and the result is empty.

@@ -23,8 +23,16 @@ class Copier {
       : src_(src), dst_(dst), options_(options), stats_(stats), ticker_(progress, "copy") {}
 
   absl::Status Run(const std::string& group_uuid);
+  // One volume backup, and no group: the destination holds it as a backup no group names
+  // until a copy of its group publishes one.
+  absl::Status RunBackup(const std::string& backup_uuid);
 
  private:
+  absl::Status CheckStores() const;
+  // Copies the manifests of `volume_uuids` (bases looked for among backups of `like`'s VM),
+  // then publishes `publish` when not null.
+  absl::Status RunVolumes(const std::vector<std::string>& volume_uuids, const GroupRecord& like,
+                          const GroupRecord* publish);
   absl::Status Query();
   // Picks a base for each volume of `group` (see copier.h) and opens it on the source.
   absl::Status FindBases(const GroupRecord& group,
@@ -191,7 +199,7 @@ absl::Status Copier::FindBases(const GroupRecord& group,
   return absl::OkStatus();
 }
 
-absl::Status Copier::Run(const std::string& group_uuid) {
+absl::Status Copier::CheckStores() const {
   if (src_.info().uuid == dst_.info().uuid) {
     return absl::InvalidArgumentError(
         absl::StrCat("source and destination are the same store (", src_.info().uuid, ")"));
@@ -201,9 +209,25 @@ absl::Status Copier::Run(const std::string& group_uuid) {
         absl::StrCat("stores ", src_.location(), " and ", dst_.location(),
                      " key their chunk ids differently; give both the same id key"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Copier::Run(const std::string& group_uuid) {
+  CF_RETURN_IF_ERROR(CheckStores());
   CF_ASSIGN_OR_RETURN(GroupRecord group, src_.GetGroup(group_uuid));
+  return RunVolumes(group.volume_uuids, group, &group);
+}
+
+absl::Status Copier::RunBackup(const std::string& backup_uuid) {
+  CF_RETURN_IF_ERROR(CheckStores());
+  // No group to say whose VM it is: bases may come from any VM's backups of the same volume.
+  return RunVolumes({backup_uuid}, GroupRecord{}, nullptr);
+}
+
+absl::Status Copier::RunVolumes(const std::vector<std::string>& volume_uuids,
+                                const GroupRecord& like, const GroupRecord* publish) {
   std::vector<std::unique_ptr<ManifestSource>> manifests;
-  for (const auto& v : group.volume_uuids) {
+  for (const auto& v : volume_uuids) {
     CF_ASSIGN_OR_RETURN(auto m, src_.OpenManifest(v));
     stats_.logical_bytes += m->meta().size;
     manifests.push_back(std::move(m));
@@ -212,7 +236,7 @@ absl::Status Copier::Run(const std::string& group_uuid) {
   bases_.resize(manifests.size());
   base_uuids_.resize(manifests.size());
   if (options_.use_base && src_.ManifestsAreLocal() && !dst_.ManifestsAreLocal()) {
-    CF_RETURN_IF_ERROR(FindBases(group, manifests));
+    CF_RETURN_IF_ERROR(FindBases(like, manifests));
   }
   // Totals for progress: the manifests' trailers count their entries; other sources are counted.
   ticker_.state().bytes_total = stats_.logical_bytes;
@@ -271,19 +295,20 @@ absl::Status Copier::Run(const std::string& group_uuid) {
       CF_RETURN_IF_ERROR(dst_.PutManifest(meta, *manifests[i]));
     }
   }
-  CF_RETURN_IF_ERROR(dst_.PutGroup(group));
+  if (publish != nullptr) CF_RETURN_IF_ERROR(dst_.PutGroup(*publish));
   stats_.seconds = ticker_.Elapsed();
   ticker_.Tick(true);
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status CopyGroup(Store& src, Store& dst, const std::string& group_uuid,
-                       const CopyOptions& options, CopyStats* stats, const ProgressFn* progress) {
+// Runs `run` on a copier, and once more without bases when the destination refused a manifest
+// against one.
+template <typename RunFn>
+absl::Status CopyWithRetry(Store& src, Store& dst, const CopyOptions& options, CopyStats* stats,
+                           const ProgressFn* progress, RunFn run) {
   CopyStats local;
   CopyStats& out = stats ? *stats : local;
-  absl::Status st = Copier(src, dst, options, out, progress).Run(group_uuid);
+  absl::Status st = run(Copier(src, dst, options, out, progress));
   if (absl::IsFailedPrecondition(st) && out.volumes_with_base > 0) {
     // A base's chunks were taken as held, and the destination refused a manifest naming one it
     // lacks: a quarantine there (verify --repair) dropped it. Without bases every chunk is
@@ -292,9 +317,23 @@ absl::Status CopyGroup(Store& src, Store& dst, const std::string& group_uuid,
     no_base.use_base = false;
     out = CopyStats();
     out.retried_without_base = true;
-    st = Copier(src, dst, no_base, out, progress).Run(group_uuid);
+    st = run(Copier(src, dst, no_base, out, progress));
   }
   return st;
+}
+
+}  // namespace
+
+absl::Status CopyGroup(Store& src, Store& dst, const std::string& group_uuid,
+                       const CopyOptions& options, CopyStats* stats, const ProgressFn* progress) {
+  return CopyWithRetry(src, dst, options, stats, progress,
+                       [&](Copier&& c) { return c.Run(group_uuid); });
+}
+
+absl::Status CopyBackup(Store& src, Store& dst, const std::string& backup_uuid,
+                        const CopyOptions& options, CopyStats* stats, const ProgressFn* progress) {
+  return CopyWithRetry(src, dst, options, stats, progress,
+                       [&](Copier&& c) { return c.RunBackup(backup_uuid); });
 }
 
 }  // namespace chunkferry::engine

@@ -66,6 +66,14 @@ struct CopyStats {
                                      const CopyOptions& options, CopyStats* stats,
                                      const ProgressFn* progress = nullptr);
 
+// Copies volume backup `backup_uuid` alone (the platform's single-volume sync): its chunks, then
+// its manifest, and no group, so the destination holds it as a backup no group names (a later
+// copy of its group publishes the group; the manifest is the same and is not written twice).
+// Bases as for a group, from backups of the same volume of any VM.
+[[nodiscard]] absl::Status CopyBackup(Store& src, Store& dst, const std::string& backup_uuid,
+                                      const CopyOptions& options, CopyStats* stats,
+                                      const ProgressFn* progress = nullptr);
+
 }  // namespace chunkferry::engine
 
 #endif  // CHUNKFERRY_ENGINE_PIPELINE_COPIER_H_

@@ -3,7 +3,8 @@
 // then the answer built from it: the error body (ErrorBody, serialized as the HTTP API does), and
 // the job uuid check of the X-Job-UUID header (control/job_table.h).
 //
-// Input: the group uuid of the path, a newline, then the body (no newline: all body, empty uuid).
+// Input: the group uuid of the path (ending in "+": a volume backup's, for the single-volume
+// sync), a newline, then the body (no newline: all body, empty uuid).
 // Checked: exactly one outcome (a 400 text, an ErrorCode, or a request), a request only with
 // valid and distinct uuids and the path's group uuid, and every answer serializable.
 #include <cstddef>
@@ -31,11 +32,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > (1u << 20)) return 0;
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const size_t nl = input.find('\n');
-  const std::string_view group = nl == std::string_view::npos ? "" : input.substr(0, nl);
+  std::string_view group = nl == std::string_view::npos ? "" : input.substr(0, nl);
   const std::string_view body = nl == std::string_view::npos ? input : input.substr(nl + 1);
 
   (void)IsJobUuid(group);
-  const ParsedAction parsed = ParseSyncAction(group, body);
+  // The first byte of the body picks the action: a group's sync or one volume backup's.
+  const SyncScope scope = !body.empty() && (body[0] & 1) ? SyncScope::kBackup : SyncScope::kGroup;
+  const ParsedAction parsed = ParseSyncAction(group, body, scope);
   const int outcomes = !parsed.bad_request.empty() + parsed.error.has_value() +
                        (parsed.bad_request.empty() && !parsed.error.has_value());
   FUZZ_CHECK(outcomes == 1);
@@ -52,6 +55,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(chunkferry::engine::IsValidUuid(r.src_uuid));
   FUZZ_CHECK(chunkferry::engine::IsValidUuid(r.dst_uuid));
   FUZZ_CHECK(r.src_uuid != r.dst_uuid);
+  FUZZ_CHECK(r.scope == scope);
+  // Every shape of a result body, with and without the schema map.
+  for (auto shape : {SyncResult::Shape::kInventories, SyncResult::Shape::kInventory,
+                     SyncResult::Shape::kNothing}) {
+    SyncResult result;
+    result.shape = shape;
+    result.inventories = Json::array({Json{{"backupStorageRefs", Json::array({Json::object()})}}});
+    FUZZ_CHECK(!Dump(ResultBody(result, true)).empty());
+    FUZZ_CHECK(!Dump(ResultBody(result, false)).empty());
+  }
   // The answer a sync of nothing would give, with and without the schema map.
   (void)Dump(SuccessBody(Json::array(), false));
   (void)Dump(SuccessBody(Json::array({Json::object()}), true));
