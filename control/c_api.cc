@@ -1,5 +1,7 @@
 // The C ABI of chunkferry.h over control::SyncService. Every entry point catches every exception:
 // a C caller cannot unwind through C++ frames, so nothing may escape.
+#include <httplib.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -7,12 +9,14 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "control/api_error.h"
 #include "control/chunkferry.h"
 #include "control/registry.h"
 #include "control/sync_service.h"
+#include "control/volume_backup_query.h"
 #include "engine/store/progress.h"
 
 #ifndef CHUNKFERRY_VERSION
@@ -94,16 +98,18 @@ int Sync(chunkferry_handle* h, const char* group_uuid, const char* body_json, un
     SetOut(response, missing);
     return kHttpBadRequest;
   }
-  if ((flags & ~CHUNKFERRY_WITH_SCHEMA) != 0) {
-    SetOut(response, absl::StrCat("unknown flags 0x", absl::Hex(flags & ~CHUNKFERRY_WITH_SCHEMA),
-                                  " (known: CHUNKFERRY_WITH_SCHEMA)"));
+  constexpr unsigned kKnownFlags = CHUNKFERRY_WITH_SCHEMA | CHUNKFERRY_ONE_BACKUP;
+  if ((flags & ~kKnownFlags) != 0) {
+    SetOut(response, absl::StrCat("unknown flags 0x", absl::Hex(flags & ~kKnownFlags),
+                                  " (known: CHUNKFERRY_WITH_SCHEMA, CHUNKFERRY_ONE_BACKUP)"));
     return kHttpBadRequest;
   }
   engine::ProgressFn fn;
   if (progress != nullptr) fn = WrapProgress(progress, user);
   std::string bad_request;
-  SyncResult result =
-      h->service.Call(group_uuid, body_json, progress != nullptr ? &fn : nullptr, &bad_request);
+  SyncResult result = h->service.Call(
+      group_uuid, body_json, progress != nullptr ? &fn : nullptr, &bad_request,
+      (flags & CHUNKFERRY_ONE_BACKUP) != 0 ? SyncScope::kBackup : SyncScope::kGroup);
   if (!bad_request.empty()) {
     SetOut(response, bad_request);
     return kHttpBadRequest;
@@ -112,7 +118,62 @@ int Sync(chunkferry_handle* h, const char* group_uuid, const char* body_json, un
     SetOut(response, Dump(ErrorBody(*result.error)));
     return kHttpUnavailable;
   }
-  SetOut(response, Dump(SuccessBody(result.inventories, (flags & CHUNKFERRY_WITH_SCHEMA) != 0)));
+  SetOut(response, Dump(ResultBody(result, (flags & CHUNKFERRY_WITH_SCHEMA) != 0)));
+  return kHttpOk;
+}
+
+int DeleteFrom(chunkferry_handle* h, int kind, const char* uuid, const char* const* storage_uuids,
+               size_t count, char** response) {
+  const char* missing = h == nullptr                            ? "the handle is NULL"
+                        : uuid == nullptr                       ? "uuid is NULL"
+                        : storage_uuids == nullptr && count > 0 ? "storage_uuids is NULL"
+                                                                : nullptr;
+  if (missing != nullptr) {
+    SetOut(response, missing);
+    return kHttpBadRequest;
+  }
+  if (kind != CHUNKFERRY_DELETE_GROUP && kind != CHUNKFERRY_DELETE_BACKUP) {
+    SetOut(response, absl::StrCat("unknown kind ", kind,
+                                  " (known: CHUNKFERRY_DELETE_GROUP, CHUNKFERRY_DELETE_BACKUP)"));
+    return kHttpBadRequest;
+  }
+  std::vector<std::string> storages;
+  for (size_t i = 0; i < count; ++i) {
+    if (storage_uuids[i] == nullptr) {
+      SetOut(response, absl::StrCat("storage_uuids[", i, "] is NULL"));
+      return kHttpBadRequest;
+    }
+    storages.emplace_back(storage_uuids[i]);
+  }
+  const SyncResult result = h->service.DeleteEverywhere(
+      kind == CHUNKFERRY_DELETE_GROUP ? engine::DeleteKind::kGroup : engine::DeleteKind::kBackup,
+      uuid, storages);
+  if (result.error.has_value()) {
+    SetOut(response, Dump(ErrorBody(*result.error)));
+    return kHttpUnavailable;
+  }
+  SetOut(response, Dump(ResultBody(result, false)));
+  return kHttpOk;
+}
+
+int Query(chunkferry_handle* h, const char* query, char** response) {
+  if (h == nullptr) {
+    SetOut(response, "the handle is NULL");
+    return kHttpBadRequest;
+  }
+  httplib::Params params;  // decoded as the HTTP API's are
+  if (query != nullptr) httplib::detail::parse_query_text(query, params);
+  const ParsedQuery parsed = ParseVolumeBackupQuery({params.begin(), params.end()}, std::nullopt);
+  if (!parsed.bad_request.empty()) {
+    SetOut(response, parsed.bad_request);
+    return kHttpBadRequest;
+  }
+  const QueryAnswer answer = h->service.Query(parsed.query);
+  if (answer.error.has_value()) {
+    SetOut(response, Dump(ErrorBody(*answer.error)));
+    return kHttpUnavailable;
+  }
+  SetOut(response, Dump(answer.body));
   return kHttpOk;
 }
 
@@ -177,6 +238,31 @@ int chunkferry_sync(chunkferry_handle* h, const char* group_uuid, const char* bo
   if (response != nullptr) *response = nullptr;
   try {
     return chunkferry::control::Sync(h, group_uuid, body_json, flags, progress, user, response);
+  } catch (const std::exception& e) {
+    chunkferry::control::AnswerInternal(response, e.what());
+  } catch (...) {
+    chunkferry::control::AnswerInternal(response, "unknown exception");
+  }
+  return chunkferry::control::kHttpUnavailable;
+}
+
+int chunkferry_delete_from(chunkferry_handle* h, int kind, const char* uuid,
+                           const char* const* storage_uuids, size_t count, char** response) {
+  if (response != nullptr) *response = nullptr;
+  try {
+    return chunkferry::control::DeleteFrom(h, kind, uuid, storage_uuids, count, response);
+  } catch (const std::exception& e) {
+    chunkferry::control::AnswerInternal(response, e.what());
+  } catch (...) {
+    chunkferry::control::AnswerInternal(response, "unknown exception");
+  }
+  return chunkferry::control::kHttpUnavailable;
+}
+
+int chunkferry_query(chunkferry_handle* h, const char* query, char** response) {
+  if (response != nullptr) *response = nullptr;
+  try {
+    return chunkferry::control::Query(h, query, response);
   } catch (const std::exception& e) {
     chunkferry::control::AnswerInternal(response, e.what());
   } catch (...) {

@@ -266,7 +266,78 @@ static void TestDelete(chunkferry* h) {
   chunkferry_free(response);
   /* The source still holds the group: a sync brings it back. */
   status = chunkferry_sync(h, g_group, g_body, 0, NULL, NULL, &response);
-  CHECK(status == 200, "sync after delete answered %d: %s", status,
+  CHECK(status == 200, "sync after delete answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+}
+
+/* The rest of the platform's backup family: QueryVolumeBackup, the single-volume sync, and the
+ * deletes across storages, after TestDelete left the group on both storages. */
+static void TestFamily(chunkferry* h) {
+  char* response = NULL;
+  char query[256];
+  snprintf(query, sizeof query, "q=groupUuid%%3D%s&sort=-size&replyWithCount=true", g_group);
+  int status = chunkferry_query(h, query, &response);
+  CHECK(status == 200 && response != NULL && Count(response, "\"backupStorageRefs\":[") == 3 &&
+            strstr(response, "\"total\":3") != NULL && strstr(response, "\"schema\"") != NULL,
+        "query answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  status = chunkferry_query(h, "q=type%3DRoot&count=true", &response);
+  CHECK(status == 200 && response != NULL && strcmp(response, "{\"total\":1,\"schema\":{}}") == 0,
+        "count answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  status = chunkferry_query(h, "q=type", &response);
+  CHECK(status == 400 && response != NULL && strstr(response, "query operator") != NULL,
+        "no operator answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  status = chunkferry_query(h, "q=colour%3Dred", &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "\"SYS.1000\"") != NULL,
+        "unknown field answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  CHECK(chunkferry_query(NULL, NULL, NULL) == 400, "NULL handle");
+
+  /* DeleteVmBackup from the destination only, then the Root backup synced back alone. */
+  const char* dst[] = {g_dst};
+  status = chunkferry_delete_from(h, CHUNKFERRY_DELETE_GROUP, g_group, dst, 1, &response);
+  CHECK(status == 200 && response != NULL && strcmp(response, "{}") == 0,
+        "delete_from answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  snprintf(query, sizeof query, "q=backupStorage.uuid%%3D%s&count=true", g_dst);
+  status = chunkferry_query(h, query, &response);
+  CHECK(status == 200 && response != NULL && strstr(response, "\"total\":0") != NULL,
+        "destination still holds: %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  char one_body[512];
+  snprintf(one_body, sizeof one_body,
+           "{\"syncBackupFromImageStoreBackupStorage\": {\"srcBackupStorageUuid\": \"%s\", "
+           "\"dstBackupStorageUuid\": \"%s\"}}",
+           g_src, g_dst);
+  status = chunkferry_sync(h, g_root, one_body, CHUNKFERRY_ONE_BACKUP | CHUNKFERRY_WITH_SCHEMA,
+                           NULL, NULL, &response);
+  CHECK(status == 200 && response != NULL && StartsWith(response, "{\"inventory\":{") &&
+            strstr(response, g_root) != NULL &&
+            strstr(response, "\"inventory.backupStorageRefs[1]\"") != NULL,
+        "one backup's sync answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  /* It is on the destination without its group: DeleteVolumeBackup removes it. */
+  status = chunkferry_delete_from(h, CHUNKFERRY_DELETE_BACKUP, g_root, dst, 1, &response);
+  CHECK(status == 200, "delete_from of a backup answered %d: %s", status,
+        response ? response : "(null)");
+  chunkferry_free(response);
+  status = chunkferry_delete_from(h, CHUNKFERRY_DELETE_BACKUP, g_root, dst, 1, &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "VolumeBackupVO") != NULL,
+        "second delete_from answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  const char* unknown[] = {"ffffffffffffffffffffffffffffffff"};
+  status = chunkferry_delete_from(h, CHUNKFERRY_DELETE_GROUP, g_group, unknown, 1, &response);
+  CHECK(status == 503 && response != NULL && strstr(response, "BackupStorageVO") != NULL,
+        "unknown storage answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
+  CHECK(chunkferry_delete_from(h, CHUNKFERRY_DELETE_GROUP, g_group, NULL, 1, NULL) == 400,
+        "NULL storages");
+  CHECK(chunkferry_delete_from(h, 9, g_group, dst, 1, NULL) == 400, "unknown kind");
+  /* The group comes back for whatever runs next. */
+  status = chunkferry_sync(h, g_group, g_body, 0, NULL, NULL, &response);
+  CHECK(status == 200, "sync after the family answered %d: %s", status,
         response ? response : "(null)");
   chunkferry_free(response);
 }
@@ -301,6 +372,7 @@ int main(int argc, char** argv) {
   TestThreads(h);
   TestErrors(h);
   TestDelete(h);
+  TestFamily(h);
   chunkferry_close(h);
 
   printf("c_api_test: %d checks, %d failed\n", checks, failures);

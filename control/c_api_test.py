@@ -12,6 +12,9 @@ import threading
 import unittest
 
 CHUNKFERRY_WITH_SCHEMA = 1
+CHUNKFERRY_ONE_BACKUP = 2
+CHUNKFERRY_DELETE_GROUP = 0
+CHUNKFERRY_DELETE_BACKUP = 1
 REF_CLASS = "org.zstack.header.storage.backup.VolumeBackupStorageRefInventory"
 INVENTORY_CLASS = "org.zstack.header.storage.backup.VolumeBackupInventory"
 
@@ -34,7 +37,7 @@ ProgressFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(Progress))
 
 
 class Library:
-    """libchunkferry's five functions. Strings it hands out are read, then released with
+    """libchunkferry's functions. Strings it hands out are read, then released with
     chunkferry_free: they are declared c_void_p so that ctypes keeps the pointer."""
 
     def __init__(self, path):
@@ -50,6 +53,15 @@ class Library:
         lib.chunkferry_free.restype = None
         lib.chunkferry_close.argtypes = [ctypes.c_void_p]
         lib.chunkferry_close.restype = None
+        lib.chunkferry_delete_from.argtypes = [
+            ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p,
+            ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)
+        ]
+        lib.chunkferry_delete_from.restype = ctypes.c_int
+        lib.chunkferry_query.argtypes = [
+            ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)
+        ]
+        lib.chunkferry_query.restype = ctypes.c_int
         lib.chunkferry_version.argtypes = []
         lib.chunkferry_version.restype = ctypes.c_char_p
         self.lib = lib
@@ -76,6 +88,22 @@ class Library:
         status = self.lib.chunkferry_sync(handle, None if group is None else group.encode(),
                                           None if body is None else body.encode(), flags,
                                           callback, None, ctypes.byref(response))
+        return status, self.take_string(response)
+
+
+    def delete_from(self, handle, kind, uuid, storages):
+        """(status, response text) of one chunkferry_delete_from."""
+        response = ctypes.c_void_p()
+        array = (ctypes.c_char_p * len(storages))(*[s.encode() for s in storages])
+        status = self.lib.chunkferry_delete_from(handle, kind, uuid.encode(), array, len(storages),
+                                                 ctypes.byref(response))
+        return status, self.take_string(response)
+
+    def query(self, handle, query):
+        """(status, response text) of one chunkferry_query."""
+        response = ctypes.c_void_p()
+        status = self.lib.chunkferry_query(handle, None if query is None else query.encode(),
+                                           ctypes.byref(response))
         return status, self.take_string(response)
 
 
@@ -176,6 +204,41 @@ class CApiTest(unittest.TestCase):
         for status, text in results:
             self.assertEqual(status, 200, text)
             self.check_inventories(json.loads(text))
+
+    def test_3_the_backup_family(self):
+        """QueryVolumeBackup, then DeleteVmBackup from the destination, the Root backup synced
+        back alone and removed with DeleteVolumeBackup, and the group synced back."""
+        status, text = self.lib.query(self.handle, f"q=groupUuid%3D{self.group}&sort=-size")
+        self.assertEqual(status, 200, text)
+        answer = json.loads(text)
+        self.assertEqual(len(answer["inventories"]), 3)
+        self.assertEqual(answer["schema"]["inventories[0]"], INVENTORY_CLASS)
+        status, text = self.lib.query(self.handle, f"q=uuid%3D{self.root}&fields=uuid,type")
+        self.assertEqual(json.loads(text)["inventories"], [{"uuid": self.root, "type": "Root"}])
+        status, text = self.lib.query(self.handle, "q=size")
+        self.assertEqual(status, 400, text)
+
+        status, text = self.lib.delete_from(self.handle, CHUNKFERRY_DELETE_GROUP, self.group,
+                                            [self.dst])
+        self.assertEqual((status, text), (200, "{}"))
+        status, text = self.lib.query(self.handle, f"q=backupStorage.uuid%3D{self.dst}&count=true")
+        self.assertEqual(json.loads(text)["total"], 0, text)
+        one = json.dumps({"syncBackupFromImageStoreBackupStorage": {
+            "srcBackupStorageUuid": self.src, "dstBackupStorageUuid": self.dst}})
+        status, text = self.lib.sync(self.handle, self.root, one, CHUNKFERRY_ONE_BACKUP)
+        self.assertEqual(status, 200, text)
+        self.assertEqual(json.loads(text)["inventory"]["uuid"], self.root)
+        status, text = self.lib.query(self.handle, f"q=backupStorage.uuid%3D{self.dst}")
+        self.assertEqual([i["uuid"] for i in json.loads(text)["inventories"]], [self.root])
+        status, text = self.lib.delete_from(self.handle, CHUNKFERRY_DELETE_BACKUP, self.root,
+                                            [self.dst])
+        self.assertEqual((status, text), (200, "{}"))
+        status, text = self.lib.delete_from(self.handle, CHUNKFERRY_DELETE_BACKUP, self.root,
+                                            [self.dst])
+        self.assertEqual(status, 503, text)
+        self.assertEqual(json.loads(text)["error"]["code"], "SYS.1003")
+        status, text = self.lib.sync(self.handle, self.group, self.body)
+        self.assertEqual(status, 200, text)
 
     def test_bad_bodies_are_400_with_text(self):
         for body in ["{not json", "[]", '{"deleteVmBackup": {}}']:

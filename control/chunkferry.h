@@ -25,6 +25,7 @@
 #ifndef CHUNKFERRY_CHUNKFERRY_H_
 #define CHUNKFERRY_CHUNKFERRY_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__GNUC__)
@@ -72,6 +73,11 @@ typedef void (*chunkferry_progress_fn)(void* user, const chunkferry_progress* pr
 /* chunkferry_sync flag: the 200 body also carries the "schema" map (JSON paths to the platform's
  * class names) that the platform's SDKs ask for with the header `X-JSON-Schema: true`. */
 #define CHUNKFERRY_WITH_SCHEMA 1u
+/* chunkferry_sync flag: the platform's single-volume sync, SyncBackupFromImageStoreBackupStorage:
+ * `group_uuid` names one volume backup ({uuid} of PUT /v1/volume-backups/{uuid}/actions), the body
+ * is {"syncBackupFromImageStoreBackupStorage": {...}}, and the 200 body {"inventory": {...}}.
+ * Only that volume backup is copied, no group (its group's sync publishes the group later). */
+#define CHUNKFERRY_ONE_BACKUP 2u
 
 /* Opens the registry config at `config_path` (a JSON file naming the backup storages; format in
  * control/registry.h), validated whole before anything runs. Stores are not opened here: each
@@ -88,11 +94,11 @@ CHUNKFERRY_EXPORT chunkferry_handle* chunkferry_open(const char* config_path, ch
  * group is durable on the destination, or the sync failed leaving the destination holding no
  * part of the group it did not hold before. A group the destination already holds succeeds
  * with nothing copied.
- * `flags`: 0 or CHUNKFERRY_WITH_SCHEMA. `progress` may be NULL; `user` is passed to it as is.
+ * `flags`: 0, CHUNKFERRY_WITH_SCHEMA, CHUNKFERRY_ONE_BACKUP, or both. `progress` may be NULL; `user` is passed to it as is.
  * @return the HTTP status the REST API answers, with *response set to its body (release it with
  *         chunkferry_free):
  *   200  {"inventories": [VolumeBackupInventory, ...]}, Root first, each with backupStorageRefs
- *        naming the source and the destination;
+ *        naming the source and the destination ({"inventory": ...} with CHUNKFERRY_ONE_BACKUP);
  *   400  a plain-text reason: the body is not a JSON object or names no known action, unknown
  *        flags, or a NULL handle, group_uuid or body_json (never a crash);
  *   503  {"error": ErrorCode}: SYS.1003 unknown group or backup storage, SYS.1006 a group
@@ -123,6 +129,31 @@ CHUNKFERRY_EXPORT int chunkferry_sync(chunkferry_handle* h, const char* group_uu
 CHUNKFERRY_EXPORT int chunkferry_delete(chunkferry_handle* h, const char* backup_storage_uuid,
                                         int kind, const char* uuid, char** response);
 
+/* The platform's DeleteVmBackup (kind CHUNKFERRY_DELETE_GROUP) and DeleteVolumeBackup
+ * (CHUNKFERRY_DELETE_BACKUP): deletes `uuid` from each of the `count` backup storages
+ * `storage_uuids` of the registry (count 0: from every storage of the registry) that holds it,
+ * answering as the REST API does:
+ *   200  {} (a group no storage holds is deleted already, as on the platform);
+ *   400  a plain-text reason: a NULL handle or uuid, NULL storage_uuids with count > 0, an
+ *        unknown kind;
+ *   503  {"error": ErrorCode}: SYS.1003 a storage the registry lacks (nothing deleted) or a
+ *        volume backup no storage holds, SYS.1006 a volume backup that a group names, SYS.1007
+ *        a malformed uuid, or the code of the first storage that failed (the others were
+ *        tried). */
+CHUNKFERRY_EXPORT int chunkferry_delete_from(chunkferry_handle* h, int kind, const char* uuid,
+                                             const char* const* storage_uuids, size_t count,
+                                             char** response);
+/* The platform's QueryVolumeBackup: `query` is the query string of GET /v1/volume-backups,
+ * URL-encoded as there ("q=type%3DRoot&q=groupUuid%3D...&limit=10&sort=-size"; NULL or "": every
+ * volume backup, up to 1000). Conditions `q` take the platform's operators (= != ?= !?= ~= !~= >
+ * >= < <= "is null" "not null") on the VolumeBackupInventory's fields and, through
+ * backupStorageRef.<field> or backupStorage.uuid, on its refs; also limit, start, count,
+ * replyWithCount, sort (+f, -f) and fields. docs/API.md has the details.
+ * @return 200 {"inventories": [...], "schema": {...}} (plus "total" with replyWithCount=true;
+ *         only {"total": N, "schema": {}} with count=true), 400 a plain-text reason (a condition
+ *         without an operator, a limit that is not a number, a NULL handle), 503 {"error": ...}
+ *         (SYS.1000 a field the inventory lacks, or what failed reading a storage). */
+CHUNKFERRY_EXPORT int chunkferry_query(chunkferry_handle* h, const char* query, char** response);
 /* Releases a string the library handed out. NULL is a no-op. */
 CHUNKFERRY_EXPORT void chunkferry_free(void* p);
 

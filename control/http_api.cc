@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "control/caller.h"
 #include "control/http_gate.h"
+#include "control/volume_backup_query.h"
 #include "control/webhook.h"
 #include "io/net.h"
 
@@ -105,6 +107,7 @@ struct Route {
     kSyncBackup,    // PUT    /zstack/v1/volume-backups/{uuid}/actions
     kDeleteGroup,   // DELETE /zstack/v1/vm-backups/{groupUuid}
     kDeleteBackup,  // DELETE /zstack/v1/volume-backups/{uuid}
+    kQuery,         // GET    /zstack/v1/volume-backups[/{uuid}]
     kJob,           // GET    /zstack/v1/api-jobs/{jobUuid}
     kProgress,      // GET    /chunkferry/v1/api-jobs/{jobUuid}/progress
   } kind = kNone;
@@ -122,6 +125,7 @@ const char* RouteMethod(Route::Kind kind) {
       return "DELETE";
     case Route::kJob:
     case Route::kProgress:
+    case Route::kQuery:
     case Route::kNone:
       break;
   }
@@ -136,6 +140,7 @@ Route Match(absl::string_view path) {
     return i < parts.size() && parts[i] == want;
   };
   const bool groups = is(3, "vm-backups"), backups = is(3, "volume-backups");
+  if (parts.size() == 4 && is(1, "zstack") && is(2, "v1") && backups) return {Route::kQuery, ""};
   if (is(1, "zstack") && is(2, "v1") && (groups || backups) && parts.size() >= 5 &&
       !parts[4].empty()) {
     if (parts.size() == 6 && is(5, "actions")) {
@@ -341,14 +346,19 @@ void ApiServer::Dispatch(const httplib::Request& req, httplib::Response& res) {
 }
 
 void ApiServer::Answer(const httplib::Request& req, httplib::Response& res) {
-  const Route route = Match(req.path);
+  Route route = Match(req.path);
   if (route.kind == Route::kNone) {
     SendText(res, 404, absl::StrCat("no such path: ", RedactPath(req.path)));
     return;
   }
+  const bool is_get = req.method == "GET" || req.method == "HEAD";
+  if (route.kind == Route::kDeleteBackup && is_get) {
+    route.kind = Route::kQuery;  // the same path: QueryVolumeBackup of one uuid
+  }
   const std::string method = RouteMethod(route.kind);
   if (req.method != method && !(method == "GET" && req.method == "HEAD")) {
-    const std::string allowed = method == "GET" ? "GET, HEAD" : method;
+    std::string allowed = method == "GET" ? "GET, HEAD" : method;
+    if (route.kind == Route::kDeleteBackup) allowed = "DELETE, GET, HEAD";
     res.set_header("Allow", allowed);
     SendText(res, 405, absl::StrCat(req.method, " is not allowed here; allowed: ", allowed));
     return;
@@ -359,6 +369,9 @@ void ApiServer::Answer(const httplib::Request& req, httplib::Response& res) {
     case Route::kDeleteGroup:
     case Route::kDeleteBackup:
       HandleCall(route.kind, route.uuid, req, res);
+      break;
+    case Route::kQuery:
+      HandleQuery(route.uuid, req, res);
       break;
     case Route::kJob:
       HandleJob(route.uuid, req, res);
@@ -423,18 +436,51 @@ std::string ApiServer::JobLocation(const httplib::Request& req, const std::strin
   return absl::StrCat(options_.tls != nullptr ? "https://" : "http://", host, kJobsPath, job_uuid);
 }
 
+std::optional<Caller> ApiServer::Identify(const Registry& registry, const httplib::Request& req,
+                                          httplib::Response& res) {
+  const std::string authorization = req.get_header_value("Authorization");
+  const std::string date = req.get_header_value("Date");
+  Caller caller = IdentifyCaller(registry, req.method, req.path,
+                                 req.has_header("Authorization") ? &authorization : nullptr,
+                                 req.has_header("Date") ? &date : nullptr, absl::Now());
+  if (caller.http_status != 0) {
+    SendPlatformText(res, caller.http_status, caller.http_text);
+    return std::nullopt;
+  }
+  return caller;
+}
+
+void ApiServer::HandleQuery(const std::string& uuid, const httplib::Request& req,
+                            httplib::Response& res) {
+  const std::shared_ptr<const Registry> registry = service_.registry();
+  const std::optional<Caller> caller = Identify(*registry, req, res);
+  if (!caller.has_value()) return;
+  // A query is answered at once whatever the mode (the platform's queries are synchronous).
+  if (!caller->accepted()) {
+    SendJson(res, 503, ErrorBody(*caller->refusal));
+    return;
+  }
+  std::multimap<std::string, std::string> params(req.params.begin(), req.params.end());
+  const ParsedQuery parsed = ParseVolumeBackupQuery(
+      params, uuid.empty() ? std::nullopt : std::optional<std::string>(uuid));
+  if (!parsed.bad_request.empty()) {
+    SendPlatformText(res, 400, parsed.bad_request);
+    return;
+  }
+  const QueryAnswer answer = service_.Query(parsed.query);
+  if (answer.error.has_value()) {
+    SendJson(res, 503, ErrorBody(*answer.error));
+    return;
+  }
+  SendJson(res, 200, answer.body);
+}
+
 void ApiServer::HandleCall(int kind, const std::string& uuid, const httplib::Request& req,
                            httplib::Response& res) {
   const std::shared_ptr<const Registry> registry = service_.registry();
-  const std::string authorization = req.get_header_value("Authorization");
-  const std::string date = req.get_header_value("Date");
-  const Caller caller = IdentifyCaller(*registry, req.method, req.path,
-                                       req.has_header("Authorization") ? &authorization : nullptr,
-                                       req.has_header("Date") ? &date : nullptr, absl::Now());
-  if (caller.http_status != 0) {
-    SendPlatformText(res, caller.http_status, caller.http_text);
-    return;
-  }
+  const std::optional<Caller> identified = Identify(*registry, req, res);
+  if (!identified.has_value()) return;
+  const Caller& caller = *identified;
   const bool named_job = req.has_header("X-Job-UUID");
   std::string job_uuid;
   if (named_job) {

@@ -6,6 +6,7 @@
 //   PUT /zstack/v1/volume-backups/{uuid}/actions      one volume backup's sync: {"inventory"}
 //   DELETE /zstack/v1/vm-backups/{groupUuid}          DeleteVmBackup, DeleteVolumeBackup: {}
 //   DELETE /zstack/v1/volume-backups/{uuid}             (?backupStorageUuids=...&deleteMode=...)
+//   GET /zstack/v1/volume-backups[/{uuid}]            QueryVolumeBackup (q, limit, start, ...)
 //   GET /zstack/v1/api-jobs/{jobUuid}                  a job: 202 {} running, 200 result,
 //                                                      503 {"error"}, 404 unknown or expired
 //   GET /chunkferry/v1/api-jobs/{jobUuid}/progress     a job's progress (this project's own)
@@ -30,6 +31,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "control/caller.h"
 #include "control/job_table.h"
 #include "control/sync_service.h"
 #include "engine/wire/tls.h"
@@ -118,6 +120,12 @@ class ApiServer {
     std::optional<ApiError> error;
     std::function<SyncResult(const engine::ProgressFn* progress)> run;
   };
+  // Who sent `req` (control/caller.h); nullopt when it was answered already (a request the
+  // platform refuses with a plain-text 400/401).
+  std::optional<Caller> Identify(const Registry& registry, const httplib::Request& req,
+                                 httplib::Response& res);
+  // QueryVolumeBackup: answered at once, 200 with the page or 503.
+  void HandleQuery(const std::string& uuid, const httplib::Request& req, httplib::Response& res);
   PreparedCall Prepare(int kind, const std::string& uuid, const httplib::Request& req);
   // Runs a call whose request was readable: what a synchronous call and a job do.
   // `refusal`: the caller was not accepted (control/caller.h); the call fails with it.

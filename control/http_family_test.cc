@@ -1,10 +1,13 @@
 // The rest of the backup family over HTTP, as the platform's SDK calls it: the single-volume sync
 // (SyncBackupFromImageStoreBackupStorage, {"inventory": ...}), DeleteVmBackup and
 // DeleteVolumeBackup (DELETE with backupStorageUuids and deleteMode in the query string, {}),
-// each synchronous and as a job, with their error rows, checked against the stores themselves.
+// each synchronous and as a job, with their error rows, checked against the stores themselves;
+// and QueryVolumeBackup over what the stores hold.
 #include <httplib.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -237,6 +240,87 @@ TEST_F(HttpFamilyTest, DeleteVolumeBackupRemovesABackupSyncedAlone) {
   EXPECT_EQ(r->body, "{}");
   EXPECT_FALSE(HoldsBackup(dst2_, data));
   EXPECT_TRUE(HoldsBackup(src_, data));
+}
+
+// QueryVolumeBackup over the stores themselves: every volume backup once, with a ref for each
+// storage holding it (a backup synced alone included), filtered, paged and counted.
+TEST_F(HttpFamilyTest, QueryVolumeBackupSearchesEveryStorage) {
+  StartServer();
+  auto synced = PutSync(group_, dst_uuid_);
+  ASSERT_TRUE(synced);
+  ASSERT_EQ(synced->status, 200) << synced->body;
+  const std::string alone = volumes_[2].backup_uuid;
+  auto one = Put(BackupPath(alone), BackupBody(src_uuid_, dst2_uuid_), Auth());
+  ASSERT_TRUE(one);
+  ASSERT_EQ(one->status, 200) << one->body;
+
+  // Everything: three volume backups, Root's on src and dst, the third on all three.
+  auto all = Get("/zstack/v1/volume-backups", Auth());
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->status, 200) << all->body;
+  const Json body = ParseJson(all->body);
+  ASSERT_EQ(body["inventories"].size(), 3u) << all->body;
+  EXPECT_TRUE(body.contains("schema")) << "queries always carry their schema";
+  for (const Json& inv : body["inventories"]) {
+    const size_t refs = inv["backupStorageRefs"].size();
+    EXPECT_EQ(refs, inv["uuid"] == alone ? 3u : 2u) << inv.dump();
+  }
+  // Filtered as the SDK writes conditions: one q each, URL-encoded.
+  const auto uuids = [&](const std::string& query) {
+    auto r = Get("/zstack/v1/volume-backups?" + query, Auth());
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    std::vector<std::string> out;
+    if (!r || r->status != 200) return out;
+    const Json answer = ParseJson(r->body);
+    for (const Json& inv : answer["inventories"]) out.push_back(inv.value("uuid", ""));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(uuids("q=backupStorageRef.backupStorageUuid%3D" + dst2_uuid_),
+            std::vector<std::string>{alone});
+  EXPECT_EQ(uuids("q=type%3DRoot").size(), 1u);
+  EXPECT_EQ(uuids("q=type!%3DRoot&q=groupUuid%3D" + group_).size(), 2u);
+  std::vector<std::string> two = {volumes_[0].backup_uuid, alone};
+  std::sort(two.begin(), two.end());
+  EXPECT_EQ(uuids(absl::StrCat("q=uuid%3F%3D", volumes_[0].backup_uuid, ",", alone)), two);
+  EXPECT_EQ(uuids("q=backupStorage.uuid%3D" + engine::NewUuid()).size(), 0u);
+  EXPECT_EQ(uuids("limit=1&start=2").size(), 1u);
+  auto count = Get("/zstack/v1/volume-backups?count=true&q=type%3DData", Auth());
+  ASSERT_TRUE(count);
+  EXPECT_EQ(count->body, R"({"total":2,"schema":{}})");
+  // One uuid in the path; an unknown one is an empty answer.
+  auto by_path = Get("/zstack/v1/volume-backups/" + alone, Auth());
+  ASSERT_TRUE(by_path);
+  ASSERT_EQ(by_path->status, 200);
+  EXPECT_EQ(ParseJson(by_path->body)["inventories"][0].value("uuid", ""), alone);
+  auto nothing = Get("/zstack/v1/volume-backups/" + engine::NewUuid(), Auth());
+  ASSERT_TRUE(nothing);
+  EXPECT_EQ(nothing->body, R"({"inventories":[],"schema":{}})");
+
+  // Error rows: no operator (400, plain text), a field the inventory lacks (503 SYS.1000), a
+  // session the registry does not accept (503 ID.1001, at once even with X-Job-UUID).
+  auto no_op = Get("/zstack/v1/volume-backups?q=uuid", Auth());
+  ASSERT_TRUE(no_op);
+  EXPECT_EQ(no_op->status, 400);
+  EXPECT_TRUE(absl::StrContains(no_op->body, "doesn't contain any query operator")) << no_op->body;
+  auto no_field = Get("/zstack/v1/volume-backups?q=colour%3Dred", Auth());
+  ASSERT_TRUE(no_field);
+  EXPECT_EQ(no_field->status, 503);
+  EXPECT_EQ(ErrorCode(no_field), "SYS.1000");
+  EXPECT_TRUE(absl::StrContains(no_field->body, "not having field[colour]")) << no_field->body;
+  auto stranger = Get("/zstack/v1/volume-backups", {{"Authorization", "OAuth " + engine::NewUuid()},
+                                                    {"X-Job-UUID", engine::NewUuid()}});
+  ASSERT_TRUE(stranger);
+  EXPECT_EQ(stranger->status, 503);
+  EXPECT_EQ(ErrorCode(stranger), kIdInvalidSession);
+  auto put = Put("/zstack/v1/volume-backups", "{}", Auth());
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 405);
+  auto post_one =
+      client_->Post(("/zstack/v1/volume-backups/" + alone).c_str(), Auth(), "{}", kJsonType);
+  ASSERT_TRUE(post_one);
+  EXPECT_EQ(post_one->status, 405);
+  EXPECT_EQ(post_one->get_header_value("Allow"), "DELETE, GET, HEAD");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "control/sync_service.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -175,12 +176,12 @@ std::optional<ApiError> ReadGroupMetas(engine::Store& from, const std::string& g
   return std::nullopt;
 }
 
-// The inventory of a volume backup that both storages now hold. The store records no dates per
+// The inventory of a volume backup that `storages` hold. The store records no dates per
 // storage, so each ref carries the volume backup's own dates.
-Json Inventory(const engine::VolumeBackupMeta& meta, const std::string& src_uuid,
-               const std::string& dst_uuid, const absl::TimeZone& zone) {
+Json Inventory(const engine::VolumeBackupMeta& meta, const std::vector<std::string>& storages,
+               const absl::TimeZone& zone) {
   std::vector<StorageRef> refs;
-  for (const std::string& uuid : {src_uuid, dst_uuid}) {
+  for (const std::string& uuid : storages) {
     StorageRef ref;
     ref.backup_storage_uuid = uuid;
     ref.install_path = meta.install_path;  // the same on every storage
@@ -472,7 +473,7 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   if (!closed.ok()) return fail(StatusError(context, closed));
 
   for (const engine::VolumeBackupMeta& meta : metas) {
-    result.inventories.push_back(Inventory(meta, src->uuid, dst->uuid, registry->time_zone));
+    result.inventories.push_back(Inventory(meta, {src->uuid, dst->uuid}, registry->time_zone));
   }
   return result;
 }
@@ -524,9 +525,80 @@ SyncResult SyncService::DeleteEverywhere(engine::DeleteKind kind, const std::str
   return result;
 }
 
+std::optional<ApiError> SyncService::ListInventories(const std::vector<std::string>& storage_uuids,
+                                                     std::vector<Json>* out) {
+  const std::shared_ptr<const Registry> registry = this->registry();
+  struct Found {
+    engine::VolumeBackupMeta meta;
+    std::vector<std::string> storages;
+  };
+  std::map<std::string, Found> found;  // by volume backup uuid
+  for (const BackupStorage& storage : registry->storages) {
+    if (!storage_uuids.empty() && std::find(storage_uuids.begin(), storage_uuids.end(),
+                                            storage.uuid) == storage_uuids.end()) {
+      continue;
+    }
+    const auto locks = LockStorages(storage.uuid, storage.uuid);
+    auto opened = OpenStorage(storage, /*writable=*/false, options_.queue, nullptr);
+    const auto failed = [&](const absl::Status& st) {
+      return StatusError(
+          absl::StrCat("cannot list backup storage ", storage.uuid, " (", Place(storage), ")"), st);
+    };
+    if (!opened.ok()) return failed(opened.status());
+    engine::Store& store = opened->store();
+    std::vector<std::string> backups;
+    if (opened->local) {
+      auto names = opened->local->ListManifests();
+      if (!names.ok()) return failed(names.status());
+      backups = *std::move(names);
+    } else {
+      auto groups = store.ListGroups();
+      if (!groups.ok()) return failed(groups.status());
+      for (const std::string& g : *groups) {
+        auto record = store.GetGroup(g);
+        if (absl::IsNotFound(record.status())) continue;  // deleted meanwhile
+        if (!record.ok()) return failed(record.status());
+        backups.insert(backups.end(), record->volume_uuids.begin(), record->volume_uuids.end());
+      }
+    }
+    for (const std::string& b : backups) {
+      auto it = found.find(b);
+      if (it != found.end()) {
+        if (std::find(it->second.storages.begin(), it->second.storages.end(), storage.uuid) ==
+            it->second.storages.end()) {
+          it->second.storages.push_back(storage.uuid);
+        }
+        continue;
+      }
+      auto manifest = store.OpenManifest(b);
+      if (absl::IsNotFound(manifest.status())) continue;  // deleted meanwhile
+      if (!manifest.ok()) return failed(manifest.status());
+      found.emplace(b, Found{(*manifest)->meta(), {storage.uuid}});
+    }
+    if (opened->local) {
+      if (absl::Status closed = opened->local->Close(); !closed.ok()) return failed(closed);
+    }
+  }
+  for (const auto& [uuid, f] : found) {
+    out->push_back(Inventory(f.meta, f.storages, registry->time_zone));
+  }
+  return std::nullopt;
+}
+
+QueryAnswer SyncService::Query(const VolumeBackupQuery& query) {
+  std::vector<Json> inventories;
+  if (auto e = ListInventories(QueriedStorages(query), &inventories)) {
+    QueryAnswer failed;
+    failed.error = *std::move(e);
+    return failed;
+  }
+  return RunVolumeBackupQuery(query, std::move(inventories));
+}
+
 SyncResult SyncService::Call(std::string_view path_group_uuid, std::string_view body,
-                             const engine::ProgressFn* progress, std::string* bad_request) {
-  ParsedAction parsed = ParseSyncAction(path_group_uuid, body);
+                             const engine::ProgressFn* progress, std::string* bad_request,
+                             SyncScope scope) {
+  ParsedAction parsed = ParseSyncAction(path_group_uuid, body, scope);
   if (!parsed.bad_request.empty()) {
     if (bad_request != nullptr) *bad_request = std::move(parsed.bad_request);
     return SyncResult{};

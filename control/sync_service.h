@@ -17,6 +17,7 @@
 
 #include "control/api_error.h"
 #include "control/registry.h"
+#include "control/volume_backup_query.h"
 #include "engine/pipeline/copier.h"
 #include "engine/store/progress.h"
 #include "io/queue.h"
@@ -123,10 +124,22 @@ class SyncService {
   SyncResult DeleteEverywhere(engine::DeleteKind kind, const std::string& uuid,
                               const std::vector<std::string>& storage_uuids);
 
+  // Every volume backup the registry's storages hold (only those of `storage_uuids` when not
+  // empty; uuids the registry lacks are skipped), one inventory each whose refs name every
+  // storage holding it: what QueryVolumeBackup searches. A local store lists all its manifests;
+  // a daemon the volume backups its groups name (the wire has no listing of the others yet).
+  // Errors: a storage that cannot be opened or read, with the code of ErrorFromStatus.
+  std::optional<ApiError> ListInventories(const std::vector<std::string>& storage_uuids,
+                                          std::vector<Json>* out);
+
+  // QueryVolumeBackup: `query` over the inventories of the storages it may concern.
+  QueryAnswer Query(const VolumeBackupQuery& query);
+
   // Parses the body and runs the sync: what the C ABI and HTTP call. When the body is a bad
   // request, `bad_request` gets its text and the result is empty.
   SyncResult Call(std::string_view path_group_uuid, std::string_view body,
-                  const engine::ProgressFn* progress, std::string* bad_request);
+                  const engine::ProgressFn* progress, std::string* bad_request,
+                  SyncScope scope = SyncScope::kGroup);
 
  private:
   // The locks of `a` and `b`, taken in uuid order.
