@@ -395,13 +395,15 @@ SyncResult ApiServer::RunCall(const std::optional<ApiError>& refusal, const Prep
 }
 
 ApiServer::PreparedCall ApiServer::Prepare(int kind, const std::string& uuid,
-                                           const httplib::Request& req) {
+                                           const httplib::Request& req,
+                                           std::chrono::steady_clock::time_point deadline) {
   PreparedCall call;
   if (kind == Route::kSync || kind == Route::kSyncBackup) {
     ParsedAction parsed = ParseSyncAction(
         uuid, req.body, kind == Route::kSync ? SyncScope::kGroup : SyncScope::kBackup);
     call.bad_request = std::move(parsed.bad_request);
     call.error = std::move(parsed.error);
+    parsed.request.deadline = deadline;
     call.run = [this, request = std::move(parsed.request)](const engine::ProgressFn* progress) {
       return service_.Sync(request, progress);
     };
@@ -504,7 +506,11 @@ void ApiServer::HandleCall(int kind, const std::string& uuid, const httplib::Req
     api_timeout_ms = seconds * 1000;
   }
 
-  PreparedCall parsed = Prepare(kind, uuid, req);
+  // The call is bounded by its apiTimeout from now (a job's time in the queue counts, as the
+  // platform counts it from the call).
+  PreparedCall parsed =
+      Prepare(kind, uuid, req,
+              std::chrono::steady_clock::now() + std::chrono::milliseconds(api_timeout_ms));
   if (!parsed.bad_request.empty()) {
     SendText(res, 400, parsed.bad_request);
     return;

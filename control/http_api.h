@@ -22,6 +22,7 @@
 #define CHUNKFERRY_CONTROL_HTTP_API_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -54,7 +55,9 @@ struct ApiServerOptions {
   uint16_t port = 0;               // 0: any free port (see ApiServer::port)
   bool job_mode_default = false;   // every PUT runs as a job, even without X-Job-UUID
   int64_t job_ttl_seconds = 3600;  // how long a finished job can be polled
-  // Told to job-mode clients as "apiTimeout": how long they poll before giving up.
+  // Told to job-mode clients as "apiTimeout" (how long they poll before giving up), and the
+  // bound of every sync the API runs (X-API-Timeout, in seconds, overrides it per call): past
+  // it the sync stops and fails with SYS.1001.
   int64_t api_timeout_ms = 6 * 3600 * 1000;
   size_t max_running_jobs = 2;  // jobs whose syncs run at once; more wait in a queue
   size_t max_jobs = 1024;       // jobs held (queued, running, or finished within the TTL)
@@ -126,7 +129,9 @@ class ApiServer {
                                  httplib::Response& res);
   // QueryVolumeBackup: answered at once, 200 with the page or 503.
   void HandleQuery(const std::string& uuid, const httplib::Request& req, httplib::Response& res);
-  PreparedCall Prepare(int kind, const std::string& uuid, const httplib::Request& req);
+  // `deadline`: when a sync must have ended (its apiTimeout from the call).
+  PreparedCall Prepare(int kind, const std::string& uuid, const httplib::Request& req,
+                       std::chrono::steady_clock::time_point deadline);
   // Runs a call whose request was readable: what a synchronous call and a job do.
   // `refusal`: the caller was not accepted (control/caller.h); the call fails with it.
   SyncResult RunCall(const std::optional<ApiError>& refusal, const PreparedCall& call,

@@ -447,6 +447,7 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   // where the RemoteStore paces its own wire bytes.
   engine::CopyOptions copy;
   copy.verify = registry->verify;
+  copy.deadline = request.deadline;
   absl::Status st =
       one_backup
           ? engine::CopyBackup(from, dst_store->store(), group, copy, &result.stats, progress)
@@ -468,6 +469,11 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
                                        "] has not enough capacity to sync the ",
                                        one_backup ? "volume backup" : "group", "[uuid:", group,
                                        "]: ", st.message())));
+  }
+  if (absl::IsDeadlineExceeded(st)) {
+    return fail(MakeError(
+        kSysTimeout,
+        absl::StrCat(context, ": the call's timeout (X-API-Timeout) ", "passed: ", st.message())));
   }
   if (!st.ok()) return fail(StatusError(context, st));
   if (!closed.ok()) return fail(StatusError(context, closed));

@@ -6,6 +6,7 @@
 #ifndef CHUNKFERRY_CONTROL_SYNC_SERVICE_H_
 #define CHUNKFERRY_CONTROL_SYNC_SERVICE_H_
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -42,6 +43,9 @@ struct SyncRequest {
   std::vector<std::string> system_tags;  // top level of the body or inside the action object
   std::vector<std::string> user_tags;
   SyncScope scope = SyncScope::kGroup;
+  // The call's bound (X-API-Timeout, or the server's apiTimeout): past it the copy stops and the
+  // call fails with SYS.1001, nothing published. The epoch: none.
+  std::chrono::steady_clock::time_point deadline{};
 };
 
 // What a request (path group uuid + body) asks for. Exactly one of: `bad_request` not empty (the

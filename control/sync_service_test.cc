@@ -690,6 +690,43 @@ TEST_F(SyncServiceTest, AFullDestinationIsSys1006AndLeavesItAsItWas) {
   ExpectRestores("dst");
 }
 
+// A sync past its deadline (X-API-Timeout) stops, fails with SYS.1001, and publishes nothing:
+// a deadline gone before it starts, and one that passes while records travel (the progress
+// callback, called from the copy, outlasts it).
+TEST_F(SyncServiceTest, ASyncPastItsDeadlineIsSys1001AndPublishesNothing) {
+  auto service = Service();
+  ParsedAction parsed = ParseSyncAction(kGroup, Body(kSrc, kDst));
+  ASSERT_TRUE(parsed.bad_request.empty() && !parsed.error.has_value());
+  const auto before = testing::ListFiles(tmp_.Sub("dst"), {"LOCK", "index/"});
+  SyncRequest late = parsed.request;
+  late.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+  const SyncResult gone = service->Sync(late, nullptr);
+  ASSERT_TRUE(gone.error.has_value());
+  EXPECT_EQ(gone.error->code, kSysTimeout) << gone.error->details;
+  EXPECT_TRUE(absl::StrContains(gone.error->details, "X-API-Timeout")) << gone.error->details;
+  EXPECT_EQ(testing::ListFiles(tmp_.Sub("dst"), {"LOCK", "index/"}), before);
+
+  SyncRequest slow = parsed.request;
+  slow.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  bool slept = false;
+  const engine::ProgressFn progress = [&slept](const engine::ProgressState& s) {
+    if (s.phase == "copy" && !slept) {
+      slept = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    }
+  };
+  const SyncResult cut = service->Sync(slow, &progress);
+  ASSERT_TRUE(slept);
+  ASSERT_TRUE(cut.error.has_value()) << "the copy outlived its deadline";
+  EXPECT_EQ(cut.error->code, kSysTimeout) << cut.error->details;
+  EXPECT_TRUE(Groups("dst").empty());
+  EXPECT_EQ(testing::ListFiles(tmp_.Sub("dst"), {"LOCK", "index/"}), before);
+  // Without a deadline the same sync goes through.
+  const SyncResult ok = service->Sync(parsed.request, nullptr);
+  ASSERT_FALSE(ok.error.has_value()) << ok.error->details;
+  ExpectRestores("dst");
+}
+
 TEST_F(SyncServiceTest, SilentDaemonIsATimeout) {
   auto listener = io::Listen(io::Endpoint{"127.0.0.1", 0}, 8);
   ASSERT_TRUE(listener.ok()) << listener.status();

@@ -29,6 +29,7 @@ class Copier {
 
  private:
   absl::Status CheckStores() const;
+  absl::Status CheckDeadline() const;
   // Copies the manifests of `volume_uuids` (bases looked for among backups of `like`'s VM),
   // then publishes `publish` when not null.
   absl::Status RunVolumes(const std::vector<std::string>& volume_uuids, const GroupRecord& like,
@@ -67,7 +68,18 @@ void Copier::Pace() {
 }
 
 // Sends the records the destination lacks for the pending ids.
+absl::Status Copier::CheckDeadline() const {
+  if (options_.deadline == std::chrono::steady_clock::time_point{} ||
+      std::chrono::steady_clock::now() < options_.deadline) {
+    return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("the copy ran past its deadline after ", static_cast<int64_t>(ticker_.Elapsed()),
+                   " s, having sent ", stats_.bytes_sent, " bytes; nothing was published"));
+}
+
 absl::Status Copier::Query() {
+  CF_RETURN_IF_ERROR(CheckDeadline());
   // Once this query's chunks are there, every entry read so far is done.
   const uint64_t target_bytes = planned_bytes_, target_chunks = planned_chunks_;
   auto report = [&](double fraction) {
@@ -108,6 +120,7 @@ absl::Status Copier::Query() {
   // Batches go straight from the source's read buffers to the destination, which checks them
   // in parallel and copies them once, into its pack buffers.
   auto sink = [&](absl::Span<const absl::Span<const uint8_t>> records) {
+    CF_RETURN_IF_ERROR(CheckDeadline());
     CF_RETURN_IF_ERROR(dst_.AppendRecords(records, options_.verify, &stats_.appended));
     stats_.records_sent += records.size();
     for (const auto& r : records) {
@@ -284,6 +297,7 @@ absl::Status Copier::RunVolumes(const std::vector<std::string>& volume_uuids,
   }
   CF_RETURN_IF_ERROR(Query());
   CF_RETURN_IF_ERROR(dst_.Flush());
+  CF_RETURN_IF_ERROR(CheckDeadline());
   ticker_.state().phase = "commit";
   for (size_t i = 0; i < manifests.size(); ++i) {
     VolumeBackupMeta meta = manifests[i]->meta();

@@ -5,6 +5,7 @@
 #ifndef CHUNKFERRY_ENGINE_PIPELINE_COPIER_H_
 #define CHUNKFERRY_ENGINE_PIPELINE_COPIER_H_
 
+#include <chrono>
 #include <string>
 
 #include "absl/status/status.h"
@@ -22,6 +23,10 @@ struct CopyOptions {
   // Look for a base for each volume (below) when the source's manifests are local and the
   // destination's are not.
   bool use_base = true;
+  // Past this instant the copy stops with DeadlineExceeded (checked before each have-query,
+  // each batch of records and the commit); the epoch (the default): no deadline. The copy's
+  // usual failure rules hold: nothing is published, what was appended stays for the next run.
+  std::chrono::steady_clock::time_point deadline{};
 };
 
 struct CopyStats {
