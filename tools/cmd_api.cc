@@ -31,8 +31,10 @@ int CmdApi(const std::vector<std::string>& args) {
       {"job-mode", "answer every PUT with 202 and a job to poll, even without X-Job-UUID", false,
        ""},
       {"job-ttl", "seconds a finished job can still be polled", true, "3600"},
-      {"api-timeout-ms", "the apiTimeout told to job clients: how long they poll", true,
-       "21600000"},
+      {"api-timeout-ms",
+       "the apiTimeout of a call without X-API-Timeout: told to job clients (how long they poll) "
+       "and the bound of its sync",
+       true, "21600000"},
       {"max-jobs", "syncs that run at once as jobs; more wait in a queue", true, "2"},
       {"max-jobs-per-session",
        "jobs one session may hold (queued, running, or finished and not expired) of the 1024 the "
@@ -50,12 +52,15 @@ int CmdApi(const std::vector<std::string>& args) {
   if (auto rc = ParseFlags(
           kCmd, "--config FILE [--listen ADDR:PORT] [--job-mode] [flags]", std::move(specs), args,
           &f,
-          {.about = "Serves the sync API (PUT /zstack/v1/vm-backups/{groupUuid}/actions with\n"
-                    "syncVmBackupFromImageStoreBackupStorage) between the backup storages of the "
-                    "config,\nuntil SIGINT or SIGTERM. A PUT answers when its sync is done, or, in "
-                    "job mode or with\nan X-Job-UUID header, at once with a job to poll at GET "
-                    "/zstack/v1/api-jobs/{jobUuid}.\nWith --tls-cert and --tls-key it speaks HTTPS "
-                    "only (TLS 1.3). Logs go to stderr.",
+          {.about = "Serves the platform's backup API between the backup storages of the config "
+                    "until SIGINT\nor SIGTERM: SyncVmBackupFromImageStoreBackupStorage (PUT "
+                    "/zstack/v1/vm-backups/{groupUuid}/actions),\nSyncBackupFromImageStoreBackup"
+                    "Storage (PUT /zstack/v1/volume-backups/{uuid}/actions),\nDeleteVmBackup, "
+                    "DeleteVolumeBackup (DELETE) and QueryVolumeBackup (GET /zstack/v1/volume-"
+                    "backups).\nA call answers when it is done, or, in job mode or with an "
+                    "X-Job-UUID header, at once\nwith a job to poll at GET /zstack/v1/api-jobs/"
+                    "{jobUuid} (queries always answer at once).\nWith --tls-cert and --tls-key it "
+                    "speaks HTTPS only (TLS 1.3). Logs go to stderr.",
            .common = {"io", "help"},
            .help = &help})) {
     return *rc;
