@@ -552,12 +552,13 @@ std::optional<ApiError> SyncService::ListInventories(const std::vector<std::stri
     };
     if (!opened.ok()) return failed(opened.status());
     engine::Store& store = opened->store();
+    // Every volume backup, grouped or not; a daemon too old for LIST_BACKUPS tells only those
+    // its groups name.
+    absl::StatusOr<std::vector<std::string>> listed = store.ListBackups();
     std::vector<std::string> backups;
-    if (opened->local) {
-      auto names = opened->local->ListManifests();
-      if (!names.ok()) return failed(names.status());
-      backups = *std::move(names);
-    } else {
+    if (listed.ok()) {
+      backups = *std::move(listed);
+    } else if (absl::IsUnimplemented(listed.status())) {
       auto groups = store.ListGroups();
       if (!groups.ok()) return failed(groups.status());
       for (const std::string& g : *groups) {
@@ -566,6 +567,8 @@ std::optional<ApiError> SyncService::ListInventories(const std::vector<std::stri
         if (!record.ok()) return failed(record.status());
         backups.insert(backups.end(), record->volume_uuids.begin(), record->volume_uuids.end());
       }
+    } else {
+      return failed(listed.status());
     }
     for (const std::string& b : backups) {
       auto it = found.find(b);

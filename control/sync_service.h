@@ -130,8 +130,8 @@ class SyncService {
 
   // Every volume backup the registry's storages hold (only those of `storage_uuids` when not
   // empty; uuids the registry lacks are skipped), one inventory each whose refs name every
-  // storage holding it: what QueryVolumeBackup searches. A local store lists all its manifests;
-  // a daemon the volume backups its groups name (the wire has no listing of the others yet).
+  // storage holding it: what QueryVolumeBackup searches (a daemon too old for LIST_BACKUPS tells
+  // only the volume backups its groups name).
   // Errors: a storage that cannot be opened or read, with the code of ErrorFromStatus.
   std::optional<ApiError> ListInventories(const std::vector<std::string>& storage_uuids,
                                           std::vector<Json>* out);

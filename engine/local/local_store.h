@@ -85,6 +85,7 @@ class LocalStore final : public Store {
   absl::Status PutGroup(const GroupRecord& group) override;
   absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
   absl::StatusOr<std::vector<std::string>> ListGroups() override;
+  absl::StatusOr<std::vector<std::string>> ListBackups() override { return ListManifests(); }
   absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
   absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 

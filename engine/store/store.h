@@ -115,6 +115,9 @@ class Store {
   // NotFound when the store has no such group.
   [[nodiscard]] virtual absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListGroups() = 0;
+  // Every volume backup the store holds, whether a group names it or not (one synced alone).
+  // Unimplemented from a daemon too old to tell.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListBackups() = 0;
 
   // Deletes group `group_uuid` and the volume backups it names (those that no other group names
   // too). The group is unreachable when this returns, whatever happens after; a crash part way

@@ -86,6 +86,7 @@ uint32_t RightsFor(MsgType type) {
       return kRightRead | kRightAppend | kRightAdmin;
     case MsgType::kGetGroup:
     case MsgType::kListGroups:
+    case MsgType::kListBackups:
       // Group records are metadata: a replica must see which groups the destination holds to
       // send only the missing ones and deltas against what is there.
       return kRightRead | kRightAppend | kRightAdmin;

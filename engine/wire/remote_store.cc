@@ -270,6 +270,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
       s->manifest_delta_ = welcome.manifest_delta;
       s->takes_delete_ = welcome.takes_delete;
       s->takes_gc_ = welcome.takes_gc;
+      s->takes_list_backups_ = welcome.takes_list_backups;
       expect = welcome.info.uuid;
     } else if (welcome.info.uuid != expect) {
       return s->PeerStatus(absl::StatusCode::kFailedPrecondition,
@@ -1110,6 +1111,18 @@ absl::StatusOr<GroupRecord> RemoteStore::GetGroup(const std::string& group_uuid)
 absl::StatusOr<std::vector<std::string>> RemoteStore::ListGroups() {
   CF_ASSIGN_OR_RETURN(auto reply, Call(MsgType::kListGroups, {}, MsgType::kGroupList));
   auto list = DecodeGroupList(reply);
+  if (!list.ok()) return PeerStatus(list.status().code(), list.status().message());
+  return list;
+}
+
+absl::StatusOr<std::vector<std::string>> RemoteStore::ListBackups() {
+  if (!takes_list_backups_) {
+    return absl::UnimplementedError(
+        "the daemon does not take LIST_BACKUPS (an older version): only the volume backups its "
+        "groups name can be listed");
+  }
+  CF_ASSIGN_OR_RETURN(auto reply, Call(MsgType::kListBackups, {}, MsgType::kBackupList));
+  auto list = DecodeBackupList(reply);
   if (!list.ok()) return PeerStatus(list.status().code(), list.status().message());
   return list;
 }

@@ -116,6 +116,8 @@ class RemoteStore final : public Store {
   absl::Status PutGroup(const GroupRecord& group) override;
   absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
   absl::StatusOr<std::vector<std::string>> ListGroups() override;
+  // LIST_BACKUPS; Unimplemented when the daemon's WELCOME does not announce it.
+  absl::StatusOr<std::vector<std::string>> ListBackups() override;
   absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
   absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 
@@ -268,8 +270,9 @@ class RemoteStore final : public Store {
   Clock::time_point last_progress_;
   bool in_sink_ = false;
   bool manifest_delta_ = false;
-  bool takes_delete_ = false;  // WELCOME's delete=1
-  bool takes_gc_ = false;      // WELCOME's gc=1
+  bool takes_delete_ = false;        // WELCOME's delete=1
+  bool takes_gc_ = false;            // WELCOME's gc=1
+  bool takes_list_backups_ = false;  // WELCOME's list_backups=1
   uint64_t deltas_sent_ = 0;
   uint64_t delta_fallbacks_ = 0;
 };

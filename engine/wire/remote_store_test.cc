@@ -162,6 +162,37 @@ TEST_P(RemoteStoreTest, ConnectReportsTheServedStore) {
   EXPECT_TRUE(groups->empty());
 }
 
+// One volume backup copied alone: the daemon holds it and no group; LIST_BACKUPS tells it, and
+// its group's copy then publishes the group over the same manifest.
+TEST_P(RemoteStoreTest, OneBackupCopiedAloneIsListedByListBackups) {
+  const auto vols = BuildGroup(group_, 1);
+  ASSERT_GE(vols.size(), 2u);
+  auto remote = ConnectOk(Options(2));
+  ASSERT_NE(remote, nullptr);
+  absl::Status st = CopyBackup(*a_, *remote, vols[1].meta.uuid, CopyOptions(), nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  auto groups = remote->ListGroups();
+  ASSERT_TRUE(groups.ok()) << groups.status();
+  EXPECT_TRUE(groups->empty());
+  auto backups = remote->ListBackups();
+  ASSERT_TRUE(backups.ok()) << backups.status();
+  EXPECT_EQ(*backups, std::vector<std::string>{vols[1].meta.uuid});
+  auto alone = remote->OpenManifest(vols[1].meta.uuid);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ((*alone)->meta().size, vols[1].meta.size);
+
+  st = CopyGroup(*a_, *remote, group_, CopyOptions(), nullptr);
+  ASSERT_TRUE(st.ok()) << st;
+  backups = remote->ListBackups();
+  ASSERT_TRUE(backups.ok()) << backups.status();
+  std::vector<std::string> want;
+  for (const auto& v : vols) want.push_back(v.meta.uuid);
+  std::sort(want.begin(), want.end());
+  std::sort(backups->begin(), backups->end());
+  EXPECT_EQ(*backups, want);
+  ExpectServedRestores(vols);
+}
+
 TEST_P(RemoteStoreTest, PushRestoresIdenticallyAndPullsBack) {
   const auto vols = BuildGroup(group_, 1);
   uint64_t logical = 0, new_chunks = 0, data_entries = 0;

@@ -103,6 +103,7 @@ StoreServer::StoreServer(LocalStore* store, ServerOptions options)
   welcome_.manifest_delta = true;
   welcome_.takes_delete = true;
   welcome_.takes_gc = true;
+  welcome_.takes_list_backups = true;
   welcome_.max_frame = options_.max_frame;
   welcome_.max_inflight = options_.max_inflight;
 }

@@ -94,6 +94,8 @@ absl::Status StoreSession::Handle(const WireFrame& frame) {
       return HandleGetGroup(frame.payload);
     case MsgType::kListGroups:
       return HandleListGroups(frame.payload);
+    case MsgType::kListBackups:
+      return HandleListBackups(frame.payload);
     case MsgType::kDelete:
       return HandleDelete(frame.payload);
     case MsgType::kGc:

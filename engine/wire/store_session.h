@@ -113,6 +113,7 @@ class StoreSession {
   absl::Status HandlePutGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleGetGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleListGroups(absl::Span<const uint8_t> payload);
+  absl::Status HandleListBackups(absl::Span<const uint8_t> payload);
   absl::Status HandleDelete(absl::Span<const uint8_t> payload);
   absl::Status HandleGc(absl::Span<const uint8_t> payload);
 

@@ -266,6 +266,23 @@ absl::Status StoreSession::HandleListGroups(absl::Span<const uint8_t> payload) {
   return conn_.Send(MsgType::kGroupList, Bytes(reply));
 }
 
+absl::Status StoreSession::HandleListBackups(absl::Span<const uint8_t> payload) {
+  if (absl::Status st = CheckEmptyPayload(MsgType::kListBackups, payload); !st.ok()) {
+    return ProtocolError(st);
+  }
+  absl::StatusOr<std::vector<std::string>> backups;
+  {
+    std::lock_guard<std::mutex> lock(store_mu_);
+    backups = store_.ListBackups();
+  }
+  if (!backups.ok()) return RequestError("LIST_BACKUPS", backups.status());
+  const std::string reply = EncodeBackupList(*backups);
+  if (absl::Status st = CheckFrameSize(reply.size(), conn_.max_send_frame()); !st.ok()) {
+    return RequestError("LIST_BACKUPS", st);
+  }
+  return conn_.Send(MsgType::kBackupList, Bytes(reply));
+}
+
 absl::Status StoreSession::HandleDelete(absl::Span<const uint8_t> payload) {
   absl::StatusOr<DeleteRequest> request = DecodeDelete(payload);
   if (!request.ok()) return ProtocolError(request.status());

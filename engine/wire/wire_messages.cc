@@ -297,6 +297,10 @@ std::string_view MsgTypeName(uint16_t type) {
       return "GC";
     case MsgType::kGcDone:
       return "GC_DONE";
+    case MsgType::kListBackups:
+      return "LIST_BACKUPS";
+    case MsgType::kBackupList:
+      return "BACKUP_LIST";
   }
   return "UNKNOWN";
 }
@@ -477,6 +481,7 @@ std::string EncodeWelcome(const Welcome& welcome) {
   if (welcome.manifest_delta) kv.emplace_back("manifest_delta", "1");
   if (welcome.takes_delete) kv.emplace_back("delete", "1");
   if (welcome.takes_gc) kv.emplace_back("gc", "1");
+  if (welcome.takes_list_backups) kv.emplace_back("list_backups", "1");
   EncodeKv(kv, &out);
   PutU32(&out, welcome.max_frame);
   PutU64(&out, welcome.max_inflight);
@@ -505,6 +510,7 @@ absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload) {
     if (key == "manifest_delta" && value == "1") w.manifest_delta = true;
     if (key == "delete" && value == "1") w.takes_delete = true;
     if (key == "gc" && value == "1") w.takes_gc = true;
+    if (key == "list_backups" && value == "1") w.takes_list_backups = true;
   }
   if (w.max_frame < kMinMaxFrame) {
     return Malformed(MsgType::kWelcome, "frame limit ", w.max_frame, " is below the minimum ",
@@ -803,6 +809,19 @@ std::string EncodeGroupList(absl::Span<const std::string> group_uuids) {
   std::string out;
   PutUuidList(&out, group_uuids);
   return out;
+}
+
+std::string EncodeBackupList(absl::Span<const std::string> backup_uuids) {
+  return EncodeGroupList(backup_uuids);
+}
+
+absl::StatusOr<std::vector<std::string>> DecodeBackupList(absl::Span<const uint8_t> payload) {
+  ByteReader r(payload);
+  absl::StatusOr<std::vector<std::string>> uuids =
+      TakeUuidList(MsgType::kBackupList, r, "volume backup uuid");
+  if (!uuids.ok()) return uuids.status();
+  if (absl::Status st = CheckEnd(MsgType::kBackupList, r); !st.ok()) return st;
+  return uuids;
 }
 
 absl::StatusOr<std::vector<std::string>> DecodeGroupList(absl::Span<const uint8_t> payload) {

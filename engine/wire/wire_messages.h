@@ -75,6 +75,8 @@ enum class MsgType : uint16_t {
   kDeleted = 33,
   kGc = 34,  // only to a daemon whose WELCOME announces gc=1
   kGcDone = 35,
+  kListBackups = 36,  // only to a daemon whose WELCOME announces list_backups=1
+  kBackupList = 37,
 };
 
 // The type's name as PROTOCOL.md spells it ("APPEND_ACK"), or "UNKNOWN".
@@ -147,6 +149,8 @@ struct Welcome {
   bool takes_delete = false;
   // The daemon takes GC: WELCOME key `gc` = "1" (absent otherwise).
   bool takes_gc = false;
+  // The daemon takes LIST_BACKUPS: WELCOME key `list_backups` = "1" (absent otherwise).
+  bool takes_list_backups = false;
 };
 std::string EncodeWelcome(const Welcome& welcome);
 [[nodiscard]] absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload);
@@ -268,6 +272,10 @@ std::string EncodeGroupReply(const GroupRecord& group);
 
 // GROUP_LIST: u32 count, count × (u16 length + group uuid).
 std::string EncodeGroupList(absl::Span<const std::string> group_uuids);
+// BACKUP_LIST: the volume backup uuids a store holds, as GROUP_LIST lays out its uuids.
+std::string EncodeBackupList(absl::Span<const std::string> backup_uuids);
+[[nodiscard]] absl::StatusOr<std::vector<std::string>> DecodeBackupList(
+    absl::Span<const uint8_t> payload);
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> DecodeGroupList(
     absl::Span<const uint8_t> payload);
 

@@ -352,6 +352,9 @@ TEST(WireMessagesTest, GroupMessagesRoundTrip) {
     absl::StatusOr<std::vector<std::string>> list = DecodeGroupList(Sp(EncodeGroupList(uuids)));
     ASSERT_TRUE(list.ok()) << list.status();
     EXPECT_EQ(*list, uuids);
+    list = DecodeBackupList(Sp(EncodeBackupList(uuids)));
+    ASSERT_TRUE(list.ok()) << list.status();
+    EXPECT_EQ(*list, uuids);
   }
 }
 
@@ -411,7 +414,8 @@ TEST(WireMessagesTest, NamesEveryTypeAndNothingElse) {
       {28, "GROUP_LIST"},   {29, "OK"},
       {30, "BYE"},          {31, "PUT_MANIFEST_DELTA"},
       {32, "DELETE"},       {33, "DELETED"},
-      {34, "GC"},           {35, "GC_DONE"}};
+      {34, "GC"},           {35, "GC_DONE"},
+      {36, "LIST_BACKUPS"}, {37, "BACKUP_LIST"}};
   size_t known = 0;
   for (uint32_t t = 0; t <= 0xffff; ++t) known += IsKnownMsgType(static_cast<uint16_t>(t));
   EXPECT_EQ(known, names.size());
@@ -530,6 +534,11 @@ std::vector<Case> AllCases() {
       {"GROUP_LIST", EncodeGroupList(std::vector<std::string>{kUuidA, kUuidB}), [](auto p) {
          return Reencode(DecodeGroupList(p),
                          [](const std::vector<std::string>& u) { return EncodeGroupList(u); });
+       }});
+  cases.push_back(
+      {"BACKUP_LIST", EncodeBackupList(std::vector<std::string>{kUuidA, kUuidB}), [](auto p) {
+         return Reencode(DecodeBackupList(p),
+                         [](const std::vector<std::string>& u) { return EncodeBackupList(u); });
        }});
   for (DeleteKind kind : {DeleteKind::kGroup, DeleteKind::kBackup}) {
     cases.push_back({"DELETE", EncodeDelete({kind, kUuidA}),

@@ -173,6 +173,11 @@ void DecodeAs(uint16_t type, absl::Span<const uint8_t> payload) {
         FUZZ_CHECK(SameBytes(engine::EncodeGroupList(*m), payload));
       }
       break;
+    case MsgType::kBackupList:
+      if (auto m = engine::DecodeBackupList(payload); m.ok()) {
+        FUZZ_CHECK(SameBytes(engine::EncodeBackupList(*m), payload));
+      }
+      break;
     case MsgType::kDelete:
       if (auto m = engine::DecodeDelete(payload); m.ok()) {
         FUZZ_CHECK(SameBytes(engine::EncodeDelete(*m), payload));
@@ -200,6 +205,7 @@ void DecodeAs(uint16_t type, absl::Span<const uint8_t> payload) {
     case MsgType::kReadEnd:
     case MsgType::kManifestEnd:
     case MsgType::kListGroups:
+    case MsgType::kListBackups:
     case MsgType::kOk:
     case MsgType::kBye:
       FUZZ_CHECK(engine::CheckEmptyPayload(static_cast<MsgType>(type), payload).ok() ==

@@ -395,6 +395,7 @@ void Wire() {
   msgs.emplace_back(engine::MsgType::kGroup, engine::EncodeGroupReply(g));
   const std::vector<std::string> groups = {kUuidA, kUuidC};
   msgs.emplace_back(engine::MsgType::kGroupList, engine::EncodeGroupList(groups));
+  msgs.emplace_back(engine::MsgType::kBackupList, engine::EncodeBackupList(groups));
   msgs.emplace_back(engine::MsgType::kDelete,
                     engine::EncodeDelete({engine::DeleteKind::kBackup, kUuidB}));
   engine::DeleteResult deleted;
