@@ -114,6 +114,8 @@ class StoreSession {
   absl::Status HandleGetGroup(absl::Span<const uint8_t> payload);
   absl::Status HandleListGroups(absl::Span<const uint8_t> payload);
   absl::Status HandleListBackups(absl::Span<const uint8_t> payload);
+  // LIST_GROUPS or LIST_BACKUPS (`request`): the store's uuids of that kind in one reply.
+  absl::Status HandleList(MsgType request, absl::Span<const uint8_t> payload);
   absl::Status HandleDelete(absl::Span<const uint8_t> payload);
   absl::Status HandleGc(absl::Span<const uint8_t> payload);
 

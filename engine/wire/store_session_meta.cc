@@ -250,37 +250,29 @@ absl::Status StoreSession::HandleGetGroup(absl::Span<const uint8_t> payload) {
 }
 
 absl::Status StoreSession::HandleListGroups(absl::Span<const uint8_t> payload) {
-  if (absl::Status st = CheckEmptyPayload(MsgType::kListGroups, payload); !st.ok()) {
-    return ProtocolError(st);
-  }
-  absl::StatusOr<std::vector<std::string>> groups;
-  {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    groups = store_.ListGroups();
-  }
-  if (!groups.ok()) return RequestError("LIST_GROUPS", groups.status());
-  const std::string reply = EncodeGroupList(*groups);
-  if (absl::Status st = CheckFrameSize(reply.size(), conn_.max_send_frame()); !st.ok()) {
-    return RequestError("LIST_GROUPS", st);
-  }
-  return conn_.Send(MsgType::kGroupList, Bytes(reply));
+  return HandleList(MsgType::kListGroups, payload);
 }
 
 absl::Status StoreSession::HandleListBackups(absl::Span<const uint8_t> payload) {
-  if (absl::Status st = CheckEmptyPayload(MsgType::kListBackups, payload); !st.ok()) {
-    return ProtocolError(st);
-  }
-  absl::StatusOr<std::vector<std::string>> backups;
+  return HandleList(MsgType::kListBackups, payload);
+}
+
+absl::Status StoreSession::HandleList(MsgType request, absl::Span<const uint8_t> payload) {
+  if (absl::Status st = CheckEmptyPayload(request, payload); !st.ok()) return ProtocolError(st);
+  const bool groups = request == MsgType::kListGroups;
+  absl::StatusOr<std::vector<std::string>> uuids;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    backups = store_.ListBackups();
+    uuids = groups ? store_.ListGroups() : store_.ListBackups();
   }
-  if (!backups.ok()) return RequestError("LIST_BACKUPS", backups.status());
-  const std::string reply = EncodeBackupList(*backups);
+  const std::string name(MsgTypeName(request));
+  if (!uuids.ok()) return RequestError(name, uuids.status());
+  // GROUP_LIST and BACKUP_LIST lay out their uuids alike.
+  const std::string reply = groups ? EncodeGroupList(*uuids) : EncodeBackupList(*uuids);
   if (absl::Status st = CheckFrameSize(reply.size(), conn_.max_send_frame()); !st.ok()) {
-    return RequestError("LIST_BACKUPS", st);
+    return RequestError(name, st);
   }
-  return conn_.Send(MsgType::kBackupList, Bytes(reply));
+  return conn_.Send(groups ? MsgType::kGroupList : MsgType::kBackupList, Bytes(reply));
 }
 
 absl::Status StoreSession::HandleDelete(absl::Span<const uint8_t> payload) {

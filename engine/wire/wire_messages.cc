@@ -811,26 +811,31 @@ std::string EncodeGroupList(absl::Span<const std::string> group_uuids) {
   return out;
 }
 
+namespace {
+
+// A message that is one uuid list and nothing after it (GROUP_LIST, BACKUP_LIST).
+absl::StatusOr<std::vector<std::string>> DecodeUuidListMessage(MsgType type,
+                                                               absl::Span<const uint8_t> payload,
+                                                               absl::string_view what) {
+  ByteReader r(payload);
+  absl::StatusOr<std::vector<std::string>> uuids = TakeUuidList(type, r, what);
+  if (!uuids.ok()) return uuids.status();
+  if (absl::Status st = CheckEnd(type, r); !st.ok()) return st;
+  return uuids;
+}
+
+}  // namespace
+
 std::string EncodeBackupList(absl::Span<const std::string> backup_uuids) {
   return EncodeGroupList(backup_uuids);
 }
 
 absl::StatusOr<std::vector<std::string>> DecodeBackupList(absl::Span<const uint8_t> payload) {
-  ByteReader r(payload);
-  absl::StatusOr<std::vector<std::string>> uuids =
-      TakeUuidList(MsgType::kBackupList, r, "volume backup uuid");
-  if (!uuids.ok()) return uuids.status();
-  if (absl::Status st = CheckEnd(MsgType::kBackupList, r); !st.ok()) return st;
-  return uuids;
+  return DecodeUuidListMessage(MsgType::kBackupList, payload, "volume backup uuid");
 }
 
 absl::StatusOr<std::vector<std::string>> DecodeGroupList(absl::Span<const uint8_t> payload) {
-  ByteReader r(payload);
-  absl::StatusOr<std::vector<std::string>> uuids =
-      TakeUuidList(MsgType::kGroupList, r, "group uuid");
-  if (!uuids.ok()) return uuids.status();
-  if (absl::Status st = CheckEnd(MsgType::kGroupList, r); !st.ok()) return st;
-  return uuids;
+  return DecodeUuidListMessage(MsgType::kGroupList, payload, "group uuid");
 }
 
 std::string EncodeDelete(const DeleteRequest& request) {
