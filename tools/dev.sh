@@ -15,12 +15,13 @@ build() {  # build DIR [cmake args...]
 }
 
 # The tests that run threads (worker pool, queues, copier, store daemon, remote store, job table,
-# HTTP API, sync service, collector), for the ThreadSanitizer build: targets and ctest names.
+# HTTP API and its webhooks, sync service, collector), for the ThreadSanitizer build: targets and
+# ctest names.
 tsan_tests="worker_pool_test queue_test wire_conn_test store_server_test remote_store_test
   local_store_test job_table_test http_api_test http_gate_test https_gate_test sync_service_test
-  copy_test gc_test key_rights_test tls_sync_test"
+  copy_test gc_test key_rights_test tls_sync_test webhook_test http_webhook_test http_family_test"
 tsan_filter="WorkerPool|QueueTest|WireConn|StoreServer|RemoteStore|LocalStoreTest|JobTable|HttpApi"
-tsan_filter+="|HttpGate|HttpsGate|SyncService|CopyTest|GcTest|KeyRights|TlsSync"
+tsan_filter+="|HttpGate|HttpsGate|SyncService|CopyTest|GcTest|KeyRights|TlsSync|Webhook|HttpFamily"
 
 case "${1:-}" in
   demo)
