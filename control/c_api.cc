@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -122,6 +123,16 @@ int Sync(chunkferry_handle* h, const char* group_uuid, const char* body_json, un
   return kHttpOk;
 }
 
+// The engine's kind for a CHUNKFERRY_DELETE_* value; nullopt (and the 400 text in `response`)
+// for any other.
+std::optional<engine::DeleteKind> DeleteKindOf(int kind, char** response) {
+  if (kind == CHUNKFERRY_DELETE_GROUP) return engine::DeleteKind::kGroup;
+  if (kind == CHUNKFERRY_DELETE_BACKUP) return engine::DeleteKind::kBackup;
+  SetOut(response, absl::StrCat("unknown kind ", kind,
+                                " (known: CHUNKFERRY_DELETE_GROUP, CHUNKFERRY_DELETE_BACKUP)"));
+  return std::nullopt;
+}
+
 int DeleteFrom(chunkferry_handle* h, int kind, const char* uuid, const char* const* storage_uuids,
                size_t count, char** response) {
   const char* missing = h == nullptr                            ? "the handle is NULL"
@@ -132,11 +143,8 @@ int DeleteFrom(chunkferry_handle* h, int kind, const char* uuid, const char* con
     SetOut(response, missing);
     return kHttpBadRequest;
   }
-  if (kind != CHUNKFERRY_DELETE_GROUP && kind != CHUNKFERRY_DELETE_BACKUP) {
-    SetOut(response, absl::StrCat("unknown kind ", kind,
-                                  " (known: CHUNKFERRY_DELETE_GROUP, CHUNKFERRY_DELETE_BACKUP)"));
-    return kHttpBadRequest;
-  }
+  const std::optional<engine::DeleteKind> what = DeleteKindOf(kind, response);
+  if (!what.has_value()) return kHttpBadRequest;
   std::vector<std::string> storages;
   for (size_t i = 0; i < count; ++i) {
     if (storage_uuids[i] == nullptr) {
@@ -145,9 +153,7 @@ int DeleteFrom(chunkferry_handle* h, int kind, const char* uuid, const char* con
     }
     storages.emplace_back(storage_uuids[i]);
   }
-  const SyncResult result = h->service.DeleteEverywhere(
-      kind == CHUNKFERRY_DELETE_GROUP ? engine::DeleteKind::kGroup : engine::DeleteKind::kBackup,
-      uuid, storages);
+  const SyncResult result = h->service.DeleteEverywhere(*what, uuid, storages);
   if (result.error.has_value()) {
     SetOut(response, Dump(ErrorBody(*result.error)));
     return kHttpUnavailable;
@@ -187,15 +193,9 @@ int Delete(chunkferry_handle* h, const char* storage_uuid, int kind, const char*
     SetOut(response, missing);
     return kHttpBadRequest;
   }
-  if (kind != CHUNKFERRY_DELETE_GROUP && kind != CHUNKFERRY_DELETE_BACKUP) {
-    SetOut(response, absl::StrCat("unknown kind ", kind,
-                                  " (known: CHUNKFERRY_DELETE_GROUP, CHUNKFERRY_DELETE_BACKUP)"));
-    return kHttpBadRequest;
-  }
-  DeleteOutcome outcome = h->service.Delete(
-      storage_uuid,
-      kind == CHUNKFERRY_DELETE_GROUP ? engine::DeleteKind::kGroup : engine::DeleteKind::kBackup,
-      uuid);
+  const std::optional<engine::DeleteKind> what = DeleteKindOf(kind, response);
+  if (!what.has_value()) return kHttpBadRequest;
+  DeleteOutcome outcome = h->service.Delete(storage_uuid, *what, uuid);
   if (outcome.error.has_value()) {
     SetOut(response, Dump(ErrorBody(*outcome.error)));
     return kHttpUnavailable;

@@ -94,7 +94,8 @@ CHUNKFERRY_EXPORT chunkferry_handle* chunkferry_open(const char* config_path, ch
  * group is durable on the destination, or the sync failed leaving the destination holding no
  * part of the group it did not hold before. A group the destination already holds succeeds
  * with nothing copied.
- * `flags`: 0, CHUNKFERRY_WITH_SCHEMA, CHUNKFERRY_ONE_BACKUP, or both. `progress` may be NULL; `user` is passed to it as is.
+ * `flags`: 0, CHUNKFERRY_WITH_SCHEMA, CHUNKFERRY_ONE_BACKUP, or both. `progress` may be NULL;
+ * `user` is passed to it as is.
  * @return the HTTP status the REST API answers, with *response set to its body (release it with
  *         chunkferry_free):
  *   200  {"inventories": [VolumeBackupInventory, ...]}, Root first, each with backupStorageRefs
