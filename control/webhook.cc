@@ -65,8 +65,8 @@ absl::Status CheckShape(absl::string_view what, absl::string_view url, bool is_p
     if (is_prefix) return bad("must have a path after the host, at least \"/\"");
   } else if (HasDotSegment(rest.substr(slash))) {
     return bad("holds a \".\" or \"..\" path segment");
-  } else if (absl::StrContains(absl::AsciiStrToLower(url), "%2f") ||
-             absl::StrContains(absl::AsciiStrToLower(url), "%5c")) {
+  } else if (const std::string lower = absl::AsciiStrToLower(url);
+             absl::StrContains(lower, "%2f") || absl::StrContains(lower, "%5c")) {
     // Encoded separators, which some receivers decode before resolving dot segments.
     return bad("holds an encoded '/' or '\\'");
   }
