@@ -19,13 +19,12 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "engine/format/byte_io.h"
+#include "engine/store/store_descriptor.h"
 #include "io/status_macros.h"
 
 namespace chunkferry::engine {
 namespace {
 
-constexpr char kFormatName[] = "chunkferry-store";
-constexpr int kFormatVersion = 1;
 constexpr size_t kWriteBufferSize = 4 << 20;
 constexpr size_t kWriteBuffers = 8;
 constexpr size_t kReadRangeMax = 1 << 20;
@@ -41,62 +40,6 @@ static_assert(std::max<size_t>(kPartMax, codec::kMaxRecordRawLength + (1 << 20))
 // 4 KiB chunks, a tail that the next open scans in a few tens of milliseconds.
 constexpr uint64_t kSnapshotTailMax = 16384;
 constexpr uint64_t kWriteTagBit = 1ull << 63;
-
-std::string FormatDescriptor(const StoreInfo& info) {
-  return absl::StrCat("format=", kFormatName, "\nversion=", kFormatVersion, "\nuuid=", info.uuid,
-                      "\nchunker=", info.chunker.ToString(), "\nzstd_level=", info.zstd_level,
-                      "\nrecord_target=", info.record_target, "\n");
-}
-
-absl::StatusOr<StoreInfo> ParseDescriptor(const std::string& text, const std::string& path) {
-  StoreInfo info;
-  bool have_format = false, have_version = false, have_uuid = false, have_chunker = false;
-  auto bad = [&path](absl::string_view why) {
-    return absl::DataLossError(absl::StrCat("store descriptor ", path, ": ", why));
-  };
-  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    const size_t eq = line.find('=');
-    if (eq == absl::string_view::npos)
-      return bad(absl::StrCat("line '", line, "' is not key=value"));
-    const absl::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
-    if (key == "format") {
-      if (value != kFormatName)
-        return bad(absl::StrCat("format '", value, "' is not ", kFormatName));
-      have_format = true;
-    } else if (key == "version") {
-      int v = 0;
-      if (!absl::SimpleAtoi(value, &v)) return bad("version is not a number");
-      if (v != kFormatVersion) {
-        return absl::FailedPreconditionError(absl::StrCat("store ", path, " has format version ", v,
-                                                          "; this build reads version ",
-                                                          kFormatVersion));
-      }
-      have_version = true;
-    } else if (key == "uuid") {
-      if (!IsValidUuid(value)) return bad("uuid is malformed");
-      info.uuid = std::string(value);
-      have_uuid = true;
-    } else if (key == "chunker") {
-      auto spec = codec::ChunkerSpec::Parse(std::string(value));
-      if (!spec.ok()) return bad(spec.status().message());
-      info.chunker = *spec;
-      have_chunker = true;
-    } else if (key == "zstd_level") {
-      if (!absl::SimpleAtoi(value, &info.zstd_level)) return bad("zstd_level is not a number");
-    } else if (key == "record_target") {
-      if (!absl::SimpleAtoi(value, &info.record_target) || info.record_target == 0 ||
-          info.record_target > codec::kMaxRecordRawLength) {
-        return bad("record_target is out of range");
-      }
-    } else {
-      return bad(absl::StrCat("unknown key '", key, "'"));
-    }
-  }
-  if (!have_format || !have_version || !have_uuid || !have_chunker) {
-    return bad("format, version, uuid or chunker is missing");
-  }
-  return info;
-}
 
 }  // namespace
 
@@ -115,35 +58,17 @@ absl::Status LocalStore::Init(const std::string& dir, const StoreInitOptions& op
           absl::StrCat("cannot create a store in ", dir, ": the directory is not empty"));
     }
   }
-  StoreInfo info;
-  info.uuid = options.uuid.empty() ? NewUuid() : options.uuid;
-  if (!IsValidUuid(info.uuid)) {
-    return absl::InvalidArgumentError(absl::StrCat("store uuid '", info.uuid, "' is malformed"));
-  }
-  info.chunker = options.chunker;
-  info.zstd_level = options.zstd_level;
-  info.record_target = options.record_target;
-  if (info.record_target == 0 || info.record_target > codec::kMaxRecordRawLength) {
-    return absl::InvalidArgumentError("record target must be between 1 byte and 16 MiB");
-  }
+  CF_ASSIGN_OR_RETURN(StoreInfo info, NewStoreInfo(options));
   for (const char* sub : {"packs", "index", "volumes", "groups", "tmp", "deleting"}) {
     CF_RETURN_IF_ERROR(io::MakeDir(absl::StrCat(dir, "/", sub)));
   }
   if (!options.id_key_hex.empty()) {
-    for (char c : options.id_key_hex) {
-      if (!std::isxdigit(static_cast<unsigned char>(c))) {
-        return absl::InvalidArgumentError("id key must be hex");
-      }
-    }
-    if (options.id_key_hex.size() < 32 || options.id_key_hex.size() % 2 != 0) {
-      return absl::InvalidArgumentError("id key must be at least 16 bytes (32 hex characters)");
-    }
     const std::string path = absl::StrCat(dir, "/ID_KEY");
     // Created 0600 (io::kPrivateFileMode): the key is never readable by others, not even briefly.
     CF_RETURN_IF_ERROR(io::WriteFileAtomic(path, options.id_key_hex + "\n"));
   }
   // The descriptor goes last: a directory without one is not a store.
-  CF_RETURN_IF_ERROR(io::WriteFileAtomic(absl::StrCat(dir, "/STORE"), FormatDescriptor(info)));
+  CF_RETURN_IF_ERROR(io::WriteFileAtomic(absl::StrCat(dir, "/STORE"), FormatStoreDescriptor(info)));
   return io::FsyncDir(dir);
 }
 
@@ -161,12 +86,10 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& 
     }
     return text.status();
   }
-  CF_ASSIGN_OR_RETURN(s->info_, ParseDescriptor(*text, desc_path));
+  CF_ASSIGN_OR_RETURN(s->info_, ParseStoreDescriptor(*text, desc_path));
   auto key = io::ReadPrivateFile(absl::StrCat(dir, "/ID_KEY"), "chunk id key");
   if (key.ok()) {
-    absl::string_view hex = absl::StripAsciiWhitespace(*key);
-    const std::string bytes = absl::HexStringToBytes(hex);
-    CF_ASSIGN_OR_RETURN(s->hasher_, codec::ChunkHasher::Make(AsBytes(bytes)));
+    CF_ASSIGN_OR_RETURN(s->hasher_, HasherFromIdKey(*key));
     s->info_.key_fingerprint = s->hasher_.key_fingerprint();
   } else if (!absl::IsNotFound(key.status())) {
     return key.status();

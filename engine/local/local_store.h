@@ -32,14 +32,6 @@
 
 namespace chunkferry::engine {
 
-struct StoreInitOptions {
-  codec::ChunkerSpec chunker;  // default fixed 4 KiB: see docs/FORMATS.md
-  int zstd_level = 1;
-  uint32_t record_target = 64 << 10;
-  std::string id_key_hex;  // empty: unkeyed ids
-  std::string uuid;        // empty: a new random uuid
-};
-
 struct LocalStoreOptions {
   bool writable = true;  // takes the lock; cuts torn pack tails back
   io::QueueOptions queue;

@@ -20,6 +20,15 @@
 
 namespace chunkferry::engine {
 
+// What a new store is made with (`store init`), whatever kind of store it is.
+struct StoreInitOptions {
+  codec::ChunkerSpec chunker;  // default fixed 4 KiB: see docs/FORMATS.md
+  int zstd_level = 1;
+  uint32_t record_target = 64 << 10;
+  std::string id_key_hex;  // empty: unkeyed ids
+  std::string uuid;        // empty: a new random uuid
+};
+
 // How a receiving store checks a record before accepting it.
 enum class VerifyMode : uint8_t {
   kFull,      // decompress and recompute every chunk id (the default)

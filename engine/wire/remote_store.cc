@@ -23,6 +23,7 @@
 #include "engine/format/byte_io.h"
 #include "engine/format/manifest.h"
 #include "engine/format/manifest_delta.h"
+#include "engine/store/scratch_manifest.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
 
@@ -99,32 +100,6 @@ class HandshakeDeadline {
   bool disarmed_ = false;
   bool fired_ = false;
   std::thread thread_;  // last: starts once the members above exist
-};
-
-// A private directory for a manifest passing through this process, removed with what is in it.
-class ScratchDir {
- public:
-  static absl::StatusOr<ScratchDir> Make() {
-    const char* base = std::getenv("TMPDIR");
-    std::string templ =
-        absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp", "/chunkferry-XXXXXX");
-    if (::mkdtemp(templ.data()) == nullptr) {
-      return io::ErrnoStatus(errno, "mkdtemp", templ);
-    }
-    return ScratchDir(std::move(templ));
-  }
-  ScratchDir(ScratchDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
-  ScratchDir(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    if (path_.empty()) return;
-    for (const char* name : {"manifest", "manifest.tmp"}) ::unlink(File(name).c_str());
-    ::rmdir(path_.c_str());
-  }
-  std::string File(absl::string_view name) const { return absl::StrCat(path_, "/", name); }
-
- private:
-  explicit ScratchDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
 };
 
 }  // namespace
@@ -972,18 +947,7 @@ absl::Status RemoteStore::PutManifest(const VolumeBackupMeta& meta, ManifestSour
   CF_RETURN_IF_ERROR(ValidateMeta(meta));
   // The daemon takes the manifest file itself: write it here, then stream it.
   CF_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
-  const std::string path = dir.File("manifest");
-  {
-    CF_ASSIGN_OR_RETURN(auto writer, ManifestWriter::Create(dir.File("manifest.tmp")));
-    entries.Rewind();
-    std::vector<ManifestEntry> batch;
-    for (;;) {
-      CF_ASSIGN_OR_RETURN(size_t n, entries.Next(&batch, 4096));
-      if (n == 0) break;
-      for (const auto& e : batch) CF_RETURN_IF_ERROR(writer->Add(e));
-    }
-    CF_RETURN_IF_ERROR(writer->Finish(meta, path));
-  }
+  CF_ASSIGN_OR_RETURN(const std::string path, WriteScratchManifest(dir, meta, entries));
   engine::PutManifest put;
   put.backup_uuid = meta.uuid;
   CF_ASSIGN_OR_RETURN(io::Fd fd, io::OpenFile(path, O_RDONLY | O_CLOEXEC));

@@ -1,0 +1,374 @@
+// One suite of behaviours every Store implementation keeps, run against each of them: a local
+// store, a remote store through a daemon, and a RADOS store on the test cluster. Records come
+// from a local source store through the copier (the way every store is fed), then each part of
+// the interface is checked on its own: lookups, record streams byte for byte, refused records,
+// manifests and groups published once, listings, and deletes.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/local/local_store.h"
+#include "engine/pipeline/copier.h"
+#include "engine/rados/rados_store.h"
+#include "engine/wire/remote_store.h"
+#include "engine/wire/store_server.h"
+#include "tests/rados_test_env.h"
+#include "tests/test_util.h"
+
+namespace chunkferry::engine {
+namespace {
+
+using ::chunkferry::testing::TempDir;
+constexpr size_t kMiB = 1 << 20;
+
+// Each kind of store: SetUp makes a new empty one, store() is it, Reopen() opens it again.
+class LocalKind {
+ public:
+  static constexpr const char* kName = "local";
+  bool SetUp(TempDir& tmp, WorkerPool& pool) {
+    dir_ = tmp.Sub("dest");
+    pool_ = &pool;
+    testing::InitStore(dir_);
+    return Reopen();
+  }
+  bool Reopen() {
+    store_.reset();
+    auto s = testing::OpenStore(dir_, io::Backend::kThreads, true, pool_);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (s.ok()) store_ = *std::move(s);
+    return store_ != nullptr;
+  }
+  Store& store() { return *store_; }
+
+ private:
+  std::string dir_;
+  WorkerPool* pool_ = nullptr;
+  std::unique_ptr<LocalStore> store_;
+};
+
+class RemoteKind {
+ public:
+  static constexpr const char* kName = "remote";
+  bool SetUp(TempDir& tmp, WorkerPool& pool) {
+    const std::string dir = tmp.Sub("served");
+    testing::InitStore(dir);
+    auto s = testing::OpenStore(dir, io::Backend::kThreads, true, &pool);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return false;
+    served_ = *std::move(s);
+    ServerOptions o;
+    o.listen = io::Endpoint{"127.0.0.1", 0};
+    for (size_t i = 0; i < o.key.bytes.size(); ++i) o.key.bytes[i] = static_cast<uint8_t>(i * 7);
+    key_ = o.key;
+    o.backend = io::Backend::kThreads;
+    server_ = std::make_unique<StoreServer>(served_.get(), std::move(o));
+    absl::Status st = server_->Start();
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() && Reopen();
+  }
+  bool Reopen() {
+    store_.reset();
+    RemoteOptions o;
+    o.endpoint = io::Endpoint{"127.0.0.1", server_->port()};
+    o.key = key_;
+    o.backend = io::Backend::kThreads;
+    auto r = RemoteStore::Connect(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) store_ = *std::move(r);
+    return store_ != nullptr;
+  }
+  Store& store() { return *store_; }
+  ~RemoteKind() {
+    store_.reset();
+    if (server_) server_->Stop();
+  }
+
+ private:
+  std::unique_ptr<LocalStore> served_;
+  std::unique_ptr<StoreServer> server_;
+  AuthKey key_;
+  std::unique_ptr<RemoteStore> store_;
+};
+
+class RadosKind {
+ public:
+  static constexpr const char* kName = "rados";
+  bool SetUp(TempDir&, WorkerPool& pool) {
+    pool_ = &pool;
+    url_ = testing::FreshRadosUrl();
+    StoreInitOptions init;
+    init.chunker = *codec::ChunkerSpec::Parse("fixed:4k");
+    absl::Status st = rados::RadosStore::Init(url_, testing::TestRadosClient(), init);
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() && Reopen();
+  }
+  bool Reopen() {
+    store_.reset();
+    rados::RadosStoreOptions o;
+    o.client = testing::TestRadosClient();
+    o.pool = pool_;
+    o.pack_target = 1 << 20;  // several packs even from the small test volumes
+    auto s = rados::RadosStore::Open(url_, o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (s.ok()) store_ = *std::move(s);
+    return store_ != nullptr;
+  }
+  Store& store() { return *store_; }
+
+ private:
+  WorkerPool* pool_ = nullptr;
+  rados::RadosUrl url_;
+  std::unique_ptr<rados::RadosStore> store_;
+};
+
+template <typename Kind>
+class StoreConformanceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if constexpr (std::is_same_v<Kind, RadosKind>) {
+      CF_SKIP_IF_NO_CEPH();
+    }
+    testing::InitStore(tmp_.Sub("src"));
+    auto s = testing::OpenStore(tmp_.Sub("src"), io::Backend::kThreads, true, &pool_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    src_ = *std::move(s);
+    group_ = NewUuid();
+    vols_ = testing::ImportSampleGroup(*src_, pool_, tmp_, group_, 11,
+                                       {3 * kMiB + 512, 2 * kMiB, 1 * kMiB - 7});
+    ASSERT_TRUE(src_->Flush().ok());
+    ASSERT_TRUE(kind_.SetUp(tmp_, pool_));
+  }
+
+  Store& dst() { return kind_.store(); }
+
+  absl::Status CopyToDst(const std::string& group, CopyStats* stats = nullptr) {
+    CopyStats local;
+    return CopyGroup(*src_, dst(), group, CopyOptions(), stats ? stats : &local);
+  }
+
+  // Copies `group` from the store under test into a new local store and restores every volume.
+  void ExpectRestoresFromDst(const std::vector<testing::ImportedVolume>& vols,
+                             const std::string& group) {
+    const std::string dir = tmp_.Sub(absl::StrCat("back-", group));
+    testing::InitStore(dir);
+    auto back = testing::OpenStore(dir, io::Backend::kThreads, true, &pool_);
+    ASSERT_TRUE(back.ok()) << back.status();
+    CopyStats stats;
+    absl::Status st = CopyGroup(dst(), **back, group, CopyOptions(), &stats);
+    ASSERT_TRUE(st.ok()) << st;
+    for (size_t i = 0; i < vols.size(); ++i) {
+      EXPECT_TRUE(testing::RestoresIdentical(**back, pool_, vols[i].meta.uuid, vols[i].image,
+                                             tmp_.Sub(absl::StrCat("out-", group, i))));
+    }
+  }
+
+  std::vector<codec::ChunkId> ChunksOf(const std::string& backup) {
+    std::vector<codec::ChunkId> ids;
+    auto m = src_->OpenManifest(backup);
+    EXPECT_TRUE(m.ok()) << m.status();
+    std::vector<ManifestEntry> batch;
+    while (m.ok()) {
+      auto n = (*m)->Next(&batch, 4096);
+      if (!n.ok() || *n == 0) break;
+      for (const auto& e : batch) {
+        if (!e.zero) ids.push_back(e.id);
+      }
+    }
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    return ids;
+  }
+
+  WorkerPool pool_{1};
+  TempDir tmp_;
+  std::unique_ptr<LocalStore> src_;
+  std::string group_;
+  std::vector<testing::ImportedVolume> vols_;
+  Kind kind_;
+};
+
+class KindNames {
+ public:
+  template <typename T>
+  static std::string GetName(int) {
+    return T::kName;
+  }
+};
+using Kinds = ::testing::Types<LocalKind, RemoteKind, RadosKind>;
+TYPED_TEST_SUITE(StoreConformanceTest, Kinds, KindNames);
+
+TYPED_TEST(StoreConformanceTest, AnEmptyStoreHoldsNothing) {
+  Store& s = this->dst();
+  std::vector<bool> have;
+  auto ids = this->ChunksOf(this->vols_[0].meta.uuid);
+  ASSERT_TRUE(s.HaveChunks(ids, &have).ok());
+  EXPECT_EQ(std::count(have.begin(), have.end(), true), 0);
+  EXPECT_TRUE(s.ListGroups()->empty());
+  EXPECT_TRUE(s.ListBackups()->empty());
+  EXPECT_TRUE(absl::IsNotFound(s.GetGroup(this->group_).status()));
+  EXPECT_TRUE(absl::IsNotFound(s.OpenManifest(this->vols_[0].meta.uuid).status()));
+  std::vector<std::vector<uint8_t>> records;
+  EXPECT_TRUE(absl::IsNotFound(testing::ReadRecordsFor(s, ids, &records)));
+  EXPECT_TRUE(absl::IsNotFound(s.DeleteGroup(this->group_).status()));
+  EXPECT_TRUE(absl::IsNotFound(s.DeleteBackup(this->vols_[0].meta.uuid).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(s.GetGroup("../etc").status()));
+}
+
+TYPED_TEST(StoreConformanceTest, AGroupCopiedInComesBackIdentical) {
+  ASSERT_TRUE(this->CopyToDst(this->group_).ok());
+  ASSERT_TRUE(this->kind_.Reopen());  // what a later process sees
+  Store& s = this->dst();
+  auto g = s.GetGroup(this->group_);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->volume_uuids.size(), this->vols_.size());
+  EXPECT_EQ(*s.ListGroups(), std::vector<std::string>{this->group_});
+  auto backups = *s.ListBackups();
+  std::sort(backups.begin(), backups.end());
+  std::vector<std::string> want;
+  for (const auto& v : this->vols_) want.push_back(v.meta.uuid);
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(backups, want);
+  auto m = s.OpenManifest(this->vols_[1].meta.uuid);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->meta().size, this->vols_[1].meta.size);
+  EXPECT_EQ((*m)->meta().install_path, this->vols_[1].meta.install_path);
+  this->ExpectRestoresFromDst(this->vols_, this->group_);
+}
+
+TYPED_TEST(StoreConformanceTest, RecordsComeBackByteForByte) {
+  ASSERT_TRUE(this->CopyToDst(this->group_).ok());
+  auto ids = this->ChunksOf(this->vols_[0].meta.uuid);
+  std::vector<bool> have;
+  ASSERT_TRUE(this->dst().HaveChunks(ids, &have).ok());
+  EXPECT_EQ(std::count(have.begin(), have.end(), true), static_cast<long>(ids.size()));
+  std::vector<std::vector<uint8_t>> from_src, from_dst;
+  ASSERT_TRUE(testing::ReadRecordsFor(*this->src_, ids, &from_src).ok());
+  ASSERT_TRUE(testing::ReadRecordsFor(this->dst(), ids, &from_dst).ok());
+  std::sort(from_src.begin(), from_src.end());
+  std::sort(from_dst.begin(), from_dst.end());
+  EXPECT_EQ(from_src, from_dst);
+}
+
+TYPED_TEST(StoreConformanceTest, ASecondCopySendsNothingAndPublishesTheSame) {
+  ASSERT_TRUE(this->CopyToDst(this->group_).ok());
+  CopyStats again;
+  absl::Status st = this->CopyToDst(this->group_, &again);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(again.records_sent, 0u);
+  EXPECT_EQ(*this->dst().ListGroups(), std::vector<std::string>{this->group_});
+}
+
+TYPED_TEST(StoreConformanceTest, AnIncrementalCopySendsOnlyNewChunks) {
+  CopyStats first;
+  ASSERT_TRUE(this->CopyToDst(this->group_, &first).ok());
+  const std::string later = NewUuid();
+  auto vols2 = testing::ImportRelatedGroup(*this->src_, this->pool_, this->tmp_, later,
+                                           this->vols_[0].image, this->vols_[1].image);
+  ASSERT_TRUE(this->src_->Flush().ok());
+  CopyStats second;
+  absl::Status st = this->CopyToDst(later, &second);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_GT(second.bytes_sent, 0u);
+  EXPECT_LT(second.bytes_sent * 2, first.bytes_sent);
+  this->ExpectRestoresFromDst(vols2, later);
+}
+
+TYPED_TEST(StoreConformanceTest, ADamagedRecordIsRefusedAndNothingOfItsCallLands) {
+  auto ids = this->ChunksOf(this->vols_[2].meta.uuid);
+  std::vector<std::vector<uint8_t>> records;
+  ASSERT_TRUE(testing::ReadRecordsFor(*this->src_, ids, &records).ok());
+  ASSERT_GE(records.size(), 2u);
+  records.back()[records.back().size() - 1] ^= 0x40;  // its payload
+  std::vector<absl::Span<const uint8_t>> spans(records.begin(), records.end());
+  Store& s = this->dst();
+  AppendStats stats;
+  absl::Status st = s.AppendRecords(spans, VerifyMode::kFull, &stats);
+  if (st.ok()) st = s.Flush();  // a remote store reports it later
+  EXPECT_TRUE(absl::IsDataLoss(st)) << st;
+  ASSERT_TRUE(this->kind_.Reopen());
+  std::vector<bool> have;
+  ASSERT_TRUE(this->dst().HaveChunks(ids, &have).ok());
+  // The damaged record's chunks never count as held (records before it may have landed).
+  auto damaged = codec::ParseRecord(records.back());
+  ASSERT_TRUE(damaged.ok());
+  for (uint32_t c = 0; c < damaged->chunk_count; ++c) {
+    const auto it = std::find(ids.begin(), ids.end(), damaged->chunk(c).id);
+    ASSERT_NE(it, ids.end());
+    EXPECT_FALSE(have[static_cast<size_t>(it - ids.begin())]);
+  }
+  // And the store goes on: the copy after it succeeds.
+  absl::Status copy = this->CopyToDst(this->group_);
+  EXPECT_TRUE(copy.ok()) << copy;
+}
+
+TYPED_TEST(StoreConformanceTest, NothingIsPublishedOverWhatIsMissing) {
+  Store& s = this->dst();
+  auto m = this->src_->OpenManifest(this->vols_[0].meta.uuid);
+  ASSERT_TRUE(m.ok());
+  absl::Status st = s.PutManifest((*m)->meta(), **m);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  GroupRecord g = *this->src_->GetGroup(this->group_);
+  st = s.PutGroup(g);
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_TRUE(s.ListGroups()->empty());
+  EXPECT_TRUE(s.ListBackups()->empty());
+}
+
+TYPED_TEST(StoreConformanceTest, APublishedGroupIsNeverReplaced) {
+  ASSERT_TRUE(this->CopyToDst(this->group_).ok());
+  Store& s = this->dst();
+  GroupRecord g = *s.GetGroup(this->group_);
+  EXPECT_TRUE(s.PutGroup(g).ok());  // the same record again: nothing changes
+  GroupRecord other = g;
+  other.volume_uuids.pop_back();
+  absl::Status st = s.PutGroup(other);
+  EXPECT_TRUE(absl::IsAlreadyExists(st)) << st;
+  EXPECT_EQ(s.GetGroup(this->group_)->volume_uuids, g.volume_uuids);
+  // A manifest with other contents under a published uuid is refused too.
+  auto m = s.OpenManifest(this->vols_[1].meta.uuid);
+  ASSERT_TRUE(m.ok());
+  VolumeBackupMeta meta = (*m)->meta();
+  meta.description = "something else";
+  st = s.PutManifest(meta, **m);
+  EXPECT_TRUE(absl::IsAlreadyExists(st)) << st;
+}
+
+TYPED_TEST(StoreConformanceTest, DeletesRemoveWhatNoGroupStillNames) {
+  ASSERT_TRUE(this->CopyToDst(this->group_).ok());
+  Store& s = this->dst();
+  // A volume backup of a group cannot go alone.
+  absl::Status st = s.DeleteBackup(this->vols_[0].meta.uuid).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  // A second group naming one of the same backups keeps it.
+  GroupRecord g = *s.GetGroup(this->group_);
+  GroupRecord second = g;
+  second.group_uuid = NewUuid();
+  second.volume_uuids = {g.volume_uuids[0]};
+  ASSERT_TRUE(s.PutGroup(second).ok());
+  auto removed = s.DeleteGroup(this->group_);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->groups_removed, std::vector<std::string>{this->group_});
+  EXPECT_EQ(removed->backups_kept, std::vector<std::string>{g.volume_uuids[0]});
+  EXPECT_EQ(removed->backups_removed.size(), 2u);
+  ASSERT_TRUE(this->kind_.Reopen());
+  Store& after = this->dst();
+  EXPECT_TRUE(absl::IsNotFound(after.GetGroup(this->group_).status()));
+  EXPECT_EQ(*after.ListBackups(), std::vector<std::string>{g.volume_uuids[0]});
+  EXPECT_TRUE(absl::IsNotFound(after.OpenManifest(g.volume_uuids[1]).status()));
+  EXPECT_TRUE(after.OpenManifest(g.volume_uuids[0]).ok());
+  // A backup synced alone (no group) is deleted alone.
+  CopyStats stats;
+  st = CopyBackup(*this->src_, after, this->vols_[2].meta.uuid, CopyOptions(), &stats);
+  ASSERT_TRUE(st.ok()) << st;
+  auto lone = after.DeleteBackup(this->vols_[2].meta.uuid);
+  ASSERT_TRUE(lone.ok()) << lone.status();
+  EXPECT_EQ(lone->backups_removed, std::vector<std::string>{this->vols_[2].meta.uuid});
+  EXPECT_TRUE(absl::IsNotFound(after.OpenManifest(this->vols_[2].meta.uuid).status()));
+}
+
+}  // namespace
+}  // namespace chunkferry::engine

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# A throwaway one-node Ceph cluster on 127.0.0.1 for chunkferry's RADOS tests and benchmarks: one
+# monitor and one BlueStore OSD on a sparse file, no manager, no systemd, everything (config,
+# data, logs, sockets) under DIR. Needs ceph-mon, ceph-osd and ceph-common (tools/install-deps.sh).
+#
+#   tools/ceph_cluster.sh start DIR [--cephx]   start; prints DIR/ceph.conf when writable
+#   tools/ceph_cluster.sh stop DIR              stop both daemons and remove DIR
+#
+# --cephx turns authentication on: DIR/keyring then holds client.admin's key, and
+# DIR/chunkferry.keyring a user `client.chunkferry` with only the capabilities chunkferry needs on
+# pool `chunkferry` (docs/OPERATORS.md). Pools `chunkferry` (and `chunkferry2`) are created.
+set -euo pipefail
+
+die() { echo "ceph_cluster.sh: $*" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start() {
+  local dir=$1 auth=none
+  [[ ${2:-} == --cephx ]] && auth=cephx
+  for b in ceph-mon ceph-osd ceph monmaptool ceph-authtool; do
+    command -v $b >/dev/null || die "$b is missing: run tools/install-deps.sh"
+  done
+  [[ -e $dir/ceph.conf ]] && die "$dir already holds a cluster (stop it first)"
+  mkdir -p "$dir"/{mon,osd,run,log}
+  dir=$(cd "$dir" && pwd)
+  local fsid port osd_uuid
+  fsid=$(cat /proc/sys/kernel/random/uuid)
+  port=$(free_port)
+  cat >"$dir/ceph.conf" <<CONF
+[global]
+fsid = $fsid
+mon host = v1:127.0.0.1:$port
+auth cluster required = $auth
+auth service required = $auth
+auth client required = $auth
+keyring = $dir/keyring
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+ms bind ipv6 = false
+ms bind msgr2 = false
+public addr = 127.0.0.1
+run dir = $dir/run
+admin socket = $dir/run/\$name.asok
+log file = $dir/log/\$name.log
+pid file = $dir/run/\$name.pid
+mon data = $dir/mon
+osd data = $dir/osd
+osd objectstore = bluestore
+bluestore block path = $dir/osd.block
+bluestore block create = true
+bluestore block size = 10737418240
+osd memory target = 939524096
+bluestore cache autotune = false
+bluestore cache size = 67108864
+[osd]
+keyring = $dir/osd/keyring
+CONF
+  monmaptool --create --addv a "[v1:127.0.0.1:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
+  if [[ $auth == cephx ]]; then
+    ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+    ceph-authtool --create-keyring "$dir/keyring" --gen-key -n client.admin \
+      --cap mon 'allow *' --cap osd 'allow *' --cap mds 'allow *' --cap mgr 'allow *' >/dev/null
+    ceph-authtool "$dir/mon.keyring" --import-keyring "$dir/keyring" >/dev/null
+    ceph-mon --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/mon.keyring" -c "$dir/ceph.conf"
+  else
+    ceph-mon --mkfs -i a --monmap "$dir/monmap" -c "$dir/ceph.conf"
+  fi
+  ceph-mon -i a -c "$dir/ceph.conf"
+  osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+  local c=(ceph -c "$dir/ceph.conf" --connect-timeout 30)
+  if [[ $auth == cephx ]]; then
+    local secret
+    secret=$(ceph-authtool --gen-print-key)
+    echo "{\"cephx_secret\": \"$secret\"}" >"$dir/osd-secret.json"
+    "${c[@]}" osd new "$osd_uuid" -i "$dir/osd-secret.json" >/dev/null
+    ceph-authtool --create-keyring "$dir/osd/keyring" --name osd.0 --add-key "$secret" >/dev/null
+  else
+    "${c[@]}" osd new "$osd_uuid" >/dev/null
+  fi
+  ceph-osd -i 0 --mkfs --osd-uuid "$osd_uuid" -c "$dir/ceph.conf" 2>>"$dir/log/mkfs.log" ||
+    die "ceph-osd --mkfs failed: see $dir/log"
+  ceph-osd -i 0 -c "$dir/ceph.conf" 2>>"$dir/log/osd-start.log"
+  for pool in chunkferry chunkferry2; do
+    "${c[@]}" osd pool create $pool 8 >/dev/null 2>&1
+    "${c[@]}" osd pool application enable $pool chunkferry >/dev/null 2>&1
+  done
+  if [[ $auth == cephx ]]; then
+    # The least chunkferry needs: read, write and the lock class on its own pool.
+    "${c[@]}" auth get-or-create client.chunkferry mon 'profile simple-rados-client' \
+      osd 'allow rwx pool=chunkferry' >"$dir/chunkferry.keyring"
+  fi
+  # Writable: a probe object goes in and out.
+  local i
+  for i in $(seq 1 60); do
+    if echo probe | rados -c "$dir/ceph.conf" -p chunkferry put probe - 2>/dev/null; then
+      rados -c "$dir/ceph.conf" -p chunkferry rm probe
+      echo "$dir/ceph.conf"
+      return 0
+    fi
+    sleep 1
+  done
+  die "the cluster in $dir did not become writable in 60 s: see $dir/log"
+}
+
+stop() {
+  local dir=$1 name pid
+  [[ -d $dir ]] || return 0
+  for name in osd.0 mon.a; do
+    [[ -f $dir/run/$name.pid ]] || continue
+    pid=$(cat "$dir/run/$name.pid")
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+
+case ${1:-} in
+  start) [[ $# -ge 2 ]] || die "usage: start DIR [--cephx]"; start "$2" "${3:-}" ;;
+  stop) [[ $# -ge 2 ]] || die "usage: stop DIR"; stop "$2" ;;
+  *) die "usage: $0 start DIR [--cephx] | stop DIR" ;;
+esac
