@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -99,10 +100,10 @@ class Checker {
 absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
                                            const std::string& path) {
   if (!j.is_object()) return c.Error(path, "must be an object");
-  auto st = c.OnlyKnownKeys(
-      j, path,
-      {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
-       "rateLimitBytesPerSecond", "tlsCa", "tlsPeerSha256", "tlsName", "tlsCert", "tlsKey"});
+  auto st = c.OnlyKnownKeys(j, path,
+                            {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
+                             "rateLimitBytesPerSecond", "tlsCa", "tlsPeerSha256", "tlsName",
+                             "tlsCert", "tlsKey", "cephConf", "cephUser", "cephKeyring"});
   if (!st.ok()) return st;
   BackupStorage s;
   auto uuid = c.String(j, path, "uuid", true);
@@ -120,7 +121,33 @@ absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
   auto key_file = c.String(j, path, "keyFile", false);
   if (!key_file.ok()) return key_file.status();
 
-  if (absl::StartsWith(*store, kRemotePrefix)) {
+  std::string ceph[3];
+  for (int i = 0; i < 3; ++i) {
+    auto v = c.String(j, path, std::array{"cephConf", "cephUser", "cephKeyring"}[i], false);
+    if (!v.ok()) return v.status();
+    ceph[i] = *v;
+  }
+  const bool ceph_given = !ceph[0].empty() || !ceph[1].empty() || !ceph[2].empty();
+  if (ceph_given && !engine::rados::IsRadosUrl(*store)) {
+    return c.Error(path,
+                   "\"cephConf\", \"cephUser\" and \"cephKeyring\" are for a RADOS pool "
+                   "(\"store\": \"rados:POOL[/NAMESPACE]\")");
+  }
+  if (engine::rados::IsRadosUrl(*store)) {
+    if (!key_file->empty()) {
+      return c.Error(absl::StrCat(path, ".keyFile"),
+                     "is for a daemon (\"store\": \"tcp://HOST:PORT\"), not a RADOS pool");
+    }
+    auto url = engine::rados::ParseRadosUrl(*store);
+    if (!url.ok()) return c.Error(absl::StrCat(path, ".store"), url.status().message());
+    s.rados = true;
+    s.rados_url = *url;
+    s.ceph.conf_path = ceph[0].empty() ? "" : c.Resolve(ceph[0]);
+    s.ceph.client_name = ceph[1];
+    s.ceph.keyring = ceph[2].empty() ? "" : c.Resolve(ceph[2]);
+    // The cluster is reached at the first call that needs it, not at load: a registry names
+    // pools of clusters that may be down for a while, and the load must not wait on them.
+  } else if (absl::StartsWith(*store, kRemotePrefix)) {
     s.remote = true;
     auto ep = io::ParseEndpoint(std::string_view(*store).substr(kRemotePrefix.size()));
     if (!ep.ok()) return c.Error(absl::StrCat(path, ".store"), ep.status().message());
@@ -276,7 +303,9 @@ absl::StatusOr<Registry> ParseRegistry(std::string_view json_text, std::string_v
       return c.Error(absl::StrCat(path, ".uuid"), absl::StrCat("duplicate uuid ", s->uuid));
     }
     // Two uuids naming one store would let two syncs write it at once.
-    const std::string place = s->remote ? io::FormatEndpoint(s->endpoint) : s->path;
+    const std::string place = s->remote  ? io::FormatEndpoint(s->endpoint)
+                              : s->rados ? s->rados_url.ToString()
+                                         : s->path;
     if (!places.insert(place).second) {
       return c.Error(absl::StrCat(path, ".store"),
                      absl::StrCat(place, " is already the store of another backup storage"));

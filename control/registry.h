@@ -41,6 +41,7 @@
 #include "control/access_key.h"
 #include "control/session_validator.h"
 #include "control/webhook.h"
+#include "engine/rados/rados_cluster.h"
 #include "engine/store/store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/tls.h"
@@ -52,7 +53,10 @@ struct BackupStorage {
   std::string uuid;  // 32 lowercase hex
   std::string name;
   bool remote = false;
+  bool rados = false;                       // a RADOS pool ("store": "rados:POOL[/NAMESPACE]")
   std::string path;                         // local: the store directory (absolute)
+  engine::rados::RadosUrl rados_url;        // rados: the pool and namespace
+  engine::rados::RadosClientOptions ceph;   // rados: cephConf, cephUser, cephKeyring
   io::Endpoint endpoint;                    // remote: the daemon
   std::string key_file;                     // remote: absolute path of the key file
   engine::AuthKey key;                      // remote: loaded from key_file at load time

@@ -15,6 +15,7 @@
 #include "control/inventory.h"
 #include "engine/format/volume_backup.h"
 #include "engine/local/local_store.h"
+#include "engine/rados/rados_store.h"
 #include "engine/store/store.h"
 #include "engine/store/worker_pool.h"
 #include "engine/wire/remote_store.h"
@@ -97,18 +98,18 @@ std::optional<ApiError> AppendTags(const Json& object, const char* field, const 
   return std::nullopt;
 }
 
-// One side of a sync, opened. Exactly one of the two stores is set.
+// One side of a sync, opened: the store, and the local store when it is one (rolled back after
+// a failed sync).
 struct OpenedStore {
-  std::unique_ptr<engine::LocalStore> local;
-  std::unique_ptr<engine::RemoteStore> remote;
-  engine::Store& store() {
-    return local ? static_cast<engine::Store&>(*local) : static_cast<engine::Store&>(*remote);
-  }
+  std::unique_ptr<engine::Store> opened;
+  engine::LocalStore* local = nullptr;
+  engine::Store& store() { return *opened; }
 };
 
 // Where a storage is, for messages.
 std::string Place(const BackupStorage& s) {
-  return s.remote ? absl::StrCat("tcp://", io::FormatEndpoint(s.endpoint)) : s.path;
+  if (s.remote) return absl::StrCat("tcp://", io::FormatEndpoint(s.endpoint));
+  return s.rados ? s.rados_url.ToString() : s.path;
 }
 
 // Opens `storage`: a local store read-only (`writable` false: a source) or writable (a
@@ -127,7 +128,17 @@ absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writa
     o.tls = storage.tls;
     auto r = engine::RemoteStore::Connect(o);
     if (!r.ok()) return r.status();
-    opened.remote = *std::move(r);
+    opened.opened = *std::move(r);
+    return opened;
+  }
+  if (storage.rados) {
+    engine::rados::RadosStoreOptions o;
+    o.client = storage.ceph;
+    o.writable = writable;
+    o.pool = writable ? pool : nullptr;
+    auto r = engine::rados::RadosStore::Open(storage.rados_url, o);
+    if (!r.ok()) return r.status();
+    opened.opened = *std::move(r);
     return opened;
   }
   engine::LocalStoreOptions o;
@@ -136,7 +147,8 @@ absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writa
   o.pool = writable ? pool : nullptr;
   auto l = engine::LocalStore::Open(storage.path, o);
   if (!l.ok()) return l.status();
-  opened.local = *std::move(l);
+  opened.local = l->get();
+  opened.opened = *std::move(l);
   return opened;
 }
 
@@ -355,7 +367,7 @@ DeleteOutcome SyncService::Delete(const std::string& storage_uuid, engine::Delet
   engine::Store& store = opened->store();
   absl::StatusOr<engine::DeleteResult> removed =
       group ? store.DeleteGroup(uuid) : store.DeleteBackup(uuid);
-  const absl::Status closed = opened->local ? opened->local->Close() : absl::OkStatus();
+  const absl::Status closed = opened->store().Close();
   const std::string what =
       absl::StrCat(group ? "group " : "volume backup ", uuid, " in backup storage ", storage->uuid);
   if (!removed.ok()) {
@@ -456,7 +468,7 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   // records durable only at its end): a failed call leaves it unchanged, and a disk that filled
   // up gets its space back. (A daemon keeps what it received, for the next run to reuse.)
   if (!st.ok() && dst_store->local) st.Update(dst_store->local->Rollback());
-  absl::Status closed = dst_store->local ? dst_store->local->Close() : absl::OkStatus();
+  absl::Status closed = dst_store->store().Close();
   const std::string what = absl::StrCat(one_backup ? "volume backup " : "group ", group);
   const std::string context =
       absl::StrCat("sync of ", what, " to backup storage ", dst->uuid, " failed");
@@ -584,9 +596,7 @@ std::optional<ApiError> SyncService::ListInventories(const std::vector<std::stri
       if (!manifest.ok()) return failed(manifest.status());
       found.emplace(b, Found{(*manifest)->meta(), {storage.uuid}});
     }
-    if (opened->local) {
-      if (absl::Status closed = opened->local->Close(); !closed.ok()) return failed(closed);
-    }
+    if (absl::Status closed = opened->store().Close(); !closed.ok()) return failed(closed);
   }
   for (const auto& [uuid, f] : found) {
     out->push_back(Inventory(f.meta, f.storages, registry->time_zone));

@@ -77,7 +77,13 @@ CONF
   fi
   ceph-mon -i a -c "$dir/ceph.conf"
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-  local c=(ceph -c "$dir/ceph.conf" --connect-timeout 30)
+  local c=(ceph -c "$dir/ceph.conf" --connect-timeout 30) i
+  # The monitor answers commands once it has formed its quorum of one.
+  for i in $(seq 1 100); do
+    "${c[@]}" mon stat >/dev/null 2>&1 && break
+    ((i < 100)) || die "the monitor in $dir did not answer in 20 s: see $dir/log"
+    sleep 0.2
+  done
   if [[ $auth == cephx ]]; then
     local secret
     secret=$(ceph-authtool --gen-print-key)
@@ -100,7 +106,6 @@ CONF
       osd 'allow rwx pool=chunkferry' >"$dir/chunkferry.keyring"
   fi
   # Writable: a probe object goes in and out.
-  local i
   for i in $(seq 1 60); do
     if echo probe | rados -c "$dir/ceph.conf" -p chunkferry put probe - 2>/dev/null; then
       rados -c "$dir/ceph.conf" -p chunkferry rm probe

@@ -22,6 +22,11 @@ std::vector<FlagSpec> CommonFlags() {
       {"threads", "worker threads for hashing, compression and checks (0: cores - 1)", true, "0"},
       {"json", "print the result as JSON on stdout", false, ""},
       {"quiet", "no progress line", false, ""},
+      {"ceph-conf", "for a rados: store, the ceph.conf to read (default: librados's search)", true,
+       ""},
+      {"ceph-user", "for a rados: store, the cephx user (default: client.admin)", true, ""},
+      {"ceph-keyring", "for a rados: store, the user's keyring (default: what ceph.conf names)",
+       true, ""},
       {"help", "show this help", false, ""},
   };
 }
@@ -97,6 +102,9 @@ absl::StatusOr<Context> MakeContext(const Flags& flags) {
       *threads == 0 ? engine::WorkerPool::DefaultWorkers() : static_cast<size_t>(*threads - 1);
   ctx.pool = std::make_unique<engine::WorkerPool>(workers);
   ctx.json = flags.GetBool("json");
+  ctx.rados.conf_path = flags.Get("ceph-conf");
+  ctx.rados.client_name = flags.Get("ceph-user");
+  ctx.rados.keyring = flags.Get("ceph-keyring");
   ctx.quiet = flags.GetBool("quiet");
   if (flags.Has("tls-ca") || flags.Has("tls-peer-sha256")) {
     engine::TlsOptions tls;
@@ -150,6 +158,40 @@ absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx
   return engine::LocalStore::Open(dir, o);
 }
 
+absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
+                                                           const StoreLocation& where,
+                                                           bool writable) {
+  if (where.remote) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where.text, " is a store daemon: this command needs a directory or a pool"));
+  }
+  if (where.is_rados) {
+    engine::rados::RadosStoreOptions o;
+    o.client = ctx.rados;
+    o.writable = writable;
+    o.pool = ctx.pool.get();
+    auto s = engine::rados::RadosStore::Open(where.rados, o);
+    if (!s.ok()) return s.status();
+    return std::unique_ptr<engine::Store>(*std::move(s));
+  }
+  auto s = OpenStore(ctx, where.dir, writable);
+  if (!s.ok()) return s.status();
+  return std::unique_ptr<engine::Store>(*std::move(s));
+}
+
+absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenLocalStoreAt(const Context& ctx,
+                                                                     absl::string_view flag,
+                                                                     const std::string& text,
+                                                                     bool writable) {
+  if (engine::rados::IsRadosUrl(text)) {
+    return absl::UnimplementedError(absl::StrCat(
+        "--", flag, " ", text,
+        ": this command works on a local store only; copy the group between the pool and a "
+        "local store (`chunkferry copy`) first"));
+  }
+  return OpenStore(ctx, text, writable);
+}
+
 namespace {
 
 constexpr char kRemotePrefix[] = "tcp://";
@@ -169,6 +211,15 @@ bool FileExists(const std::string& path) {
 absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const std::string& text) {
   StoreLocation where;
   where.text = text;
+  if (engine::rados::IsRadosUrl(text)) {
+    auto url = engine::rados::ParseRadosUrl(text);
+    if (!url.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", url.status().message()));
+    }
+    where.is_rados = true;
+    where.rados = *url;
+    return where;
+  }
   if (absl::StartsWith(text, kRemotePrefix)) {
     auto ep = io::ParseEndpoint(std::string_view(text).substr(sizeof(kRemotePrefix) - 1));
     if (!ep.ok()) {
@@ -196,7 +247,8 @@ absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const s
 std::string KeyFileMisuse(const StoreLocation& where, bool has_key_file) {
   if (where.remote && !has_key_file) return "--key-file is required to reach a daemon";
   if (!where.remote && has_key_file) {
-    return "--key-file is for a daemon, and --store is a directory";
+    return where.is_rados ? "--key-file is for a daemon, and --store is a RADOS pool"
+                          : "--key-file is for a daemon, and --store is a directory";
   }
   return "";
 }

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "engine/local/local_store.h"
+#include "engine/rados/rados_store.h"
 #include "engine/store/progress.h"
 #include "engine/store/worker_pool.h"
 #include "engine/wire/remote_store.h"
@@ -28,7 +29,8 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;  // the operation failed, or verify found damage
 inline constexpr int kExitUsage = 2;   // bad flags
 
-// Flags every data command takes: --io, --threads, --json, --quiet.
+// Flags every data command takes: --io, --threads, --json, --quiet, and the RADOS client's
+// --ceph-conf, --ceph-user and --ceph-keyring (for stores named rados:POOL[/NAMESPACE]).
 std::vector<FlagSpec> CommonFlags();
 
 // The engine context a command runs with.
@@ -40,6 +42,8 @@ struct Context {
   engine::ProgressFn progress;  // empty when no progress is shown
   // TLS to daemons (ClientTlsFlags); null: plain TCP.
   std::shared_ptr<engine::TlsContext> tls;
+  // How RADOS stores are reached (--ceph-conf, --ceph-user, --ceph-keyring).
+  engine::rados::RadosClientOptions rados;
 };
 absl::StatusOr<Context> MakeContext(const Flags& flags);
 
@@ -61,16 +65,19 @@ absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx
                                                               const std::string& dir,
                                                               bool writable);
 
-// Where a store is: a directory, or a store daemon.
+// Where a store is: a directory, a store daemon, or a RADOS pool.
 struct StoreLocation {
-  bool remote = false;
+  bool remote = false;    // a daemon
+  bool is_rados = false;  // a pool
   std::string dir;        // local
   io::Endpoint endpoint;  // remote
-  std::string text;       // as given, for messages
+  engine::rados::RadosUrl rados;
+  std::string text;  // as given, for messages
 };
-// "tcp://HOST:PORT" is a daemon; otherwise an existing directory is a store, and HOST:PORT that
-// names no directory is a daemon. Anything else is taken as a store directory (opening it then
-// says what is wrong). `flag` names the flag in errors (InvalidArgument).
+// "rados:POOL[/NAMESPACE]" is a RADOS pool; "tcp://HOST:PORT" is a daemon; otherwise an existing
+// directory is a store, and HOST:PORT that names no directory is a daemon. Anything else is taken
+// as a store directory (opening it then says what is wrong). `flag` names the flag in errors
+// (InvalidArgument).
 absl::StatusOr<StoreLocation> ParseStoreLocation(absl::string_view flag, const std::string& text);
 bool FileExists(const std::string& path);
 // What is wrong with --key-file for a store at `where` (required for a daemon, refused for a
@@ -93,6 +100,18 @@ struct ParseExtras {
 std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,
                               std::vector<FlagSpec> specs, const std::vector<std::string>& args,
                               Flags* out, const ParseExtras& extras = {});
+
+// Opens the store in a directory or a pool (`where` must not be a daemon: the caller connects to
+// those with its own key and options).
+absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
+                                                           const StoreLocation& where,
+                                                           bool writable);
+// For the commands that work on a local store alone (import, restore, verify, gc, repair): opens
+// the directory `text`, and refuses a rados: store with Unimplemented saying what to do instead.
+absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenLocalStoreAt(const Context& ctx,
+                                                                     absl::string_view flag,
+                                                                     const std::string& text,
+                                                                     bool writable);
 
 // "1.5 GiB"
 std::string HumanBytes(uint64_t bytes);

@@ -72,14 +72,13 @@ int CmdDelete(const std::vector<std::string>& args) {
     if (!r.ok()) return Fail(kCmd, r.status());
     store = *std::move(r);
   } else {
-    auto s = OpenStore(*ctx, where->dir, true);
+    auto s = OpenStoreAt(*ctx, *where, true);
     if (!s.ok()) return Fail(kCmd, s.status());
     store = *std::move(s);
   }
   absl::StatusOr<engine::DeleteResult> result =
       group ? store->DeleteGroup(uuid) : store->DeleteBackup(uuid);
-  absl::Status closed = absl::OkStatus();
-  if (auto* local = dynamic_cast<engine::LocalStore*>(store.get())) closed = local->Close();
+  absl::Status closed = store->Close();
   store.reset();  // BYE to a daemon
   if (!result.ok()) return Fail(kCmd, result.status());
   if (!closed.ok()) return Fail(kCmd, closed);

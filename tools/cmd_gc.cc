@@ -118,7 +118,7 @@ int CmdGc(const std::vector<std::string>& args) {
     return Usage(kCmd, misuse, help);
   }
   if (where->remote) return CollectThroughDaemon(*where, f.Get("key-file"), repack, dry_run, *ctx);
-  auto store = OpenStore(*ctx, where->dir, true);
+  auto store = OpenLocalStoreAt(*ctx, "store", where->text, true);
   if (!store.ok()) return Fail(kCmd, store.status());
 
   engine::GcOptions o;

@@ -87,9 +87,9 @@ int CmdRepair(const std::vector<std::string>& args) {
     return Usage(kCmd, misuse, help);
   }
 
-  auto store = OpenStore(*ctx, f.Get("store"), true);
+  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), true);
   if (!store.ok()) return Fail(kCmd, store.status());
-  std::unique_ptr<engine::LocalStore> from_local;
+  std::unique_ptr<engine::Store> from_local;
   std::unique_ptr<engine::RemoteStore> from_remote;
   engine::Store* from = nullptr;
   if (from_where->remote) {
@@ -98,7 +98,7 @@ int CmdRepair(const std::vector<std::string>& args) {
     from_remote = *std::move(r);
     from = from_remote.get();
   } else {
-    auto l = OpenStore(*ctx, from_where->dir, false);
+    auto l = OpenStoreAt(*ctx, *from_where, false);
     if (!l.ok()) return Fail(kCmd, l.status());
     from_local = *std::move(l);
     from = from_local.get();

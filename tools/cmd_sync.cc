@@ -70,8 +70,12 @@ void PrintProgressJson(const engine::ProgressState& s) {
 
 int CmdSync(const std::vector<std::string>& args) {
   std::vector<FlagSpec> specs = {
-      {"from", "source: a store directory, or a daemon as tcp://HOST:PORT (or HOST:PORT)"},
-      {"to", "destination: a store directory, or a daemon as tcp://HOST:PORT (or HOST:PORT)"},
+      {"from",
+       "source: a store directory, rados:POOL[/NAMESPACE], or a daemon as "
+       "tcp://HOST:PORT (or HOST:PORT)"},
+      {"to",
+       "destination: a store directory, rados:POOL[/NAMESPACE], or a daemon as "
+       "tcp://HOST:PORT (or HOST:PORT)"},
       {"group", "VM backup group uuid"},
       {"key-file",
        "shared key of the daemon (default: the local store's DIR/auth.key, when it exists)", true,
@@ -141,6 +145,9 @@ int CmdSync(const std::vector<std::string>& args) {
   if (remote) {
     std::string key_file = flags->Get("key-file");
     if (key_file.empty()) {
+      if (local_side.is_rados) {
+        return Usage(kCmd, "--key-file is required to reach a daemon", "");
+      }
       const std::string fallback = absl::StrCat(local_side.dir, "/auth.key");
       if (!FileExists(fallback)) {
         return Usage(kCmd,
@@ -154,18 +161,18 @@ int CmdSync(const std::vector<std::string>& args) {
     if (!k.ok()) return Fail(kCmd, k.status());
     key = *k;
   } else if (flags->Has("key-file")) {
-    return Usage(kCmd, "--key-file is for a daemon, and both sides are directories", "");
+    return Usage(kCmd, "--key-file is for a daemon, and neither side is one", "");
   }
 
-  // The local side(s) first: a bad directory is reported before any connection is made.
-  std::unique_ptr<engine::LocalStore> src_local, dst_local;
+  // The local side(s) first: a bad directory or pool is reported before any connection is made.
+  std::unique_ptr<engine::Store> src_local, dst_local;
   if (!from->remote) {
-    auto s = OpenStore(*ctx, from->dir, false);
+    auto s = OpenStoreAt(*ctx, *from, false);
     if (!s.ok()) return Fail(kCmd, s.status());
     src_local = *std::move(s);
   }
   if (!to->remote) {
-    auto s = OpenStore(*ctx, to->dir, true);
+    auto s = OpenStoreAt(*ctx, *to, true);
     if (!s.ok()) return Fail(kCmd, s.status());
     dst_local = *std::move(s);
   }
@@ -204,8 +211,8 @@ int CmdSync(const std::vector<std::string>& args) {
     std::printf("%s\n",
                 Json{{"group", group},
                      {"direction", direction},
-                     {"from", from->remote ? io::FormatEndpoint(from->endpoint) : from->dir},
-                     {"to", to->remote ? io::FormatEndpoint(to->endpoint) : to->dir},
+                     {"from", from->remote ? io::FormatEndpoint(from->endpoint) : src.location()},
+                     {"to", to->remote ? io::FormatEndpoint(to->endpoint) : dst.location()},
                      {"volumes", stats.volumes},
                      {"logicalBytes", stats.logical_bytes},
                      {"chunksReferenced", stats.chunks_referenced},

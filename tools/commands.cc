@@ -25,6 +25,43 @@ namespace {
 
 void PrintJson(const Json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
+// `store init` of a rados: store.
+int InitRadosStore(const Flags& f, const std::string& text, const engine::StoreInitOptions& o) {
+  constexpr absl::string_view kCmd = "store init";
+  auto url = engine::rados::ParseRadosUrl(text);
+  if (!url.ok()) return Usage(kCmd, absl::StrCat("--store: ", url.status().message()), "");
+  auto shards = f.GetInt("index-shards");
+  if (!shards.ok() || *shards < 1 || *shards > engine::rados::kMaxIndexShards) {
+    return Usage(kCmd,
+                 absl::StrCat("--index-shards must be a whole number from 1 to ",
+                              engine::rados::kMaxIndexShards),
+                 "");
+  }
+  auto ctx = MakeContext(f);
+  if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), "");
+  engine::rados::RadosInitOptions ro;
+  ro.index_shards = static_cast<uint32_t>(*shards);
+  absl::Status st = engine::rados::RadosStore::Init(*url, ctx->rados, o, ro);
+  if (!st.ok()) return Fail(kCmd, st);
+  engine::rados::RadosStoreOptions open;
+  open.client = ctx->rados;
+  open.writable = false;
+  auto opened = engine::rados::RadosStore::Open(*url, open);
+  if (!opened.ok()) return Fail(kCmd, opened.status());
+  const engine::StoreInfo& info = (*opened)->info();
+  if (f.GetBool("json")) {
+    PrintJson(Json{{"store", url->ToString()},
+                   {"uuid", info.uuid},
+                   {"chunker", info.chunker.ToString()},
+                   {"indexShards", (*opened)->index_shards()}});
+  } else {
+    std::printf("created store %s (uuid %s, chunker %s, %u index shards)\n",
+                url->ToString().c_str(), info.uuid.c_str(), info.chunker.ToString().c_str(),
+                (*opened)->index_shards());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int CmdStore(const std::vector<std::string>& args) {
@@ -35,12 +72,14 @@ int CmdStore(const std::vector<std::string>& args) {
   Flags f;
   if (auto rc = ParseFlags(
           "store init", "--store DIR [--chunker SPEC] [--zstd-level N] [--record-size SIZE]",
-          {{"store", "directory of the new store"},
+          {{"store", "the new store: a directory, or rados:POOL[/NAMESPACE] (a pool that exists)"},
            {"chunker", "how volumes are cut: fixed:SIZE or cdc:MIN:AVG:MAX", true, "fixed:4k"},
            {"zstd-level", "zstd level of new records", true, "1"},
            {"record-size", "raw bytes of fresh chunks grouped into one record", true, "64k"},
            {"id-key-file", "file holding a hex secret that keys chunk ids", true, ""},
-           {"uuid", "store uuid (default: a new random one)", true, ""}},
+           {"uuid", "store uuid (default: a new random one)", true, ""},
+           {"index-shards", "for a rados: store, the objects its chunk index is spread over", true,
+            "64"}},
           std::vector<std::string>(args.begin() + 1, args.end()), &f)) {
     return *rc;
   }
@@ -65,6 +104,7 @@ int CmdStore(const std::vector<std::string>& args) {
     o.id_key_hex = std::string(absl::StripAsciiWhitespace(*key));
   }
   o.uuid = f.Get("uuid");
+  if (engine::rados::IsRadosUrl(*dir)) return InitRadosStore(f, *dir, o);
   absl::Status st = engine::LocalStore::Init(*dir, o);
   if (!st.ok()) return Fail("store init", st);
   // The key `chunkferry serve` authenticates clients with, so that a first run needs no setup.
@@ -137,7 +177,7 @@ int CmdImport(const std::vector<std::string>& args) {
     absl::Status valid = engine::ValidateMeta(probe);
     if (!valid.ok()) return Usage("import", valid.message(), "");
   }
-  auto store = OpenStore(*ctx, f.Get("store"), true);
+  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), true);
   if (!store.ok()) return Fail("import", store.status());
   engine::ImportStats stats;
   auto meta = engine::ImportVolume(**store, *ctx->pool, o, &stats,
@@ -193,7 +233,7 @@ int CmdRestore(const std::vector<std::string>& args) {
   o.output = f.Get("output");
   o.overwrite = f.GetBool("force");
   o.verify_ids = *mode == engine::VerifyMode::kFull;
-  auto store = OpenStore(*ctx, f.Get("store"), false);
+  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), false);
   if (!store.ok()) return Fail("restore", store.status());
   engine::RestoreStats stats;
   absl::Status st = engine::RestoreVolume(**store, *ctx->pool, f.Get("backup"), o, &stats,
@@ -220,8 +260,8 @@ int CmdCopy(const std::vector<std::string>& args) {
   Flags f;
   if (auto rc =
           ParseFlags("copy", "--from DIR --to DIR --group UUID [flags]",
-                     {{"from", "source store"},
-                      {"to", "destination store"},
+                     {{"from", "source store: a directory or rados:POOL[/NAMESPACE]"},
+                      {"to", "destination store: a directory or rados:POOL[/NAMESPACE]"},
                       {"group", "VM backup group uuid"},
                       {"verify", "destination checks records by: full or checksum", true, "full"}},
                      args, &f)) {
@@ -234,11 +274,14 @@ int CmdCopy(const std::vector<std::string>& args) {
   }
   auto mode = ParseVerifyMode(f.Get("verify"));
   if (!mode.ok()) return Usage("copy", mode.status().message(), "");
-  // Both stores load their chunk index as they open (tens of milliseconds each from a cold
-  // cache, for stores of a few hundred thousand chunks): open them at the same time.
-  auto opening_dst =
-      std::async(std::launch::async, [&] { return OpenStore(*ctx, f.Get("to"), true); });
-  auto src = OpenStore(*ctx, f.Get("from"), false);
+  auto from = ParseStoreLocation("from", f.Get("from"));
+  if (!from.ok()) return Usage("copy", from.status().message(), "");
+  auto to = ParseStoreLocation("to", f.Get("to"));
+  if (!to.ok()) return Usage("copy", to.status().message(), "");
+  // Both stores load their chunk index (or connect to their cluster) as they open: tens of
+  // milliseconds each from a cold cache. Open them at the same time.
+  auto opening_dst = std::async(std::launch::async, [&] { return OpenStoreAt(*ctx, *to, true); });
+  auto src = OpenStoreAt(*ctx, *from, false);
   auto dst = opening_dst.get();
   if (!src.ok()) return Fail("copy", src.status());
   if (!dst.ok()) return Fail("copy", dst.status());
@@ -292,7 +335,7 @@ int CmdVerify(const std::vector<std::string>& args) {
   auto mode = ParseVerifyMode(f.Get("verify"));
   if (!mode.ok()) return Usage("verify", mode.status().message(), "");
   const bool repair = f.GetBool("repair");
-  auto store = OpenStore(*ctx, f.Get("store"), repair);
+  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), repair);
   if (!store.ok()) return Fail("verify", store.status());
   auto report =
       engine::VerifyStore(**store, *ctx->pool, *mode, ctx->progress ? &ctx->progress : nullptr);
@@ -361,13 +404,13 @@ int CmdVerify(const std::vector<std::string>& args) {
 namespace {
 
 // Loads a group's manifests' metadata, in the group's order.
-absl::StatusOr<std::vector<engine::VolumeBackupMeta>> GroupMetas(engine::LocalStore& store,
+absl::StatusOr<std::vector<engine::VolumeBackupMeta>> GroupMetas(engine::Store& store,
                                                                  const std::string& group) {
   auto g = store.GetGroup(group);
   if (!g.ok()) return g.status();
   std::vector<engine::VolumeBackupMeta> out;
   for (const auto& v : g->volume_uuids) {
-    auto r = store.OpenManifestReader(v);
+    auto r = store.OpenManifest(v);
     if (!r.ok()) return r.status();
     out.push_back((*r)->meta());
   }
@@ -378,15 +421,18 @@ absl::StatusOr<std::vector<engine::VolumeBackupMeta>> GroupMetas(engine::LocalSt
 
 int CmdLs(const std::vector<std::string>& args) {
   Flags f;
-  if (auto rc =
-          ParseFlags("ls", "--store DIR [--group UUID]",
-                     {{"store", "the local store"}, {"group", "only this group"}}, args, &f)) {
+  if (auto rc = ParseFlags("ls", "--store DIR [--group UUID]",
+                           {{"store", "the store: a directory or rados:POOL[/NAMESPACE]"},
+                            {"group", "only this group"}},
+                           args, &f)) {
     return *rc;
   }
   if (!f.Has("store")) return Usage("ls", "--store is required", "");
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage("ls", ctx.status().message(), "");
-  auto store = OpenStore(*ctx, f.Get("store"), false);
+  auto where = ParseStoreLocation("store", f.Get("store"));
+  if (!where.ok()) return Usage("ls", where.status().message(), "");
+  auto store = OpenStoreAt(*ctx, *where, false);
   if (!store.ok()) return Fail("ls", store.status());
   std::vector<std::string> groups;
   if (f.Has("group")) {
@@ -424,7 +470,7 @@ int CmdInventory(const std::vector<std::string>& args) {
   Flags f;
   if (auto rc = ParseFlags("inventory",
                            "--store DIR --group UUID [--backup-storage UUID] [--time-zone ID]",
-                           {{"store", "the local store"},
+                           {{"store", "the store: a directory or rados:POOL[/NAMESPACE]"},
                             {"group", "VM backup group uuid"},
                             {"backup-storage",
                              "backup storage uuid to name in the refs (default: "
@@ -440,7 +486,9 @@ int CmdInventory(const std::vector<std::string>& args) {
   }
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage("inventory", ctx.status().message(), "");
-  auto store = OpenStore(*ctx, f.Get("store"), false);
+  auto where = ParseStoreLocation("store", f.Get("store"));
+  if (!where.ok()) return Usage("inventory", where.status().message(), "");
+  auto store = OpenStoreAt(*ctx, *where, false);
   if (!store.ok()) return Fail("inventory", store.status());
   auto metas = GroupMetas(**store, f.Get("group"));
   if (!metas.ok()) return Fail("inventory", metas.status());

@@ -60,7 +60,7 @@ class LocalStore final : public Store {
 
   // Makes appended records durable, saves the index and releases the lock. After a failed write
   // the store is rolled back to its last durable state instead.
-  [[nodiscard]] absl::Status Close();
+  [[nodiscard]] absl::Status Close() override;
 
   // Store interface.
   const StoreInfo& info() const override { return info_; }

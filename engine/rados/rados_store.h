@@ -84,7 +84,7 @@ class RadosStore final : public Store {
   RadosStore& operator=(const RadosStore&) = delete;
 
   // Flushes what was appended and releases the write lock.
-  [[nodiscard]] absl::Status Close();
+  [[nodiscard]] absl::Status Close() override;
 
   // Store interface.
   const StoreInfo& info() const override { return info_; }

@@ -67,6 +67,10 @@ class Store {
   virtual ~Store() = default;
 
   virtual const StoreInfo& info() const = 0;
+  // Makes what was appended durable and lets the store go (locks, connections); later calls fail.
+  // Destroying a store closes it too, but loses the error. A store that holds nothing to finish
+  // (a remote one, whose daemon keeps its own) has nothing to report.
+  [[nodiscard]] virtual absl::Status Close() { return absl::OkStatus(); }
   // Where the store is (a path or an address), for messages.
   virtual const std::string& location() const = 0;
 
