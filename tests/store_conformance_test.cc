@@ -205,7 +205,8 @@ TYPED_TEST(StoreConformanceTest, AnEmptyStoreHoldsNothing) {
   Store& s = this->dst();
   std::vector<bool> have;
   auto ids = this->ChunksOf(this->vols_[0].meta.uuid);
-  ASSERT_TRUE(s.HaveChunks(ids, &have).ok());
+  absl::Status st = s.HaveChunks(ids, &have);
+  ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ(std::count(have.begin(), have.end(), true), 0);
   EXPECT_TRUE(s.ListGroups()->empty());
   EXPECT_TRUE(s.ListBackups()->empty());

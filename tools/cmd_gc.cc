@@ -75,17 +75,45 @@ int CollectThroughDaemon(const StoreLocation& where, const std::string& key_file
   return kExitOk;
 }
 
+// gc of a store in a RADOS pool: takes the store's lock alone (so it waits for no writer: it
+// fails while one holds the store, and keeps new ones out while it runs).
+int CollectInPool(const StoreLocation& where, double repack, bool dry_run, uint32_t grace,
+                  const Context& ctx) {
+  engine::rados::RadosStoreOptions o;
+  o.gc_grace_seconds = grace;
+  o.client = ctx.rados;
+  o.pool = ctx.pool.get();
+  o.exclusive = true;
+  auto store = engine::rados::RadosStore::Open(where.rados, o);
+  if (!store.ok()) return Fail(kCmd, store.status());
+  engine::GcOptions gc;
+  gc.repack_below = repack;
+  gc.dry_run = dry_run;
+  auto stats = (*store)->CollectGarbage(gc);
+  absl::Status closed = (*store)->Close();
+  if (!stats.ok()) return Fail(kCmd, stats.status());
+  if (!closed.ok()) return Fail(kCmd, closed);
+  PrintStats(*stats, dry_run, ctx);
+  return kExitOk;
+}
+
 }  // namespace
 
 int CmdGc(const std::vector<std::string>& args) {
   std::vector<FlagSpec> specs = {
-      {"store", "a store directory, or a daemon as tcp://HOST:PORT (or HOST:PORT)"},
+      {"store",
+       "a store directory, rados:POOL[/NAMESPACE], or a daemon as tcp://HOST:PORT (or "
+       "HOST:PORT)"},
       {"key-file", "shared key of the daemon (required for a daemon)", true, ""},
       {"repack-below",
        "rewrite packs whose live share is below this fraction (0 to 1; 0: only remove packs with "
        "nothing live)",
        true, "0.5"},
       {"dry-run", "report what would be reclaimed, change nothing", false, ""},
+      {"grace",
+       "for a rados: store, seconds an unreferenced pack must have existed before it goes (what "
+       "a writer that stalled past its lock may still name)",
+       true, "120"},
   };
   for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
 
@@ -118,6 +146,13 @@ int CmdGc(const std::vector<std::string>& args) {
     return Usage(kCmd, misuse, help);
   }
   if (where->remote) return CollectThroughDaemon(*where, f.Get("key-file"), repack, dry_run, *ctx);
+  if (where->is_rados) {
+    auto grace = f.GetInt("grace");
+    if (!grace.ok() || *grace < 0 || *grace > 86'400 * 30) {
+      return Usage(kCmd, "--grace must be a whole number of seconds from 0 to 2592000", help);
+    }
+    return CollectInPool(*where, repack, dry_run, static_cast<uint32_t>(*grace), *ctx);
+  }
   auto store = OpenLocalStoreAt(*ctx, "store", where->text, true);
   if (!store.ok()) return Fail(kCmd, store.status());
 

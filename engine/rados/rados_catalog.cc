@@ -87,6 +87,7 @@ absl::Status RadosStore::ChangeCatalog(const std::function<absl::StatusOr<Catalo
     bool write = false;
     CF_RETURN_IF_ERROR(change(*view, &op, &write));
     if (!write) return absl::OkStatus();
+    CF_RETURN_IF_ERROR(CheckLockHeld());
     const int r = pool_->io().operate(kCatalogObject, &op);
     if (LostRace(r)) {
       // Another writer changed the catalog: read again after a short, random pause.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <list>
 #include <map>
 
 #include "absl/container/flat_hash_map.h"
@@ -163,13 +164,32 @@ absl::Status RadosStore::TakeWriteLock() {
   char host[256] = {};
   (void)::gethostname(host, sizeof(host) - 1);
   lock_cookie_ = absl::StrCat(pool_->client_id(), "-", random_());
-  const std::string desc = absl::StrCat("chunkferry writer pid ", ::getpid(), " on ", host);
+  const std::string desc =
+      absl::StrCat(options_.exclusive ? "chunkferry collection" : "chunkferry writer", " pid ",
+                   ::getpid(), " on ", host);
   struct timeval duration = {static_cast<time_t>(options_.lock_seconds), 0};
-  const int r = pool_->io().lock_shared(kLockObject, kWriteLockName, lock_cookie_, "chunkferry",
-                                        desc, &duration, 0);
+  librados::IoCtx& io = pool_->io();
+  const int r = options_.exclusive ? io.lock_exclusive(kLockObject, kWriteLockName, lock_cookie_,
+                                                       desc, &duration, 0)
+                                   : io.lock_shared(kLockObject, kWriteLockName, lock_cookie_,
+                                                    "chunkferry", desc, &duration, 0);
   if (r == -EBUSY || r == -EEXIST) {
+    // Say who holds it.
+    int exclusive = 0;
+    std::string tag;
+    std::list<librados::locker_t> lockers;
+    std::string holders;
+    if (io.list_lockers(kLockObject, kWriteLockName, &exclusive, &tag, &lockers) >= 0) {
+      for (const auto& l : lockers) {
+        absl::StrAppend(&holders, holders.empty() ? "" : "; ", l.client, " at ", l.address);
+      }
+    }
     return absl::FailedPreconditionError(absl::StrCat(
-        "store ", location(), " is held by a garbage collection; try again when it has finished"));
+        "store ", location(), " is held by ",
+        exclusive ? "a garbage collection" : absl::StrCat(lockers.size(), " writer(s)"),
+        holders.empty() ? "" : absl::StrCat(" (", holders, ")"), "; try again when ",
+        exclusive || lockers.size() == 1 ? "it has" : "they have",
+        " finished (a lock of a process that died lapses after its duration)"));
   }
   if (r < 0) return RadosError(r, "lock", kLockObject, location());
   locked_ = true;
@@ -178,14 +198,37 @@ absl::Status RadosStore::TakeWriteLock() {
   return absl::OkStatus();
 }
 
+int RadosStore::RenewLock(librados::IoCtx& io) {
+  struct timeval duration = {static_cast<time_t>(options_.lock_seconds), 0};
+  // MUST_RENEW: a lock that ran out (and may have been taken and released by a collection) is
+  // not silently taken again.
+  const uint8_t flags = LIBRADOS_LOCK_FLAG_MUST_RENEW;
+  return options_.exclusive
+             ? io.lock_exclusive(kLockObject, kWriteLockName, lock_cookie_, "", &duration, flags)
+             : io.lock_shared(kLockObject, kWriteLockName, lock_cookie_, "chunkferry", "",
+                              &duration, flags);
+}
+
+absl::Status RadosStore::CheckLockHeld() {
+  if (!locked_) return absl::OkStatus();
+  const int r = lock_lost_ ? -ENOENT : RenewLock(pool_->io());
+  if (r == -ENOENT || r == -EBUSY || r == -EEXIST) {
+    lock_lost_ = true;
+    return absl::AbortedError(absl::StrCat(
+        "lost the lock on store ", location(),
+        " (this process stalled past its duration, and a collection may have run): what it "
+        "appended since its last flush is given up; run it again"));
+  }
+  return r < 0 ? RadosError(r, "renew the lock on", kLockObject, location()) : absl::OkStatus();
+}
+
 void RadosStore::RenewLoop() {
   std::unique_lock<std::mutex> lock(renew_mu_);
   const auto period = std::chrono::milliseconds(options_.lock_seconds * 1000 / 3);
   while (!renew_cv_.wait_for(lock, period, [this] { return stop_renewing_; })) {
-    struct timeval duration = {static_cast<time_t>(options_.lock_seconds), 0};
-    // A failed renewal is retried at the next period; the lock lasts its whole duration meanwhile.
-    (void)lock_io_.lock_shared(kLockObject, kWriteLockName, lock_cookie_, "chunkferry",
-                               "chunkferry writer", &duration, LIBRADOS_LOCK_FLAG_MAY_RENEW);
+    // Another failure is retried at the next period; the lock lasts its duration meanwhile.
+    const int r = RenewLock(lock_io_);
+    if (r == -ENOENT || r == -EBUSY || r == -EEXIST) lock_lost_ = true;
   }
 }
 
@@ -482,6 +525,7 @@ absl::Status RadosStore::ReapPack() {
 
 absl::Status RadosStore::WriteIndex() {
   if (unindexed_.empty()) return absl::OkStatus();
+  CF_RETURN_IF_ERROR(CheckLockHeld());
   std::vector<std::map<std::string, librados::bufferlist>> by_shard(index_shards_);
   for (const auto& [id, loc] : unindexed_) {
     librados::bufferlist v;

@@ -23,6 +23,7 @@
 #ifndef CHUNKFERRY_ENGINE_RADOS_RADOS_STORE_H_
 #define CHUNKFERRY_ENGINE_RADOS_RADOS_STORE_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -41,6 +42,7 @@
 #include "codec/compressor.h"
 #include "engine/rados/rados_cluster.h"
 #include "engine/rados/rados_layout.h"
+#include "engine/store/gc_report.h"
 #include "engine/store/store.h"
 #include "engine/store/worker_pool.h"
 
@@ -64,6 +66,13 @@ struct RadosStoreOptions {
   size_t reads_in_flight = 16;
   // How long the write lock lasts unless renewed (every third of it, by a thread of its own).
   uint32_t lock_seconds = 60;
+  // Take the lock alone (a garbage collection): fails while any writer holds it, and keeps
+  // writers out until Close().
+  bool exclusive = false;
+  // A collection removes an unreferenced pack or manifest part only once it is this old: what a
+  // writer whose lock ran out while it stalled may still name (it checks its lock before it
+  // indexes or publishes anything, so it fails rather than naming a removed object).
+  uint32_t gc_grace_seconds = 120;
 };
 
 struct RadosInitOptions {
@@ -106,6 +115,13 @@ class RadosStore final : public Store {
   absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
   absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 
+  // Collects garbage: index entries of chunks no published manifest names, packs none of whose
+  // records the index names, packs whose live share is below options.repack_below (their live
+  // records rewritten into new packs first), and manifest parts the catalog does not name. Needs
+  // the store opened with `exclusive`. Memory: 16 bytes per chunk that manifests name, plus the
+  // live records' locations. (GcOptions::mark_batch, copy_batch_bytes, before_step: unused.)
+  [[nodiscard]] absl::StatusOr<GcStats> CollectGarbage(const GcOptions& options);
+
   // The metas of every published volume backup, from the catalog alone (no manifest is read).
   [[nodiscard]] absl::StatusOr<std::vector<VolumeBackupMeta>> ListBackupMetas();
 
@@ -136,6 +152,10 @@ class RadosStore final : public Store {
   RadosStore(std::unique_ptr<RadosPool> pool, RadosStoreOptions options);
   absl::Status CheckWritable() const;
   absl::Status TakeWriteLock();
+  // Renews the lock and fails when it was lost (it ran out while this process stalled, and a
+  // collection may have run): what writers check before they index or publish anything.
+  absl::Status CheckLockHeld();
+  int RenewLock(librados::IoCtx& io);
   void RenewLoop();
   void StopRenewing();
 
@@ -199,6 +219,7 @@ class RadosStore final : public Store {
   std::mutex renew_mu_;
   std::condition_variable renew_cv_;
   bool stop_renewing_ = false;
+  std::atomic<bool> lock_lost_{false};
   std::thread renewer_;
 };
 

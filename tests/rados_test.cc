@@ -1,0 +1,296 @@
+// The RADOS store beside other writers on the test cluster: two writers at once, a collection
+// that never runs beside a writer, a writer that lost its lock, a writer killed mid-sync, and
+// publications that race. (What every store does is in store_conformance_test.)
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "engine/local/local_store.h"
+#include "engine/pipeline/copier.h"
+#include "engine/rados/rados_store.h"
+#include "gtest/gtest.h"
+#include "tests/rados_test_env.h"
+#include "tests/test_util.h"
+
+namespace chunkferry::engine::rados {
+namespace {
+
+using ::chunkferry::testing::TempDir;
+using Volume = ::chunkferry::testing::ImportedVolume;
+constexpr size_t kMiB = 1 << 20;
+
+class RadosStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CF_SKIP_IF_NO_CEPH();
+    url_ = testing::FreshRadosUrl();
+    StoreInitOptions init;
+    init.chunker = *codec::ChunkerSpec::Parse("fixed:4k");
+    absl::Status st = RadosStore::Init(url_, testing::TestRadosClient(), init);
+    ASSERT_TRUE(st.ok()) << st;
+  }
+
+  // A local store holding one sample group (seed `seed`), as source `name`.
+  std::unique_ptr<LocalStore> Source(const std::string& name, const std::string& group,
+                                     uint64_t seed, std::vector<Volume>* vols) {
+    testing::InitStore(tmp_.Sub(name));
+    auto s = testing::OpenStore(tmp_.Sub(name), io::Backend::kThreads, true, &pool_);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return nullptr;
+    *vols = testing::ImportSampleGroup(**s, pool_, tmp_, group, seed,
+                                       {2 * kMiB + 512, 1 * kMiB, 1 * kMiB - 7});
+    EXPECT_TRUE((*s)->Flush().ok());
+    return *std::move(s);
+  }
+
+  RadosStoreOptions Options() {
+    RadosStoreOptions o;
+    o.client = testing::TestRadosClient();
+    o.pack_target = 1 << 20;
+    return o;
+  }
+  std::unique_ptr<RadosStore> OpenOk(RadosStoreOptions o) {
+    auto s = RadosStore::Open(url_, o);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  // Copies `group` out of the pool into a new local store and restores its volumes there.
+  void ExpectRestores(const std::string& group, const std::vector<Volume>& vols) {
+    auto pool_store = OpenOk(Options());
+    ASSERT_NE(pool_store, nullptr);
+    const std::string dir = tmp_.Sub(absl::StrCat("back-", group));
+    testing::InitStore(dir);
+    auto back = testing::OpenStore(dir, io::Backend::kThreads, true, &pool_);
+    ASSERT_TRUE(back.ok());
+    CopyStats stats;
+    absl::Status st = CopyGroup(*pool_store, **back, group, CopyOptions(), &stats);
+    ASSERT_TRUE(st.ok()) << st;
+    for (size_t i = 0; i < vols.size(); ++i) {
+      EXPECT_TRUE(testing::RestoresIdentical(**back, pool_, vols[i].meta.uuid, vols[i].image,
+                                             tmp_.Sub(absl::StrCat("out-", group, i))));
+    }
+  }
+
+  WorkerPool pool_{1};
+  TempDir tmp_;
+  RadosUrl url_;
+};
+
+TEST_F(RadosStoreTest, TwoWritersAtOnceBothPublishAndShareChunks) {
+  // The same images under two groups: both writers send the same chunks at the same time.
+  std::vector<Volume> v1, v2;
+  const std::string g1 = NewUuid(), g2 = NewUuid();
+  auto src1 = Source("src1", g1, 5, &v1);
+  auto src2 = Source("src2", g2, 5, &v2);
+  auto w1 = OpenOk(Options());
+  auto w2 = OpenOk(Options());
+  ASSERT_TRUE(src1 && src2 && w1 && w2);
+  absl::Status st1, st2;
+  std::thread t1([&] {
+    CopyStats s;
+    st1 = CopyGroup(*src1, *w1, g1, CopyOptions(), &s);
+  });
+  std::thread t2([&] {
+    CopyStats s;
+    st2 = CopyGroup(*src2, *w2, g2, CopyOptions(), &s);
+  });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(st1.ok()) << st1;
+  ASSERT_TRUE(st2.ok()) << st2;
+  ASSERT_TRUE(w1->Close().ok());
+  ASSERT_TRUE(w2->Close().ok());
+  auto reader = OpenOk(Options());
+  auto groups = *reader->ListGroups();
+  std::sort(groups.begin(), groups.end());
+  std::vector<std::string> want = {g1, g2};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(groups, want);
+  ExpectRestores(g1, v1);
+  ExpectRestores(g2, v2);
+}
+
+TEST_F(RadosStoreTest, RacingPublicationsOfOneGroupLeaveOneRecord) {
+  std::vector<Volume> v;
+  const std::string g = NewUuid();
+  auto src = Source("src", g, 6, &v);
+  auto w1 = OpenOk(Options());
+  ASSERT_TRUE(src && w1);
+  CopyStats stats;
+  ASSERT_TRUE(CopyBackup(*src, *w1, v[0].meta.uuid, CopyOptions(), &stats).ok());
+  ASSERT_TRUE(CopyBackup(*src, *w1, v[1].meta.uuid, CopyOptions(), &stats).ok());
+  auto w2 = OpenOk(Options());
+  GroupRecord a, b;
+  a.group_uuid = b.group_uuid = g;
+  a.volume_uuids = {v[0].meta.uuid};
+  b.volume_uuids = {v[0].meta.uuid, v[1].meta.uuid};
+  for (int round = 0; round < 5; ++round) {
+    const std::string id = NewUuid();
+    a.group_uuid = b.group_uuid = id;
+    absl::Status sa, sb;
+    std::thread ta([&] { sa = w1->PutGroup(a); });
+    std::thread tb([&] { sb = w2->PutGroup(b); });
+    ta.join();
+    tb.join();
+    // Exactly one wins; the other is told the group exists with other contents.
+    EXPECT_NE(sa.ok(), sb.ok()) << sa << " / " << sb;
+    EXPECT_TRUE(sa.ok() || absl::IsAlreadyExists(sa)) << sa;
+    EXPECT_TRUE(sb.ok() || absl::IsAlreadyExists(sb)) << sb;
+    auto got = w1->GetGroup(id);
+    ASSERT_TRUE(got.ok());
+    EXPECT_EQ(got->volume_uuids, sa.ok() ? a.volume_uuids : b.volume_uuids);
+  }
+}
+
+TEST_F(RadosStoreTest, ACollectionNeverRunsBesideAWriter) {
+  auto writer = OpenOk(Options());
+  ASSERT_NE(writer, nullptr);
+  RadosStoreOptions gc = Options();
+  gc.exclusive = true;
+  auto refused = RadosStore::Open(url_, gc);
+  ASSERT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "1 writer")) << refused.status();
+  ASSERT_TRUE(writer->Close().ok());
+  auto collector = OpenOk(gc);
+  ASSERT_NE(collector, nullptr);
+  auto blocked = RadosStore::Open(url_, Options());
+  ASSERT_TRUE(absl::IsFailedPrecondition(blocked.status())) << blocked.status();
+  EXPECT_TRUE(absl::StrContains(blocked.status().message(), "garbage collection"));
+  // A reader needs no lock.
+  RadosStoreOptions ro = Options();
+  ro.writable = false;
+  EXPECT_NE(OpenOk(ro), nullptr);
+  ASSERT_TRUE(collector->Close().ok());
+  EXPECT_NE(OpenOk(Options()), nullptr);
+}
+
+TEST_F(RadosStoreTest, ACollectionReclaimsWhatIsDeletedAndKeepsWhatIsNamed) {
+  std::vector<Volume> v1;
+  const std::string g1 = NewUuid(), g2 = NewUuid();
+  auto src = Source("src", g1, 7, &v1);
+  ASSERT_NE(src, nullptr);
+  auto v2 = testing::ImportRelatedGroup(*src, pool_, tmp_, g2, v1[0].image, v1[1].image);
+  ASSERT_TRUE(src->Flush().ok());
+  {
+    auto w = OpenOk(Options());
+    CopyStats stats;
+    ASSERT_TRUE(CopyGroup(*src, *w, g1, CopyOptions(), &stats).ok());
+    ASSERT_TRUE(CopyGroup(*src, *w, g2, CopyOptions(), &stats).ok());
+    ASSERT_TRUE(w->DeleteGroup(g1).ok());
+    ASSERT_TRUE(w->Close().ok());
+  }
+  RadosStoreOptions gco = Options();
+  gco.exclusive = true;
+  gco.gc_grace_seconds = 0;
+  GcStats first;
+  {
+    auto gc = OpenOk(gco);
+    GcOptions o;
+    o.dry_run = true;
+    auto dry = gc->CollectGarbage(o);
+    ASSERT_TRUE(dry.ok()) << dry.status();
+    auto real = gc->CollectGarbage(GcOptions());
+    ASSERT_TRUE(real.ok()) << real.status();
+    first = *real;
+    EXPECT_EQ(dry->bytes_reclaimed, real->bytes_reclaimed);
+    ASSERT_TRUE(gc->Close().ok());
+  }
+  EXPECT_EQ(first.manifests, v2.size());
+  EXPECT_GT(first.bytes_reclaimed, kMiB / 2);  // most of the deleted random data volume
+  EXPECT_GT(first.packs_removed + first.packs_rewritten, 0u);
+  EXPECT_LT(first.records_live, first.records_total);
+  ExpectRestores(g2, v2);
+  // Nothing is left to reclaim.
+  auto gc = OpenOk(gco);
+  auto again = gc->CollectGarbage(GcOptions());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->packs_removed, 0u);
+  EXPECT_EQ(again->records_live, again->records_total);
+}
+
+TEST_F(RadosStoreTest, AWriterThatLostItsLockPublishesNothing) {
+  std::vector<Volume> v;
+  const std::string g = NewUuid();
+  auto src = Source("src", g, 8, &v);
+  auto w = OpenOk(Options());
+  ASSERT_TRUE(src && w);
+  // What happens when a writer stalls past its lock's duration: the lock goes (here: broken
+  // by hand, as an operator would) and a collection may run.
+  librados::IoCtx& io = w->rados().io();
+  int exclusive = 0;
+  std::string tag;
+  std::list<librados::locker_t> lockers;
+  ASSERT_EQ(io.list_lockers(kLockObject, kWriteLockName, &exclusive, &tag, &lockers), 1);
+  ASSERT_EQ(lockers.size(), 1u);
+  ASSERT_EQ(
+      io.break_lock(kLockObject, kWriteLockName, lockers.front().client, lockers.front().cookie),
+      0);
+  CopyStats stats;
+  absl::Status st = CopyGroup(*src, *w, g, CopyOptions(), &stats);
+  EXPECT_TRUE(absl::IsAborted(st)) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "lost the lock")) << st;
+  RadosStoreOptions ro = Options();
+  ro.writable = false;
+  auto reader = OpenOk(ro);
+  EXPECT_TRUE(reader->ListGroups()->empty());
+  EXPECT_TRUE(reader->ListBackups()->empty());
+}
+
+TEST_F(RadosStoreTest, AWriterKilledMidSyncLeavesNothingPublishedAndTheNextRunConverges) {
+  std::vector<Volume> v;
+  const std::string g = NewUuid();
+  const std::string src_dir = tmp_.Sub("src");
+  {
+    testing::InitStore(src_dir);
+    auto s = testing::OpenStore(src_dir, io::Backend::kThreads, true, &pool_);
+    ASSERT_TRUE(s.ok());
+    v = testing::ImportSampleGroup(**s, pool_, tmp_, g, 9, {48 * kMiB, 16 * kMiB, 16 * kMiB});
+    ASSERT_TRUE((*s)->Close().ok());
+  }
+  const std::vector<std::string> copy = {
+      CHUNKFERRY_CLI,  "copy",      "--from", src_dir,       "--to",
+      url_.ToString(), "--group",   g,        "--ceph-conf", testing::TestCephConf(),
+      "--quiet",       "--threads", "1"};
+  RadosStoreOptions ro = Options();
+  ro.writable = false;
+  auto watcher = OpenOk(ro);
+  ASSERT_NE(watcher, nullptr);
+  // Kill it once its first packs are in the pool.
+  const pid_t pid = testing::StartProcess(copy);
+  bool killed = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    size_t packs = 0;
+    for (auto it = watcher->rados().io().nobjects_begin();
+         it != watcher->rados().io().nobjects_end(); ++it) {
+      packs += absl::StartsWith(it->get_oid(), "pack.") ? 1 : 0;
+    }
+    if (packs >= 2) {
+      killed = ::kill(pid, SIGKILL) == 0;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(killed && WIFSIGNALED(status)) << "the copy ended before it could be killed";
+  EXPECT_TRUE(watcher->ListGroups()->empty());
+  // The next run converges (the dead writer's lock is shared, so it does not stand in the way).
+  auto again = testing::RunProcess(copy);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(*watcher->ListGroups(), std::vector<std::string>{g});
+  ExpectRestores(g, v);
+}
+
+}  // namespace
+}  // namespace chunkferry::engine::rados
