@@ -273,5 +273,35 @@ TEST_F(RegistryTest, RejectsTwoStoragesOnOneStore) {
   ExpectError(text, "backupStorages[1].store", "already the store of another backup storage");
 }
 
+TEST_F(RegistryTest, ARadosPoolIsAStoreToo) {
+  const std::string rados =
+      R"({"uuid": "cccccccccccccccccccccccccccccccc", "store": "rados:backups/bs-c",
+          "cephConf": "ceph.conf", "cephUser": "chunkferry", "cephKeyring": "c.keyring"})";
+  const std::string text =
+      absl::StrReplaceAll(Config(), {{R"("connections": 4,)", R"("connections": 4,)"},
+                                     {"\n            ],", absl::StrCat(",\n", rados, "],")}});
+  auto r = Parse(text);
+  ASSERT_TRUE(r.ok()) << r.status() << text;
+  const BackupStorage* c = r->Find("cccccccccccccccccccccccccccccccc");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->rados);
+  EXPECT_FALSE(c->remote);
+  EXPECT_EQ(c->rados_url.pool, "backups");
+  EXPECT_EQ(c->rados_url.ns, "bs-c");
+  EXPECT_EQ(c->ceph.conf_path, dir_.Sub("ceph.conf"));  // resolved against the config's folder
+  EXPECT_EQ(c->ceph.client_name, "chunkferry");
+  EXPECT_EQ(c->ceph.keyring, dir_.Sub("c.keyring"));
+  // Bad pool names, ceph settings on a directory, a key file on a pool.
+  ExpectError(absl::StrReplaceAll(text, {{"rados:backups/bs-c", "rados:back ups"}}),
+              "backupStorages[2].store", "letters, digits");
+  ExpectError(Config(R"(, "cephUser": "x")"), "backupStorages[0]", "are for a RADOS pool");
+  ExpectError(absl::StrReplaceAll(text, {{R"("cephUser": "chunkferry")", R"("keyFile": "k")"}}),
+              "backupStorages[2].keyFile", "not a RADOS pool");
+  // The same pool twice is one store under two uuids.
+  ExpectError(
+      absl::StrReplaceAll(text, {{R"("store": "local")", R"("store": "rados:backups/bs-c")"}}),
+      "backupStorages", "already the store of another backup storage");
+}
+
 }  // namespace
 }  // namespace chunkferry::control

@@ -75,7 +75,8 @@ CONF
   else
     ceph-mon --mkfs -i a --monmap "$dir/monmap" -c "$dir/ceph.conf"
   fi
-  ceph-mon -i a -c "$dir/ceph.conf"
+  ceph-mon -i a -c "$dir/ceph.conf" 2>>"$dir/log/mon-start.log" ||
+    die "ceph-mon did not start (status $?): see $dir/log"
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
   local c=(ceph -c "$dir/ceph.conf" --connect-timeout 30) i
   # The monitor answers commands once it has formed its quorum of one.
@@ -130,8 +131,21 @@ stop() {
   rm -rf "$dir"
 }
 
+# A start that fails (seen once in a few dozen: the monitor exiting at once with status 250) is
+# retried from scratch, on a new port, after saying why.
+start_with_retries() {
+  local attempt
+  for attempt in 1 2 3; do
+    if (start "$@"); then return 0; fi
+    echo "ceph_cluster.sh: start attempt $attempt failed; logs:" >&2
+    tail -n 5 "$1"/log/*.log >&2 2>/dev/null || true
+    stop "$1"
+  done
+  die "could not start a cluster in $1"
+}
+
 case ${1:-} in
-  start) [[ $# -ge 2 ]] || die "usage: start DIR [--cephx]"; start "$2" "${3:-}" ;;
+  start) [[ $# -ge 2 ]] || die "usage: start DIR [--cephx]"; start_with_retries "$2" "${3:-}" ;;
   stop) [[ $# -ge 2 ]] || die "usage: stop DIR"; stop "$2" ;;
   *) die "usage: $0 start DIR [--cephx] | stop DIR" ;;
 esac

@@ -54,7 +54,7 @@ int InitRadosStore(const Flags& f, const std::string& text, const engine::StoreI
                    {"uuid", info.uuid},
                    {"chunker", info.chunker.ToString()},
                    {"indexShards", (*opened)->index_shards()}});
-  } else {
+  } else if (!f.GetBool("quiet")) {
     std::printf("created store %s (uuid %s, chunker %s, %u index shards)\n",
                 url->ToString().c_str(), info.uuid.c_str(), info.chunker.ToString().c_str(),
                 (*opened)->index_shards());

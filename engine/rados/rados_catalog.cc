@@ -133,7 +133,7 @@ absl::Status RadosStore::CheckChunksDurable(const VolumeBackupMeta& meta, Manife
               absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(),
                            " that is not durable yet in ", location(), " (flush first)"));
         }
-        ids.push_back(e.id);
+        if (!vouched_.contains(e.id)) ids.push_back(e.id);
       }
     }
     CF_RETURN_IF_ERROR(Lookup(ids, &found));

@@ -258,7 +258,8 @@ absl::StatusOr<GcStats> RadosStore::CollectGarbage(const GcOptions& options) {
   }
   CF_RETURN_IF_ERROR(FlushImpl());  // the copies durable and indexed before any removal
 
-  // 3. Sweep the index.
+  // 3. Sweep the index (what this store vouched for may go now).
+  vouched_.clear();
   for (uint32_t shard = 0; shard < index_shards_; ++shard) {
     if (dead[shard].empty()) continue;
     librados::ObjectWriteOperation op;

@@ -13,7 +13,6 @@ namespace {
 constexpr char kUrlPrefix[] = "rados:";
 constexpr uint8_t kManifestRefVersion = 1;
 constexpr uint8_t kPendingDeleteVersion = 1;
-constexpr size_t kIndexValueSize = 16;
 
 bool IsNameChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';

@@ -59,7 +59,8 @@ std::string IndexObject(uint32_t shard);
 uint32_t IndexShard(const codec::ChunkId& id, uint32_t shards);
 std::string ManifestPartObject(absl::string_view backup_uuid, uint64_t tag, uint32_t part);
 
-// Index entries: key the id's 16 bytes, value the record's location.
+// Index entries: key the id's 16 bytes, value the record's location (kIndexValueSize bytes).
+inline constexpr size_t kIndexValueSize = 16;
 std::string IndexKey(const codec::ChunkId& id);
 [[nodiscard]] absl::StatusOr<codec::ChunkId> ParseIndexKey(absl::string_view key);
 std::string EncodeIndexValue(const RecordLocation& loc);

@@ -214,6 +214,7 @@ absl::Status RadosStore::CheckLockHeld() {
   const int r = lock_lost_ ? -ENOENT : RenewLock(pool_->io());
   if (r == -ENOENT || r == -EBUSY || r == -EEXIST) {
     lock_lost_ = true;
+    vouched_.clear();
     return absl::AbortedError(absl::StrCat(
         "lost the lock on store ", location(),
         " (this process stalled past its duration, and a collection may have run): what it "
@@ -329,7 +330,10 @@ absl::Status RadosStore::HaveChunks(absl::Span<const codec::ChunkId> ids, std::v
   }
   std::vector<std::optional<RecordLocation>> found;
   CF_RETURN_IF_ERROR(Lookup(ask, &found));
-  for (size_t k = 0; k < ask.size(); ++k) (*have)[where[k]] = found[k].has_value();
+  for (size_t k = 0; k < ask.size(); ++k) {
+    (*have)[where[k]] = found[k].has_value();
+    if (found[k] && options_.writable) Vouch(ask[k]);
+  }
   return absl::OkStatus();
 }
 
@@ -455,9 +459,10 @@ absl::Status RadosStore::StartPack() {
     p.bytes = std::move(spare_buffers_.back());
     spare_buffers_.pop_back();
   }
-  p.bytes.clear();
+  // Room for a whole pack up front, kept across packs: a buffer that grew by doubling would
+  // copy itself on the way and end at twice the pack's size.
   p.bytes.reserve(kPackHeaderSize + options_.pack_target);
-  p.bytes = EncodePackHeader(p.id, info_.uuid);
+  p.bytes.assign(EncodePackHeader(p.id, info_.uuid));
   return absl::OkStatus();
 }
 
@@ -523,47 +528,60 @@ absl::Status RadosStore::ReapPack() {
   return absl::OkStatus();
 }
 
-absl::Status RadosStore::WriteIndex() {
+absl::Status RadosStore::StartIndexWrite() {
   if (unindexed_.empty()) return absl::OkStatus();
   CF_RETURN_IF_ERROR(CheckLockHeld());
+  IndexWrite& w = index_write_.emplace();
+  w.entries = std::move(unindexed_);
+  unindexed_.clear();
+  // The values live in one buffer the bufferlists point into, kept until the writes are done: a
+  // bufferlist appended to would allocate a page of its own for 16 bytes.
+  w.values.reserve(w.entries.size() * kIndexValueSize);
+  for (const auto& e : w.entries) w.values += EncodeIndexValue(e.second);
   std::vector<std::map<std::string, librados::bufferlist>> by_shard(index_shards_);
-  for (const auto& [id, loc] : unindexed_) {
-    librados::bufferlist v;
-    v.append(EncodeIndexValue(loc));
-    by_shard[IndexShard(id, index_shards_)][IndexKey(id)] = std::move(v);
+  for (size_t i = 0; i < w.entries.size(); ++i) {
+    const codec::ChunkId& id = w.entries[i].first;
+    by_shard[IndexShard(id, index_shards_)][IndexKey(id)] = librados::bufferlist::static_from_mem(
+        w.values.data() + i * kIndexValueSize, kIndexValueSize);
   }
-  struct Write {
-    uint32_t shard;
-    Aio aio;
-  };
-  std::deque<Write> writes;
-  absl::Status status;
-  auto finish = [&](Write& w) {
-    const int r = w.aio.Wait();
-    if (r < 0 && status.ok())
-      status = RadosError(r, "index chunks in", IndexObject(w.shard), location());
-  };
   for (uint32_t shard = 0; shard < index_shards_; ++shard) {
     if (by_shard[shard].empty()) continue;
-    while (writes.size() >= options_.lookups_in_flight) {
-      finish(writes.front());
-      writes.pop_front();
-    }
-    Write& w = writes.emplace_back();
-    w.shard = shard;
+    auto& [s, aio] = w.writes.emplace_back(shard, Aio());
     librados::ObjectWriteOperation op;
     op.omap_set(by_shard[shard]);
-    const int r = w.aio.Submit([&](librados::AioCompletion* c) {
-      return pool_->io().aio_operate(IndexObject(shard), c, &op);
+    const int r = aio.Submit([&](librados::AioCompletion* c) {
+      return pool_->io().aio_operate(IndexObject(s), c, &op);
     });
-    if (r < 0 && status.ok())
-      status = RadosError(r, "index chunks in", IndexObject(shard), location());
+    if (r < 0 && w.status.ok())
+      w.status = RadosError(r, "index chunks in", IndexObject(s), location());
   }
-  for (auto& w : writes) finish(w);
-  CF_RETURN_IF_ERROR(status);
-  for (const auto& e : unindexed_) unflushed_.erase(e.first);
-  unindexed_.clear();
   return absl::OkStatus();
+}
+
+absl::Status RadosStore::FinishIndexWrite() {
+  if (!index_write_) return absl::OkStatus();
+  IndexWrite& w = *index_write_;
+  for (auto& [shard, aio] : w.writes) {
+    const int r = aio.Wait();
+    if (r < 0 && w.status.ok()) {
+      w.status = RadosError(r, "index chunks in", IndexObject(shard), location());
+    }
+  }
+  absl::Status st = w.status;
+  if (st.ok()) {
+    for (const auto& e : w.entries) {
+      unflushed_.erase(e.first);
+      Vouch(e.first);
+    }
+  }
+  index_write_.reset();
+  return st;
+}
+
+absl::Status RadosStore::WriteIndex() {
+  // One batch travels while the next gathers: the caller waits only for the one before.
+  CF_RETURN_IF_ERROR(FinishIndexWrite());
+  return StartIndexWrite();
 }
 
 absl::Status RadosStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
@@ -653,7 +671,8 @@ absl::Status RadosStore::FlushImpl() {
     if (st.ok()) st = r;
   }
   if (st.ok()) st = WriteIndex();
-  return st;
+  absl::Status last = FinishIndexWrite();
+  return st.ok() ? last : st;
 }
 
 absl::Status RadosStore::Flush() {
@@ -672,6 +691,7 @@ void RadosStore::DropUnflushed() {
   }
   in_flight_.clear();
   open_pack_.reset();
+  (void)FinishIndexWrite();  // durable packs' entries: harmless either way
   unindexed_.clear();
   unflushed_.clear();
   failed_ = absl::OkStatus();

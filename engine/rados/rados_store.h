@@ -40,6 +40,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "codec/compressor.h"
+#include "engine/rados/rados_aio.h"
 #include "engine/rados/rados_cluster.h"
 #include "engine/rados/rados_layout.h"
 #include "engine/store/gc_report.h"
@@ -62,6 +63,11 @@ struct RadosStoreOptions {
   // Index reads in flight in a batched lookup, and ids per read.
   size_t lookups_in_flight = 64;
   size_t ids_per_lookup = 4096;
+  // Chunks this store remembers as held (answered "have", or indexed by it), so that PutManifest
+  // need not look them up again: sound because no collection runs while the write lock is held,
+  // and nothing else removes index entries. About 20 bytes each; past this many, PutManifest looks
+  // up the rest.
+  size_t vouch_max = 1u << 21;
   // Pack ranges read in flight by ReadRecordsFor.
   size_t reads_in_flight = 16;
   // How long the write lock lasts unless renewed (every third of it, by a thread of its own).
@@ -170,8 +176,15 @@ class RadosStore final : public Store {
   absl::Status SealPack();
   // Waits for the oldest pack in flight and moves its entries on to be indexed.
   absl::Status ReapPack();
+  // Index writes: StartIndexWrite sends the entries of durable packs (unindexed_) as one batch,
+  // FinishIndexWrite waits for it; WriteIndex finishes the batch before and starts the next.
+  absl::Status StartIndexWrite();
+  absl::Status FinishIndexWrite();
   absl::Status WriteIndex();
   absl::Status FlushImpl();
+  void Vouch(const codec::ChunkId& id) {
+    if (vouched_.size() < options_.vouch_max) vouched_.insert(id);
+  }
   // Drops everything appended since the last Flush (after an error): nothing names it, a
   // collection removes what reached the pool.
   void DropUnflushed();
@@ -205,7 +218,15 @@ class RadosStore final : public Store {
   std::deque<PackWrite> in_flight_;
   std::vector<std::string> spare_buffers_;
   std::vector<std::pair<codec::ChunkId, RecordLocation>> unindexed_;  // in durable packs
+  struct IndexWrite {
+    std::vector<std::pair<codec::ChunkId, RecordLocation>> entries;
+    std::string values;                           // what the writes' bufferlists point into
+    std::deque<std::pair<uint32_t, Aio>> writes;  // shard, its omap_set
+    absl::Status status;
+  };
+  std::optional<IndexWrite> index_write_;          // the batch in flight
   absl::flat_hash_set<codec::ChunkId> unflushed_;  // appended, not yet in the index
+  absl::flat_hash_set<codec::ChunkId> vouched_;    // in the index, seen by this store (vouch_max)
   absl::Status failed_;  // an asynchronous write's error, returned by the next call
   uint64_t packs_written_ = 0;
 

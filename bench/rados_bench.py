@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""chunkferry into and out of a Ceph RADOS pool, against librados's own `rados bench`, in one run.
+
+    python3 bench/rados_bench.py --build build --root-size 2G --data-size 1G --runs 3
+    python3 bench/rados_bench.py --build build --quick        # smoke test: 256M + 128M, 1 run
+
+Starts a one-node cluster (tools/ceph_cluster.sh: one monitor, one BlueStore OSD on a sparse
+file in the work dir) and, per run, in a namespace of its own:
+  yardstick   rados bench write then seq, 16 MiB objects 4 in flight (chunkferry's packs) and
+              4 MiB objects 16 in flight (the issue's figure), 10 s each
+  full        chunkferry sync of group v1 from a local store into an empty pool store
+  incremental the pool store holds v1: chunkferry sync of group v2
+  pull        chunkferry sync of group v2 from the pool store into an empty local store
+Throughput counts stored bytes (the compressed records that travel), as the yardstick counts the
+bytes it writes. Reported per step: wall, CPU (user+sys) and peak RSS of the chunkferry process,
+and the OSD's and monitor's peak RSS at the end.
+
+Python 3.11 standard library only; shares macro.py's runner.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import macro  # noqa: E402  (same directory)
+
+MB = 1_000_000
+
+
+def rados_bench(runner, conf, ns, mode, size, threads, seconds=10):
+    argv = ["rados", "-c", conf, "-p", "chunkferry", "-N", ns, "bench", str(seconds), mode,
+            "-t", str(threads)]
+    if mode == "write":
+        argv += ["-b", str(size), "--no-cleanup"]
+    out = runner.run(argv)["stdout"]
+    m = re.search(r"Bandwidth \(MB/sec\):\s+([0-9.]+)", out)
+    if not m:
+        raise RuntimeError(f"rados bench printed no bandwidth:\n{out}")
+    return float(m.group(1)) * (1 << 20) / MB  # rados bench's "MB" are MiB
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    macro.add_common_args(ap, "rados")
+    args = macro.parse_common_args(ap)
+    for tool in ("rados", "ceph-osd", "ceph-mon"):
+        if shutil.which(tool) is None:
+            sys.exit(f"rados_bench.py: {tool} is missing (tools/install-deps.sh)")
+    macro.stop_on_signals()
+    build = os.path.abspath(args.build)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cf = os.path.join(build, "tools", "chunkferry")
+    gen = os.path.join(build, "bench", "vmgen", "make_vm_group")
+    work = macro.make_work_dir(args.work, "rados", "rados_bench.py")
+    runner = macro.Runner(want_cold=not args.warm)
+    cluster = os.path.join(work, "ceph")
+    script = os.path.join(root, "tools", "ceph_cluster.sh")
+    result = macro.result_header(runner)
+    try:
+        conf = subprocess.run([script, "start", cluster], check=True, capture_output=True,
+                              text=True).stdout.strip()
+        ceph = ["--ceph-conf", conf]
+        common = ["--json", "--quiet", "--io", args.io]
+        images = os.path.join(work, "images")
+        runner.run([gen, "--out", images, "--root-size", args.root_size, "--data-size",
+                    args.data_size, "--versions", "2", "--seed", str(args.seed)], timed=False)
+        vols = [("root.img", "Root"), ("data1.img", "Data")]
+        group = {v: macro.uuid_of(f"rados-group-{v}") for v in ("v1", "v2")}
+        src = os.path.join(work, "src")
+        runner.run([cf, "store", "init", "--store", src, "--quiet"], timed=False)
+        stored = {}
+        for v in ("v1", "v2"):
+            stored[v] = 0
+            for f, vtype in vols:
+                r = macro.run_json(runner, [cf, "import", "--store", src, "--image",
+                                            os.path.join(images, v, f), "--group", group[v],
+                                            "--vm", macro.VM_UUID, "--volume",
+                                            macro.uuid_of(f"vol-{f}"), "--type", vtype] + common)
+                stored[v] += r["json"]["storedBytes"]
+        result["stored_bytes"] = stored
+        macro.log(f"source store: v1 {stored['v1']} B, v2 adds {stored['v2']} B")
+
+        for r in range(args.runs):
+            macro.log(f"run {r + 1}/{args.runs} (load average {macro.loadavg()})")
+            steps = {}
+            yard_ns = f"yard{r}"
+            for name, size, threads in (("16m_t4", 16 << 20, 4), ("4m_t16", 4 << 20, 16)):
+                steps[f"yard_write_{name}"] = rados_bench(runner, conf, yard_ns, "write", size,
+                                                          threads)
+                steps[f"yard_read_{name}"] = rados_bench(runner, conf, yard_ns, "seq", size,
+                                                         threads)
+                subprocess.run(["rados", "-c", conf, "-p", "chunkferry", "-N", yard_ns,
+                                "cleanup"], check=True, capture_output=True)
+            pool = f"rados:chunkferry/run{r}"
+            runner.run([cf, "store", "init", "--store", pool, "--quiet"] + ceph, timed=False)
+            local = os.path.join(work, f"pulled{r}")
+            runner.run([cf, "store", "init", "--store", local, "--quiet"], timed=False)
+
+            def sync(frm, to, v):
+                res = macro.run_json(runner, [cf, "sync", "--from", frm, "--to", to, "--group",
+                                              group[v]] + ceph + common)
+                res["mb_s"] = res["json"]["bytesSent"] / res["seconds"] / MB
+                return res
+            steps["full"] = sync(src, pool, "v1")
+            steps["incremental"] = sync(src, pool, "v2")
+            steps["pull"] = sync(pool, local, "v2")
+            shutil.rmtree(local)
+            result["runs"].append(steps)
+            for k in ("full", "incremental", "pull"):
+                s = steps[k]
+                macro.log(f"  {k}: {s['json']['bytesSent']} B in {s['seconds']:.2f} s = "
+                          f"{s['mb_s']:.0f} MB/s, cpu {s['user_s'] + s['sys_s']:.2f} s, "
+                          f"rss {s['maxrss_kib'] // 1024} MiB")
+            macro.log("  yardstick: " + ", ".join(f"{k} {v:.0f} MB/s" for k, v in steps.items()
+                                                  if k.startswith("yard")))
+        for name in ("ceph-osd", "ceph-mon"):
+            pid = subprocess.run(["pgrep", "-f", f"{name} .*{cluster}"], capture_output=True,
+                                 text=True).stdout.split()
+            if pid:
+                result[f"{name}_peak_rss_kib"] = macro.proc_status_kib(int(pid[0]), "VmHWM")
+
+        def med(key, sub=None):
+            vals = [run[key][sub] if sub else run[key] for run in result["runs"]]
+            return statistics.median(vals)
+        summary = {k: med(k) for k in result["runs"][0] if k.startswith("yard")}
+        for k in ("full", "incremental", "pull"):
+            summary[f"{k}_mb_s"] = med(k, "mb_s")
+            summary[f"{k}_seconds"] = med(k, "seconds")
+            summary[f"{k}_rss_mib"] = max(run[k]["maxrss_kib"] for run in result["runs"]) / 1024
+            summary[f"{k}_cpu_s"] = statistics.median(
+                run[k]["user_s"] + run[k]["sys_s"] for run in result["runs"])
+        summary["full_vs_yard_write_16m"] = summary["full_mb_s"] / summary["yard_write_16m_t4"]
+        summary["pull_vs_yard_read_16m"] = summary["pull_mb_s"] / summary["yard_read_16m_t4"]
+        result["summary"] = summary
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+        print(json.dumps(summary, indent=2))
+    finally:
+        subprocess.run([script, "stop", cluster], capture_output=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
