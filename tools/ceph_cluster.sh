@@ -6,6 +6,9 @@
 #   tools/ceph_cluster.sh start DIR [--cephx]   start; prints DIR/ceph.conf when writable
 #   tools/ceph_cluster.sh stop DIR              stop both daemons and remove DIR
 #
+# The OSD's BlueStore cache is 64 MiB (tests); benchmarks set CHUNKFERRY_CEPH_CACHE_MB for more: a
+# chunk index whose omap does not fit in it is read from disk, one random read per id looked up.
+#
 # --cephx turns authentication on: DIR/keyring then holds client.admin's key, and
 # DIR/chunkferry.keyring a user `client.chunkferry` with only the capabilities chunkferry needs on
 # pool `chunkferry` (docs/OPERATORS.md). Pools `chunkferry` (and `chunkferry2`) are created.
@@ -61,7 +64,7 @@ bluestore block create = true
 bluestore block size = 10737418240
 osd memory target = 939524096
 bluestore cache autotune = false
-bluestore cache size = 67108864
+bluestore cache size = $((${CHUNKFERRY_CEPH_CACHE_MB:-64} << 20))
 [osd]
 keyring = $dir/osd/keyring
 CONF
