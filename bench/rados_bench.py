@@ -7,7 +7,7 @@
 Starts a one-node cluster (tools/ceph_cluster.sh: one monitor, one BlueStore OSD on a sparse
 file in the work dir) and, per run, in a namespace of its own:
   yardstick   rados bench write then seq, 16 MiB objects 4 in flight (chunkferry's packs) and
-              4 MiB objects 16 in flight (the issue's figure), 10 s each
+              4 MiB objects 16 in flight (the issue's figure), 5 s each, removed after
   full        chunkferry sync of group v1 from a local store into an empty pool store
   incremental the pool store holds v1: chunkferry sync of group v2
   pull        chunkferry sync of group v2 from the pool store into an empty local store
@@ -33,7 +33,7 @@ import macro  # noqa: E402  (same directory)
 MB = 1_000_000
 
 
-def rados_bench(runner, conf, ns, mode, size, threads, seconds=10):
+def rados_bench(runner, conf, ns, mode, size, threads, seconds=5):
     argv = ["rados", "-c", conf, "-p", "chunkferry", "-N", ns, "bench", str(seconds), mode,
             "-t", str(threads)]
     if mode == "write":
@@ -64,8 +64,12 @@ def main():
     script = os.path.join(root, "tools", "ceph_cluster.sh")
     result = macro.result_header(runner)
     try:
+        # A 40 GiB sparse OSD (the yardstick writes ~4 GB a step before it is removed), and a
+        # BlueStore cache that holds the index's omap (docs/BENCHMARKS.md: 64 MiB makes every
+        # lookup a disk read).
+        env = dict(os.environ, CHUNKFERRY_CEPH_BLOCK_GB="40", CHUNKFERRY_CEPH_CACHE_MB="1024")
         conf = subprocess.run([script, "start", cluster], check=True, capture_output=True,
-                              text=True).stdout.strip()
+                              text=True, env=env).stdout.strip()
         ceph = ["--ceph-conf", conf]
         common = ["--json", "--quiet", "--io", args.io]
         images = os.path.join(work, "images")

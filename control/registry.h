@@ -1,6 +1,7 @@
 // The backup-storage registry: which store each backup storage uuid of the platform names (a
-// local image store directory, or a store daemon on another node), and which OAuth sessions the
-// API accepts. Loaded from a JSON config file and validated whole before anything runs:
+// local image store directory, a store daemon on another node, or a Ceph pool), and which OAuth
+// sessions the API accepts. Loaded from a JSON config file and validated whole before anything
+// runs:
 //
 //   {
 //     "backupStorages": [
@@ -9,7 +10,9 @@
 //        "keyFile": "node-2.key", "connections": 2, "connectTimeoutMs": 10000,
 //        "rateLimitBytesPerSecond": 0,
 //        "tlsCa": "ca.crt" | "tlsPeerSha256": "<64 hex>", "tlsName": "10.0.0.2",
-//        "tlsCert": "client.crt", "tlsKey": "client.key"}
+//        "tlsCert": "client.crt", "tlsKey": "client.key"},
+//       {"uuid": "<32 hex>", "store": "rados:POOL[/NAMESPACE]", "cephConf": "/etc/ceph/ceph.conf",
+//        "cephUser": "chunkferry", "cephKeyring": "ceph.client.chunkferry.keyring"}
 //     ],
 //     "sessions": ["<32 hex>", ...],
 //     "managementNode": {"url": "http://10.0.0.1:8080", "timeoutMs": 5000, "cacheSeconds": 10,
@@ -26,7 +29,8 @@
 // zone, as the platform's management node has one (default: the host's). Webhooks: only to URLs
 // under an allowed prefix (control/webhook.h); none without "webhooks".
 //
-// Relative paths ("store" of a local storage, "keyFile") are taken from the config file's folder.
+// Relative paths ("store" of a local storage, "keyFile", "cephConf", "cephKeyring") are taken from
+// the config file's folder.
 #ifndef CHUNKFERRY_CONTROL_REGISTRY_H_
 #define CHUNKFERRY_CONTROL_REGISTRY_H_
 

@@ -6,6 +6,7 @@
 #   tools/ceph_cluster.sh start DIR [--cephx]   start; prints DIR/ceph.conf when writable
 #   tools/ceph_cluster.sh stop DIR              stop both daemons and remove DIR
 #
+# The OSD's block is a sparse file of 10 GiB (CHUNKFERRY_CEPH_BLOCK_GB for more: a full OSD stops).
 # The OSD's BlueStore cache is 64 MiB (tests); benchmarks set CHUNKFERRY_CEPH_CACHE_MB for more: a
 # chunk index whose omap does not fit in it is read from disk, one random read per id looked up.
 #
@@ -61,7 +62,7 @@ osd data = $dir/osd
 osd objectstore = bluestore
 bluestore block path = $dir/osd.block
 bluestore block create = true
-bluestore block size = 10737418240
+bluestore block size = $((${CHUNKFERRY_CEPH_BLOCK_GB:-10} << 30))
 osd memory target = 939524096
 bluestore cache autotune = false
 bluestore cache size = $((${CHUNKFERRY_CEPH_CACHE_MB:-64} << 20))
