@@ -45,7 +45,7 @@
 #include "control/access_key.h"
 #include "control/session_validator.h"
 #include "control/webhook.h"
-#include "engine/rados/rados_cluster.h"
+#include "engine/rados/rados_layout.h"
 #include "engine/store/store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/tls.h"

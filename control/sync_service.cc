@@ -15,7 +15,9 @@
 #include "control/inventory.h"
 #include "engine/format/volume_backup.h"
 #include "engine/local/local_store.h"
+#if CHUNKFERRY_HAS_RADOS
 #include "engine/rados/rados_store.h"
+#endif
 #include "engine/store/store.h"
 #include "engine/store/worker_pool.h"
 #include "engine/wire/remote_store.h"
@@ -132,6 +134,9 @@ absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writa
     return opened;
   }
   if (storage.rados) {
+#if !CHUNKFERRY_HAS_RADOS
+    return absl::UnimplementedError("this build has no RADOS store (built without librados)");
+#else
     engine::rados::RadosStoreOptions o;
     o.client = storage.ceph;
     o.writable = writable;
@@ -140,6 +145,7 @@ absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writa
     if (!r.ok()) return r.status();
     opened.opened = *std::move(r);
     return opened;
+#endif
   }
   engine::LocalStoreOptions o;
   o.writable = writable;

@@ -15,19 +15,6 @@
 
 namespace chunkferry::engine::rados {
 
-struct RadosClientOptions {
-  // ceph.conf to read; empty: librados's search ($CEPH_CONF, /etc/ceph/ceph.conf, ...).
-  std::string conf_path;
-  // The cephx user, as "client.NAME" or "NAME"; empty: client.admin.
-  std::string client_name;
-  // Its keyring; empty: what the conf names.
-  std::string keyring;
-  // Bounds connecting, and every operation once connected: a cluster that stops answering fails
-  // the operation (TimedOut → DeadlineExceeded) instead of hanging it. 0: librados's defaults (no
-  // limit on operations).
-  int64_t timeout_ms = 30'000;
-};
-
 class RadosPool {
  public:
   // Connects and opens the pool of `url` (NotFound naming it when the cluster has no such pool).

@@ -41,6 +41,20 @@ inline constexpr uint64_t kManifestPartBytes = 16u << 20;
 // Largest manifest a catalog entry may name (as a daemon takes: a volume of about 12 TiB).
 inline constexpr uint64_t kMaxManifestBytes = uint64_t{64} << 30;
 
+// How a client reaches the cluster (flags, registry fields and C ABI options alike).
+struct RadosClientOptions {
+  // ceph.conf to read; empty: librados's search ($CEPH_CONF, /etc/ceph/ceph.conf, ...).
+  std::string conf_path;
+  // The cephx user, as "client.NAME" or "NAME"; empty: client.admin.
+  std::string client_name;
+  // Its keyring; empty: what the conf names.
+  std::string keyring;
+  // Bounds connecting, and every operation once connected: a cluster that stops answering fails
+  // the operation (TimedOut → DeadlineExceeded) instead of hanging it. 0: librados's defaults (no
+  // limit on operations).
+  int64_t timeout_ms = 30'000;
+};
+
 // Where a store is: "rados:POOL" or "rados:POOL/NAMESPACE".
 struct RadosUrl {
   std::string pool;
