@@ -249,9 +249,15 @@ TYPED_TEST(StoreConformanceTest, RecordsComeBackByteForByte) {
   std::vector<std::vector<uint8_t>> from_src, from_dst;
   ASSERT_TRUE(testing::ReadRecordsFor(*this->src_, ids, &from_src).ok());
   ASSERT_TRUE(testing::ReadRecordsFor(this->dst(), ids, &from_dst).ok());
-  std::sort(from_src.begin(), from_src.end());
-  std::sort(from_dst.begin(), from_dst.end());
-  EXPECT_EQ(from_src, from_dst);
+  // Compared as sorted strings: GCC 12's -O3 sees a bogus memcmp bound in sorting
+  // vectors of byte vectors (-Wstringop-overread), and the order of records is not the point.
+  auto sorted = [](const std::vector<std::vector<uint8_t>>& records) {
+    std::vector<std::string> out;
+    for (const auto& r : records) out.emplace_back(r.begin(), r.end());
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(sorted(from_src), sorted(from_dst));
 }
 
 TYPED_TEST(StoreConformanceTest, ASecondCopySendsNothingAndPublishesTheSame) {
