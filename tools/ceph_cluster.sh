@@ -4,6 +4,7 @@
 # data, logs, sockets) under DIR. Needs ceph-mon, ceph-osd and ceph-common (tools/install-deps.sh).
 #
 #   tools/ceph_cluster.sh start DIR [--cephx]   start; prints DIR/ceph.conf when writable
+#   tools/ceph_cluster.sh start-osd DIR          start its stopped OSD again; returns once it is up
 #   tools/ceph_cluster.sh stop DIR              stop both daemons and remove DIR
 #
 # The OSD's block is a sparse file of 10 GiB (CHUNKFERRY_CEPH_BLOCK_GB for more: a full OSD stops).
@@ -67,6 +68,11 @@ osd memory target = 939524096
 bluestore cache autotune = false
 bluestore cache size = $((${CHUNKFERRY_CEPH_CACHE_MB:-64} << 20))
 [osd]
+# The OSD does not place itself in the CRUSH map at start (the script does, below): pacific's
+# OSD may send that command before it has the monitor map, is refused ('wrong fsid') and exits;
+# under load on 2 cores it did so at most starts.
+osd crush update on start = false
+osd class update on start = false
 keyring = $dir/osd/keyring
 CONF
   monmaptool --create --addv a "[v1:127.0.0.1:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
@@ -98,9 +104,12 @@ CONF
   else
     "${c[@]}" osd new "$osd_uuid" >/dev/null
   fi
+  "${c[@]}" osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>&1 ||
+    die "could not place osd.0 in the CRUSH map: see $dir/log"
   ceph-osd -i 0 --mkfs --osd-uuid "$osd_uuid" -c "$dir/ceph.conf" 2>>"$dir/log/mkfs.log" ||
     die "ceph-osd --mkfs failed: see $dir/log"
   ceph-osd -i 0 -c "$dir/ceph.conf" 2>>"$dir/log/osd-start.log"
+  wait_osd_up "$dir"
   for pool in chunkferry chunkferry2; do
     "${c[@]}" osd pool create $pool 8 >/dev/null 2>&1
     "${c[@]}" osd pool application enable $pool chunkferry >/dev/null 2>&1
@@ -112,7 +121,7 @@ CONF
   fi
   # Writable: a probe object goes in and out.
   for i in $(seq 1 60); do
-    if echo probe | rados -c "$dir/ceph.conf" -p chunkferry put probe - 2>/dev/null; then
+    if echo probe | timeout 20 rados -c "$dir/ceph.conf" -p chunkferry put probe - 2>/dev/null; then
       rados -c "$dir/ceph.conf" -p chunkferry rm probe
       echo "$dir/ceph.conf"
       return 0
@@ -120,6 +129,20 @@ CONF
     sleep 1
   done
   die "the cluster in $dir did not become writable in 60 s: see $dir/log"
+}
+
+# Waits until the OSD is up in the map. An OSD can die at start (pacific's OSD sometimes asks the
+# monitor before it has the monitor map, is told 'wrong fsid' and exits), and nothing that talks
+# to its pool would ever return then: fail, so that the start is retried.
+wait_osd_up() {
+  local dir=$1 pid i
+  for i in $(seq 1 150); do
+    pid=$(cat "$dir/run/osd.0.pid" 2>/dev/null || true)
+    [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && die "ceph-osd exited at start: see $dir/log"
+    ceph -c "$dir/ceph.conf" --connect-timeout 10 osd stat 2>/dev/null | grep -q ' 1 up' && return 0
+    sleep 0.2
+  done
+  die "the OSD in $dir was not up in 30 s: see $dir/log"
 }
 
 stop() {
@@ -148,8 +171,25 @@ start_with_retries() {
   die "could not start a cluster in $1"
 }
 
+# Starts the OSD of a cluster whose OSD was stopped (the tests kill it), retried as a start is.
+start_osd() {
+  local dir=$1 attempt
+  # The monitor still counts the killed OSD up (it has no peer to report it): mark it down, so
+  # that "up" means the new one has booted.
+  ceph -c "$dir/ceph.conf" --connect-timeout 10 osd down 0 >/dev/null 2>&1 || true
+  for attempt in 1 2 3; do
+    rm -f "$dir/run/osd.0.pid"
+    if (ceph-osd -i 0 -c "$dir/ceph.conf" 2>>"$dir/log/osd-start.log" && wait_osd_up "$dir"); then
+      return 0
+    fi
+    echo "ceph_cluster.sh: OSD start attempt $attempt failed" >&2
+  done
+  die "could not start the OSD in $dir"
+}
+
 case ${1:-} in
   start) [[ $# -ge 2 ]] || die "usage: start DIR [--cephx]"; start_with_retries "$2" "${3:-}" ;;
+  start-osd) [[ $# -ge 2 ]] || die "usage: start-osd DIR"; start_osd "$2" ;;
   stop) [[ $# -ge 2 ]] || die "usage: stop DIR"; stop "$2" ;;
-  *) die "usage: $0 start DIR [--cephx] | stop DIR" ;;
+  *) die "usage: $0 start DIR [--cephx] | start-osd DIR | stop DIR" ;;
 esac
