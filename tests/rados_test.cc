@@ -1,12 +1,14 @@
 // The RADOS store beside other writers on the test cluster: two writers at once, a collection
-// that never runs beside a writer, a writer that lost its lock, a writer killed mid-sync, and
-// publications that race. (What every store does is in store_conformance_test.)
+// that never runs beside a writer, a writer that lost its lock, a writer killed mid-sync,
+// publications that race, and damaged objects in the pool. (What every store does is in
+// store_conformance_test.)
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -289,6 +291,113 @@ TEST_F(RadosStoreTest, AWriterKilledMidSyncLeavesNothingPublishedAndTheNextRunCo
   auto again = testing::RunProcess(copy);
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(*watcher->ListGroups(), std::vector<std::string>{g});
+  ExpectRestores(g, v);
+}
+
+// Every object of the store's namespace with its bytes and omap, for "the pool is unchanged".
+std::map<std::string, std::string> PoolContents(librados::IoCtx& io) {
+  std::map<std::string, std::string> out;
+  for (auto it = io.nobjects_begin(); it != io.nobjects_end(); ++it) {
+    const std::string oid = it->get_oid();
+    uint64_t size = 0;
+    time_t mtime = 0;
+    EXPECT_EQ(io.stat(oid, &size, &mtime), 0) << oid;
+    librados::bufferlist data;
+    if (size > 0) {
+      EXPECT_GE(io.read(oid, data, size, 0), 0) << oid;
+    }
+    std::string text = data.to_str();
+    std::string after;
+    for (bool more = true; more;) {
+      std::map<std::string, librados::bufferlist> vals;
+      EXPECT_EQ(io.omap_get_vals2(oid, after, 1000, &vals, &more), 0) << oid;
+      for (auto& [k, v] : vals) absl::StrAppend(&text, "\n", k, "=", v.to_str());
+      if (vals.empty()) break;
+      after = vals.rbegin()->first;
+    }
+    out[oid] = std::move(text);
+  }
+  return out;
+}
+
+// Flips one byte in the middle of `oid`; returns the object as it was.
+librados::bufferlist FlipAByte(librados::IoCtx& io, const std::string& oid) {
+  uint64_t size = 0;
+  time_t mtime = 0;
+  EXPECT_EQ(io.stat(oid, &size, &mtime), 0);
+  librados::bufferlist was;
+  EXPECT_GE(io.read(oid, was, size, 0), 0);
+  std::string bytes = was.to_str();
+  bytes[bytes.size() / 2] ^= 0x5a;
+  librados::bufferlist bad;
+  bad.append(bytes);
+  EXPECT_EQ(io.write_full(oid, bad), 0);
+  return was;
+}
+
+TEST_F(RadosStoreTest, DamagedObjectsInThePoolAreRefusedAndChangeNothing) {
+  std::vector<Volume> v;
+  const std::string g = NewUuid();
+  auto src = Source("src", g, 9, &v);
+  ASSERT_NE(src, nullptr);
+  {
+    auto w = OpenOk(Options());
+    CopyStats stats;
+    ASSERT_TRUE(CopyGroup(*src, *w, g, CopyOptions(), &stats).ok());
+    ASSERT_TRUE(w->Close().ok());
+  }
+  auto admin = OpenOk(Options());
+  ASSERT_NE(admin, nullptr);
+  librados::IoCtx& io = admin->rados().io();
+  std::string a_pack, a_manifest;
+  for (const auto& [oid, contents] : PoolContents(io)) {
+    if (absl::StartsWith(oid, "pack.") && a_pack.empty()) a_pack = oid;
+    if (absl::StartsWith(oid, "manifest.") && a_manifest.empty()) a_manifest = oid;
+  }
+  ASSERT_FALSE(a_pack.empty());
+  ASSERT_FALSE(a_manifest.empty());
+  ASSERT_TRUE(admin->Close().ok());
+
+  for (const std::string& victim : {a_pack, a_manifest}) {
+    SCOPED_TRACE(victim);
+    librados::bufferlist good = FlipAByte(io, victim);
+    const auto damaged = PoolContents(io);
+    // Out of the pool into a local store: refused, nothing published there.
+    const std::string dir = tmp_.Sub(absl::StrCat("out-", victim));
+    testing::InitStore(dir);
+    auto local = testing::OpenStore(dir, io::Backend::kThreads, true, &pool_);
+    ASSERT_TRUE(local.ok());
+    {
+      RadosStoreOptions ro = Options();
+      ro.writable = false;
+      auto reader = OpenOk(ro);
+      CopyStats stats;
+      absl::Status st = CopyGroup(*reader, **local, g, CopyOptions(), &stats);
+      EXPECT_FALSE(st.ok());
+      EXPECT_TRUE(absl::IsDataLoss(st)) << st;
+      EXPECT_TRUE((*local)->ListGroups()->empty());
+    }
+    // A collection refuses to run on a store it cannot read whole (a damaged manifest) or
+    // keeps the damaged pack's records (they are referenced); either way it removes nothing
+    // that a manifest names.
+    {
+      RadosStoreOptions gco = Options();
+      gco.exclusive = true;
+      gco.gc_grace_seconds = 0;
+      auto gc = OpenOk(gco);
+      auto stats = gc->CollectGarbage(GcOptions());
+      if (victim == a_manifest) {
+        EXPECT_FALSE(stats.ok());
+      } else {
+        ASSERT_TRUE(stats.ok()) << stats.status();
+        EXPECT_EQ(stats->packs_removed, 0u);
+        EXPECT_EQ(stats->packs_rewritten, 0u);
+      }
+      ASSERT_TRUE(gc->Close().ok());
+    }
+    EXPECT_EQ(PoolContents(io), damaged);
+    ASSERT_EQ(io.write_full(victim, good), 0);
+  }
   ExpectRestores(g, v);
 }
 
