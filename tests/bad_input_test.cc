@@ -228,6 +228,8 @@ TEST(BadInputCliTest, UnknownFlagsAreUsageErrors) {
            {"store", "init", "--store", store, "--chunker", "fixed:3k"},
            {"store", "init", "--store", store, "--zstd-level", "99"},
            {"verify", "--store", store, "--verify", "sometimes"},
+           {"ls", "--store", "rados:chunkferry", "--ceph-timeout", "0"},
+           {"ls", "--store", "rados:chunkferry", "--ceph-timeout", "soon"},
            {"frobnicate"},
        }) {
     std::vector<std::string> argv = {Cli()};

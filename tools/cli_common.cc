@@ -27,6 +27,9 @@ std::vector<FlagSpec> CommonFlags() {
       {"ceph-user", "for a rados: store, the cephx user (default: client.admin)", true, ""},
       {"ceph-keyring", "for a rados: store, the user's keyring (default: what ceph.conf names)",
        true, ""},
+      {"ceph-timeout",
+       "for a rados: store, seconds a cluster may not answer before the operation fails", true,
+       "30"},
       {"help", "show this help", false, ""},
   };
 }
@@ -105,6 +108,12 @@ absl::StatusOr<Context> MakeContext(const Flags& flags) {
   ctx.rados.conf_path = flags.Get("ceph-conf");
   ctx.rados.client_name = flags.Get("ceph-user");
   ctx.rados.keyring = flags.Get("ceph-keyring");
+  auto ceph_timeout = flags.GetInt("ceph-timeout");
+  if (!ceph_timeout.ok()) return ceph_timeout.status();
+  if (*ceph_timeout < 1 || *ceph_timeout > 3600) {
+    return absl::InvalidArgumentError("--ceph-timeout must be 1..3600 seconds");
+  }
+  ctx.rados.timeout_ms = *ceph_timeout * 1000;
   ctx.quiet = flags.GetBool("quiet");
   if (flags.Has("tls-ca") || flags.Has("tls-peer-sha256")) {
     engine::TlsOptions tls;

@@ -30,7 +30,8 @@ inline constexpr int kExitFailed = 1;  // the operation failed, or verify found 
 inline constexpr int kExitUsage = 2;   // bad flags
 
 // Flags every data command takes: --io, --threads, --json, --quiet, and the RADOS client's
-// --ceph-conf, --ceph-user and --ceph-keyring (for stores named rados:POOL[/NAMESPACE]).
+// --ceph-conf, --ceph-user, --ceph-keyring and --ceph-timeout (for stores named
+// rados:POOL[/NAMESPACE]).
 std::vector<FlagSpec> CommonFlags();
 
 // The engine context a command runs with.
@@ -42,7 +43,7 @@ struct Context {
   engine::ProgressFn progress;  // empty when no progress is shown
   // TLS to daemons (ClientTlsFlags); null: plain TCP.
   std::shared_ptr<engine::TlsContext> tls;
-  // How RADOS stores are reached (--ceph-conf, --ceph-user, --ceph-keyring).
+  // How RADOS stores are reached (--ceph-conf, --ceph-user, --ceph-keyring, --ceph-timeout).
   engine::rados::RadosClientOptions rados;
 };
 absl::StatusOr<Context> MakeContext(const Flags& flags);
