@@ -100,10 +100,11 @@ class Checker {
 absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
                                            const std::string& path) {
   if (!j.is_object()) return c.Error(path, "must be an object");
-  auto st = c.OnlyKnownKeys(j, path,
-                            {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
-                             "rateLimitBytesPerSecond", "tlsCa", "tlsPeerSha256", "tlsName",
-                             "tlsCert", "tlsKey", "cephConf", "cephUser", "cephKeyring"});
+  auto st =
+      c.OnlyKnownKeys(j, path,
+                      {"uuid", "name", "store", "keyFile", "connections", "connectTimeoutMs",
+                       "rateLimitBytesPerSecond", "tlsCa", "tlsPeerSha256", "tlsName", "tlsCert",
+                       "tlsKey", "cephConf", "cephUser", "cephKeyring", "cephTimeoutMs"});
   if (!st.ok()) return st;
   BackupStorage s;
   auto uuid = c.String(j, path, "uuid", true);
@@ -127,12 +128,15 @@ absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
     if (!v.ok()) return v.status();
     ceph[i] = *v;
   }
-  const bool ceph_given = !ceph[0].empty() || !ceph[1].empty() || !ceph[2].empty();
+  const bool ceph_given =
+      !ceph[0].empty() || !ceph[1].empty() || !ceph[2].empty() || j.contains("cephTimeoutMs");
   if (ceph_given && !engine::rados::IsRadosUrl(*store)) {
     return c.Error(path,
-                   "\"cephConf\", \"cephUser\" and \"cephKeyring\" are for a RADOS pool "
-                   "(\"store\": \"rados:POOL[/NAMESPACE]\")");
+                   "\"cephConf\", \"cephUser\", \"cephKeyring\" and \"cephTimeoutMs\" are for "
+                   "a RADOS pool (\"store\": \"rados:POOL[/NAMESPACE]\")");
   }
+  auto ceph_timeout = c.Integer(j, path, "cephTimeoutMs", 1'000, 3'600'000, 30'000);
+  if (!ceph_timeout.ok()) return ceph_timeout.status();
   if (engine::rados::IsRadosUrl(*store)) {
     if (!key_file->empty()) {
       return c.Error(absl::StrCat(path, ".keyFile"),
@@ -145,6 +149,7 @@ absl::StatusOr<BackupStorage> ParseStorage(const Checker& c, const InJson& j,
     s.ceph.conf_path = ceph[0].empty() ? "" : c.Resolve(ceph[0]);
     s.ceph.client_name = ceph[1];
     s.ceph.keyring = ceph[2].empty() ? "" : c.Resolve(ceph[2]);
+    s.ceph.timeout_ms = *ceph_timeout;
     // The cluster is reached at the first call that needs it, not at load: a registry names
     // pools of clusters that may be down for a while, and the load must not wait on them.
   } else if (absl::StartsWith(*store, kRemotePrefix)) {

@@ -60,7 +60,7 @@ struct BackupStorage {
   bool rados = false;                       // a RADOS pool ("store": "rados:POOL[/NAMESPACE]")
   std::string path;                         // local: the store directory (absolute)
   engine::rados::RadosUrl rados_url;        // rados: the pool and namespace
-  engine::rados::RadosClientOptions ceph;   // rados: cephConf, cephUser, cephKeyring
+  engine::rados::RadosClientOptions ceph;   // rados: cephConf/User/Keyring/TimeoutMs
   io::Endpoint endpoint;                    // remote: the daemon
   std::string key_file;                     // remote: absolute path of the key file
   engine::AuthKey key;                      // remote: loaded from key_file at load time

@@ -276,7 +276,8 @@ TEST_F(RegistryTest, RejectsTwoStoragesOnOneStore) {
 TEST_F(RegistryTest, ARadosPoolIsAStoreToo) {
   const std::string rados =
       R"({"uuid": "cccccccccccccccccccccccccccccccc", "store": "rados:backups/bs-c",
-          "cephConf": "ceph.conf", "cephUser": "chunkferry", "cephKeyring": "c.keyring"})";
+          "cephConf": "ceph.conf", "cephUser": "chunkferry", "cephKeyring": "c.keyring",
+          "cephTimeoutMs": 5000})";
   const std::string text =
       absl::StrReplaceAll(Config(), {{R"("connections": 4,)", R"("connections": 4,)"},
                                      {"\n            ],", absl::StrCat(",\n", rados, "],")}});
@@ -291,6 +292,10 @@ TEST_F(RegistryTest, ARadosPoolIsAStoreToo) {
   EXPECT_EQ(c->ceph.conf_path, dir_.Sub("ceph.conf"));  // resolved against the config's folder
   EXPECT_EQ(c->ceph.client_name, "chunkferry");
   EXPECT_EQ(c->ceph.keyring, dir_.Sub("c.keyring"));
+  EXPECT_EQ(c->ceph.timeout_ms, 5000);
+  ExpectError(absl::StrReplaceAll(text, {{R"("cephTimeoutMs": 5000)", R"("cephTimeoutMs": 5)"}}),
+              "backupStorages[2].cephTimeoutMs", "must be in 1000..3600000");
+  ExpectError(Config(R"(, "cephTimeoutMs": 5000)"), "backupStorages[0]", "are for a RADOS pool");
   // Bad pool names, ceph settings on a directory, a key file on a pool.
   ExpectError(absl::StrReplaceAll(text, {{"rados:backups/bs-c", "rados:back ups"}}),
               "backupStorages[2].store", "letters, digits");
