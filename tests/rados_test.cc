@@ -16,8 +16,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "engine/local/local_store.h"
 #include "engine/pipeline/copier.h"
+#include "engine/pipeline/readback_verifier.h"
 #include "engine/rados/rados_store.h"
 #include "gtest/gtest.h"
 #include "tests/rados_test_env.h"
@@ -52,6 +54,18 @@ class RadosStoreTest : public ::testing::Test {
                                        {2 * kMiB + 512, 1 * kMiB, 1 * kMiB - 7});
     EXPECT_TRUE((*s)->Flush().ok());
     return *std::move(s);
+  }
+
+  // A new group (seed `seed`), imported into a local source and copied into the pool.
+  std::string GroupInThePool(uint64_t seed, std::vector<Volume>* vols) {
+    const std::string g = NewUuid();
+    auto src = Source(absl::StrCat("src-", seed), g, seed, vols);
+    auto w = OpenOk(Options());
+    if (src == nullptr || w == nullptr) return g;
+    CopyStats stats;
+    EXPECT_TRUE(CopyGroup(*src, *w, g, CopyOptions(), &stats).ok());
+    EXPECT_TRUE(w->Close().ok());
+    return g;
   }
 
   RadosStoreOptions Options() {
@@ -337,15 +351,8 @@ librados::bufferlist FlipAByte(librados::IoCtx& io, const std::string& oid) {
 
 TEST_F(RadosStoreTest, DamagedObjectsInThePoolAreRefusedAndChangeNothing) {
   std::vector<Volume> v;
-  const std::string g = NewUuid();
-  auto src = Source("src", g, 9, &v);
-  ASSERT_NE(src, nullptr);
-  {
-    auto w = OpenOk(Options());
-    CopyStats stats;
-    ASSERT_TRUE(CopyGroup(*src, *w, g, CopyOptions(), &stats).ok());
-    ASSERT_TRUE(w->Close().ok());
-  }
+  const std::string g = GroupInThePool(9, &v);
+  ASSERT_FALSE(HasFailure());
   auto admin = OpenOk(Options());
   ASSERT_NE(admin, nullptr);
   librados::IoCtx& io = admin->rados().io();
@@ -399,6 +406,67 @@ TEST_F(RadosStoreTest, DamagedObjectsInThePoolAreRefusedAndChangeNothing) {
     ASSERT_EQ(io.write_full(victim, good), 0);
   }
   ExpectRestores(g, v);
+}
+
+TEST_F(RadosStoreTest, VerifyReadsBackWhatBackupsNameAndNamesWhatDamageBreaks) {
+  std::vector<Volume> v;
+  const std::string g = GroupInThePool(10, &v);
+  ASSERT_FALSE(HasFailure());
+  auto store = OpenOk(Options());
+  ASSERT_NE(store, nullptr);
+  // Whole: every backup read back, in both modes; the CLI says so too.
+  for (VerifyMode mode : {VerifyMode::kFull, VerifyMode::kChecksum}) {
+    auto report = VerifyByReadingBack(*store, store->hasher(), pool_, mode);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->ok()) << absl::StrJoin(report->problems, "; ");
+    EXPECT_EQ(report->manifests, v.size());
+    EXPECT_EQ(report->groups, 1u);
+    EXPECT_GT(report->records, 0u);
+    EXPECT_GT(report->stored_bytes, 0u);
+  }
+  const std::string url = url_.ToString();
+  auto cli = testing::RunProcess({CHUNKFERRY_CLI, "verify", "--store", url, "--ceph-conf",
+                                  testing::TestCephConf(), "--quiet"});
+  EXPECT_EQ(cli.exit_code, 0) << cli.err;
+  EXPECT_EQ(testing::RunProcess({CHUNKFERRY_CLI, "verify", "--store", url, "--ceph-conf",
+                                 testing::TestCephConf(), "--repair"})
+                .exit_code,
+            2);
+
+  // A byte flipped in a pack, then the pack gone: the backups whose chunks it held are named.
+  librados::IoCtx& io = store->rados().io();
+  std::string a_pack;
+  for (auto it = io.nobjects_begin(); it != io.nobjects_end() && a_pack.empty(); ++it) {
+    if (absl::StartsWith(it->get_oid(), "pack.")) a_pack = it->get_oid();
+  }
+  ASSERT_FALSE(a_pack.empty());
+  librados::bufferlist good = FlipAByte(io, a_pack);
+  auto flipped = VerifyByReadingBack(*store, store->hasher(), pool_, VerifyMode::kChecksum);
+  ASSERT_TRUE(flipped.ok()) << flipped.status();
+  EXPECT_FALSE(flipped->ok());
+  EXPECT_EQ(flipped->bad_records, 1u);
+  ASSERT_FALSE(flipped->damaged.empty());
+  EXPECT_GT(flipped->damaged[0].damaged_chunks, 0u);
+  EXPECT_EQ(flipped->damaged[0].group_uuid, g);
+  cli = testing::RunProcess({CHUNKFERRY_CLI, "verify", "--store", url, "--ceph-conf",
+                             testing::TestCephConf(), "--quiet"});
+  EXPECT_EQ(cli.exit_code, 1) << cli.err;
+  EXPECT_TRUE(absl::StrContains(cli.out, "damaged backup")) << cli.out;
+
+  ASSERT_EQ(io.remove(a_pack), 0);
+  auto gone = VerifyByReadingBack(*store, store->hasher(), pool_, VerifyMode::kFull);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_FALSE(gone->ok());
+  EXPECT_TRUE(absl::StrContains(absl::StrJoin(gone->problems, "; "), "which is gone"))
+      << absl::StrJoin(gone->problems, "; ");
+  uint64_t broken = 0;
+  for (const auto& d : gone->damaged) broken += d.damaged_chunks;
+  EXPECT_GT(broken, 0u);
+
+  ASSERT_EQ(io.write_full(a_pack, good), 0);
+  auto mended = VerifyByReadingBack(*store, store->hasher(), pool_, VerifyMode::kFull);
+  ASSERT_TRUE(mended.ok()) << mended.status();
+  EXPECT_TRUE(mended->ok()) << absl::StrJoin(mended->problems, "; ");
 }
 
 }  // namespace

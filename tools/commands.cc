@@ -14,6 +14,7 @@
 #include "control/platform_time.h"
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
+#include "engine/pipeline/readback_verifier.h"
 #include "engine/pipeline/restorer.h"
 #include "engine/pipeline/verifier.h"
 #include "engine/wire/auth.h"
@@ -320,7 +321,9 @@ int CmdVerify(const std::vector<std::string>& args) {
   Flags f;
   if (auto rc = ParseFlags(
           "verify", "--store DIR [flags]",
-          {{"store", "the local store"},
+          {{"store",
+            "the store: a directory (every record and the index) or rados:POOL[/NAMESPACE] "
+            "(every chunk that a published backup names, read back)"},
            {"verify", "check records by: full (decompress, ids) or checksum", true, "full"},
            {"repair",
             "quarantine damaged records: their chunks count as absent, so that `chunkferry "
@@ -335,19 +338,40 @@ int CmdVerify(const std::vector<std::string>& args) {
   auto mode = ParseVerifyMode(f.Get("verify"));
   if (!mode.ok()) return Usage("verify", mode.status().message(), "");
   const bool repair = f.GetBool("repair");
-  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), repair);
-  if (!store.ok()) return Fail("verify", store.status());
-  auto report =
-      engine::VerifyStore(**store, *ctx->pool, *mode, ctx->progress ? &ctx->progress : nullptr);
-  if (!report.ok()) return Fail("verify", report.status());
+  const engine::ProgressFn* progress = ctx->progress ? &ctx->progress : nullptr;
+  absl::StatusOr<engine::VerifyReport> report;
   size_t quarantined = 0;
-  if (repair && !report->bad_chunks.empty()) {
-    auto forgotten = (*store)->ForgetRecordsOf(report->bad_chunks);
-    if (!forgotten.ok()) return Fail("verify", forgotten.status());
-    quarantined = *forgotten;
-  }
-  if (repair) {
-    if (absl::Status closed = (*store)->Close(); !closed.ok()) return Fail("verify", closed);
+  if (engine::rados::IsRadosUrl(f.Get("store"))) {
+    // A pool's packs are not files to scan: every chunk a published backup names is read back.
+    if (repair) {
+      return Usage("verify",
+                   "--repair works on a local store only (a pool's damaged chunks "
+                   "are brought back by `chunkferry repair --from`)",
+                   "");
+    }
+    auto url = engine::rados::ParseRadosUrl(f.Get("store"));
+    if (!url.ok()) return Usage("verify", url.status().message(), "");
+    engine::rados::RadosStoreOptions o;
+    o.client = ctx->rados;
+    o.writable = false;
+    o.pool = ctx->pool.get();
+    auto store = engine::rados::RadosStore::Open(*url, o);
+    if (!store.ok()) return Fail("verify", store.status());
+    report = engine::VerifyByReadingBack(**store, (*store)->hasher(), *ctx->pool, *mode, progress);
+    if (!report.ok()) return Fail("verify", report.status());
+  } else {
+    auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), repair);
+    if (!store.ok()) return Fail("verify", store.status());
+    report = engine::VerifyStore(**store, *ctx->pool, *mode, progress);
+    if (!report.ok()) return Fail("verify", report.status());
+    if (repair && !report->bad_chunks.empty()) {
+      auto forgotten = (*store)->ForgetRecordsOf(report->bad_chunks);
+      if (!forgotten.ok()) return Fail("verify", forgotten.status());
+      quarantined = *forgotten;
+    }
+    if (repair) {
+      if (absl::Status closed = (*store)->Close(); !closed.ok()) return Fail("verify", closed);
+    }
   }
   if (ctx->json) {
     Json damaged = Json::array();

@@ -18,6 +18,26 @@ constexpr size_t kBatchBytes = 16 << 20;
 
 }  // namespace
 
+absl::Status CheckGroups(Store& store, const absl::flat_hash_set<std::string>& readable,
+                         VerifyReport* report) {
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> groups, store.ListGroups());
+  for (const auto& g : groups) {
+    ++report->groups;
+    auto group = store.GetGroup(g);
+    if (!group.ok()) {
+      report->problems.push_back(std::string(group.status().message()));
+      continue;
+    }
+    for (const auto& v : group->volume_uuids) {
+      if (!readable.contains(v)) {
+        report->problems.push_back(
+            absl::StrCat("group ", g, " names volume backup ", v, " whose manifest is unusable"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, VerifyMode mode,
                                          const ProgressFn* progress) {
   VerifyReport report;
@@ -154,21 +174,7 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
     }
     if (d.missing_chunks || d.damaged_chunks) report.damaged.push_back(std::move(d));
   }
-  CF_ASSIGN_OR_RETURN(std::vector<std::string> groups, store.ListGroups());
-  for (const auto& g : groups) {
-    ++report.groups;
-    auto group = store.GetGroup(g);
-    if (!group.ok()) {
-      report.problems.push_back(std::string(group.status().message()));
-      continue;
-    }
-    for (const auto& v : group->volume_uuids) {
-      if (!readable.contains(v)) {
-        report.problems.push_back(
-            absl::StrCat("group ", g, " names volume backup ", v, " whose manifest is unusable"));
-      }
-    }
-  }
+  CF_RETURN_IF_ERROR(CheckGroups(store, readable, &report));
   report.seconds = ticker.Elapsed();
   ticker.Tick(true);
   return report;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "codec/chunk_id.h"
 #include "engine/local/local_store.h"
@@ -41,6 +42,12 @@ struct VerifyReport {
 
   bool ok() const { return problems.empty() && damaged.empty(); }
 };
+
+// Counts the groups of `store` into `report`, adding a problem for each group that cannot be
+// read or that names a volume backup not in `readable` (those whose manifests read whole).
+[[nodiscard]] absl::Status CheckGroups(Store& store,
+                                       const absl::flat_hash_set<std::string>& readable,
+                                       VerifyReport* report);
 
 // Returns the report; an error only when verification itself could not run.
 [[nodiscard]] absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool,
