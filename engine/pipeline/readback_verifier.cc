@@ -69,11 +69,15 @@ class ReadBack {
       }
     }
     seen_.clear();
+    failed_.clear();
+    retrying_ = false;
     absl::Status st = store_.ReadRecordsFor(held, [&](auto records) { return Check(records); });
     if (!st.ok() && !IsDamage(st)) return st;
     if (!st.ok()) {
       // A record the store cannot even hand out (its header is damaged, its pack is gone):
-      // one id at a time, to name what it breaks.
+      // one id at a time, to name what it breaks. Records that failed their check already
+      // are not counted twice.
+      retrying_ = true;
       for (const auto& id : held) {
         if (seen_.contains(id)) continue;
         absl::Status one = store_.ReadRecordsFor(absl::MakeConstSpan(&id, 1),
@@ -104,6 +108,10 @@ class ReadBack {
       }
     });
     for (size_t i = 0; i < records.size(); ++i) {
+      if (!results[i].ok()) {
+        const uint64_t sum = codec::Checksum64(records[i]);
+        if (!failed_.insert(sum).second && retrying_) continue;
+      }
       ++report_->records;
       report_->stored_bytes += records[i].size();
       if (!results[i].ok()) {
@@ -140,6 +148,8 @@ class ReadBack {
   const absl::flat_hash_map<codec::ChunkId, uint32_t>* named_ = nullptr;
   ChunkFindings* out_ = nullptr;
   absl::flat_hash_set<codec::ChunkId> seen_;  // ids found in intact records, this window
+  absl::flat_hash_set<uint64_t> failed_;      // checksums of records that failed, this window
+  bool retrying_ = false;                     // reading the window again, id by id
   absl::flat_hash_set<std::string> problems_seen_;
 };
 
