@@ -167,6 +167,15 @@ absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx
   return engine::LocalStore::Open(dir, o);
 }
 
+absl::StatusOr<std::unique_ptr<engine::rados::RadosStore>> OpenRadosStore(
+    const Context& ctx, const engine::rados::RadosUrl& url, bool writable) {
+  engine::rados::RadosStoreOptions o;
+  o.client = ctx.rados;
+  o.writable = writable;
+  o.pool = ctx.pool.get();
+  return engine::rados::RadosStore::Open(url, o);
+}
+
 absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
                                                            const StoreLocation& where,
                                                            bool writable) {
@@ -175,11 +184,7 @@ absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
         absl::StrCat(where.text, " is a store daemon: this command needs a directory or a pool"));
   }
   if (where.is_rados) {
-    engine::rados::RadosStoreOptions o;
-    o.client = ctx.rados;
-    o.writable = writable;
-    o.pool = ctx.pool.get();
-    auto s = engine::rados::RadosStore::Open(where.rados, o);
+    auto s = OpenRadosStore(ctx, where.rados, writable);
     if (!s.ok()) return s.status();
     return std::unique_ptr<engine::Store>(*std::move(s));
   }

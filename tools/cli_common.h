@@ -102,12 +102,16 @@ std::optional<int> ParseFlags(absl::string_view cmd, absl::string_view synopsis,
                               std::vector<FlagSpec> specs, const std::vector<std::string>& args,
                               Flags* out, const ParseExtras& extras = {});
 
+// Opens the store in pool `url` with the context's client settings (--ceph-*).
+absl::StatusOr<std::unique_ptr<engine::rados::RadosStore>> OpenRadosStore(
+    const Context& ctx, const engine::rados::RadosUrl& url, bool writable);
+
 // Opens the store in a directory or a pool (`where` must not be a daemon: the caller connects to
 // those with its own key and options).
 absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
                                                            const StoreLocation& where,
                                                            bool writable);
-// For the commands that work on a local store alone (import, restore, verify, gc, repair): opens
+// For what works on a local store alone (import, restore, verify --repair, gc, repair): opens
 // the directory `text`, and refuses a rados: store with Unimplemented saying what to do instead.
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenLocalStoreAt(const Context& ctx,
                                                                      absl::string_view flag,

@@ -351,11 +351,7 @@ int CmdVerify(const std::vector<std::string>& args) {
     }
     auto url = engine::rados::ParseRadosUrl(f.Get("store"));
     if (!url.ok()) return Usage("verify", url.status().message(), "");
-    engine::rados::RadosStoreOptions o;
-    o.client = ctx->rados;
-    o.writable = false;
-    o.pool = ctx->pool.get();
-    auto store = engine::rados::RadosStore::Open(*url, o);
+    auto store = OpenRadosStore(*ctx, *url, false);
     if (!store.ok()) return Fail("verify", store.status());
     report = engine::VerifyByReadingBack(**store, (*store)->hasher(), *ctx->pool, *mode, progress);
     if (!report.ok()) return Fail("verify", report.status());
