@@ -475,5 +475,49 @@ TEST_F(RadosStoreTest, VerifyReadsBackWhatBackupsNameAndNamesWhatDamageBreaks) {
   EXPECT_TRUE(mended->ok()) << absl::StrJoin(mended->problems, "; ");
 }
 
+TEST_F(RadosStoreTest, TheCliImportsIntoThePoolAndRestoresFromIt) {
+  const std::string url = url_.ToString(), conf = testing::TestCephConf();
+  const std::string image = tmp_.Sub("cli.img"), out = tmp_.Sub("cli.out");
+  testing::WriteMixedFile(image, 3 * kMiB + 100, 31);
+  const std::string group = NewUuid(), uuid = NewUuid();
+  auto import = [&](const std::string& backup) {
+    return testing::RunProcess({CHUNKFERRY_CLI, "import", "--store", url, "--ceph-conf", conf,
+                                "--image", image, "--group", group, "--volume", NewUuid(), "--uuid",
+                                backup, "--quiet"});
+  };
+  auto restore = [&](const std::string& verify) {
+    return testing::RunProcess({CHUNKFERRY_CLI, "restore", "--store", url, "--ceph-conf", conf,
+                                "--backup", uuid, "--output", out, "--force", "--verify", verify,
+                                "--quiet"});
+  };
+  auto imported = import(uuid);
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  auto restored = restore("full");
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
+  EXPECT_TRUE(testing::ReadFile(out) == testing::ReadFile(image));
+  auto again = import(uuid);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(again.err, "already published")) << again.err;
+
+  // A byte flipped in a pack: both modes refuse to restore, and leave no image behind.
+  auto store = OpenOk(Options());
+  ASSERT_NE(store, nullptr);
+  librados::IoCtx& io = store->rados().io();
+  std::vector<std::string> packs;
+  for (auto it = io.nobjects_begin(); it != io.nobjects_end(); ++it) {
+    if (absl::StartsWith(it->get_oid(), "pack.")) packs.push_back(it->get_oid());
+  }
+  ASSERT_FALSE(packs.empty());
+  for (const auto& pack : packs) FlipAByte(io, pack);
+  ASSERT_EQ(::unlink(out.c_str()), 0);
+  for (const char* verify : {"full", "checksum"}) {
+    auto damaged = restore(verify);
+    EXPECT_EQ(damaged.exit_code, 1) << verify;
+    EXPECT_TRUE(absl::StrContains(damaged.err, url)) << damaged.err;
+    EXPECT_FALSE(testing::FileExists(out));
+    EXPECT_FALSE(testing::FileExists(out + ".partial"));
+  }
+}
+
 }  // namespace
 }  // namespace chunkferry::engine::rados

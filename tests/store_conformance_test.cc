@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "engine/local/local_store.h"
 #include "engine/pipeline/copier.h"
+#include "engine/pipeline/importer.h"
+#include "engine/pipeline/store_restorer.h"
 #include "engine/rados/rados_store.h"
 #include "engine/wire/remote_store.h"
 #include "engine/wire/store_server.h"
@@ -375,6 +377,96 @@ TYPED_TEST(StoreConformanceTest, DeletesRemoveWhatNoGroupStillNames) {
   ASSERT_TRUE(lone.ok()) << lone.status();
   EXPECT_EQ(lone->backups_removed, std::vector<std::string>{this->vols_[2].meta.uuid});
   EXPECT_TRUE(absl::IsNotFound(after.OpenManifest(this->vols_[2].meta.uuid).status()));
+}
+
+TYPED_TEST(StoreConformanceTest, EveryVolumeRestoresThroughTheStoreInterface) {
+  ASSERT_TRUE(this->CopyToDst(this->group_).ok());
+  ASSERT_TRUE(this->kind_.Reopen());
+  for (bool verify_ids : {true, false}) {
+    for (size_t i = 0; i < this->vols_.size(); ++i) {
+      StoreRestoreOptions o;
+      o.restore.output = this->tmp_.Sub(absl::StrCat("restored-", verify_ids, "-", i));
+      o.restore.verify_ids = verify_ids;
+      o.window = 256 << 10;  // many windows, and records shared between them
+      o.backend = io::Backend::kThreads;
+      RestoreStats stats;
+      absl::Status st = RestoreFromStore(this->dst(), this->src_->hasher(), this->pool_,
+                                         this->vols_[i].meta.uuid, o, &stats);
+      ASSERT_TRUE(st.ok()) << st;
+      EXPECT_EQ(stats.bytes, this->vols_[i].meta.size);
+      EXPECT_GT(stats.records_read, 0u);
+      EXPECT_TRUE(testing::ReadFile(o.restore.output) == testing::ReadFile(this->vols_[i].image))
+          << "volume " << i << (verify_ids ? " (full)" : " (checksum)");
+    }
+  }
+  StoreRestoreOptions o;
+  o.restore.output = this->tmp_.Sub("never");
+  EXPECT_TRUE(absl::IsNotFound(
+      RestoreFromStore(this->dst(), this->src_->hasher(), this->pool_, NewUuid(), o, nullptr)));
+  EXPECT_FALSE(testing::FileExists(o.restore.output));
+}
+
+TYPED_TEST(StoreConformanceTest, AVolumeImportedThroughTheStoreInterfaceRestores) {
+  // A data volume first, then the root: the group grows by one volume at a time, the root first.
+  const std::string group = NewUuid();
+  const std::string data_image = this->tmp_.Sub("import-data.img");
+  const std::string root_image = this->tmp_.Sub("import-root.img");
+  testing::WriteSparseFile(data_image, 3 * kMiB + 5, {{4096, 65536}, {2 * kMiB, 300000}}, 21);
+  testing::WriteMixedFile(root_image, 2 * kMiB + 4096 * 3 + 17, 22);
+  std::vector<VolumeBackupMeta> metas;
+  std::vector<ImportStats> stats;
+  for (const auto& [image, type] : {std::pair{data_image, "Data"}, std::pair{root_image, "Root"}}) {
+    ImportOptions o;
+    o.source = image;
+    o.meta = testing::NewMeta(group, type);
+    ImportStats s;
+    auto meta = ImportVolumeInto(this->dst(), this->src_->hasher(), this->pool_,
+                                 io::Backend::kThreads, o, &s);
+    if constexpr (std::is_same_v<TypeParam, RemoteKind>) {
+      // A daemon cannot grow a group: the import fails and publishes nothing.
+      EXPECT_TRUE(absl::IsUnimplemented(meta.status())) << meta.status();
+      EXPECT_TRUE(this->dst().ListBackups()->empty());
+      EXPECT_TRUE(this->dst().ListGroups()->empty());
+      return;
+    }
+    ASSERT_TRUE(meta.ok()) << meta.status();
+    EXPECT_EQ(meta->size, static_cast<uint64_t>(testing::FileSize(image)));
+    metas.push_back(*meta);
+    stats.push_back(s);
+  }
+  EXPECT_GT(stats[0].zero_chunks, 0u);
+  EXPECT_GT(stats[1].stored_bytes, 0u);
+  ASSERT_TRUE(this->kind_.Reopen());
+  auto g = this->dst().GetGroup(group);
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->volume_uuids, (std::vector<std::string>{metas[1].uuid, metas[0].uuid}));
+  // The same image again under a new uuid: every chunk is held, nothing new is stored.
+  ImportOptions again;
+  again.source = root_image;
+  again.meta = testing::NewMeta(NewUuid(), "Root");
+  ImportStats again_stats;
+  ASSERT_TRUE(ImportVolumeInto(this->dst(), this->src_->hasher(), this->pool_,
+                               io::Backend::kThreads, again, &again_stats)
+                  .ok());
+  EXPECT_EQ(again_stats.new_chunks, 0u);
+  EXPECT_EQ(again_stats.stored_bytes, 0u);
+  // A published uuid is refused before anything is read.
+  ImportOptions dup;
+  dup.source = root_image;
+  dup.meta = metas[1];
+  EXPECT_TRUE(absl::IsAlreadyExists(ImportVolumeInto(this->dst(), this->src_->hasher(), this->pool_,
+                                                     io::Backend::kThreads, dup, nullptr)
+                                        .status()));
+  const std::string images[] = {data_image, root_image};
+  for (size_t i = 0; i < metas.size(); ++i) {
+    StoreRestoreOptions o;
+    o.restore.output = this->tmp_.Sub(absl::StrCat("imported-back-", i));
+    o.backend = io::Backend::kThreads;
+    absl::Status st =
+        RestoreFromStore(this->dst(), this->src_->hasher(), this->pool_, metas[i].uuid, o, nullptr);
+    ASSERT_TRUE(st.ok()) << st;
+    EXPECT_TRUE(testing::ReadFile(o.restore.output) == testing::ReadFile(images[i])) << i;
+  }
 }
 
 }  // namespace

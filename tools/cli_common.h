@@ -111,7 +111,7 @@ absl::StatusOr<std::unique_ptr<engine::rados::RadosStore>> OpenRadosStore(
 absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
                                                            const StoreLocation& where,
                                                            bool writable);
-// For what works on a local store alone (import, restore, verify --repair, gc, repair): opens
+// For what works on a local store alone (verify --repair, repair, the local gc): opens
 // the directory `text`, and refuses a rados: store with Unimplemented saying what to do instead.
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenLocalStoreAt(const Context& ctx,
                                                                      absl::string_view flag,

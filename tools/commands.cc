@@ -16,6 +16,7 @@
 #include "engine/pipeline/importer.h"
 #include "engine/pipeline/readback_verifier.h"
 #include "engine/pipeline/restorer.h"
+#include "engine/pipeline/store_restorer.h"
 #include "engine/pipeline/verifier.h"
 #include "engine/wire/auth.h"
 #include "io/fd.h"
@@ -134,21 +135,21 @@ int CmdStore(const std::vector<std::string>& args) {
 
 int CmdImport(const std::vector<std::string>& args) {
   Flags f;
-  if (auto rc =
-          ParseFlags("import", "--store DIR --image PATH|- --group UUID --volume UUID [flags]",
-                     {{"store", "the local store"},
-                      {"image", "raw image: a file, a block device, or - for stdin"},
-                      {"group", "VM backup group uuid"},
-                      {"volume", "uuid of the backed-up volume"},
-                      {"vm", "VM instance uuid"},
-                      {"type", "volume type: Root, Data, Memory or Cache", true, "Root"},
-                      {"name", "name of the volume backup"},
-                      {"description", "description of the volume backup"},
-                      {"uuid", "uuid of the new volume backup (default: random)"},
-                      {"mode", "backup mode: full, incremental or auto", true, "full"},
-                      {"metadata", "opaque metadata string"},
-                      {"window", "bytes of image worked on at once", true, "8M"}},
-                     args, &f)) {
+  if (auto rc = ParseFlags(
+          "import", "--store DIR|rados:POOL --image PATH|- --group UUID --volume UUID [flags]",
+          {{"store", "the store: a directory or rados:POOL[/NAMESPACE]"},
+           {"image", "raw image: a file, a block device, or - for stdin"},
+           {"group", "VM backup group uuid"},
+           {"volume", "uuid of the backed-up volume"},
+           {"vm", "VM instance uuid"},
+           {"type", "volume type: Root, Data, Memory or Cache", true, "Root"},
+           {"name", "name of the volume backup"},
+           {"description", "description of the volume backup"},
+           {"uuid", "uuid of the new volume backup (default: random)"},
+           {"mode", "backup mode: full, incremental or auto", true, "full"},
+           {"metadata", "opaque metadata string"},
+           {"window", "bytes of image worked on at once", true, "8M"}},
+          args, &f)) {
     return *rc;
   }
   auto ctx = MakeContext(f);
@@ -178,14 +179,25 @@ int CmdImport(const std::vector<std::string>& args) {
     absl::Status valid = engine::ValidateMeta(probe);
     if (!valid.ok()) return Usage("import", valid.message(), "");
   }
-  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), true);
-  if (!store.ok()) return Fail("import", store.status());
+  const engine::ProgressFn* progress = ctx->progress ? &ctx->progress : nullptr;
   engine::ImportStats stats;
-  auto meta = engine::ImportVolume(**store, *ctx->pool, o, &stats,
-                                   ctx->progress ? &ctx->progress : nullptr);
-  if (!meta.ok()) return Fail("import", meta.status());
-  absl::Status closed = (*store)->Close();
-  if (!closed.ok()) return Fail("import", closed);
+  absl::StatusOr<engine::VolumeBackupMeta> meta;
+  if (engine::rados::IsRadosUrl(f.Get("store"))) {
+    auto url = engine::rados::ParseRadosUrl(f.Get("store"));
+    if (!url.ok()) return Usage("import", url.status().message(), "");
+    auto store = OpenRadosStore(*ctx, *url, true);
+    if (!store.ok()) return Fail("import", store.status());
+    meta = engine::ImportVolumeInto(**store, (*store)->hasher(), *ctx->pool, ctx->queue.backend, o,
+                                    &stats, progress);
+    if (!meta.ok()) return Fail("import", meta.status());
+    if (absl::Status closed = (*store)->Close(); !closed.ok()) return Fail("import", closed);
+  } else {
+    auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), true);
+    if (!store.ok()) return Fail("import", store.status());
+    meta = engine::ImportVolume(**store, *ctx->pool, o, &stats, progress);
+    if (!meta.ok()) return Fail("import", meta.status());
+    if (absl::Status closed = (*store)->Close(); !closed.ok()) return Fail("import", closed);
+  }
   if (ctx->json) {
     PrintJson(Json{{"uuid", meta->uuid},
                    {"groupUuid", meta->group_uuid},
@@ -214,13 +226,14 @@ int CmdImport(const std::vector<std::string>& args) {
 
 int CmdRestore(const std::vector<std::string>& args) {
   Flags f;
-  if (auto rc = ParseFlags("restore", "--store DIR --backup UUID --output PATH|- [flags]",
-                           {{"store", "the local store"},
-                            {"backup", "volume backup uuid"},
-                            {"output", "image to write: a path, or - for stdout"},
-                            {"force", "replace an existing output file", false, ""},
-                            {"verify", "check chunks by: full (ids) or checksum", true, "full"}},
-                           args, &f)) {
+  if (auto rc =
+          ParseFlags("restore", "--store DIR|rados:POOL --backup UUID --output PATH|- [flags]",
+                     {{"store", "the store: a directory or rados:POOL[/NAMESPACE]"},
+                      {"backup", "volume backup uuid"},
+                      {"output", "image to write: a path, or - for stdout"},
+                      {"force", "replace an existing output file", false, ""},
+                      {"verify", "check chunks by: full (ids) or checksum", true, "full"}},
+                     args, &f)) {
     return *rc;
   }
   auto ctx = MakeContext(f);
@@ -234,12 +247,28 @@ int CmdRestore(const std::vector<std::string>& args) {
   o.output = f.Get("output");
   o.overwrite = f.GetBool("force");
   o.verify_ids = *mode == engine::VerifyMode::kFull;
-  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), false);
-  if (!store.ok()) return Fail("restore", store.status());
+  const engine::ProgressFn* progress = ctx->progress ? &ctx->progress : nullptr;
   engine::RestoreStats stats;
-  absl::Status st = engine::RestoreVolume(**store, *ctx->pool, f.Get("backup"), o, &stats,
-                                          ctx->progress ? &ctx->progress : nullptr);
-  if (!st.ok()) return Fail("restore", st);
+  if (engine::rados::IsRadosUrl(f.Get("store"))) {
+    // A pool is asked for the records of each window's chunks (the local restorer reads what
+    // its own index points at).
+    auto url = engine::rados::ParseRadosUrl(f.Get("store"));
+    if (!url.ok()) return Usage("restore", url.status().message(), "");
+    auto store = OpenRadosStore(*ctx, *url, false);
+    if (!store.ok()) return Fail("restore", store.status());
+    engine::StoreRestoreOptions so;
+    so.restore = o;
+    so.backend = ctx->queue.backend;
+    absl::Status st = engine::RestoreFromStore(**store, (*store)->hasher(), *ctx->pool,
+                                               f.Get("backup"), so, &stats, progress);
+    if (!st.ok()) return Fail("restore", st);
+  } else {
+    auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), false);
+    if (!store.ok()) return Fail("restore", store.status());
+    absl::Status st =
+        engine::RestoreVolume(**store, *ctx->pool, f.Get("backup"), o, &stats, progress);
+    if (!st.ok()) return Fail("restore", st);
+  }
   if (ctx->json) {
     PrintJson(Json{{"backup", f.Get("backup")},
                    {"output", o.output},
@@ -247,6 +276,7 @@ int CmdRestore(const std::vector<std::string>& args) {
                    {"dataBytes", stats.data_bytes},
                    {"holeBytes", stats.hole_bytes},
                    {"records", stats.records_read},
+                   {"storedBytes", stats.stored_bytes},
                    {"seconds", stats.seconds}});
   } else if (o.output != "-") {
     std::printf("restored %s to %s: %s in %.2f s (%s), %s of it holes\n", f.Get("backup").c_str(),

@@ -163,6 +163,15 @@ std::string DefaultInstallPath(absl::string_view group_uuid, absl::string_view b
   return absl::StrCat("chunkferry://volume-backups/", group_uuid, "/", backup_uuid);
 }
 
+bool GroupOnlyGrows(const GroupRecord& old, const GroupRecord& grown) {
+  size_t kept = 0;
+  for (const auto& v : grown.volume_uuids) {
+    if (kept < old.volume_uuids.size() && v == old.volume_uuids[kept]) ++kept;
+  }
+  return kept == old.volume_uuids.size() && old.group_uuid == grown.group_uuid &&
+         old.vm_instance_uuid == grown.vm_instance_uuid && old.create_date == grown.create_date;
+}
+
 std::string EncodeGroup(const GroupRecord& g) {
   std::string out(kGroupMagic, sizeof(kGroupMagic));
   PutU16(&out, kGroupVersion);

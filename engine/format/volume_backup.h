@@ -62,6 +62,10 @@ struct GroupRecord {
   int64_t create_date = 0;
 };
 
+// Whether `grown` only adds volumes to `old`: the same group, VM and date, every old volume still
+// named and in its old order. The one way a published group record may change.
+bool GroupOnlyGrows(const GroupRecord& old, const GroupRecord& grown);
+
 // Group file: magic "CFGR", u16 version, u16 reserved, KV block, u64 XXH3-64 of all before it.
 std::string EncodeGroup(const GroupRecord& group);
 [[nodiscard]] absl::StatusOr<GroupRecord> DecodeGroup(absl::string_view bytes,

@@ -1128,13 +1128,7 @@ absl::Status LocalStore::GrowGroup(const GroupRecord& group) {
   absl::StatusOr<GroupRecord> old = GetGroup(group.group_uuid);
   if (absl::IsNotFound(old.status())) return PutGroup(group);
   CF_RETURN_IF_ERROR(old.status());
-  // The old volumes must appear in `group` in their old order.
-  size_t kept = 0;
-  for (const auto& v : group.volume_uuids) {
-    if (kept < old->volume_uuids.size() && v == old->volume_uuids[kept]) ++kept;
-  }
-  if (kept != old->volume_uuids.size() || old->vm_instance_uuid != group.vm_instance_uuid ||
-      old->create_date != group.create_date) {
+  if (!GroupOnlyGrows(*old, group)) {
     return absl::AlreadyExistsError(absl::StrCat(
         "group ", group.group_uuid, " is already published in store ", dir_,
         " and the new record does not only add volumes to it: a published group is never "

@@ -81,11 +81,7 @@ class LocalStore final : public Store {
   absl::StatusOr<DeleteResult> DeleteGroup(const std::string& group_uuid) override;
   absl::StatusOr<DeleteResult> DeleteBackup(const std::string& backup_uuid) override;
 
-  // Publishes `group` over the published record of the same uuid when it only adds volumes to it
-  // (same VM and date, every volume still named, the order of the old ones kept): how a local
-  // import builds a group one volume at a time. Anything else is AlreadyExists, as for PutGroup;
-  // with no published record this is PutGroup.
-  [[nodiscard]] absl::Status GrowGroup(const GroupRecord& group);
+  absl::Status GrowGroup(const GroupRecord& group) override;
 
   // Local-only operations used by import, restore and verify.
   const codec::ChunkHasher& hasher() const { return hasher_; }

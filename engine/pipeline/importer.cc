@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -39,17 +41,131 @@ struct RecordPlan {
   absl::Status status;
 };
 
+absl::Status AlreadyPublished(const std::string& uuid, const Store& store) {
+  return absl::AlreadyExistsError(absl::StrCat(
+      "volume backup ", uuid, " is already published in store ", store.location(),
+      ": a published backup is never replaced; delete it first or import under a new uuid"));
+}
+
+// Where an import's records, manifest and group go: what differs between a local store (records
+// placed straight into its packs, the manifest file renamed into place, a rollback on failure)
+// and any other (records appended through the Store interface, the manifest sent by PutManifest).
+class ImportTarget {
+ public:
+  virtual ~ImportTarget() = default;
+  virtual Store& store() = 0;
+  virtual const codec::ChunkHasher& hasher() const = 0;
+  virtual io::Backend backend() const = 0;
+  // AlreadyExists when the store has published `uuid`.
+  [[nodiscard]] virtual absl::Status CheckNew(const std::string& uuid) = 0;
+  // Where the manifest is written while the import runs.
+  virtual std::string ManifestTmpPath() = 0;
+  // Appends records this process encoded (`views[i]` parses `records[i]`).
+  [[nodiscard]] virtual absl::Status Append(absl::Span<const absl::Span<const uint8_t>> records,
+                                            absl::Span<const codec::RecordView> views) = 0;
+  // Once the records are durable: publishes the manifest (and nothing else).
+  [[nodiscard]] virtual absl::Status PublishManifest(const VolumeBackupMeta& meta,
+                                                     ManifestWriter& manifest) = 0;
+  // Takes a published manifest back (its group could not be grown).
+  virtual void Unpublish(const std::string& uuid) = 0;
+  // After a failure: undoes what can be undone.
+  virtual void Abandon() = 0;
+};
+
+class LocalTarget final : public ImportTarget {
+ public:
+  explicit LocalTarget(LocalStore& store) : store_(store), gc_generation_(store.gc_generation()) {}
+  Store& store() override { return store_; }
+  const codec::ChunkHasher& hasher() const override { return store_.hasher(); }
+  io::Backend backend() const override { return store_.queue().backend(); }
+  absl::Status CheckNew(const std::string& uuid) override {
+    return store_.HasManifest(uuid) ? AlreadyPublished(uuid, store_) : absl::OkStatus();
+  }
+  std::string ManifestTmpPath() override { return store_.NewTmpPath("manifest"); }
+  absl::Status Append(absl::Span<const absl::Span<const uint8_t>> records,
+                      absl::Span<const codec::RecordView> views) override {
+    for (size_t i = 0; i < records.size(); ++i) {
+      CF_RETURN_IF_ERROR(store_.AppendRecord(records[i], views[i]).status());
+    }
+    return absl::OkStatus();
+  }
+  absl::Status PublishManifest(const VolumeBackupMeta& meta, ManifestWriter& manifest) override {
+    // Chunks deduplicated before a garbage collection are not pinned by it (lookups pin only
+    // while it runs): a collection that removed records meanwhile voids the import.
+    if (store_.gc_generation() != gc_generation_) {
+      return absl::AbortedError(
+          absl::StrCat("a garbage collection of store ", store_.location(),
+                       " removed records while volume backup ", meta.uuid,
+                       " was imported; nothing was published: import it again"));
+    }
+    return manifest.Finish(meta, store_.ManifestPath(meta.uuid));
+  }
+  void Unpublish(const std::string& uuid) override { ::unlink(store_.ManifestPath(uuid).c_str()); }
+  void Abandon() override { (void)store_.Rollback(); }
+
+ private:
+  LocalStore& store_;
+  const uint64_t gc_generation_;
+};
+
+// Any store: a pool, where a collection never runs beside a writer (it takes the write lock
+// alone), and records that never get a manifest are garbage for the next collection.
+class StoreTarget final : public ImportTarget {
+ public:
+  StoreTarget(Store& store, const codec::ChunkHasher& hasher, io::Backend backend)
+      : store_(store), hasher_(hasher), backend_(backend) {}
+  ~StoreTarget() override {
+    if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+  }
+  Store& store() override { return store_; }
+  const codec::ChunkHasher& hasher() const override { return hasher_; }
+  io::Backend backend() const override { return backend_; }
+  absl::Status CheckNew(const std::string& uuid) override {
+    auto manifest = store_.OpenManifest(uuid);
+    if (manifest.ok()) return AlreadyPublished(uuid, store_);
+    return absl::IsNotFound(manifest.status()) ? absl::OkStatus() : manifest.status();
+  }
+  std::string ManifestTmpPath() override {
+    // The entries wait in a local file (a pool has no place for half a manifest); PutManifest
+    // writes them to the pool once the records are durable.
+    static std::atomic<uint64_t> counter{0};
+    tmp_path_ = absl::StrCat(std::filesystem::temp_directory_path().string(), "/chunkferry-import.",
+                             ::getpid(), ".", ++counter);
+    return tmp_path_ + ".tmp";
+  }
+  absl::Status Append(absl::Span<const absl::Span<const uint8_t>> records,
+                      absl::Span<const codec::RecordView>) override {
+    // Checked by checksum only: encoded here a moment ago, the ids computed from these bytes.
+    return store_.AppendRecords(records, VerifyMode::kChecksum, &stats_);
+  }
+  absl::Status PublishManifest(const VolumeBackupMeta& meta, ManifestWriter& manifest) override {
+    CF_RETURN_IF_ERROR(manifest.Finish(meta, tmp_path_));
+    CF_ASSIGN_OR_RETURN(auto reader, ManifestReader::Open(tmp_path_));
+    return store_.PutManifest(meta, *reader);
+  }
+  void Unpublish(const std::string& uuid) override { (void)store_.DeleteBackup(uuid); }
+  void Abandon() override {}
+
+ private:
+  Store& store_;
+  const codec::ChunkHasher& hasher_;
+  const io::Backend backend_;
+  std::string tmp_path_;
+  AppendStats stats_;  // AppendRecords wants one until Flush; the importer counts its own
+};
+
 class Importer {
  public:
-  Importer(LocalStore& store, WorkerPool& pool, const ImportOptions& options, ImportStats* stats,
+  Importer(ImportTarget& target, WorkerPool& pool, const ImportOptions& options, ImportStats* stats,
            const ProgressFn* progress)
-      : store_(store),
+      : target_(target),
+        store_(target.store()),
         pool_(pool),
         options_(options),
         stats_(*stats),
         ticker_(progress, "import"),
-        chunker_(codec::MakeChunker(store.info().chunker)) {
-    for (size_t i = 0; i < pool.slots(); ++i) compressors_.emplace_back(store.info().zstd_level);
+        chunker_(codec::MakeChunker(store_.info().chunker)) {
+    for (size_t i = 0; i < pool.slots(); ++i) compressors_.emplace_back(store_.info().zstd_level);
   }
 
   ~Importer() { WaitEncodes(); }
@@ -67,6 +183,8 @@ class Importer {
     std::vector<size_t> fresh;  // indexes into chunks, in order
     std::vector<RecordPlan> plans;
     absl::flat_hash_set<codec::ChunkId> fresh_ids;  // not yet appended: dedupes later windows
+    std::vector<codec::ChunkId> ids;                // of the data chunks, asked of the store
+    std::vector<bool> held;                         // by the store, per entry of `ids`
     io::AlignedBuffer out;                          // encoded records
     std::shared_ptr<WorkerPool::Job> job;           // compression in progress
   };
@@ -80,7 +198,8 @@ class Importer {
   absl::Status FinishEncode(WindowWork& w);
   void WaitEncodes();
 
-  LocalStore& store_;
+  ImportTarget& target_;
+  Store& store_;
   WorkerPool& pool_;
   const ImportOptions& options_;
   ImportStats& stats_;
@@ -90,6 +209,8 @@ class Importer {
   std::unique_ptr<WindowReader> reader_;
   std::unique_ptr<ManifestWriter> manifest_;
   WindowWork work_[2];
+  std::vector<absl::Span<const uint8_t>> records_;  // of the window being appended
+  std::vector<codec::RecordView> views_;
 };
 
 absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, size_t n, bool last,
@@ -108,7 +229,7 @@ absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, 
   // 2. Zero detection and ids on every core.
   std::vector<Chunk>& chunks = w.chunks;
   const size_t tasks = std::min<size_t>(chunks.size(), pool_.slots() * 4);
-  const codec::ChunkHasher& hasher = store_.hasher();
+  const codec::ChunkHasher& hasher = target_.hasher();
   pool_.Run(tasks, [&](size_t t, size_t) {
     const size_t b = chunks.size() * t / tasks, e = chunks.size() * (t + 1) / tasks;
     for (size_t i = b; i < e; ++i) {
@@ -118,13 +239,19 @@ absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, 
       if (!c.zero) c.id = hasher.Hash(bytes);
     }
   });
-  // 3. Dedupe and the manifest, in order; fresh chunks grouped into records. The previous
-  // window's fresh chunks are not in the index yet (still being compressed).
+  // 3. What the store holds: one batched question per window.
+  w.ids.clear();
+  for (const Chunk& c : chunks) {
+    if (!c.zero) w.ids.push_back(c.id);
+  }
+  CF_RETURN_IF_ERROR(store_.HaveChunks(w.ids, &w.held));
+  // 4. Dedupe and the manifest, in order; fresh chunks grouped into records. The previous
+  // window's fresh chunks are not in the store yet (still being compressed).
   w.fresh.clear();
   w.plans.clear();
   w.fresh_ids.clear();
   const uint32_t target = store_.info().record_target;
-  for (size_t i = 0; i < chunks.size(); ++i) {
+  for (size_t i = 0, d = 0; i < chunks.size(); ++i) {
     Chunk& c = chunks[i];
     ++stats_.chunks;
     if (c.zero) {
@@ -134,8 +261,7 @@ absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, 
       continue;
     }
     CF_RETURN_IF_ERROR(manifest_->AddData(c.id, c.length));
-    if (store_.index().Contains(c.id) || previous.fresh_ids.contains(c.id) ||
-        !w.fresh_ids.insert(c.id).second) {
+    if (w.held[d++] || previous.fresh_ids.contains(c.id) || !w.fresh_ids.insert(c.id).second) {
       ++stats_.duplicate_chunks;
       continue;
     }
@@ -161,7 +287,7 @@ absl::StatusOr<size_t> Importer::PlanWindow(WindowWork& w, const uint8_t* data, 
 }
 
 void Importer::StartEncode(WindowWork& w) {
-  // 4. Encode records on the workers into the window's arena.
+  // 5. Encode records on the workers into the window's arena.
   WindowWork* wp = &w;
   w.job = pool_.Start(w.plans.size(), [this, wp](size_t r, size_t slot) {
     WindowWork& ww = *wp;
@@ -190,15 +316,19 @@ absl::Status Importer::FinishEncode(WindowWork& w) {
   if (w.job == nullptr) return absl::OkStatus();
   pool_.Wait(*w.job);
   w.job = nullptr;
-  // 5. Append in order.
+  // 6. Append in order.
+  records_.clear();
+  views_.clear();
   for (const auto& p : w.plans) {
     CF_RETURN_IF_ERROR(p.status);
     const auto bytes = absl::MakeConstSpan(w.out.data() + p.out_offset, p.out_size);
     CF_ASSIGN_OR_RETURN(codec::RecordView view, codec::ParseRecord(bytes));
-    CF_RETURN_IF_ERROR(store_.AppendRecord(bytes, view).status());
+    records_.push_back(bytes);
+    views_.push_back(view);
     ++stats_.records;
     stats_.stored_bytes += p.out_size;
   }
+  CF_RETURN_IF_ERROR(target_.Append(records_, views_));
   w.plans.clear();
   w.fresh_ids.clear();
   ticker_.state().bytes_done = stats_.bytes_read;
@@ -215,9 +345,6 @@ void Importer::WaitEncodes() {
 }
 
 absl::StatusOr<VolumeBackupMeta> Importer::Run() {
-  // Chunks deduplicated before a garbage collection are not pinned by it (lookups pin only
-  // while it runs): a collection that removed records meanwhile voids the import.
-  const uint64_t gc_generation = store_.gc_generation();
   VolumeBackupMeta meta = options_.meta;
   if (meta.uuid.empty()) meta.uuid = NewUuid();
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
@@ -226,11 +353,7 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   meta.chunker = store_.info().chunker.ToString();
   if (meta.install_path.empty()) meta.install_path = DefaultInstallPath(meta.group_uuid, meta.uuid);
   CF_RETURN_IF_ERROR(ValidateMeta(meta));
-  struct stat st;
-  if (::stat(store_.ManifestPath(meta.uuid).c_str(), &st) == 0) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("store ", store_.location(), " already holds volume backup ", meta.uuid));
-  }
+  CF_RETURN_IF_ERROR(target_.CheckNew(meta.uuid));
   if (options_.add_to_group) {
     // A group record that cannot be read would fail the import after its data is in: find out
     // before reading a byte.
@@ -239,12 +362,12 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   }
   CF_ASSIGN_OR_RETURN(
       reader_,
-      WindowReader::Open(options_.source, store_.queue().backend(),
+      WindowReader::Open(options_.source, target_.backend(),
                          io::AlignUp(chunker_->max_size(), io::kDirectAlignment), options_.window));
   WindowReader& reader = *reader_;
   stats_.direct_io = reader.direct();
   ticker_.state().bytes_total = reader.size();
-  CF_ASSIGN_OR_RETURN(manifest_, ManifestWriter::Create(store_.NewTmpPath("manifest")));
+  CF_ASSIGN_OR_RETURN(manifest_, ManifestWriter::Create(target_.ManifestTmpPath()));
 
   const size_t gap = reader.gap();
   size_t carry = 0;
@@ -277,18 +400,12 @@ absl::StatusOr<VolumeBackupMeta> Importer::Run() {
   }
   meta.size = stats_.bytes_read;
   CF_RETURN_IF_ERROR(store_.Flush());
-  if (store_.gc_generation() != gc_generation) {
-    return absl::AbortedError(
-        absl::StrCat("a garbage collection of store ", store_.location(),
-                     " removed records while volume backup ", meta.uuid,
-                     " was imported; nothing was published: import it again"));
-  }
-  CF_RETURN_IF_ERROR(manifest_->Finish(meta, store_.ManifestPath(meta.uuid)));
+  CF_RETURN_IF_ERROR(target_.PublishManifest(meta, *manifest_));
   if (options_.add_to_group) {
     absl::Status grouped = AddToGroup(store_, meta);
     if (!grouped.ok()) {
       // The backup is not part of any group: take its manifest back, as if it never came.
-      ::unlink(store_.ManifestPath(meta.uuid).c_str());
+      target_.Unpublish(meta.uuid);
       return grouped;
     }
   }
@@ -304,18 +421,26 @@ absl::StatusOr<VolumeBackupMeta> ImportVolume(LocalStore& store, WorkerPool& poo
                                               const ProgressFn* progress) {
   ImportStats local;
   if (stats == nullptr) stats = &local;
+  LocalTarget target(store);
   // Refused at the end too (a manifest is published only once); saying so first saves the work.
-  if (!options.meta.uuid.empty() && store.HasManifest(options.meta.uuid)) {
-    return absl::AlreadyExistsError(absl::StrCat(
-        "volume backup ", options.meta.uuid, " is already published in store ", store.location(),
-        ": a published backup is never replaced; delete it first or import under a new uuid"));
-  }
-  auto result = Importer(store, pool, options, stats, progress).Run();
-  if (!result.ok()) (void)store.Rollback();
+  if (!options.meta.uuid.empty()) CF_RETURN_IF_ERROR(target.CheckNew(options.meta.uuid));
+  auto result = Importer(target, pool, options, stats, progress).Run();
+  if (!result.ok()) target.Abandon();
   return result;
 }
 
-absl::Status AddToGroup(LocalStore& store, const VolumeBackupMeta& meta) {
+absl::StatusOr<VolumeBackupMeta> ImportVolumeInto(Store& store, const codec::ChunkHasher& hasher,
+                                                  WorkerPool& pool, io::Backend backend,
+                                                  const ImportOptions& options, ImportStats* stats,
+                                                  const ProgressFn* progress) {
+  ImportStats local;
+  if (stats == nullptr) stats = &local;
+  StoreTarget target(store, hasher, backend);
+  if (!options.meta.uuid.empty()) CF_RETURN_IF_ERROR(target.CheckNew(options.meta.uuid));
+  return Importer(target, pool, options, stats, progress).Run();
+}
+
+absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta) {
   GroupRecord group;
   auto existing = store.GetGroup(meta.group_uuid);
   if (existing.ok()) {

@@ -1,18 +1,21 @@
-// Import: a raw volume image (file, block device or stdin) becomes a volume backup in a local
-// store. The image is read through the io queue a window ahead of the work (O_DIRECT where the
-// file system allows it), cut into chunks, hashed and checked for zeros on all cores, deduped
-// against the store, grouped into records and compressed on all cores, then appended; the
-// manifest is published only after the packs are durable.
+// Import: a raw volume image (file, block device or stdin) becomes a volume backup in a store
+// (a local one, or any Store: ImportVolumeInto). The image is read through the io queue a window
+// ahead of the work (O_DIRECT where the file system allows it), cut into chunks, hashed and checked
+// for zeros on all cores, deduped against the store, grouped into records and compressed on all
+// cores, then appended; the manifest is published only after the packs are durable.
 #ifndef CHUNKFERRY_ENGINE_PIPELINE_IMPORTER_H_
 #define CHUNKFERRY_ENGINE_PIPELINE_IMPORTER_H_
 
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "codec/chunk_id.h"
 #include "engine/format/volume_backup.h"
 #include "engine/local/local_store.h"
 #include "engine/store/progress.h"
+#include "engine/store/store.h"
 #include "engine/store/worker_pool.h"
+#include "io/queue.h"
 
 namespace chunkferry::engine {
 
@@ -44,9 +47,18 @@ struct ImportStats {
                                                             ImportStats* stats,
                                                             const ProgressFn* progress = nullptr);
 
+// Imports one volume into any store (a RADOS pool): the store is asked which chunks it holds once
+// per window (HaveChunks), records go through AppendRecords (checked by checksum: encoded here),
+// the manifest waits in a temporary file until the records are durable and is then sent with
+// PutManifest. `hasher` must be the store's. On error nothing is published; records appended
+// are garbage for the store's next collection. `backend` reads the image.
+[[nodiscard]] absl::StatusOr<VolumeBackupMeta> ImportVolumeInto(
+    Store& store, const codec::ChunkHasher& hasher, WorkerPool& pool, io::Backend backend,
+    const ImportOptions& options, ImportStats* stats, const ProgressFn* progress = nullptr);
+
 // Adds a volume backup to its group record (creating it), keeping the Root volume first. The only
-// way a published group changes: it grows by the volume (LocalStore::GrowGroup).
-[[nodiscard]] absl::Status AddToGroup(LocalStore& store, const VolumeBackupMeta& meta);
+// way a published group changes: it grows by the volume (Store::GrowGroup).
+[[nodiscard]] absl::Status AddToGroup(Store& store, const VolumeBackupMeta& meta);
 
 }  // namespace chunkferry::engine
 

@@ -170,6 +170,7 @@ absl::Status Restorer::DoWindow(const std::vector<ManifestEntry>& entries, uint6
         return absl::OkStatus();
       }));
   stats_.records_read += arena.locs.size();
+  stats_.stored_bytes += stored_total;
   store_.PrefetchRecords(next);
   // Parse, then decode and verify on every core.
   std::vector<codec::RecordView> views(arena.locs.size());

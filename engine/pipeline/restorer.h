@@ -29,6 +29,7 @@ struct RestoreStats {
   uint64_t data_bytes = 0;  // bytes written
   uint64_t hole_bytes = 0;  // bytes left as holes
   uint64_t records_read = 0;
+  uint64_t stored_bytes = 0;  // of the records read
   double seconds = 0;
 };
 

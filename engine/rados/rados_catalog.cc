@@ -314,7 +314,11 @@ absl::StatusOr<std::unique_ptr<ManifestSource>> RadosStore::OpenManifest(
 
 // ---- Groups and listings. ----
 
-absl::Status RadosStore::PutGroup(const GroupRecord& group) {
+absl::Status RadosStore::PutGroup(const GroupRecord& group) { return PublishGroup(group, false); }
+
+absl::Status RadosStore::GrowGroup(const GroupRecord& group) { return PublishGroup(group, true); }
+
+absl::Status RadosStore::PublishGroup(const GroupRecord& group, bool grow) {
   CF_RETURN_IF_ERROR(CheckWritable());
   if (!IsValidUuid(group.group_uuid)) {
     return absl::InvalidArgumentError(
@@ -337,9 +341,16 @@ absl::Status RadosStore::PutGroup(const GroupRecord& group) {
         auto it = view.values.find(key);
         if (it != view.values.end()) {
           if (it->second == bytes) return absl::OkStatus();
-          return absl::AlreadyExistsError(absl::StrCat(
-              "group ", group.group_uuid, " is already published in store ", location(),
-              " with other contents: a published group is never replaced; delete it first"));
+          bool grows = false;
+          if (grow) {
+            CF_ASSIGN_OR_RETURN(GroupRecord old, DecodeGroup(it->second, key));
+            grows = GroupOnlyGrows(old, group);
+          }
+          if (!grows) {
+            return absl::AlreadyExistsError(absl::StrCat(
+                "group ", group.group_uuid, " is already published in store ", location(),
+                " with other contents: a published group is never replaced; delete it first"));
+          }
         }
         librados::bufferlist bl;
         bl.append(bytes);

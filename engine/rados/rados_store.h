@@ -115,6 +115,7 @@ class RadosStore final : public Store {
   absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
       const std::string& backup_uuid) override;
   absl::Status PutGroup(const GroupRecord& group) override;
+  absl::Status GrowGroup(const GroupRecord& group) override;
   absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) override;
   absl::StatusOr<std::vector<std::string>> ListGroups() override;
   absl::StatusOr<std::vector<std::string>> ListBackups() override;
@@ -195,6 +196,8 @@ class RadosStore final : public Store {
   absl::StatusOr<CatalogView> ReadCatalogPrefix(absl::string_view prefix);
   // Reads with `read`, lets `change` fill the write, and writes it only if the catalog is still
   // at the version read; again from the read when another writer came between.
+  // PutGroup, or with `grow` GrowGroup: one compare-and-write of the catalog.
+  absl::Status PublishGroup(const GroupRecord& group, bool grow);
   absl::Status ChangeCatalog(const std::function<absl::StatusOr<CatalogView>()>& read,
                              const CatalogChange& change);
   absl::StatusOr<ManifestRef> GetManifestRef(const std::string& backup_uuid);

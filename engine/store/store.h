@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "codec/chunk_id.h"
 #include "codec/chunker.h"
@@ -125,6 +126,15 @@ class Store {
 
   // Publishes a group; every volume it names must have a manifest here.
   [[nodiscard]] virtual absl::Status PutGroup(const GroupRecord& group) = 0;
+  // Publishes `group` when its group has no record yet; else grows the published record by
+  // volumes (GroupOnlyGrows: same VM and date, every volume still named, the old ones in their
+  // old order): how an import builds a group one volume at a time. Anything else is
+  // AlreadyExists, as for PutGroup. Unimplemented by a store that cannot (a daemon).
+  [[nodiscard]] virtual absl::Status GrowGroup(const GroupRecord& group) {
+    (void)group;
+    return absl::UnimplementedError(
+        absl::StrCat("store ", location(), " cannot grow a published group"));
+  }
   // NotFound when the store has no such group.
   [[nodiscard]] virtual absl::StatusOr<GroupRecord> GetGroup(const std::string& group_uuid) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListGroups() = 0;
