@@ -11,8 +11,11 @@ file in the work dir) and, per run, in a namespace of its own:
   full        chunkferry sync of group v1 from a local store into an empty pool store
   incremental the pool store holds v1: chunkferry sync of group v2
   pull        chunkferry sync of group v2 from the pool store into an empty local store
-Throughput counts stored bytes (the compressed records that travel), as the yardstick counts the
-bytes it writes. Reported per step: wall, CPU (user+sys) and peak RSS of the chunkferry process,
+  import      chunkferry import of group v1's images straight into an empty pool store
+  restore     chunkferry restore of v1's volumes from that pool store (and, to compare, from
+              the local source store)
+Throughput counts stored bytes (the compressed records that travel, are written or are read), as
+the yardstick counts the bytes it writes. Reported per step: wall, CPU (user+sys) and peak RSS of the chunkferry process,
 and the OSD's and monitor's peak RSS at the end.
 
 Python 3.11 standard library only; shares macro.py's runner.
@@ -31,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import macro  # noqa: E402  (same directory)
 
 MB = 1_000_000
+PHASES = ("full", "incremental", "pull", "import", "restore", "restore_local")
 
 
 def rados_bench(runner, conf, ns, mode, size, threads, seconds=5):
@@ -43,6 +47,21 @@ def rados_bench(runner, conf, ns, mode, size, threads, seconds=5):
     if not m:
         raise RuntimeError(f"rados bench printed no bandwidth:\n{out}")
     return float(m.group(1)) * (1 << 20) / MB  # rados bench's "MB" are MiB
+
+
+def new_step():
+    """A step made of several processes (one per volume): their summed figures."""
+    return {"seconds": 0.0, "user_s": 0.0, "sys_s": 0.0, "maxrss_kib": 0, "stored_bytes": 0,
+            "image_bytes": 0}
+
+
+def add_to_step(step, r):
+    """Adds one import's or restore's run_json result r to step (peak RSS: the largest)."""
+    for k in ("seconds", "user_s", "sys_s"):
+        step[k] += r[k]
+    step["maxrss_kib"] = max(step["maxrss_kib"], r["maxrss_kib"])
+    step["stored_bytes"] += r["json"]["storedBytes"]
+    step["image_bytes"] += r["json"]["size"]
 
 
 def main():
@@ -79,17 +98,41 @@ def main():
         group = {v: macro.uuid_of(f"rados-group-{v}") for v in ("v1", "v2")}
         src = os.path.join(work, "src")
         runner.run([cf, "store", "init", "--store", src, "--quiet"], timed=False)
-        stored = {}
-        for v in ("v1", "v2"):
-            stored[v] = 0
+
+        def import_group(store, v, extra=()):
+            """Imports version v's volumes into store: one step of their summed figures."""
+            step = new_step()
+            step["uuids"] = []
             for f, vtype in vols:
-                r = macro.run_json(runner, [cf, "import", "--store", src, "--image",
+                r = macro.run_json(runner, [cf, "import", "--store", store, "--image",
                                             os.path.join(images, v, f), "--group", group[v],
                                             "--vm", macro.VM_UUID, "--volume",
-                                            macro.uuid_of(f"vol-{f}"), "--type", vtype] + common)
-                stored[v] += r["json"]["storedBytes"]
+                                            macro.uuid_of(f"vol-{f}"), "--type", vtype] +
+                                   list(extra) + common)
+                add_to_step(step, r)
+                step["uuids"].append(r["json"]["uuid"])
+            step["mb_s"] = step["stored_bytes"] / step["seconds"] / MB
+            return step
+
+        def restore_group(store, uuids):
+            """Restores the volumes uuids from store: one step of their summed figures."""
+            step = new_step()
+            out = os.path.join(work, "restored.img")
+            for uuid in uuids:
+                r = macro.run_json(runner, [cf, "restore", "--store", store, "--backup", uuid,
+                                            "--output", out, "--force"] + ceph + common)
+                os.remove(out)
+                add_to_step(step, r)
+            step["mb_s"] = step["stored_bytes"] / step["seconds"] / MB
+            return step
+
+        local_imports = {v: import_group(src, v) for v in ("v1", "v2")}
+        stored = {v: local_imports[v]["stored_bytes"] for v in ("v1", "v2")}
         result["stored_bytes"] = stored
-        macro.log(f"source store: v1 {stored['v1']} B, v2 adds {stored['v2']} B")
+        # The same import into a directory, as a measure of the client's own work.
+        result["local_import_v1"] = local_imports["v1"]
+        macro.log(f"source store: v1 {stored['v1']} B, v2 adds {stored['v2']} B; local import of "
+                  f"v1 {local_imports['v1']['seconds']:.2f} s")
 
         for r in range(args.runs):
             macro.log(f"run {r + 1}/{args.runs} (load average {macro.loadavg()})")
@@ -116,10 +159,18 @@ def main():
             steps["incremental"] = sync(src, pool, "v2")
             steps["pull"] = sync(pool, local, "v2")
             shutil.rmtree(local)
+            # Straight from images into a pool of its own, and the root volume back out of it.
+            imported = f"rados:chunkferry/import{r}"
+            runner.run([cf, "store", "init", "--store", imported, "--quiet"] + ceph, timed=False)
+            steps["import"] = import_group(imported, "v1", ceph)
+            steps["restore"] = restore_group(imported, steps["import"]["uuids"])
+            # The same volumes from the local source store: the client's own restore speed.
+            steps["restore_local"] = restore_group(src, local_imports["v1"]["uuids"])
             result["runs"].append(steps)
-            for k in ("full", "incremental", "pull"):
+            for k in PHASES:
                 s = steps[k]
-                macro.log(f"  {k}: {s['json']['bytesSent']} B in {s['seconds']:.2f} s = "
+                moved = s["json"]["bytesSent"] if "json" in s else s["stored_bytes"]
+                macro.log(f"  {k}: {moved} B in {s['seconds']:.2f} s = "
                           f"{s['mb_s']:.0f} MB/s, cpu {s['user_s'] + s['sys_s']:.2f} s, "
                           f"rss {s['maxrss_kib'] // 1024} MiB")
             macro.log("  yardstick: " + ", ".join(f"{k} {v:.0f} MB/s" for k, v in steps.items()
@@ -134,7 +185,7 @@ def main():
             vals = [run[key][sub] if sub else run[key] for run in result["runs"]]
             return statistics.median(vals)
         summary = {k: med(k) for k in result["runs"][0] if k.startswith("yard")}
-        for k in ("full", "incremental", "pull"):
+        for k in PHASES:
             summary[f"{k}_mb_s"] = med(k, "mb_s")
             summary[f"{k}_seconds"] = med(k, "seconds")
             summary[f"{k}_rss_mib"] = max(run[k]["maxrss_kib"] for run in result["runs"]) / 1024
@@ -142,6 +193,9 @@ def main():
                 run[k]["user_s"] + run[k]["sys_s"] for run in result["runs"])
         summary["full_vs_yard_write_16m"] = summary["full_mb_s"] / summary["yard_write_16m_t4"]
         summary["pull_vs_yard_read_16m"] = summary["pull_mb_s"] / summary["yard_read_16m_t4"]
+        summary["import_vs_yard_write_16m"] = summary["import_mb_s"] / summary["yard_write_16m_t4"]
+        summary["restore_vs_yard_read_16m"] = (summary["restore_mb_s"] /
+                                               summary["yard_read_16m_t4"])
         result["summary"] = summary
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

@@ -5,6 +5,7 @@
 // by a rerun that converges.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -167,6 +168,56 @@ TEST_P(SyncTest, PushPullResyncAndIncremental) {
   const std::string out = tmp_.Sub("v2-out");
   Run({"restore", "--store", b, "--backup", v2.value("uuid", ""), "--output", out, "--quiet"});
   EXPECT_TRUE(testing::FilesEqual(d1v2, out));
+}
+
+// restore straight from a daemon: every volume byte for byte in both verify modes, without a
+// local copy of the group; a store with keyed ids (whose key stays on the daemon's node) restores
+// with checksum verification only, and asking for full verification says so.
+TEST_P(SyncTest, RestoreStraightFromADaemon) {
+  const std::string a = tmp_.Sub("a"), k = tmp_.Sub("keyed"), idkey = tmp_.Sub("id.key");
+  const std::string hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n";
+  testing::WriteFile(idkey, {reinterpret_cast<const uint8_t*>(hex.data()), hex.size()});
+  ASSERT_EQ(::chmod(idkey.c_str(), 0600), 0);
+  Run({"store", "init", "--store", a, "--quiet"});
+  Run({"store", "init", "--store", k, "--id-key-file", idkey, "--quiet"});
+  const std::string root = tmp_.Sub("root.img"), data = tmp_.Sub("data.img");
+  testing::WriteMixedFile(root, 3 * kMiB + 99, 51);
+  testing::WriteSparseFile(data, 5 * kMiB, {{kMiB, 300000}, {4 * kMiB, 4096}}, 52);
+  const std::string group = engine::NewUuid();
+  std::vector<std::pair<std::string, std::string>> volumes;  // backup uuid, image
+  for (const auto& store : {a, k}) {
+    volumes.emplace_back(Import(store, root, group, "Root").value("uuid", ""), root);
+    volumes.emplace_back(Import(store, data, group, "Data").value("uuid", ""), data);
+  }
+  Daemon plain(a, tmp_.Sub("ready-a"), IoFlag());
+  Daemon keyed(k, tmp_.Sub("ready-k"), IoFlag());
+  ASSERT_FALSE(plain.address().empty() || keyed.address().empty()) << "a daemon did not start";
+  const std::string out = tmp_.Sub("out");
+  for (const char* verify : {"full", "checksum"}) {
+    for (size_t i = 0; i < 2; ++i) {
+      const Json r = ParseJson(Run({"restore", "--store", plain.url(), "--key-file",
+                                    a + "/auth.key", "--backup", volumes[i].first, "--output", out,
+                                    "--force", "--verify", verify, "--json", "--quiet"})
+                                   .out);
+      EXPECT_GT(r.value("storedBytes", uint64_t{0}), 0u) << r.dump();
+      EXPECT_TRUE(testing::FilesEqual(volumes[i].second, out)) << verify << " " << i;
+    }
+  }
+  EXPECT_LT(testing::AllocatedBytes(out), uint64_t{5 * kMiB}) << "holes were written out";
+  const auto refused = Run({"restore", "--store", keyed.url(), "--key-file", k + "/auth.key",
+                            "--backup", volumes[2].first, "--output", tmp_.Sub("never")},
+                           2);
+  EXPECT_TRUE(absl::StrContains(refused.err, "--verify checksum")) << refused.err;
+  EXPECT_FALSE(testing::FileExists(tmp_.Sub("never")));
+  Run({"restore", "--store", keyed.url(), "--key-file", k + "/auth.key", "--backup",
+       volumes[2].first, "--output", out, "--force", "--verify", "checksum", "--quiet"});
+  EXPECT_TRUE(testing::FilesEqual(root, out));
+  // No key file for a daemon is a usage error, a wrong backup a clear failure.
+  Run({"restore", "--store", plain.url(), "--backup", volumes[0].first, "--output", out}, 2);
+  Run({"restore", "--store", plain.url(), "--key-file", a + "/auth.key", "--backup",
+       engine::NewUuid(), "--output", tmp_.Sub("never")},
+      1);
+  EXPECT_FALSE(testing::FileExists(tmp_.Sub("never")));
 }
 
 // delete and gc of a store a daemon serves go through the daemon; the store stays whole.

@@ -46,6 +46,11 @@ std::vector<FlagSpec> ClientTlsFlags() {
   };
 }
 
+void AddDaemonClientFlags(std::vector<FlagSpec>* specs) {
+  specs->push_back({"key-file", "shared key of the daemon (required for a daemon)", true, ""});
+  for (FlagSpec& spec : ClientTlsFlags()) specs->push_back(std::move(spec));
+}
+
 std::vector<FlagSpec> ServerTlsFlags(absl::string_view clients) {
   return {
       {"tls-cert",
@@ -265,6 +270,15 @@ std::string KeyFileMisuse(const StoreLocation& where, bool has_key_file) {
                           : "--key-file is for a daemon, and --store is a directory";
   }
   return "";
+}
+
+absl::StatusOr<StoreLocation> StoreFlagLocation(const Flags& flags, absl::string_view flag) {
+  auto where = ParseStoreLocation(flag, flags.Get(flag));
+  if (!where.ok()) return where.status();
+  if (std::string misuse = KeyFileMisuse(*where, flags.Has("key-file")); !misuse.empty()) {
+    return absl::InvalidArgumentError(misuse);
+  }
+  return where;
 }
 
 absl::StatusOr<std::unique_ptr<engine::RemoteStore>> ConnectToDaemon(const StoreLocation& where,

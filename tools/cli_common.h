@@ -52,6 +52,8 @@ absl::StatusOr<Context> MakeContext(const Flags& flags);
 // turns TLS on), --tls-name, and --tls-cert/--tls-key for a daemon that wants client
 // certificates. MakeContext reads them into Context::tls.
 std::vector<FlagSpec> ClientTlsFlags();
+// Appends what a command that may reach a daemon takes: --key-file and ClientTlsFlags().
+void AddDaemonClientFlags(std::vector<FlagSpec>* specs);
 
 // The flags of a daemon that may speak TLS: --tls-cert and --tls-key (TLS on), --tls-client-ca
 // (mutual TLS). `clients` names who connects, for the help ("clients", "API callers").
@@ -84,6 +86,9 @@ bool FileExists(const std::string& path);
 // What is wrong with --key-file for a store at `where` (required for a daemon, refused for a
 // directory); empty when nothing is.
 std::string KeyFileMisuse(const StoreLocation& where, bool has_key_file);
+// --`flag` parsed as a store location (ParseStoreLocation) and checked against --key-file
+// (KeyFileMisuse): InvalidArgument saying what is wrong, for a usage error.
+absl::StatusOr<StoreLocation> StoreFlagLocation(const Flags& flags, absl::string_view flag);
 // One connection to the daemon at `where`, authenticated with the key in `key_file`: what the
 // administrative commands (delete, gc) use.
 absl::StatusOr<std::unique_ptr<engine::RemoteStore>> ConnectToDaemon(const StoreLocation& where,

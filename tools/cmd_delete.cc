@@ -30,9 +30,8 @@ int CmdDelete(const std::vector<std::string>& args) {
       {"store", "a store directory, or a daemon as tcp://HOST:PORT (or HOST:PORT)"},
       {"group", "delete this VM backup group and its volume backups"},
       {"backup", "delete this volume backup (one that no group names)"},
-      {"key-file", "shared key of the daemon (required for a daemon)", true, ""},
   };
-  for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
+  AddDaemonClientFlags(&specs);
 
   Flags f;
   std::string help;
@@ -58,11 +57,8 @@ int CmdDelete(const std::vector<std::string>& args) {
                               "' is not a uuid (32 lowercase hex digits)"),
                  help);
   }
-  auto where = ParseStoreLocation("store", f.Get("store"));
+  auto where = StoreFlagLocation(f, "store");
   if (!where.ok()) return Usage(kCmd, where.status().message(), help);
-  if (std::string misuse = KeyFileMisuse(*where, f.Has("key-file")); !misuse.empty()) {
-    return Usage(kCmd, misuse, help);
-  }
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), help);
 

@@ -104,7 +104,6 @@ int CmdGc(const std::vector<std::string>& args) {
       {"store",
        "a store directory, rados:POOL[/NAMESPACE], or a daemon as tcp://HOST:PORT (or "
        "HOST:PORT)"},
-      {"key-file", "shared key of the daemon (required for a daemon)", true, ""},
       {"repack-below",
        "rewrite packs whose live share is below this fraction (0 to 1; 0: only remove packs with "
        "nothing live)",
@@ -115,7 +114,7 @@ int CmdGc(const std::vector<std::string>& args) {
        "a writer that stalled past its lock may still name)",
        true, "120"},
   };
-  for (FlagSpec& spec : ClientTlsFlags()) specs.push_back(std::move(spec));
+  AddDaemonClientFlags(&specs);
 
   Flags f;
   std::string help;
@@ -140,11 +139,8 @@ int CmdGc(const std::vector<std::string>& args) {
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), help);
   const bool dry_run = f.GetBool("dry-run");
-  auto where = ParseStoreLocation("store", f.Get("store"));
+  auto where = StoreFlagLocation(f, "store");
   if (!where.ok()) return Usage(kCmd, where.status().message(), help);
-  if (std::string misuse = KeyFileMisuse(*where, f.Has("key-file")); !misuse.empty()) {
-    return Usage(kCmd, misuse, help);
-  }
   if (where->remote) return CollectThroughDaemon(*where, f.Get("key-file"), repack, dry_run, *ctx);
   if (where->is_rados) {
     auto grace = f.GetInt("grace");

@@ -1,4 +1,4 @@
-// The data subcommands of the chunkferry CLI: store init, import, restore, copy, verify, ls and
+// The data subcommands of the chunkferry CLI: store init, import, copy, verify, ls and
 // inventory. Each parses its flags, runs one engine operation and reports it in words (or JSON).
 #include <cstdio>
 #include <ctime>
@@ -15,8 +15,6 @@
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
 #include "engine/pipeline/readback_verifier.h"
-#include "engine/pipeline/restorer.h"
-#include "engine/pipeline/store_restorer.h"
 #include "engine/pipeline/verifier.h"
 #include "engine/wire/auth.h"
 #include "io/fd.h"
@@ -220,69 +218,6 @@ int CmdImport(const std::vector<std::string>& args) {
         HumanBytes(stats.stored_bytes).c_str(), static_cast<unsigned long long>(stats.new_chunks),
         static_cast<unsigned long long>(stats.duplicate_chunks),
         static_cast<unsigned long long>(stats.zero_chunks));
-  }
-  return kExitOk;
-}
-
-int CmdRestore(const std::vector<std::string>& args) {
-  Flags f;
-  if (auto rc =
-          ParseFlags("restore", "--store DIR|rados:POOL --backup UUID --output PATH|- [flags]",
-                     {{"store", "the store: a directory or rados:POOL[/NAMESPACE]"},
-                      {"backup", "volume backup uuid"},
-                      {"output", "image to write: a path, or - for stdout"},
-                      {"force", "replace an existing output file", false, ""},
-                      {"verify", "check chunks by: full (ids) or checksum", true, "full"}},
-                     args, &f)) {
-    return *rc;
-  }
-  auto ctx = MakeContext(f);
-  if (!ctx.ok()) return Usage("restore", ctx.status().message(), "");
-  for (const char* req : {"store", "backup", "output"}) {
-    if (!f.Has(req)) return Usage("restore", absl::StrCat("--", req, " is required"), "");
-  }
-  auto mode = ParseVerifyMode(f.Get("verify"));
-  if (!mode.ok()) return Usage("restore", mode.status().message(), "");
-  engine::RestoreOptions o;
-  o.output = f.Get("output");
-  o.overwrite = f.GetBool("force");
-  o.verify_ids = *mode == engine::VerifyMode::kFull;
-  const engine::ProgressFn* progress = ctx->progress ? &ctx->progress : nullptr;
-  engine::RestoreStats stats;
-  if (engine::rados::IsRadosUrl(f.Get("store"))) {
-    // A pool is asked for the records of each window's chunks (the local restorer reads what
-    // its own index points at).
-    auto url = engine::rados::ParseRadosUrl(f.Get("store"));
-    if (!url.ok()) return Usage("restore", url.status().message(), "");
-    auto store = OpenRadosStore(*ctx, *url, false);
-    if (!store.ok()) return Fail("restore", store.status());
-    engine::StoreRestoreOptions so;
-    so.restore = o;
-    so.backend = ctx->queue.backend;
-    absl::Status st = engine::RestoreFromStore(**store, (*store)->hasher(), *ctx->pool,
-                                               f.Get("backup"), so, &stats, progress);
-    if (!st.ok()) return Fail("restore", st);
-  } else {
-    auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), false);
-    if (!store.ok()) return Fail("restore", store.status());
-    absl::Status st =
-        engine::RestoreVolume(**store, *ctx->pool, f.Get("backup"), o, &stats, progress);
-    if (!st.ok()) return Fail("restore", st);
-  }
-  if (ctx->json) {
-    PrintJson(Json{{"backup", f.Get("backup")},
-                   {"output", o.output},
-                   {"size", stats.bytes},
-                   {"dataBytes", stats.data_bytes},
-                   {"holeBytes", stats.hole_bytes},
-                   {"records", stats.records_read},
-                   {"storedBytes", stats.stored_bytes},
-                   {"seconds", stats.seconds}});
-  } else if (o.output != "-") {
-    std::printf("restored %s to %s: %s in %.2f s (%s), %s of it holes\n", f.Get("backup").c_str(),
-                o.output.c_str(), HumanBytes(stats.bytes).c_str(), stats.seconds,
-                HumanRate(stats.bytes, stats.seconds).c_str(),
-                HumanBytes(stats.hole_bytes).c_str());
   }
   return kExitOk;
 }
