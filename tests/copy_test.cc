@@ -12,6 +12,7 @@
 #include "engine/local/local_store.h"
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/importer.h"
+#include "engine/pipeline/store_restorer.h"
 #include "engine/pipeline/verifier.h"
 #include "engine/store/worker_pool.h"
 #include "gtest/gtest.h"
@@ -264,6 +265,48 @@ TEST_P(CopyTest, StoresKeyedDifferentlyAreRefused) {
   absl::Status st = engine::CopyGroup(*a_, *k, group_, engine::CopyOptions{}, &stats);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
   EXPECT_EQ(k->GetGroup(group_).status().code(), absl::StatusCode::kNotFound);
+}
+
+// The restore through the Store interface (what a pool or a daemon gets), from a local store on
+// two worker slots: byte for byte in both verify modes; a damaged record fails it and leaves no
+// image behind.
+TEST_P(CopyTest, RestoreThroughTheStoreInterfaceIsIdenticalAndRefusesDamage) {
+  const auto vols = BuildGroup(group_, 4);
+  for (bool verify_ids : {true, false}) {
+    for (const auto& v : vols) {
+      engine::StoreRestoreOptions o;
+      o.restore.output = tmp_.Sub("out");
+      o.restore.overwrite = true;
+      o.restore.verify_ids = verify_ids;
+      o.window = 512 << 10;
+      o.backend = GetParam();
+      engine::RestoreStats stats;
+      absl::Status st = engine::RestoreFromStore(*a_, a_->hasher(), pool_, v.meta.uuid, o, &stats);
+      ASSERT_TRUE(st.ok()) << st;
+      EXPECT_EQ(stats.bytes, v.meta.size);
+      EXPECT_TRUE(testing::FilesEqual(v.image, o.restore.output)) << v.meta.uuid;
+    }
+  }
+  const auto entries = testing::ManifestEntries(*a_, vols[0].meta.uuid);
+  ASSERT_FALSE(entries.empty());
+  auto loc = a_->index().Find(entries[entries.size() / 2].id);
+  ASSERT_TRUE(loc.has_value());
+  ASSERT_TRUE(a_->Close().ok());
+  testing::FlipByte(testing::PackPath(a_dir_, loc->record.pack),
+                    testing::PayloadOffset(a_dir_, loc->record) + 5);
+  a_ = OpenOk(a_dir_, false);
+  ASSERT_NE(a_, nullptr);
+  for (bool verify_ids : {true, false}) {
+    engine::StoreRestoreOptions o;
+    o.restore.output = tmp_.Sub("damaged");
+    o.restore.verify_ids = verify_ids;
+    o.backend = GetParam();
+    absl::Status st =
+        engine::RestoreFromStore(*a_, a_->hasher(), pool_, vols[0].meta.uuid, o, nullptr);
+    EXPECT_TRUE(absl::IsDataLoss(st)) << st;
+    EXPECT_FALSE(testing::FileExists(o.restore.output));
+    EXPECT_FALSE(testing::FileExists(o.restore.output + ".partial"));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CopyTest, ::testing::ValuesIn(testing::AllBackends()),
