@@ -21,7 +21,9 @@
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/readback_verifier.h"
 #include "engine/rados/rados_store.h"
+#include "engine/wire/auth.h"
 #include "gtest/gtest.h"
+#include "tests/cli_fixture.h"
 #include "tests/rados_test_env.h"
 #include "tests/test_util.h"
 
@@ -517,6 +519,75 @@ TEST_F(RadosStoreTest, TheCliImportsIntoThePoolAndRestoresFromIt) {
     EXPECT_FALSE(testing::FileExists(out));
     EXPECT_FALSE(testing::FileExists(out + ".partial"));
   }
+}
+
+// Two `chunkferry serve` daemons in front of one pool, as on two storage nodes: a group pushed
+// through one is pulled, restored and extended through the other; a collection is not run
+// through a daemon of a pool (it takes the pool alone: `gc --store rados:...`), and a daemon of a
+// pool needs a key file.
+TEST_F(RadosStoreTest, TwoDaemonsServeOnePool) {
+  const std::string url = url_.ToString(), conf = testing::TestCephConf();
+  const std::string key = tmp_.Sub("pool.key");
+  ASSERT_TRUE(WriteNewKeyFile(key).ok());
+  auto serve = [&](const std::string& name) {
+    return std::make_unique<testing::DaemonProcess>(
+        std::vector<std::string>{CHUNKFERRY_CLI, "serve", "--store", url, "--ceph-conf", conf,
+                                 "--key-file", key, "--listen", "127.0.0.1:0"},
+        tmp_.Sub(name));
+  };
+  auto a = serve("ready-a");
+  auto b = serve("ready-b");
+  ASSERT_FALSE(a->address().empty() || b->address().empty()) << "a daemon did not start";
+  std::vector<Volume> vols;
+  const std::string group = NewUuid();
+  auto src = Source("served-src", group, 41, &vols);
+  ASSERT_NE(src, nullptr);
+  ASSERT_TRUE(src->Close().ok());
+  src.reset();
+  auto cli = [&](std::vector<std::string> args, int want) {
+    args.insert(args.begin(), CHUNKFERRY_CLI);
+    auto r = testing::RunProcess(args);
+    EXPECT_EQ(r.exit_code, want) << absl::StrJoin(args, " ") << "\n" << r.err;
+    return r;
+  };
+  cli({"sync", "--from", tmp_.Sub("served-src"), "--to", "tcp://" + a->address(), "--group", group,
+       "--key-file", key, "--quiet"},
+      0);
+  // Through the other daemon: pulled into a new store, and restored straight from it.
+  const std::string back = tmp_.Sub("served-back");
+  cli({"store", "init", "--store", back, "--quiet"}, 0);
+  cli({"sync", "--from", "tcp://" + b->address(), "--to", back, "--group", group, "--key-file", key,
+       "--quiet"},
+      0);
+  for (size_t i = 0; i < vols.size(); ++i) {
+    const std::string out = tmp_.Sub(absl::StrCat("served-out", i));
+    cli({"restore", "--store", back, "--backup", vols[i].meta.uuid, "--output", out, "--quiet"}, 0);
+    EXPECT_TRUE(testing::FilesEqual(vols[i].image, out)) << i;
+    cli({"restore", "--store", "tcp://" + b->address(), "--key-file", key, "--backup",
+         vols[i].meta.uuid, "--output", out, "--force", "--quiet"},
+        0);
+    EXPECT_TRUE(testing::FilesEqual(vols[i].image, out)) << i;
+  }
+  // A second copy through the other daemon sends nothing: both see the pool's index.
+  auto again = cli({"sync", "--from", tmp_.Sub("served-src"), "--to", "tcp://" + b->address(),
+                    "--group", group, "--key-file", key, "--json", "--quiet"},
+                   0);
+  EXPECT_TRUE(absl::StrContains(again.out, "\"bytesSent\": 0")) << again.out;
+  auto gc = cli({"gc", "--store", "tcp://" + a->address(), "--key-file", key}, 1);
+  EXPECT_TRUE(absl::StrContains(gc.err, "gc --store " + url)) << gc.err;
+  // Each daemon holds the pool's write lock while it runs: a collection waits for them.
+  auto pool_gc = cli({"gc", "--store", url, "--ceph-conf", conf}, 1);
+  EXPECT_TRUE(absl::StrContains(pool_gc.err, "2 writer(s)")) << pool_gc.err;
+  cli({"serve", "--store", url, "--ceph-conf", conf, "--listen", "127.0.0.1:0"}, 2);
+  EXPECT_EQ(a->Stop(SIGTERM), 0);
+  EXPECT_EQ(b->Stop(SIGTERM), 0);
+  // The pool, read directly, holds the group whole.
+  auto store = OpenOk(Options());
+  ASSERT_NE(store, nullptr);
+  auto report = VerifyByReadingBack(*store, store->hasher(), pool_, VerifyMode::kFull);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->ok()) << absl::StrJoin(report->problems, "; ");
+  EXPECT_EQ(report->manifests, vols.size());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // One suite of behaviours every Store implementation keeps, run against each of them: a local
-// store, a remote store through a daemon, and a RADOS store on the test cluster. Records come
+// store, a remote store through a daemon, a RADOS store on the test cluster, and a daemon serving
+// a RADOS store. Records come
 // from a local source store through the copier (the way every store is fed), then each part of
 // the interface is checked on its own: lookups, record streams byte for byte, refused records,
 // manifests and groups published once, listings, and deletes.
@@ -52,26 +53,9 @@ class LocalKind {
   std::unique_ptr<LocalStore> store_;
 };
 
-class RemoteKind {
+// A daemon serving a store, reached as a remote store; the kinds below say what it serves.
+class DaemonKind {
  public:
-  static constexpr const char* kName = "remote";
-  bool SetUp(TempDir& tmp, WorkerPool& pool) {
-    const std::string dir = tmp.Sub("served");
-    testing::InitStore(dir);
-    auto s = testing::OpenStore(dir, io::Backend::kThreads, true, &pool);
-    EXPECT_TRUE(s.ok()) << s.status();
-    if (!s.ok()) return false;
-    served_ = *std::move(s);
-    ServerOptions o;
-    o.listen = io::Endpoint{"127.0.0.1", 0};
-    for (size_t i = 0; i < o.key.bytes.size(); ++i) o.key.bytes[i] = static_cast<uint8_t>(i * 7);
-    key_ = o.key;
-    o.backend = io::Backend::kThreads;
-    server_ = std::make_unique<StoreServer>(served_.get(), std::move(o));
-    absl::Status st = server_->Start();
-    EXPECT_TRUE(st.ok()) << st;
-    return st.ok() && Reopen();
-  }
   bool Reopen() {
     store_.reset();
     RemoteOptions o;
@@ -84,16 +68,45 @@ class RemoteKind {
     return store_ != nullptr;
   }
   Store& store() { return *store_; }
-  ~RemoteKind() {
+  ~DaemonKind() {
     store_.reset();
     if (server_) server_->Stop();
   }
 
+ protected:
+  // Serves `served` (its store is `owned`) and connects to it.
+  bool Serve(std::unique_ptr<Store> owned, std::unique_ptr<ServedStore> served) {
+    owned_ = std::move(owned);
+    ServerOptions o;
+    o.listen = io::Endpoint{"127.0.0.1", 0};
+    for (size_t i = 0; i < o.key.bytes.size(); ++i) o.key.bytes[i] = static_cast<uint8_t>(i * 7);
+    key_ = o.key;
+    o.backend = io::Backend::kThreads;
+    server_ = std::make_unique<StoreServer>(std::move(served), std::move(o));
+    absl::Status st = server_->Start();
+    EXPECT_TRUE(st.ok()) << st;
+    return st.ok() && Reopen();
+  }
+
  private:
-  std::unique_ptr<LocalStore> served_;
+  std::unique_ptr<Store> owned_;  // outlives the server
   std::unique_ptr<StoreServer> server_;
   AuthKey key_;
   std::unique_ptr<RemoteStore> store_;
+};
+
+class RemoteKind : public DaemonKind {
+ public:
+  static constexpr const char* kName = "remote";
+  bool SetUp(TempDir& tmp, WorkerPool& pool) {
+    const std::string dir = tmp.Sub("served");
+    testing::InitStore(dir);
+    auto s = testing::OpenStore(dir, io::Backend::kThreads, true, &pool);
+    EXPECT_TRUE(s.ok()) << s.status();
+    if (!s.ok()) return false;
+    auto served = ServeLocalStore(**s);
+    return Serve(*std::move(s), std::move(served));
+  }
 };
 
 class RadosKind {
@@ -120,6 +133,7 @@ class RadosKind {
     return store_ != nullptr;
   }
   Store& store() { return *store_; }
+  std::unique_ptr<rados::RadosStore> Release() { return std::move(store_); }
 
  private:
   WorkerPool* pool_ = nullptr;
@@ -127,11 +141,25 @@ class RadosKind {
   std::unique_ptr<rados::RadosStore> store_;
 };
 
+// A daemon serving a RADOS store: what several stateless daemons in front of one pool each are.
+class ServedRadosKind : public DaemonKind {
+ public:
+  static constexpr const char* kName = "served_rados";
+  bool SetUp(TempDir& tmp, WorkerPool& pool) {
+    RadosKind pool_store;
+    if (!pool_store.SetUp(tmp, pool)) return false;
+    std::unique_ptr<rados::RadosStore> s = pool_store.Release();
+    auto served = ServeAnyStore(*s, s->hasher());
+    EXPECT_TRUE(served.ok()) << served.status();
+    return served.ok() && Serve(std::move(s), *std::move(served));
+  }
+};
+
 template <typename Kind>
 class StoreConformanceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if constexpr (std::is_same_v<Kind, RadosKind>) {
+    if constexpr (std::is_same_v<Kind, RadosKind> || std::is_same_v<Kind, ServedRadosKind>) {
       CF_SKIP_IF_NO_CEPH();
     }
     testing::InitStore(tmp_.Sub("src"));
@@ -200,7 +228,7 @@ class KindNames {
     return T::kName;
   }
 };
-using Kinds = ::testing::Types<LocalKind, RemoteKind, RadosKind>;
+using Kinds = ::testing::Types<LocalKind, RemoteKind, RadosKind, ServedRadosKind>;
 TYPED_TEST_SUITE(StoreConformanceTest, Kinds, KindNames);
 
 TYPED_TEST(StoreConformanceTest, AnEmptyStoreHoldsNothing) {
@@ -422,7 +450,8 @@ TYPED_TEST(StoreConformanceTest, AVolumeImportedThroughTheStoreInterfaceRestores
     ImportStats s;
     auto meta = ImportVolumeInto(this->dst(), this->src_->hasher(), this->pool_,
                                  io::Backend::kThreads, o, &s);
-    if constexpr (std::is_same_v<TypeParam, RemoteKind>) {
+    if constexpr (std::is_same_v<TypeParam, RemoteKind> ||
+                  std::is_same_v<TypeParam, ServedRadosKind>) {
       // A daemon cannot grow a group: the import fails and publishes nothing.
       EXPECT_TRUE(absl::IsUnimplemented(meta.status())) << meta.status();
       EXPECT_TRUE(this->dst().ListBackups()->empty());

@@ -97,6 +97,20 @@ std::string HumanRate(uint64_t bytes, double seconds) {
   return absl::StrFormat("%.0f MB/s", static_cast<double>(bytes) / seconds / 1e6);
 }
 
+absl::StatusOr<engine::rados::RadosClientOptions> RadosClientFromFlags(const Flags& flags) {
+  engine::rados::RadosClientOptions o;
+  o.conf_path = flags.Get("ceph-conf");
+  o.client_name = flags.Get("ceph-user");
+  o.keyring = flags.Get("ceph-keyring");
+  auto ceph_timeout = flags.GetInt("ceph-timeout");
+  if (!ceph_timeout.ok()) return ceph_timeout.status();
+  if (*ceph_timeout < 1 || *ceph_timeout > 3600) {
+    return absl::InvalidArgumentError("--ceph-timeout must be 1..3600 seconds");
+  }
+  o.timeout_ms = *ceph_timeout * 1000;
+  return o;
+}
+
 absl::StatusOr<Context> MakeContext(const Flags& flags) {
   Context ctx;
   auto backend = io::ParseBackend(flags.Get("io"));
@@ -110,15 +124,9 @@ absl::StatusOr<Context> MakeContext(const Flags& flags) {
       *threads == 0 ? engine::WorkerPool::DefaultWorkers() : static_cast<size_t>(*threads - 1);
   ctx.pool = std::make_unique<engine::WorkerPool>(workers);
   ctx.json = flags.GetBool("json");
-  ctx.rados.conf_path = flags.Get("ceph-conf");
-  ctx.rados.client_name = flags.Get("ceph-user");
-  ctx.rados.keyring = flags.Get("ceph-keyring");
-  auto ceph_timeout = flags.GetInt("ceph-timeout");
-  if (!ceph_timeout.ok()) return ceph_timeout.status();
-  if (*ceph_timeout < 1 || *ceph_timeout > 3600) {
-    return absl::InvalidArgumentError("--ceph-timeout must be 1..3600 seconds");
-  }
-  ctx.rados.timeout_ms = *ceph_timeout * 1000;
+  auto rados = RadosClientFromFlags(flags);
+  if (!rados.ok()) return rados.status();
+  ctx.rados = *std::move(rados);
   ctx.quiet = flags.GetBool("quiet");
   if (flags.Has("tls-ca") || flags.Has("tls-peer-sha256")) {
     engine::TlsOptions tls;

@@ -47,6 +47,8 @@ struct Context {
   engine::rados::RadosClientOptions rados;
 };
 absl::StatusOr<Context> MakeContext(const Flags& flags);
+// How RADOS stores are reached, from --ceph-conf, --ceph-user, --ceph-keyring, --ceph-timeout.
+absl::StatusOr<engine::rados::RadosClientOptions> RadosClientFromFlags(const Flags& flags);
 
 // The flags of a command that reaches a daemon, for TLS: --tls-ca or --tls-peer-sha256 (either
 // turns TLS on), --tls-name, and --tls-cert/--tls-key for a daemon that wants client

@@ -1,5 +1,6 @@
-// chunkferry serve: the store daemon. Serves one local store to other nodes over the wire
-// protocol (docs/PROTOCOL.md) until SIGINT or SIGTERM, then closes the store (flushing it).
+// chunkferry serve: the store daemon. Serves one store (a directory or a RADOS pool) to other
+// nodes over the wire protocol (docs/PROTOCOL.md) until SIGINT or SIGTERM, then closes the store
+// (flushing it).
 // SIGHUP reloads the keys (--keys or --key-file) without dropping a connection.
 
 #include <signal.h>
@@ -17,8 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "engine/rados/rados_store.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/key_ring.h"
+#include "engine/wire/served_store.h"
 #include "engine/wire/store_server.h"
 #include "engine/wire/tls.h"
 #include "io/net.h"
@@ -71,14 +74,53 @@ absl::StatusOr<engine::KeyRing> LoadKeys(const std::string& keys_file,
   return engine::KeyRing::Single(*key);
 }
 
+// The store a daemon serves, opened for writing, and how the server reaches it.
+struct OpenedStore {
+  std::unique_ptr<engine::Store> store;
+  std::unique_ptr<engine::ServedStore> served;  // refers to *store
+};
+
+absl::StatusOr<OpenedStore> OpenServedStore(const Flags& flags, const std::string& where,
+                                            io::Backend backend) {
+  OpenedStore opened;
+  if (engine::rados::IsRadosUrl(where)) {
+    auto url = engine::rados::ParseRadosUrl(where);
+    if (!url.ok()) return url.status();
+    engine::rados::RadosStoreOptions o;
+    auto client = RadosClientFromFlags(flags);
+    if (!client.ok()) return client.status();
+    o.client = *std::move(client);
+    o.writable = true;
+    auto store = engine::rados::RadosStore::Open(*url, o);
+    if (!store.ok()) return store.status();
+    auto served = engine::ServeAnyStore(**store, (*store)->hasher());
+    if (!served.ok()) return served.status();
+    opened.served = *std::move(served);
+    opened.store = *std::move(store);
+    return opened;
+  }
+  engine::LocalStoreOptions o;
+  o.writable = true;
+  o.queue.backend = backend;
+  auto store = engine::LocalStore::Open(where, o);
+  if (!store.ok()) return store.status();
+  opened.served = engine::ServeLocalStore(**store);
+  opened.store = *std::move(store);
+  return opened;
+}
+
 }  // namespace
 
 int CmdServe(const std::vector<std::string>& args) {
   std::vector<FlagSpec> specs = {
-      {"store", "directory of the store to serve (opened for writing)"},
+      {"store",
+       "the store to serve (opened for writing): a directory, or rados:POOL[/NAMESPACE] (several "
+       "daemons may serve one pool)"},
       {"listen", "address and port to listen on; port 0 picks a free one", true, kDefaultListen},
-      {"key-file", "shared key that clients must prove they hold (default: DIR/auth.key)", true,
-       ""},
+      {"key-file",
+       "shared key that clients must prove they hold (default: DIR/auth.key; required for a pool "
+       "unless --keys)",
+       true, ""},
       {"keys",
        "keys file: named client keys, each with its rights and limits (chunkferry key add); "
        "replaces --key-file",
@@ -97,14 +139,15 @@ int CmdServe(const std::vector<std::string>& args) {
   std::string help;
   Flags f;
   if (auto rc = ParseFlags(
-          kCmd, "--store DIR [--listen ADDR:PORT] [--key-file FILE | --keys FILE] [flags]",
+          kCmd,
+          "--store DIR|rados:POOL [--listen ADDR:PORT] [--key-file FILE | --keys FILE] [flags]",
           std::move(specs), args, &f,
           {.about = "Serves the store to other nodes (chunkferry sync) until SIGINT or SIGTERM. "
                     "Clients\nauthenticate with the store's key file (created by `store init` as "
                     "DIR/auth.key; copy it,\nmode 0600, to the nodes that sync with this store), "
                     "or with one of the named keys of\n--keys, each limited to its rights. SIGHUP "
                     "reloads the keys. Logs go to stderr.",
-           .common = {"io", "help"},
+           .common = {"io", "help", "ceph-conf", "ceph-user", "ceph-keyring", "ceph-timeout"},
            .help = &help})) {
     return *rc;
   }
@@ -127,6 +170,10 @@ int CmdServe(const std::vector<std::string>& args) {
   if (!verify.ok()) return Usage(kCmd, verify.status().message(), help);
   if (flags->Has("keys") && flags->Has("key-file")) {
     return Usage(kCmd, "--keys and --key-file exclude each other", help);
+  }
+  const bool pool = engine::rados::IsRadosUrl(*dir);
+  if (pool && !flags->Has("keys") && !flags->Has("key-file")) {
+    return Usage(kCmd, "a pool has no auth.key of its own: pass --key-file or --keys", help);
   }
   const std::string keys_file = flags->Get("keys");
   const std::string key_file =
@@ -155,17 +202,15 @@ int CmdServe(const std::vector<std::string>& args) {
   absl::StatusOr<engine::KeyRing> keys = LoadKeys(keys_file, key_file);
   if (!keys.ok()) return Fail(kCmd, keys.status());
   options.keys = *std::move(keys);
-  // What each named key added, counted across restarts beside the store's own files.
-  if (!keys_file.empty()) options.key_usage_file = absl::StrCat(*dir, "/key-usage");
+  // What each named key added, counted across restarts beside the store's own files (a pool's
+  // daemons count in memory: each its own clients, until it stops).
+  if (!keys_file.empty() && !pool) options.key_usage_file = absl::StrCat(*dir, "/key-usage");
 
-  engine::LocalStoreOptions store_options;
-  store_options.writable = true;
-  store_options.queue.backend = *backend;
-  auto store = engine::LocalStore::Open(*dir, store_options);
+  auto store = OpenServedStore(*flags, *dir, *backend);
   if (!store.ok()) return Fail(kCmd, store.status());
 
   std::optional<engine::StoreServer> server;
-  server.emplace(store->get(), options);
+  server.emplace(std::move(store->served), options);
   if (absl::Status st = server->Start(); !st.ok()) return Fail(kCmd, st);
   const std::string address = io::FormatEndpoint({listen->host, server->port()});
   if (absl::Status st = WriteReadyFile(ready_file, address); !st.ok()) {
@@ -189,7 +234,7 @@ int CmdServe(const std::vector<std::string>& args) {
   }
   LogLine(absl::StrCat("received ", DaemonSignals::Name(sig), ": stopping"));
   server.reset();  // stops: no connection uses the store after this
-  if (absl::Status st = (*store)->Close(); !st.ok()) return Fail(kCmd, st);
+  if (absl::Status st = store->store->Close(); !st.ok()) return Fail(kCmd, st);
   LogLine(absl::StrCat("store ", *dir, " closed"));
   return kExitOk;
 }

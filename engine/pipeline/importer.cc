@@ -4,10 +4,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <ctime>
-#include <filesystem>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -16,6 +14,7 @@
 #include "codec/record.h"
 #include "codec/zero.h"
 #include "engine/pipeline/window_reader.h"
+#include "engine/store/scratch_manifest.h"
 #include "io/buffer.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
@@ -112,11 +111,9 @@ class LocalTarget final : public ImportTarget {
 // alone), and records that never get a manifest are garbage for the next collection.
 class StoreTarget final : public ImportTarget {
  public:
-  StoreTarget(Store& store, const codec::ChunkHasher& hasher, io::Backend backend)
-      : store_(store), hasher_(hasher), backend_(backend) {}
-  ~StoreTarget() override {
-    if (!tmp_path_.empty()) ::unlink(tmp_path_.c_str());
-  }
+  StoreTarget(Store& store, const codec::ChunkHasher& hasher, io::Backend backend,
+              ScratchDir scratch)
+      : store_(store), hasher_(hasher), backend_(backend), scratch_(std::move(scratch)) {}
   Store& store() override { return store_; }
   const codec::ChunkHasher& hasher() const override { return hasher_; }
   io::Backend backend() const override { return backend_; }
@@ -125,22 +122,18 @@ class StoreTarget final : public ImportTarget {
     if (manifest.ok()) return AlreadyPublished(uuid, store_);
     return absl::IsNotFound(manifest.status()) ? absl::OkStatus() : manifest.status();
   }
-  std::string ManifestTmpPath() override {
-    // The entries wait in a local file (a pool has no place for half a manifest); PutManifest
-    // writes them to the pool once the records are durable.
-    static std::atomic<uint64_t> counter{0};
-    tmp_path_ = absl::StrCat(std::filesystem::temp_directory_path().string(), "/chunkferry-import.",
-                             ::getpid(), ".", ++counter);
-    return tmp_path_ + ".tmp";
-  }
+  // The entries wait in a local file (a pool has no place for half a manifest); PutManifest
+  // writes them to the store once the records are durable.
+  std::string ManifestTmpPath() override { return scratch_.File("manifest.tmp"); }
   absl::Status Append(absl::Span<const absl::Span<const uint8_t>> records,
                       absl::Span<const codec::RecordView>) override {
     // Checked by checksum only: encoded here a moment ago, the ids computed from these bytes.
     return store_.AppendRecords(records, VerifyMode::kChecksum, &stats_);
   }
   absl::Status PublishManifest(const VolumeBackupMeta& meta, ManifestWriter& manifest) override {
-    CF_RETURN_IF_ERROR(manifest.Finish(meta, tmp_path_));
-    CF_ASSIGN_OR_RETURN(auto reader, ManifestReader::Open(tmp_path_));
+    const std::string path = scratch_.File("manifest");
+    CF_RETURN_IF_ERROR(manifest.Finish(meta, path));
+    CF_ASSIGN_OR_RETURN(auto reader, ManifestReader::Open(path));
     return store_.PutManifest(meta, *reader);
   }
   void Unpublish(const std::string& uuid) override { (void)store_.DeleteBackup(uuid); }
@@ -150,8 +143,8 @@ class StoreTarget final : public ImportTarget {
   Store& store_;
   const codec::ChunkHasher& hasher_;
   const io::Backend backend_;
-  std::string tmp_path_;
-  AppendStats stats_;  // AppendRecords wants one until Flush; the importer counts its own
+  ScratchDir scratch_;  // the manifest, removed with it
+  AppendStats stats_;   // AppendRecords wants one until Flush; the importer counts its own
 };
 
 class Importer {
@@ -435,7 +428,8 @@ absl::StatusOr<VolumeBackupMeta> ImportVolumeInto(Store& store, const codec::Chu
                                                   const ProgressFn* progress) {
   ImportStats local;
   if (stats == nullptr) stats = &local;
-  StoreTarget target(store, hasher, backend);
+  CF_ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make());
+  StoreTarget target(store, hasher, backend, std::move(scratch));
   if (!options.meta.uuid.empty()) CF_RETURN_IF_ERROR(target.CheckNew(options.meta.uuid));
   return Importer(target, pool, options, stats, progress).Run();
 }

@@ -95,13 +95,18 @@ const char* CommitStepName(CommitStep step) {
 }
 
 StoreServer::StoreServer(LocalStore* store, ServerOptions options)
-    : store_(store),
+    : StoreServer(store != nullptr ? ServeLocalStore(*store) : nullptr, std::move(options)) {}
+
+StoreServer::StoreServer(std::unique_ptr<ServedStore> served, ServerOptions options)
+    : served_(std::move(served)),
+      local_(served_ != nullptr ? served_->collectable() : nullptr),
       options_(std::move(options)),
       authority_(options_.keys ? *options_.keys : KeyRing::Single(options_.key),
                  options_.key_usage_file) {
-  if (store_ != nullptr) welcome_.info = store_->info();
+  if (served_ != nullptr) welcome_.info = served_->store().info();
   welcome_.manifest_delta = true;
   welcome_.takes_delete = true;
+  // A daemon of a pool takes GC too, and answers why it does not collect (the pool's own gc).
   welcome_.takes_gc = true;
   welcome_.takes_list_backups = true;
   welcome_.max_frame = options_.max_frame;
@@ -113,7 +118,7 @@ StoreServer::~StoreServer() { Stop(); }
 absl::Status StoreServer::Start() {
   std::lock_guard<std::mutex> lock(start_mu_);
   if (started_) return absl::FailedPreconditionError("the store server was started already");
-  if (store_ == nullptr) return absl::InvalidArgumentError("the store server has no store");
+  if (served_ == nullptr) return absl::InvalidArgumentError("the store server has no store");
   if (options_.max_connections == 0) {
     return absl::InvalidArgumentError("max_connections must be at least 1");
   }
@@ -160,8 +165,11 @@ void StoreServer::Stop() {
 }
 
 absl::Status StoreServer::WithStore(const std::function<absl::Status(LocalStore&)>& fn) {
+  if (local_ == nullptr) {
+    return absl::FailedPreconditionError("the served store is not a local one");
+  }
   std::lock_guard<std::mutex> lock(store_mu_);
-  return fn(*store_);
+  return fn(*local_);
 }
 
 size_t StoreServer::active_connections() {
@@ -374,7 +382,7 @@ void StoreServer::HandshakeAndServe(Conn* conn, WireConn& wc,
   log(absl::StrCat("authenticated with key '", (*key)->name, "' (", FormatRights((*key)->rights),
                    ")", wc.tls() ? absl::StrCat(" over ", wc.TlsDescription()) : std::string()));
   wire_internal::KeyGrant grant{&authority_, (*key)->name, (*key)->key};
-  wire_internal::StoreSession session(wc, *store_, store_mu_, gc_running_, options_,
+  wire_internal::StoreSession session(wc, *served_, store_mu_, gc_running_, options_,
                                       std::move(grant), log);
   const std::string why = session.Run();
   log(absl::StrCat("closed (", why, "): ", wc.bytes_received(), " bytes in, ", wc.bytes_sent(),

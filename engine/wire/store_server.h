@@ -1,14 +1,16 @@
-// The store daemon's engine: serves one writable LocalStore to many authenticated connections
-// over the wire protocol (docs/PROTOCOL.md, server side). `chunkferry serve` wraps it.
+// The store daemon's engine: serves one writable store (a LocalStore, or any store through
+// served_store.h: a RADOS pool) to many authenticated connections over the wire protocol
+// (docs/PROTOCOL.md, server side). `chunkferry serve` wraps it.
 //
 // Threads: one accept thread, and one thread per connection (at most max_connections; beyond
 // that a connection is answered ERROR ResourceExhausted "too many connections" and closed). Each
 // connection thread has its own WireConn, hence its own I/O queue. Records of an APPEND are
 // checked (decompressed and rehashed, or checksummed) on the connection's thread without any
 // lock, so several connections verify on several cores; only the store calls themselves run
-// under one store-wide mutex. A READ takes that mutex only to find its records and open their
-// packs (LocalStore::PrepareDetachedRead); it reads and sends them without it, on a file queue
-// of its own, so a slow reader holds up no other connection.
+// under one store-wide mutex. A READ takes that mutex only while it uses the store (a local
+// store's: to find its records and open their packs, then read on the connection's own file
+// queue; a pool's: to read a slice of ids at a time into memory), and sends without it, so a
+// slow reader holds up no other connection.
 //
 // Memory: each connection holds at most one received frame (max_frame), one RECORDS frame being
 // built (max_frame), one decoded record (16 MiB) and, once it has served a READ, its read
@@ -34,6 +36,7 @@
 #include "engine/wire/auth.h"
 #include "engine/wire/key_authority.h"
 #include "engine/wire/key_ring.h"
+#include "engine/wire/served_store.h"
 #include "engine/wire/tls.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
@@ -103,6 +106,8 @@ class StoreServer {
   // `store` must be writable and outlive the server; the server drives it from its connection
   // threads in turn (LocalStore::Open makes its queue usable from several threads).
   StoreServer(LocalStore* store, ServerOptions options);
+  // Serves any store (served_store.h: a pool); its store must be writable and outlive the server.
+  StoreServer(std::unique_ptr<ServedStore> served, ServerOptions options);
   // Stops (see Stop()).
   ~StoreServer();
   StoreServer(const StoreServer&) = delete;
@@ -121,6 +126,7 @@ class StoreServer {
   void Stop();
 
   // Runs `fn` on the store with the store mutex held: to look at the store while it is served.
+  // FailedPrecondition when the served store is not a local one.
   [[nodiscard]] absl::Status WithStore(const std::function<absl::Status(LocalStore&)>& fn);
 
   // Connections open now (including those still in their handshake).
@@ -165,12 +171,13 @@ class StoreServer {
   void ReapFinished();
   void Log(const std::string& line);
 
-  LocalStore* const store_;
+  const std::unique_ptr<ServedStore> served_;  // null: no store (Start refuses)
+  LocalStore* const local_;                    // the served store when it is a local one
   const ServerOptions options_;
   Welcome welcome_;
   KeyAuthority authority_;
 
-  std::mutex store_mu_;                  // guards every call into *store_
+  std::mutex store_mu_;                  // guards every call into the served store
   std::atomic<bool> gc_running_{false};  // one collection at a time
   std::mutex log_mu_;
 

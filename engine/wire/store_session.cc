@@ -150,7 +150,7 @@ absl::Status StoreSession::HandleAppend(absl::Span<const uint8_t> payload) {
   views_.resize(n);
   for (size_t i = 0; i < n; ++i) {
     absl::StatusOr<codec::RecordView> view = codec::CheckReceivedRecord(
-        append->records[i], full, decompressor_, &store_.hasher(), &scratch_);
+        append->records[i], full, decompressor_, &served_.hasher(), &scratch_);
     if (!view.ok()) {
       std::string chunk;
       if (auto parsed = codec::ParseRecord(append->records[i]); parsed.ok()) {
@@ -170,8 +170,8 @@ absl::Status StoreSession::HandleAppend(absl::Span<const uint8_t> payload) {
     std::lock_guard<std::mutex> lock(store_mu_);
     // What this session lands stays out of a collection's reach until the session ends: its
     // manifests, which name it, come later.
-    if (hold_ == 0) hold_ = store_.HoldNewRecords();
-    st = store_.AppendCheckedRecords(append->records, views_, &stats);
+    if (hold_ == 0) hold_ = served_.HoldNewRecords();
+    st = served_.AppendChecked(append->records, views_, &stats);
   }
   records_appended_ += stats.records_appended;
   Charge(stats.bytes_appended, /*commit=*/false);
@@ -217,25 +217,10 @@ absl::Status StoreSession::HandleRead(absl::Span<const uint8_t> payload) {
     }
     return absl::OkStatus();
   };
-  // Where the records are, and their packs opened, under the store lock; the reading and the
-  // sending without it, on this connection's own file queue, so that a slow reader holds up
+  // The served store takes the lock only while it uses the store: a slow reader holds up
   // nobody else.
-  absl::StatusOr<LocalStore::DetachedRead> read;
-  {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    read = store_.PrepareDetachedRead(*ids);
-  }
-  if (!read.ok()) return RequestError("READ", read.status());
-  if (read_queue_ == nullptr) {
-    io::QueueOptions qo;
-    qo.backend = options_.backend;
-    qo.depth = kReadQueueDepth;
-    qo.threads = 2;
-    absl::StatusOr<std::unique_ptr<io::Queue>> queue = io::MakeQueue(qo);
-    if (!queue.ok()) return RequestError("READ", queue.status());
-    read_queue_ = *std::move(queue);
-  }
-  const absl::Status st = LocalStore::ReadDetached(*read, *read_queue_, read_buffers_, sink);
+  if (reader_ == nullptr) reader_ = served_.NewReader(options_.backend);
+  const absl::Status st = reader_->Read(*ids, store_mu_, sink);
   if (!send_failed.ok()) return send_failed;
   if (!st.ok()) return RequestError("READ", st);
   return conn_.Send(MsgType::kReadEnd, absl::Span<const uint8_t>());

@@ -1,8 +1,8 @@
-// One authenticated connection of the store daemon: reads requests, serves them from the local
-// store under the server's store mutex, answers. Internal to engine/wire (StoreServer makes one
-// per connection, on the connection's thread). Its request handlers live in two files:
-// store_session.cc (the loop; HAVE, APPEND, FLUSH, READ) and store_session_meta.cc (manifests,
-// groups, DELETE, GC).
+// One authenticated connection of the store daemon: reads requests, serves them from the served
+// store (served_store.h: a local store or a pool) under the server's store mutex, answers. Internal
+// to engine/wire (StoreServer makes one per connection, on the connection's thread). Its request
+// handlers live in two files: store_session.cc (the loop; HAVE, APPEND, FLUSH, READ) and
+// store_session_meta.cc (manifests, groups, DELETE, GC).
 #ifndef CHUNKFERRY_ENGINE_WIRE_STORE_SESSION_H_
 #define CHUNKFERRY_ENGINE_WIRE_STORE_SESSION_H_
 
@@ -23,8 +23,8 @@
 #include "absl/types/span.h"
 #include "codec/compressor.h"
 #include "codec/record.h"
-#include "engine/local/local_store.h"
 #include "engine/wire/key_authority.h"
+#include "engine/wire/served_store.h"
 #include "engine/wire/store_server.h"
 #include "engine/wire/wire_conn.h"
 #include "engine/wire/wire_frame.h"
@@ -64,11 +64,12 @@ struct KeyGrant {
 // One authenticated connection's request loop. Lives on the connection's thread.
 class StoreSession {
  public:
-  StoreSession(WireConn& conn, LocalStore& store, std::mutex& store_mu,
+  StoreSession(WireConn& conn, ServedStore& served, std::mutex& store_mu,
                std::atomic<bool>& gc_running, const ServerOptions& options, KeyGrant grant,
                std::function<void(const std::string&)> log)
       : conn_(conn),
-        store_(store),
+        served_(served),
+        store_(served.store()),
         store_mu_(store_mu),
         gc_running_(gc_running),
         options_(options),
@@ -78,7 +79,7 @@ class StoreSession {
   ~StoreSession() {
     if (hold_ != 0) {
       std::lock_guard<std::mutex> lock(store_mu_);
-      store_.ReleaseHold(hold_);
+      served_.ReleaseHold(hold_);
     }
   }
   StoreSession(const StoreSession&) = delete;
@@ -147,7 +148,8 @@ class StoreSession {
   }
 
   WireConn& conn_;
-  LocalStore& store_;
+  ServedStore& served_;
+  Store& store_;  // served_.store()
   std::mutex& store_mu_;
   std::atomic<bool>& gc_running_;
   const ServerOptions& options_;
@@ -157,12 +159,8 @@ class StoreSession {
   bool revoked_ = false;  // the connection's key is no longer in force: answered and closed
   bool bye_ = false;
   uint64_t records_appended_ = 0;
-  uint64_t hold_ = 0;  // LocalStore::HoldNewRecords, from the first APPEND to the end
-  // READ's file reads: a queue of the connection's own (the WireConn's carries its socket),
-  // made at the first READ, and the buffers the reads land in.
-  static constexpr unsigned kReadQueueDepth = 8;
-  std::unique_ptr<io::Queue> read_queue_;
-  std::vector<io::AlignedBuffer> read_buffers_;
+  uint64_t hold_ = 0;  // ServedStore::HoldNewRecords, from the first APPEND to the end
+  std::unique_ptr<ServedReader> reader_;  // made at the first READ
   codec::Decompressor decompressor_;
   std::vector<uint8_t> scratch_;
   std::vector<codec::RecordView> views_;

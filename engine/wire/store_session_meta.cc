@@ -102,13 +102,8 @@ absl::Status StoreSession::DropManifest(MsgType request, absl::Span<const uint8_
 }
 
 uint64_t StoreSession::ManifestBytes(const std::string& backup_uuid) {
-  std::string path;
-  {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    path = store_.ManifestPath(backup_uuid);
-  }
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  std::lock_guard<std::mutex> lock(store_mu_);
+  return served_.ManifestBytes(backup_uuid);
 }
 
 absl::Status StoreSession::HandlePutManifest(absl::Span<const uint8_t> payload) {
@@ -117,7 +112,7 @@ absl::Status StoreSession::HandlePutManifest(absl::Span<const uint8_t> payload) 
   std::string tmp_path;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    tmp_path = store_.NewTmpPath("received-manifest");
+    tmp_path = served_.NewTmpPath("received-manifest");
   }
   TmpFileGuard tmp(tmp_path);
   absl::Status stored;
@@ -153,7 +148,7 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
   std::string tmp_path;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    tmp_path = store_.NewTmpPath("received-manifest-delta");
+    tmp_path = served_.NewTmpPath("received-manifest-delta");
   }
   constexpr absl::string_view kReq = "PUT_MANIFEST_DELTA";
   absl::Status st;
@@ -168,8 +163,7 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
     std::lock_guard<std::mutex> lock(store_mu_);
     st = [&]() -> absl::Status {
       if (!stored.ok()) return stored;
-      absl::StatusOr<std::unique_ptr<ManifestReader>> base =
-          store_.OpenManifestReader(put->base_uuid);
+      absl::StatusOr<std::unique_ptr<ManifestSource>> base = served_.OpenBase(put->base_uuid);
       if (absl::IsNotFound(base.status())) {
         return absl::NotFoundError(
             absl::StrCat("the store has no volume backup ", put->base_uuid, " (the delta's base)"));
@@ -195,14 +189,10 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
 absl::Status StoreSession::HandleOpenManifest(absl::Span<const uint8_t> payload) {
   absl::StatusOr<std::string> uuid = DecodeOpenManifest(payload);
   if (!uuid.ok()) return ProtocolError(uuid.status());
-  // Published manifests are replaced only by rename, so the file opened here stays whole while
-  // it is streamed, without the store lock.
-  std::string path;
-  {
-    std::lock_guard<std::mutex> lock(store_mu_);
-    path = store_.ManifestPath(*uuid);
-  }
-  absl::StatusOr<io::Fd> fd = io::OpenFile(path, O_RDONLY | O_CLOEXEC);
+  // The file is streamed without the store lock (ServedStore::OpenManifestFile).
+  absl::StatusOr<ServedStore::ManifestFile> file = served_.OpenManifestFile(*uuid, store_mu_);
+  if (!file.ok()) return RequestError("OPEN_MANIFEST", file.status());
+  absl::StatusOr<io::Fd> fd = io::OpenFile(file->path, O_RDONLY | O_CLOEXEC);
   if (absl::IsNotFound(fd.status())) {
     return RequestError("OPEN_MANIFEST", absl::NotFoundError(absl::StrCat(
                                              "the store has no volume backup ", *uuid)));
@@ -291,6 +281,13 @@ absl::Status StoreSession::HandleDelete(absl::Span<const uint8_t> payload) {
 absl::Status StoreSession::HandleGc(absl::Span<const uint8_t> payload) {
   absl::StatusOr<GcRequest> request = DecodeGc(payload);
   if (!request.ok()) return ProtocolError(request.status());
+  LocalStore* local = served_.collectable();
+  if (local == nullptr) {
+    return RequestError("GC", absl::FailedPreconditionError(absl::StrCat(
+                                  "this daemon serves ", store_.location(),
+                                  ", which it does not collect: run `chunkferry gc --store ",
+                                  store_.location(), "` on any node (it takes the store alone)")));
+  }
   if (gc_running_.exchange(true)) {
     return RequestError("GC", absl::FailedPreconditionError(
                                   "a garbage collection of this store is already running"));
@@ -300,7 +297,7 @@ absl::Status StoreSession::HandleGc(absl::Span<const uint8_t> payload) {
   o.repack_below = request->repack_below_ppm / 1e6;
   absl::Status st;
   GcStats stats;
-  auto gc = std::make_unique<GarbageCollector>(store_, o);
+  auto gc = std::make_unique<GarbageCollector>(*local, o);
   // One step at a time under the store mutex: the other connections go on in between.
   for (;;) {
     if (options_.gc_between_steps) options_.gc_between_steps(gc->phase());
