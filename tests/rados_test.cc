@@ -575,9 +575,24 @@ TEST_F(RadosStoreTest, TwoDaemonsServeOnePool) {
   EXPECT_TRUE(absl::StrContains(again.out, "\"bytesSent\": 0")) << again.out;
   auto gc = cli({"gc", "--store", "tcp://" + a->address(), "--key-file", key}, 1);
   EXPECT_TRUE(absl::StrContains(gc.err, "gc --store " + url)) << gc.err;
-  // Each daemon holds the pool's write lock while it runs: a collection waits for them.
-  auto pool_gc = cli({"gc", "--store", url, "--ceph-conf", conf}, 1);
-  EXPECT_TRUE(absl::StrContains(pool_gc.err, "2 writer(s)")) << pool_gc.err;
+  // The daemons hold the pool's write lock only while a client writes through them: idle, they
+  // let a collection run, and a push while it runs is refused, not half done.
+  cli({"gc", "--store", url, "--ceph-conf", conf, "--grace", "0", "--quiet"}, 0);
+  {
+    auto collector = [&] {
+      RadosStoreOptions o = Options();
+      o.exclusive = true;
+      return OpenOk(o);
+    }();
+    ASSERT_NE(collector, nullptr);
+    auto refused = cli({"sync", "--from", tmp_.Sub("served-src"), "--to", "tcp://" + a->address(),
+                        "--group", group, "--key-file", key, "--quiet"},
+                       1);
+    EXPECT_TRUE(absl::StrContains(refused.err, "garbage collection")) << refused.err;
+  }
+  cli({"sync", "--from", tmp_.Sub("served-src"), "--to", "tcp://" + a->address(), "--group", group,
+       "--key-file", key, "--quiet"},
+      0);
   cli({"serve", "--store", url, "--ceph-conf", conf, "--listen", "127.0.0.1:0"}, 2);
   EXPECT_EQ(a->Stop(SIGTERM), 0);
   EXPECT_EQ(b->Stop(SIGTERM), 0);
@@ -588,6 +603,46 @@ TEST_F(RadosStoreTest, TwoDaemonsServeOnePool) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->ok()) << absl::StrJoin(report->problems, "; ");
   EXPECT_EQ(report->manifests, vols.size());
+}
+
+// lock_on_demand (what `serve` opens a pool with): the write lock is held only inside
+// BeginWrites/EndWrites spans, which nest; outside them writes are refused and a collection can
+// take the pool; while one runs, a span cannot begin.
+TEST_F(RadosStoreTest, AnOnDemandLockIsHeldOnlyWhileWriting) {
+  std::vector<Volume> vols;
+  const std::string group = NewUuid();
+  auto src = Source("on-demand-src", group, 43, &vols);
+  ASSERT_NE(src, nullptr);
+  RadosStoreOptions o = Options();
+  o.lock_on_demand = true;
+  auto w = OpenOk(o);
+  ASSERT_NE(w, nullptr);
+  RadosStoreOptions gc_options = Options();
+  gc_options.exclusive = true;
+  auto collector_can_open = [&] { return RadosStore::Open(url_, gc_options).ok(); };
+  EXPECT_TRUE(collector_can_open()) << "an idle on-demand writer kept a collection out";
+  CopyStats stats;
+  absl::Status outside = CopyGroup(*src, *w, group, CopyOptions(), &stats);
+  EXPECT_TRUE(absl::IsFailedPrecondition(outside)) << outside;
+  ASSERT_TRUE(w->BeginWrites().ok());
+  ASSERT_TRUE(w->BeginWrites().ok());  // a second session
+  EXPECT_FALSE(collector_can_open());
+  absl::Status inside = CopyGroup(*src, *w, group, CopyOptions(), &stats);
+  ASSERT_TRUE(inside.ok()) << inside;
+  ASSERT_TRUE(w->EndWrites().ok());
+  EXPECT_FALSE(collector_can_open()) << "the lock went with the first of two spans";
+  ASSERT_TRUE(w->EndWrites().ok());
+  {
+    auto collector = RadosStore::Open(url_, gc_options);
+    ASSERT_TRUE(collector.ok()) << collector.status();
+    absl::Status refused = w->BeginWrites();
+    EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+    EXPECT_TRUE(absl::StrContains(refused.message(), "garbage collection")) << refused;
+  }
+  ASSERT_TRUE(w->BeginWrites().ok());
+  ASSERT_TRUE(w->EndWrites().ok());
+  ASSERT_TRUE(w->Close().ok());
+  ExpectRestores(group, vols);
 }
 
 }  // namespace

@@ -112,8 +112,9 @@ class RemoteKind : public DaemonKind {
 class RadosKind {
  public:
   static constexpr const char* kName = "rados";
-  bool SetUp(TempDir&, WorkerPool& pool) {
+  bool SetUp(TempDir&, WorkerPool& pool, bool lock_on_demand = false) {
     pool_ = &pool;
+    lock_on_demand_ = lock_on_demand;
     url_ = testing::FreshRadosUrl();
     StoreInitOptions init;
     init.chunker = *codec::ChunkerSpec::Parse("fixed:4k");
@@ -127,6 +128,7 @@ class RadosKind {
     o.client = testing::TestRadosClient();
     o.pool = pool_;
     o.pack_target = 1 << 20;  // several packs even from the small test volumes
+    o.lock_on_demand = lock_on_demand_;
     auto s = rados::RadosStore::Open(url_, o);
     EXPECT_TRUE(s.ok()) << s.status();
     if (s.ok()) store_ = *std::move(s);
@@ -137,6 +139,7 @@ class RadosKind {
 
  private:
   WorkerPool* pool_ = nullptr;
+  bool lock_on_demand_ = false;
   rados::RadosUrl url_;
   std::unique_ptr<rados::RadosStore> store_;
 };
@@ -147,9 +150,11 @@ class ServedRadosKind : public DaemonKind {
   static constexpr const char* kName = "served_rados";
   bool SetUp(TempDir& tmp, WorkerPool& pool) {
     RadosKind pool_store;
-    if (!pool_store.SetUp(tmp, pool)) return false;
+    if (!pool_store.SetUp(tmp, pool, /*lock_on_demand=*/true)) return false;
     std::unique_ptr<rados::RadosStore> s = pool_store.Release();
-    auto served = ServeAnyStore(*s, s->hasher());
+    rados::RadosStore* p = s.get();
+    auto served = ServeAnyStore(*s, s->hasher(),
+                                {[p] { return p->BeginWrites(); }, [p] { return p->EndWrites(); }});
     EXPECT_TRUE(served.ok()) << served.status();
     return served.ok() && Serve(std::move(s), *std::move(served));
   }

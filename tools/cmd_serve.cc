@@ -91,9 +91,14 @@ absl::StatusOr<OpenedStore> OpenServedStore(const Flags& flags, const std::strin
     if (!client.ok()) return client.status();
     o.client = *std::move(client);
     o.writable = true;
+    // The pool's write lock only while some client writes: a collection can run while the
+    // daemons idle.
+    o.lock_on_demand = true;
     auto store = engine::rados::RadosStore::Open(*url, o);
     if (!store.ok()) return store.status();
-    auto served = engine::ServeAnyStore(**store, (*store)->hasher());
+    engine::rados::RadosStore* s = store->get();
+    auto served = engine::ServeAnyStore(
+        *s, s->hasher(), {[s] { return s->BeginWrites(); }, [s] { return s->EndWrites(); }});
     if (!served.ok()) return served.status();
     opened.served = *std::move(served);
     opened.store = *std::move(store);

@@ -213,7 +213,7 @@ absl::Status RadosStore::RemoveManifestParts(const std::string& backup_uuid,
 }
 
 absl::Status RadosStore::PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) {
-  CF_RETURN_IF_ERROR(CheckWritable());
+  CF_RETURN_IF_ERROR(CheckWriting());
   CF_RETURN_IF_ERROR(ValidateMeta(meta));
   CF_RETURN_IF_ERROR(CheckChunksDurable(meta, entries));
   CF_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
@@ -319,7 +319,7 @@ absl::Status RadosStore::PutGroup(const GroupRecord& group) { return PublishGrou
 absl::Status RadosStore::GrowGroup(const GroupRecord& group) { return PublishGroup(group, true); }
 
 absl::Status RadosStore::PublishGroup(const GroupRecord& group, bool grow) {
-  CF_RETURN_IF_ERROR(CheckWritable());
+  CF_RETURN_IF_ERROR(CheckWriting());
   if (!IsValidUuid(group.group_uuid)) {
     return absl::InvalidArgumentError(
         absl::StrCat("group uuid '", group.group_uuid, "' is malformed"));
@@ -420,7 +420,7 @@ absl::StatusOr<DeleteResult> RadosStore::DeleteBackup(const std::string& backup_
 }
 
 absl::StatusOr<DeleteResult> RadosStore::Delete(DeleteKind kind, const std::string& uuid) {
-  CF_RETURN_IF_ERROR(CheckWritable());
+  CF_RETURN_IF_ERROR(CheckWriting());
   const bool group = kind == DeleteKind::kGroup;
   if (!IsValidUuid(uuid)) {
     return absl::InvalidArgumentError(

@@ -123,7 +123,7 @@ absl::StatusOr<std::unique_ptr<RadosStore>> RadosStore::Open(const RadosUrl& url
   const size_t slots = options.pool ? options.pool->slots() : 1;
   s->decompressors_.resize(slots);
   s->scratch_.resize(slots);
-  if (options.writable) {
+  if (options.writable && !options.lock_on_demand) {
     CF_RETURN_IF_ERROR(s->TakeWriteLock());
     CF_RETURN_IF_ERROR(s->FinishInterruptedDeletes());
   }
@@ -140,12 +140,54 @@ absl::Status RadosStore::Close() {
     if (!st.ok()) DropUnflushed();
   }
   closed_ = true;
+  ReleaseWriteLock();
+  return st;
+}
+
+void RadosStore::ReleaseWriteLock() {
   StopRenewing();
   if (locked_) {
     (void)pool_->io().unlock(kLockObject, kWriteLockName, lock_cookie_);
     locked_ = false;
   }
+  lock_lost_ = false;
+  vouched_.clear();
+}
+
+absl::Status RadosStore::BeginWrites() {
+  if (!options_.lock_on_demand) return absl::OkStatus();
+  CF_RETURN_IF_ERROR(CheckWritable());
+  if (write_spans_ > 0) {
+    ++write_spans_;
+    return absl::OkStatus();
+  }
+  CF_RETURN_IF_ERROR(TakeWriteLock());
+  if (absl::Status st = FinishInterruptedDeletes(); !st.ok()) {
+    ReleaseWriteLock();
+    return st;
+  }
+  write_spans_ = 1;
+  return absl::OkStatus();
+}
+
+absl::Status RadosStore::EndWrites() {
+  if (!options_.lock_on_demand || write_spans_ == 0) return absl::OkStatus();
+  if (--write_spans_ > 0) return absl::OkStatus();
+  // What a span appended and did not flush (its client went away) becomes durable garbage for
+  // a collection, rather than records written after the lock is given back.
+  absl::Status st = FlushImpl();
+  if (!st.ok()) DropUnflushed();
+  ReleaseWriteLock();
   return st;
+}
+
+absl::Status RadosStore::CheckWriting() const {
+  CF_RETURN_IF_ERROR(CheckWritable());
+  if (options_.lock_on_demand && !locked_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store ", location(), ": a write outside BeginWrites (the write lock is not held)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RadosStore::CheckWritable() const {
@@ -240,6 +282,8 @@ void RadosStore::StopRenewing() {
   }
   renew_cv_.notify_all();
   if (renewer_.joinable()) renewer_.join();
+  std::lock_guard<std::mutex> lock(renew_mu_);
+  stop_renewing_ = false;  // for the next lock (lock_on_demand)
 }
 
 // ---- Index lookups. ----
@@ -589,7 +633,7 @@ absl::Status RadosStore::WriteIndex() {
 
 absl::Status RadosStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
                                        VerifyMode mode, AppendStats* stats) {
-  CF_RETURN_IF_ERROR(CheckWritable());
+  CF_RETURN_IF_ERROR(CheckWriting());
   if (!failed_.ok()) {
     absl::Status st = failed_;
     DropUnflushed();

@@ -12,7 +12,8 @@
 //     compare-and-write on the catalog object's version (retried when another writer changed it
 //     meanwhile): records durable → manifest → group, as in a local store;
 //   - writers share the lock "write" on chunkferry.lock (renewed while they live, expiring when
-//     they die); a garbage collection takes it alone, so it never runs beside a writer.
+//     they die; a daemon's store only while a client writes through it: lock_on_demand); a
+//     garbage collection takes it alone, so it never runs beside a writer.
 //
 // Appends: records are checked (VerifyMode) on the worker pool, copied once into the open pack
 // buffer (RadosStoreOptions::pack_target), and a full pack is written with many in flight while
@@ -75,6 +76,10 @@ struct RadosStoreOptions {
   // Take the lock alone (a garbage collection): fails while any writer holds it, and keeps
   // writers out until Close().
   bool exclusive = false;
+  // Writable, but the (shared) write lock is taken by BeginWrites and given back by the matching
+  // last EndWrites, instead of held from Open to Close: a daemon that serves the pool for weeks
+  // then keeps a collection out only while some client writes through it.
+  bool lock_on_demand = false;
   // A collection removes an unreferenced pack or manifest part only once it is this old: what a
   // writer whose lock ran out while it stalled may still name (it checks its lock before it
   // indexes or publishes anything, so it fails rather than naming a removed object).
@@ -100,6 +105,13 @@ class RadosStore final : public Store {
 
   // Flushes what was appended and releases the write lock.
   [[nodiscard]] absl::Status Close() override;
+
+  // With lock_on_demand: spans in which this store writes. They nest (a count): the first
+  // BeginWrites takes the shared write lock (FailedPrecondition naming the holder while a
+  // collection runs), the last EndWrites flushes and gives it back. Outside a span, appends,
+  // publications and deletes are FailedPrecondition. Without lock_on_demand both do nothing.
+  [[nodiscard]] absl::Status BeginWrites();
+  [[nodiscard]] absl::Status EndWrites();
 
   // Store interface.
   const StoreInfo& info() const override { return info_; }
@@ -183,9 +195,15 @@ class RadosStore final : public Store {
   absl::Status FinishIndexWrite();
   absl::Status WriteIndex();
   absl::Status FlushImpl();
+  // Only under the write lock: a chunk vouched for without it could be collected before a
+  // manifest that trusts the vouch is published.
   void Vouch(const codec::ChunkId& id) {
-    if (vouched_.size() < options_.vouch_max) vouched_.insert(id);
+    if (locked_ && vouched_.size() < options_.vouch_max) vouched_.insert(id);
   }
+  // FailedPrecondition when a write comes outside a BeginWrites span (lock_on_demand).
+  absl::Status CheckWriting() const;
+  // Stops renewing and gives the write lock back; forgets what was vouched for under it.
+  void ReleaseWriteLock();
   // Drops everything appended since the last Flush (after an error): nothing names it, a
   // collection removes what reached the pool.
   void DropUnflushed();
@@ -239,6 +257,7 @@ class RadosStore final : public Store {
   // The write lock, renewed by renewer_ until StopRenewing().
   std::string lock_cookie_;
   bool locked_ = false;
+  size_t write_spans_ = 0;   // BeginWrites not yet ended (lock_on_demand)
   librados::IoCtx lock_io_;  // the renewer's own handle on the pool
   std::mutex renew_mu_;
   std::condition_variable renew_cv_;

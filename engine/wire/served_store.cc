@@ -60,8 +60,8 @@ class LocalServed final : public ServedStore {
                              AppendStats* stats) override {
     return store_.AppendCheckedRecords(records, views, stats);
   }
-  uint64_t HoldNewRecords() override { return store_.HoldNewRecords(); }
-  void ReleaseHold(uint64_t hold) override { store_.ReleaseHold(hold); }
+  absl::StatusOr<uint64_t> BeginWrites() override { return store_.HoldNewRecords(); }
+  void EndWrites(uint64_t span) override { store_.ReleaseHold(span); }
   std::string NewTmpPath(absl::string_view what) override { return store_.NewTmpPath(what); }
   absl::StatusOr<std::unique_ptr<ManifestSource>> OpenBase(
       const std::string& backup_uuid) override {
@@ -158,8 +158,9 @@ class AnyReader final : public ServedReader {
 
 class AnyServed final : public ServedStore {
  public:
-  AnyServed(Store& store, const codec::ChunkHasher& hasher, ScratchDir scratch)
-      : store_(store), hasher_(hasher), scratch_(std::move(scratch)) {}
+  AnyServed(Store& store, const codec::ChunkHasher& hasher, ScratchDir scratch,
+            WriteSpanHooks hooks)
+      : store_(store), hasher_(hasher), scratch_(std::move(scratch)), hooks_(std::move(hooks)) {}
 
   Store& store() override { return store_; }
   const codec::ChunkHasher& hasher() const override { return hasher_; }
@@ -167,6 +168,15 @@ class AnyServed final : public ServedStore {
                              absl::Span<const codec::RecordView>, AppendStats* stats) override {
     // Checked by the session already: the store's own check is the cheap one.
     return store_.AppendRecords(records, VerifyMode::kChecksum, stats);
+  }
+  absl::StatusOr<uint64_t> BeginWrites() override {
+    if (hooks_.begin) CF_RETURN_IF_ERROR(hooks_.begin());
+    return 1;
+  }
+  void EndWrites(uint64_t) override {
+    // The store flushes what an abandoned session left; a failure there is that session's
+    // loss alone (nothing names those records), so it is not anyone's error.
+    if (hooks_.end) (void)hooks_.end();
   }
   std::string NewTmpPath(absl::string_view what) override {
     return scratch_.File(absl::StrCat(what, ".", ++tmp_counter_));
@@ -191,6 +201,7 @@ class AnyServed final : public ServedStore {
   const codec::ChunkHasher& hasher_;
   ScratchDir scratch_;  // received manifests, each removed by the session once used
   std::atomic<uint64_t> tmp_counter_{0};
+  const WriteSpanHooks hooks_;
 };
 
 }  // namespace
@@ -200,10 +211,11 @@ std::unique_ptr<ServedStore> ServeLocalStore(LocalStore& store) {
 }
 
 absl::StatusOr<std::unique_ptr<ServedStore>> ServeAnyStore(Store& store,
-                                                           const codec::ChunkHasher& hasher) {
+                                                           const codec::ChunkHasher& hasher,
+                                                           WriteSpanHooks hooks) {
   CF_ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make());
   return std::unique_ptr<ServedStore>(
-      std::make_unique<AnyServed>(store, hasher, std::move(scratch)));
+      std::make_unique<AnyServed>(store, hasher, std::move(scratch), std::move(hooks)));
 }
 
 }  // namespace chunkferry::engine

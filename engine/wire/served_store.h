@@ -15,6 +15,7 @@
 #define CHUNKFERRY_ENGINE_WIRE_SERVED_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,10 +58,13 @@ class ServedStore {
   [[nodiscard]] virtual absl::Status AppendChecked(
       absl::Span<const absl::Span<const uint8_t>> records,
       absl::Span<const codec::RecordView> views, AppendStats* stats) = 0;
-  // Keeps what a session appends out of a collection's reach until ReleaseHold (0: nothing to
-  // release). Under the mutex.
-  virtual uint64_t HoldNewRecords() { return 0; }
-  virtual void ReleaseHold(uint64_t hold) { (void)hold; }
+  // A session's writing span, from its first request that may change the store (HAVE, APPEND,
+  // FLUSH, PUT_MANIFEST(_DELTA), PUT_GROUP, DELETE) to its end: a local store keeps what the
+  // session appends out of a collection's reach meanwhile; a pool's store holds the pool's write
+  // lock (RadosStore lock_on_demand), which fails while a collection runs. Returns what
+  // EndWrites takes. Under the mutex.
+  [[nodiscard]] virtual absl::StatusOr<uint64_t> BeginWrites() = 0;
+  virtual void EndWrites(uint64_t span) = 0;
 
   // A new path for a received manifest (the caller removes it). Under the mutex.
   virtual std::string NewTmpPath(absl::string_view what) = 0;
@@ -91,10 +95,16 @@ class ServedStore {
 
 // Serves `store` (not owned).
 std::unique_ptr<ServedStore> ServeLocalStore(LocalStore& store);
+// How a store other than a local one marks the spans in which sessions write (the first begin
+// and the last end of overlapping sessions): RadosStore::BeginWrites / EndWrites. Empty: nothing.
+struct WriteSpanHooks {
+  std::function<absl::Status()> begin;
+  std::function<absl::Status()> end;
+};
 // Serves any other store (not owned); `hasher` must be the store's. Fails when no scratch
 // directory can be made for the manifests passing through.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<ServedStore>> ServeAnyStore(
-    Store& store, const codec::ChunkHasher& hasher);
+    Store& store, const codec::ChunkHasher& hasher, WriteSpanHooks hooks = {});
 
 }  // namespace chunkferry::engine
 

@@ -128,8 +128,10 @@ absl::Status StoreSession::HandleHave(absl::Span<const uint8_t> payload) {
   std::vector<bool> have;
   absl::Status st;
   {
+    // A chunk answered "have" stays until the session ends: its writing span starts here.
     std::lock_guard<std::mutex> lock(store_mu_);
-    st = store_.HaveChunks(*ids, &have);
+    st = BeginWriting();
+    if (st.ok()) st = store_.HaveChunks(*ids, &have);
   }
   if (!st.ok()) return RequestError("HAVE", st);
   return conn_.Send(MsgType::kHaveReply, EncodeHaveReply(have));
@@ -170,8 +172,8 @@ absl::Status StoreSession::HandleAppend(absl::Span<const uint8_t> payload) {
     std::lock_guard<std::mutex> lock(store_mu_);
     // What this session lands stays out of a collection's reach until the session ends: its
     // manifests, which name it, come later.
-    if (hold_ == 0) hold_ = served_.HoldNewRecords();
-    st = served_.AppendChecked(append->records, views_, &stats);
+    st = BeginWriting();
+    if (st.ok()) st = served_.AppendChecked(append->records, views_, &stats);
   }
   records_appended_ += stats.records_appended;
   Charge(stats.bytes_appended, /*commit=*/false);
@@ -186,7 +188,8 @@ absl::Status StoreSession::HandleFlush(absl::Span<const uint8_t> payload) {
   absl::Status st;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    st = store_.Flush();
+    st = BeginWriting();
+    if (st.ok()) st = store_.Flush();
   }
   if (!st.ok()) return RequestError("FLUSH", st);
   Charge(0, /*commit=*/true);

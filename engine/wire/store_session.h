@@ -75,11 +75,11 @@ class StoreSession {
         options_(options),
         grant_(std::move(grant)),
         log_(std::move(log)) {}
-  // Releases the session's hold on the records it landed (see HandleAppend).
+  // Ends the session's writing span (see BeginWriting).
   ~StoreSession() {
-    if (hold_ != 0) {
+    if (writing_) {
       std::lock_guard<std::mutex> lock(store_mu_);
-      served_.ReleaseHold(hold_);
+      served_.EndWrites(span_);
     }
   }
   StoreSession(const StoreSession&) = delete;
@@ -127,6 +127,16 @@ class StoreSession {
   // it cannot be found.
   uint64_t ManifestBytes(const std::string& backup_uuid);
 
+  // Starts the session's writing span if it has not started yet. Under the store mutex.
+  absl::Status BeginWriting() {
+    if (writing_) return absl::OkStatus();
+    absl::StatusOr<uint64_t> span = served_.BeginWrites();
+    if (!span.ok()) return span.status();
+    span_ = *span;
+    writing_ = true;
+    return absl::OkStatus();
+  }
+
   // Marks `status` as the peer's protocol error (the loop answers it with ERROR and closes).
   absl::Status ProtocolError(absl::Status status) {
     protocol_error_ = true;
@@ -159,7 +169,9 @@ class StoreSession {
   bool revoked_ = false;  // the connection's key is no longer in force: answered and closed
   bool bye_ = false;
   uint64_t records_appended_ = 0;
-  uint64_t hold_ = 0;  // ServedStore::HoldNewRecords, from the first APPEND to the end
+  // ServedStore::BeginWrites, from the first request that may change the store to the end.
+  bool writing_ = false;
+  uint64_t span_ = 0;
   std::unique_ptr<ServedReader> reader_;  // made at the first READ
   codec::Decompressor decompressor_;
   std::vector<uint8_t> scratch_;

@@ -134,7 +134,8 @@ absl::Status StoreSession::HandlePutManifest(absl::Span<const uint8_t> payload) 
   absl::Status st;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    st = store_.PutManifest((*reader)->meta(), **reader);
+    st = BeginWriting();
+    if (st.ok()) st = store_.PutManifest((*reader)->meta(), **reader);
   }
   if (!st.ok()) return RequestError("PUT_MANIFEST", st);
   Charge(ManifestBytes(put->backup_uuid), /*commit=*/true);
@@ -163,6 +164,7 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
     std::lock_guard<std::mutex> lock(store_mu_);
     st = [&]() -> absl::Status {
       if (!stored.ok()) return stored;
+      CF_RETURN_IF_ERROR(BeginWriting());
       absl::StatusOr<std::unique_ptr<ManifestSource>> base = served_.OpenBase(put->base_uuid);
       if (absl::IsNotFound(base.status())) {
         return absl::NotFoundError(
@@ -220,7 +222,8 @@ absl::Status StoreSession::HandlePutGroup(absl::Span<const uint8_t> payload) {
   absl::Status st;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    st = store_.PutGroup(*group);
+    st = BeginWriting();
+    if (st.ok()) st = store_.PutGroup(*group);
   }
   if (!st.ok()) return RequestError("PUT_GROUP", st);
   if (options_.after_commit) options_.after_commit(CommitStep::kGroupPublished);
@@ -271,8 +274,12 @@ absl::Status StoreSession::HandleDelete(absl::Span<const uint8_t> payload) {
   absl::StatusOr<DeleteResult> result;
   {
     std::lock_guard<std::mutex> lock(store_mu_);
-    result = request->kind == DeleteKind::kGroup ? store_.DeleteGroup(request->uuid)
-                                                 : store_.DeleteBackup(request->uuid);
+    if (absl::Status st = BeginWriting(); !st.ok()) {
+      result = st;
+    } else {
+      result = request->kind == DeleteKind::kGroup ? store_.DeleteGroup(request->uuid)
+                                                   : store_.DeleteBackup(request->uuid);
+    }
   }
   if (!result.ok()) return RequestError("DELETE", result.status());
   return conn_.Send(MsgType::kDeleted, Bytes(EncodeDeleted(*result)));
