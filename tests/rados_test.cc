@@ -645,5 +645,46 @@ TEST_F(RadosStoreTest, AnOnDemandLockIsHeldOnlyWhileWriting) {
   ExpectRestores(group, vols);
 }
 
+// PutManifestWithBase skips the lookups of entries equal to the base's, taking the base as the
+// pool published it, never as the caller hands it: a caller's "base" naming a chunk the pool
+// lacks changes nothing, and a base the pool has not published is no base.
+TEST_F(RadosStoreTest, AManifestBaseIsTheOneThePoolPublished) {
+  std::vector<Volume> vols;
+  GroupInThePool(44, &vols);
+  ASSERT_FALSE(HasFailure());
+  auto store = OpenOk(Options());
+  ASSERT_NE(store, nullptr);
+  const std::string base_uuid = vols[0].meta.uuid;
+  std::vector<ManifestEntry> entries;
+  {
+    auto m = store->OpenManifest(base_uuid);
+    ASSERT_TRUE(m.ok()) << m.status();
+    std::vector<ManifestEntry> batch;
+    for (;;) {
+      auto n = (*m)->Next(&batch, 4096);
+      ASSERT_TRUE(n.ok()) << n.status();
+      if (*n == 0) break;
+      entries.insert(entries.end(), batch.begin(), batch.end());
+    }
+  }
+  auto data = std::find_if(entries.begin(), entries.end(), [](const auto& e) { return !e.zero; });
+  ASSERT_NE(data, entries.end());
+  std::vector<ManifestEntry> forged = entries;
+  forged[data - entries.begin()].id = codec::ChunkHasher().Hash(testing::RandomBytes(4096, 99));
+  VolumeBackupMeta meta = vols[0].meta;
+  auto put = [&](const std::vector<ManifestEntry>& e, const std::vector<ManifestEntry>& base,
+                 const std::string& uuid_of_base) {
+    meta.uuid = NewUuid();
+    testing::VectorManifestSource source(meta, e), base_source(meta, base);
+    return store->PutManifestWithBase(meta, source, &base_source, uuid_of_base);
+  };
+  EXPECT_TRUE(put(entries, entries, base_uuid).ok());
+  absl::Status forged_base = put(forged, forged, base_uuid);
+  EXPECT_TRUE(absl::IsFailedPrecondition(forged_base)) << forged_base;
+  absl::Status unpublished_base = put(forged, forged, NewUuid());
+  EXPECT_TRUE(absl::IsFailedPrecondition(unpublished_base)) << unpublished_base;
+  EXPECT_TRUE(absl::IsNotFound(store->OpenManifest(meta.uuid).status()));
+}
+
 }  // namespace
 }  // namespace chunkferry::engine::rados

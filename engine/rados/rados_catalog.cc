@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "engine/format/byte_io.h"
 #include "engine/format/manifest.h"
+#include "engine/format/manifest_delta.h"
 #include "engine/rados/rados_aio.h"
 #include "engine/rados/rados_store.h"
 #include "engine/store/scratch_manifest.h"
@@ -113,8 +114,14 @@ absl::StatusOr<ManifestRef> RadosStore::GetManifestRef(const std::string& backup
 
 // ---- Manifests. ----
 
-absl::Status RadosStore::CheckChunksDurable(const VolumeBackupMeta& meta, ManifestSource& entries) {
+absl::Status RadosStore::CheckChunksDurable(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                            ManifestSource* base) {
   entries.Rewind();
+  // An entry equal to the base's at the same offset names a chunk the base's published manifest
+  // names: durable here, and kept by the write lock until this manifest is published too.
+  std::optional<BaseCursor> cursor;
+  if (base != nullptr) cursor.emplace(base);
+  uint64_t offset = 0;
   std::vector<ManifestEntry> batch;
   std::vector<codec::ChunkId> ids;
   std::vector<std::optional<RecordLocation>> found;
@@ -127,7 +134,13 @@ absl::Status RadosStore::CheckChunksDurable(const VolumeBackupMeta& meta, Manife
         break;
       }
       for (const auto& e : batch) {
+        const uint64_t at = offset;
+        offset += e.length;
         if (e.zero) continue;
+        if (cursor) {
+          CF_ASSIGN_OR_RETURN(const ManifestEntry* b, cursor->At(at));
+          if (b != nullptr && SameEntry(*b, e)) continue;
+        }
         if (unflushed_.contains(e.id)) {
           return absl::FailedPreconditionError(
               absl::StrCat("manifest of ", meta.uuid, " names chunk ", e.id.ToHex(),
@@ -213,9 +226,26 @@ absl::Status RadosStore::RemoveManifestParts(const std::string& backup_uuid,
 }
 
 absl::Status RadosStore::PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) {
+  return PublishManifest(meta, entries, nullptr);
+}
+
+absl::Status RadosStore::PutManifestWithBase(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                             ManifestSource* base, const std::string& base_uuid) {
+  if (base == nullptr) return PutManifest(meta, entries);
+  // The base as this store published it, not the caller's copy: its chunks are durable here
+  // because it was checked when it was published (and the write lock keeps them). Reading it is
+  // a few objects; looking up every chunk it covers was most of an incremental sync's time.
+  absl::StatusOr<std::unique_ptr<ManifestSource>> own = OpenManifest(base_uuid);
+  if (absl::IsNotFound(own.status())) return PutManifest(meta, entries);
+  if (!own.ok()) return own.status();
+  return PublishManifest(meta, entries, own->get());
+}
+
+absl::Status RadosStore::PublishManifest(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                         ManifestSource* base) {
   CF_RETURN_IF_ERROR(CheckWriting());
   CF_RETURN_IF_ERROR(ValidateMeta(meta));
-  CF_RETURN_IF_ERROR(CheckChunksDurable(meta, entries));
+  CF_RETURN_IF_ERROR(CheckChunksDurable(meta, entries, base));
   CF_ASSIGN_OR_RETURN(ScratchDir dir, ScratchDir::Make());
   CF_ASSIGN_OR_RETURN(const std::string path, WriteScratchManifest(dir, meta, entries));
   ManifestRef ref;

@@ -123,6 +123,11 @@ class RadosStore final : public Store {
                              AppendStats* stats) override;
   absl::Status Flush() override;
   absl::Status PutManifest(const VolumeBackupMeta& meta, ManifestSource& entries) override;
+  // Chunks of entries equal to those of base_uuid's manifest as this store published it (the
+  // caller's `base` only says there is one; none published here: PutManifest) are not looked up
+  // again, so an incremental sync's lookups stay with its new chunks.
+  absl::Status PutManifestWithBase(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                   ManifestSource* base, const std::string& base_uuid) override;
   bool ManifestsAreLocal() const override { return false; }
   absl::StatusOr<std::unique_ptr<ManifestSource>> OpenManifest(
       const std::string& backup_uuid) override;
@@ -222,7 +227,13 @@ class RadosStore final : public Store {
   absl::Status UploadManifest(const std::string& path, const std::string& backup_uuid,
                               ManifestRef* ref);
   absl::Status RemoveManifestParts(const std::string& backup_uuid, const ManifestRef& ref);
-  absl::Status CheckChunksDurable(const VolumeBackupMeta& meta, ManifestSource& entries);
+  // FailedPrecondition when `entries` names a chunk the index lacks; entries equal to `base`'s
+  // (a manifest published here) at the same offset are not looked up.
+  absl::Status CheckChunksDurable(const VolumeBackupMeta& meta, ManifestSource& entries,
+                                  ManifestSource* base);
+  // PutManifest, trusting `base` (when not null) as CheckChunksDurable does.
+  absl::Status PublishManifest(const VolumeBackupMeta& meta, ManifestSource& entries,
+                               ManifestSource* base);
   absl::Status FinishDelete(const std::string& deleting_key);
   absl::Status FinishInterruptedDeletes();
   absl::StatusOr<DeleteResult> Delete(DeleteKind kind, const std::string& uuid);
