@@ -415,8 +415,6 @@ absl::StatusOr<VolumeBackupMeta> ImportVolume(LocalStore& store, WorkerPool& poo
   ImportStats local;
   if (stats == nullptr) stats = &local;
   LocalTarget target(store);
-  // Refused at the end too (a manifest is published only once); saying so first saves the work.
-  if (!options.meta.uuid.empty()) CF_RETURN_IF_ERROR(target.CheckNew(options.meta.uuid));
   auto result = Importer(target, pool, options, stats, progress).Run();
   if (!result.ok()) target.Abandon();
   return result;
@@ -430,7 +428,6 @@ absl::StatusOr<VolumeBackupMeta> ImportVolumeInto(Store& store, const codec::Chu
   if (stats == nullptr) stats = &local;
   CF_ASSIGN_OR_RETURN(ScratchDir scratch, ScratchDir::Make());
   StoreTarget target(store, hasher, backend, std::move(scratch));
-  if (!options.meta.uuid.empty()) CF_RETURN_IF_ERROR(target.CheckNew(options.meta.uuid));
   return Importer(target, pool, options, stats, progress).Run();
 }
 

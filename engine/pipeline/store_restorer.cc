@@ -33,8 +33,9 @@ struct Arena {
   std::vector<uint32_t> next_same;  // per data entry: the next one with the same id, or kNone
   std::unique_ptr<std::atomic<bool>[]> filled;  // per data entry; claimed by one record
   size_t filled_room = 0;
-  absl::flat_hash_map<codec::ChunkId, uint32_t> first_of;  // id -> its first data entry
-  std::vector<codec::ChunkId> ids;                         // distinct, in first-use order
+  // id -> its first and last data entries (the chain runs first .. last through next_same).
+  absl::flat_hash_map<codec::ChunkId, std::pair<uint32_t, uint32_t>> first_of;
+  std::vector<codec::ChunkId> ids;  // distinct, in first-use order
   io::AlignedBuffer data;
   uint64_t data_bytes = 0;
 
@@ -94,15 +95,12 @@ void StoreRestorer::Plan(Arena& a) {
     a.data_off.push_back(pos);
     a.next_same.push_back(Arena::kNone);
     pos += e.length;
-    auto [it, added] = a.first_of.try_emplace(e.id, n);
+    auto [it, added] = a.first_of.try_emplace(e.id, n, n);
     if (added) {
       a.ids.push_back(e.id);
     } else {
-      // Keep the chain in manifest order: walk to its end (chains are short: a chunk repeated
-      // within one window).
-      uint32_t k = it->second;
-      while (a.next_same[k] != Arena::kNone) k = a.next_same[k];
-      a.next_same[k] = n;
+      a.next_same[it->second.second] = n;  // appended at the chain's end: manifest order
+      it->second.second = n;
     }
   }
   a.data_bytes = pos;
@@ -129,7 +127,7 @@ absl::Status StoreRestorer::TakeRecord(Arena& a, absl::Span<const uint8_t> bytes
     const codec::ChunkRef ref = view.chunk(c);
     auto it = a.first_of.find(ref.id);
     if (it == a.first_of.end()) continue;  // a chunk of the record this window does not use
-    for (uint32_t k = it->second; k != Arena::kNone; k = a.next_same[k]) {
+    for (uint32_t k = it->second.first; k != Arena::kNone; k = a.next_same[k]) {
       if (a.filled[k].exchange(true, std::memory_order_relaxed)) continue;  // another record had it
       // The manifest's length must be the record's: a disagreement is damage, never a short or
       // long copy into the image.
