@@ -5,7 +5,8 @@
 //
 // Checked on success: what the header promises of a validated registry (at least one storage,
 // uuids valid and unique, local stores resolved to absolute folders holding a STORE file, daemons
-// with a key file, option ranges, sessions of printable ASCII that HasSession accepts).
+// with a key file, RADOS pools with a pool name and absolute ceph paths, option ranges, sessions of
+// printable ASCII that HasSession accepts).
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,9 +64,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(uuids.insert(s.uuid).second);
     FUZZ_CHECK(r.Find(s.uuid) == &s);
     FUZZ_CHECK(!s.name.empty());
+    FUZZ_CHECK(!(s.remote && s.rados));
     if (s.remote) {
       FUZZ_CHECK(!s.key_file.empty() && s.key_file[0] == '/');
       FUZZ_CHECK(s.path.empty());
+    } else if (s.rados) {
+      // A pool: named by its URL, reached with its own client settings, never by a daemon's key.
+      FUZZ_CHECK(!s.rados_url.pool.empty());
+      FUZZ_CHECK(s.path.empty() && s.key_file.empty());
+      FUZZ_CHECK(s.ceph.conf_path.empty() || s.ceph.conf_path[0] == '/');
+      FUZZ_CHECK(s.ceph.keyring.empty() || s.ceph.keyring[0] == '/');
+      FUZZ_CHECK(s.ceph.timeout_ms >= 1'000 && s.ceph.timeout_ms <= 3'600'000);
     } else {
       FUZZ_CHECK(!s.path.empty() && s.path[0] == '/' && s.key_file.empty());
       FUZZ_CHECK(::access((s.path + "/STORE").c_str(), R_OK) == 0);
