@@ -86,6 +86,12 @@ TEST_P(CopyTest, CopiesAGroupThatRestoresIdentically) {
   EXPECT_EQ(stats.appended.chunks_added, new_chunks);
   EXPECT_EQ(stats.bytes_sent, testing::TotalPackBytes(a_dir_) - engine::kPackHeaderSize);
   EXPECT_EQ(stats.appended.bytes_appended, stats.bytes_sent);
+  // The split of the time: records moved, so some of it went on the transfer; the parts add up.
+  EXPECT_GT(stats.transfer_seconds, 0);
+  EXPECT_GE(stats.commit_seconds, 0);
+  EXPECT_GE(stats.query_seconds, 0);
+  EXPECT_LE(stats.query_seconds, stats.plan_seconds() + 1e-9);
+  EXPECT_LE(stats.transfer_seconds + stats.commit_seconds, stats.seconds + 1e-9);
 
   // The group and every manifest are on B, in the same order, with the same install paths.
   auto g = b_->GetGroup(group_);
@@ -130,6 +136,7 @@ TEST_P(CopyTest, CopyingAgainMovesNothing) {
   EXPECT_EQ(again.chunks_missing, 0u);
   EXPECT_EQ(again.bytes_sent, 0u);
   EXPECT_EQ(again.records_sent, 0u);
+  EXPECT_EQ(again.transfer_seconds, 0);  // nothing missing: nothing read for the destination
   EXPECT_EQ(again.chunks_queried, first.chunks_queried);
   EXPECT_EQ(testing::PackSizes(b_dir_), packs);
   // Also after B is reopened (the index comes from its snapshot).

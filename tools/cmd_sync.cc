@@ -230,7 +230,11 @@ int CmdSync(const std::vector<std::string>& args) {
                      {"wireBytesSent", wire_sent},
                      {"wireBytesReceived", wire_received},
                      {"wireBytes", wire_sent + wire_received},
-                     {"seconds", stats.seconds}}
+                     {"seconds", stats.seconds},
+                     {"planSeconds", stats.plan_seconds()},
+                     {"querySeconds", stats.query_seconds},
+                     {"transferSeconds", stats.transfer_seconds},
+                     {"commitSeconds", stats.commit_seconds}}
                     .dump(2)
                     .c_str());
   } else {

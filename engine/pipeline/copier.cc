@@ -103,7 +103,9 @@ absl::Status Copier::Query() {
     return absl::OkStatus();
   }
   std::vector<bool> have;
+  const double asked = ticker_.Elapsed();
   CF_RETURN_IF_ERROR(dst_.HaveChunks(pending_, &have));
+  stats_.query_seconds += ticker_.Elapsed() - asked;
   std::vector<codec::ChunkId> missing;
   for (size_t i = 0; i < pending_.size(); ++i) {
     if (!have[i]) missing.push_back(pending_[i]);
@@ -137,7 +139,9 @@ absl::Status Copier::Query() {
     Pace();
     return absl::OkStatus();
   };
+  const double started = ticker_.Elapsed();
   absl::Status read = src_.ReadRecordsFor(missing, sink);
+  stats_.transfer_seconds += ticker_.Elapsed() - started;
   if (absl::IsNotFound(read)) {
     // The source's own manifests name these chunks: a source that lacks one is damaged (a
     // record that failed its checks is not indexed), not a request for something unknown.
@@ -296,6 +300,7 @@ absl::Status Copier::RunVolumes(const std::vector<std::string>& volume_uuids,
     }
   }
   CF_RETURN_IF_ERROR(Query());
+  const double commit_started = ticker_.Elapsed();
   CF_RETURN_IF_ERROR(dst_.Flush());
   CF_RETURN_IF_ERROR(CheckDeadline());
   ticker_.state().phase = "commit";
@@ -311,6 +316,7 @@ absl::Status Copier::RunVolumes(const std::vector<std::string>& volume_uuids,
   }
   if (publish != nullptr) CF_RETURN_IF_ERROR(dst_.PutGroup(*publish));
   stats_.seconds = ticker_.Elapsed();
+  stats_.commit_seconds = stats_.seconds - commit_started;
   ticker_.Tick(true);
   return absl::OkStatus();
 }

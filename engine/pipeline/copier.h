@@ -46,6 +46,13 @@ struct CopyStats {
   uint64_t bytes_sent = 0;  // record bytes handed to the destination
   AppendStats appended;     // what the destination kept
   double seconds = 0;
+  // Where `seconds` went: reading the source's records and handing them to the destination
+  // (transfer), the destination's flush, manifests and group (commit), and the rest (plan:
+  // manifests read, bases found, have-queries answered; `query_seconds` of it waiting on them).
+  double transfer_seconds = 0;
+  double commit_seconds = 0;
+  double query_seconds = 0;
+  double plan_seconds() const { return seconds - transfer_seconds - commit_seconds; }
 };
 
 // Progress ("copy", then "commit") counts the group's logical bytes and its referenced chunks
