@@ -280,16 +280,19 @@ class Runner:
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
 
-    def run(self, argv, *, shell=False, timed=True):
+    def run(self, argv, *, shell=False, timed=True, env=None, cwd=None):
         """Runs argv (a list, or a shell command string when shell=True). Returns a dict with
-        wall seconds, peak RSS in KiB (os.wait4's ru_maxrss), stdout; raises on failure."""
+        wall seconds, peak RSS in KiB (os.wait4's ru_maxrss), CPU seconds, the bytes it read from
+        and wrote to storage (ru_inblock / ru_oublock, 512-byte units, its reaped children
+        included), stdout; raises on failure."""
         if timed and self.cold:
             self._drop()
         if shell:
             argv = ["/bin/sh", "-c", argv]
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             t0 = time.perf_counter()
-            p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            p = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                 env=env, cwd=cwd)
             try:
                 _, status, usage = os.wait4(p.pid, 0)
             except BaseException:  # interrupted: do not leave the child writing into the work dir
@@ -306,7 +309,9 @@ class Runner:
         if p.returncode != 0:
             raise RuntimeError(f"command failed (exit {p.returncode}): {cmd}\n{stderr.strip()}")
         return {"cmd": cmd, "seconds": wall, "maxrss_kib": usage.ru_maxrss,
-                "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "stdout": stdout}
+                "user_s": usage.ru_utime, "sys_s": usage.ru_stime,
+                "read_bytes": usage.ru_inblock * 512, "written_bytes": usage.ru_oublock * 512,
+                "stdout": stdout}
 
 
 def run_json(runner, argv):

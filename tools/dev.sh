@@ -2,6 +2,10 @@
 # The project's two entry points on a fresh Debian 12 machine (see README.md):
 #   tools/dev.sh demo   install, build, and run a real replication end to end
 #   tools/dev.sh test   install, build (plain and ASan+UBSan), and run every test in both builds
+# and the benchmark against the peers (not a test; see docs/BENCHMARKS.md):
+#   tools/dev.sh bench [quick|full] [compare.py flags...]
+#                       install the peers and the plotting library, build, and run
+#                       bench/compare.py (full: 3 runs at 2G + 1G, and docs/BENCHMARKS.md updated)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -51,8 +55,21 @@ case "${1:-}" in
     # Every parser fuzzed (tests/fuzz/): the known crash inputs once, then a bounded run each.
     JOBS=$jobs bash tools/fuzz.sh 10
     ;;
+  bench)
+    size=${2:-quick}
+    shift $(($# < 2 ? $# : 2))
+    bash tools/install-deps.sh
+    # The peers and the plots: the bench's own setup, not the tests'.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      restic borgbackup casync rclone rsync zstd python3-matplotlib >/dev/null
+    build build
+    extra=()
+    [[ $size == full ]] && extra+=(--update-docs)
+    # Debian's python3: the one python3-matplotlib installs into.
+    exec /usr/bin/python3 bench/compare.py --build build --size "$size" "${extra[@]}" "$@"
+    ;;
   *)
-    echo "usage: tools/dev.sh demo|test" >&2
+    echo "usage: tools/dev.sh demo|test|bench [quick|full]" >&2
     exit 2
     ;;
 esac
