@@ -45,7 +45,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -131,15 +130,7 @@ class Daemon:
                 "wire_bytes": self.net.wire_bytes(self.proc.pid)}
 
     def stop(self):
-        hwm = 0
-        if self.proc.poll() is None:
-            hwm = macro.proc_status_kib(self.proc.pid, "VmHWM")
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        hwm = macro.terminate(self.proc)
         if not self.log.closed:
             self.log.close()
         return hwm
@@ -369,7 +360,7 @@ class Bench:
     def sync_link(self, p, ld, link, run_index, with_restore):
         """Full and incremental sync of every tool over `link`; then restore and verify when
         `with_restore`. Returns {phase: {tool: step}} and the daemons' peak RSS."""
-        net, cf, q = self.net, self.cf, shlex.quote
+        net, cf = self.net, self.cf
         net.set_link(link)
         dst = os.path.join(ld, "cf-dst")
         self.untimed([cf, "store", "init", "--store", dst, "--quiet"])

@@ -244,18 +244,25 @@ class Served:
     def stop(self):
         """SIGTERM, wait (kill after 60 s); returns the peak RSS (VmHWM, KiB) read just before.
         Safe to call twice."""
-        hwm = 0
-        if self.proc.poll() is None:
-            hwm = proc_status_kib(self.proc.pid, "VmHWM")
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        hwm = terminate(self.proc)
         if not self.log.closed:
             self.log.close()
         return hwm
+
+
+def terminate(proc):
+    """SIGTERM to a Popen still running, wait (kill after 60 s); returns its peak RSS (VmHWM,
+    KiB) read just before, 0 when it had ended."""
+    hwm = 0
+    if proc.poll() is None:
+        hwm = proc_status_kib(proc.pid, "VmHWM")
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return hwm
 
 
 class Runner:
