@@ -289,6 +289,48 @@ class Corpus:
         return "Root" if f.startswith("root") else "Data"
 
 
+DEBIAN_V1_PACKAGES = "systemd-sysv,openssh-server,python3,ca-certificates,less"
+# An update's worth (~20 MB of packages), not a new system: postgresql and git, tried first,
+# added 500 MB of new blocks to a 300 MB root.
+DEBIAN_V2_PACKAGES = ["nginx-light", "curl", "rsync", "vim-tiny", "cron"]
+
+
+def debian_images(cache, root_size, data_size, gen, seed, runner):
+    """The debian preset: a real Debian 12 root file system (debootstrap --variant=minbase with
+    a server's packages), made into an ext4 image with mkfs.ext4 -d; v2 is the same tree after
+    `apt-get install` of more packages in a chroot, imaged again. The Data volume is the
+    generator's. Built once into `cache` (network and minutes) and reused; not bit-for-bit
+    reproducible across days (package versions move)."""
+    v1, v2 = os.path.join(cache, "v1"), os.path.join(cache, "v2")
+    done = os.path.join(cache, "DONE")
+    if os.path.exists(done):
+        return v1, v2
+    for tool in ("debootstrap", "mkfs.ext4", "chroot"):
+        if shutil.which(tool) is None:
+            sys.exit(f"compare.py: --preset debian needs {tool} (apt-get install debootstrap)")
+    shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(cache)
+    tree1, tree2 = os.path.join(cache, "tree-v1"), os.path.join(cache, "tree-v2")
+    macro.log("debian preset: debootstrap (once; kept in the cache)")
+    runner.run(["debootstrap", "--variant=minbase", f"--include={DEBIAN_V1_PACKAGES}",
+                "bookworm", tree1, "http://deb.debian.org/debian"], timed=False)
+    runner.run(["cp", "-a", tree1, tree2], timed=False)
+    runner.run(["chroot", tree2, "/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "apt-get",
+                "install", "-y", "--no-install-recommends"] + DEBIAN_V2_PACKAGES, timed=False)
+    gen_dir = os.path.join(cache, "gen")
+    runner.run([gen, "--out", gen_dir, "--root-size", "4M", "--data-size", data_size,
+                "--versions", "2", "--seed", str(seed)], timed=False)
+    for v, tree in (("v1", tree1), ("v2", tree2)):
+        os.makedirs(os.path.join(cache, v))
+        runner.run(["mkfs.ext4", "-F", "-q", "-b", "4096", "-d", tree,
+                    os.path.join(cache, v, "root.img"), root_size], timed=False)
+        os.rename(os.path.join(gen_dir, v, "data1.img"), os.path.join(cache, v, "data1.img"))
+    for d in (tree1, tree2, gen_dir):
+        shutil.rmtree(d)
+    open(done, "w").close()
+    return v1, v2
+
+
 # ---------------------------------------------------------------------------------------------
 # One run.
 
@@ -794,6 +836,12 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="runs (default: the size's)")
     ap.add_argument("--images", nargs=2, metavar=("V1DIR", "V2DIR"),
                     help="real images instead of the generated group")
+    ap.add_argument("--preset", choices=("generated", "debian"), default="generated",
+                    help="generated: bench/vmgen's VM-like group; debian: a real Debian 12 root "
+                         "file system (debootstrap, mkfs.ext4 -d; v2 after package installs) "
+                         "plus the generated Data volume, cached in --cache")
+    ap.add_argument("--cache", default="/var/tmp/cf-compare-images",
+                    help="where the debian preset's images are kept between runs")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--work", default=None, help="work dir (default /var/tmp/cf-compare.XXXXXX)")
     ap.add_argument("--out-dir", default="bench-results", help="report, JSON and plots")
@@ -848,6 +896,18 @@ def main():
         if args.images:
             corpus = Corpus(os.path.abspath(args.images[0]), os.path.abspath(args.images[1]), False)
             result["corpus"] = f"images {args.images[0]} and {args.images[1]}"
+        elif args.preset == "debian":
+            root_size = "1G" if args.size == "quick" else root_size
+            packages = macro.uuid_of(DEBIAN_V1_PACKAGES + ",".join(DEBIAN_V2_PACKAGES))[:8]
+            cache = os.path.join(args.cache, f"debian-{root_size}-{data_size}-{packages}")
+            v1, v2 = debian_images(cache, root_size, data_size,
+                                   os.path.join(build, "bench", "vmgen", "make_vm_group"),
+                                   args.seed, runner)
+            corpus = Corpus(v1, v2, False)
+            result["corpus"] = (f"a Debian 12 root file system (debootstrap minbase + "
+                                f"{DEBIAN_V1_PACKAGES}; v2 + {', '.join(DEBIAN_V2_PACKAGES)}; "
+                                f"mkfs.ext4 -d, {root_size}) and the generated Data volume "
+                                f"({data_size}, seed {args.seed})")
         else:
             images = os.path.join(work, "images")
             gen = os.path.join(build, "bench", "vmgen", "make_vm_group")

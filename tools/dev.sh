@@ -61,7 +61,7 @@ case "${1:-}" in
     bash tools/install-deps.sh
     # The peers and the plots: the bench's own setup, not the tests'.
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      restic borgbackup casync rclone rsync zstd python3-matplotlib >/dev/null
+      restic borgbackup casync rclone rsync zstd python3-matplotlib debootstrap >/dev/null
     build build
     extra=()
     [[ $size == full ]] && extra+=(--update-docs)
