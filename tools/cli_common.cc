@@ -171,10 +171,11 @@ absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text) {
 }
 
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,
-                                                              const std::string& dir,
-                                                              bool writable) {
+                                                              const std::string& dir, bool writable,
+                                                              bool direct_reads) {
   engine::LocalStoreOptions o;
   o.writable = writable;
+  o.direct_reads = direct_reads;
   o.queue = ctx.queue;
   o.pool = ctx.pool.get();
   return engine::LocalStore::Open(dir, o);
@@ -191,7 +192,7 @@ absl::StatusOr<std::unique_ptr<engine::rados::RadosStore>> OpenRadosStore(
 
 absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
                                                            const StoreLocation& where,
-                                                           bool writable) {
+                                                           bool writable, bool direct_reads) {
   if (where.remote) {
     return absl::InvalidArgumentError(
         absl::StrCat(where.text, " is a store daemon: this command needs a directory or a pool"));
@@ -201,7 +202,7 @@ absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
     if (!s.ok()) return s.status();
     return std::unique_ptr<engine::Store>(*std::move(s));
   }
-  auto s = OpenStore(ctx, where.dir, writable);
+  auto s = OpenStore(ctx, where.dir, writable, direct_reads);
   if (!s.ok()) return s.status();
   return std::unique_ptr<engine::Store>(*std::move(s));
 }

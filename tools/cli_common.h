@@ -66,9 +66,11 @@ absl::StatusOr<std::shared_ptr<engine::TlsContext>> MakeServerTls(const Flags& f
 
 absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text);
 
+// `direct_reads`: LocalStoreOptions::direct_reads (a sync's source when the other side is a
+// daemon).
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,
-                                                              const std::string& dir,
-                                                              bool writable);
+                                                              const std::string& dir, bool writable,
+                                                              bool direct_reads = false);
 
 // Where a store is: a directory, a store daemon, or a RADOS pool.
 struct StoreLocation {
@@ -117,7 +119,8 @@ absl::StatusOr<std::unique_ptr<engine::rados::RadosStore>> OpenRadosStore(
 // those with its own key and options).
 absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
                                                            const StoreLocation& where,
-                                                           bool writable);
+                                                           bool writable,
+                                                           bool direct_reads = false);
 // For what works on a local store alone (verify --repair, repair, the local gc): opens
 // the directory `text`, and refuses a rados: store with Unimplemented saying what to do instead.
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenLocalStoreAt(const Context& ctx,

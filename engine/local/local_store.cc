@@ -713,7 +713,14 @@ absl::Status LocalStore::ReadRecords(absl::Span<const RecordLocation> locations,
   CF_RETURN_IF_ERROR(FinishWrites());
   auto fd_of = [this](uint32_t pack) -> absl::StatusOr<int> {
     CF_ASSIGN_OR_RETURN(Pack * p, OpenPack(pack));
-    return p->fd.get();
+    if (!options_.direct_reads) return p->fd.get();
+    if (!p->dfd.valid()) {
+      bool direct = false;  // where O_DIRECT is refused (tmpfs), a second buffered descriptor
+      CF_ASSIGN_OR_RETURN(p->dfd,
+                          io::OpenMaybeDirect(absl::StrCat(dir_, "/packs/", PackFileName(pack)),
+                                              O_RDONLY | O_CLOEXEC, &direct));
+    }
+    return p->dfd.get();
   };
   return ReadLocated(locations, *queue_, read_buffers_, fd_of, sink);
 }
@@ -750,7 +757,9 @@ absl::Status LocalStore::ReadLocated(absl::Span<const RecordLocation> locations,
       req.op = io::Request::Op::kRead;
       req.fd = *fd;
       req.buf = bufs[s].data();
-      req.len = static_cast<uint32_t>(r.length);
+      // Whole blocks, as O_DIRECT wants them (the range starts on one): a read that ends at the
+      // file's end early is short, which is fine past r.length.
+      req.len = static_cast<uint32_t>(aligned_len);
       req.offset = r.offset;
       req.tag = s;
       status = queue.Submit(req);

@@ -38,6 +38,11 @@ struct LocalStoreOptions {
   WorkerPool* pool = nullptr;         // for checking received records in parallel; not owned
   uint64_t pack_target = 1ull << 30;  // start a new pack past this size
   ChunkIndexOptions index;            // the memory the chunk index may use
+  // ReadRecords (and so ReadRecordsFor) bypass the page cache (O_DIRECT where the file system
+  // allows it). For a sender whose pace the network and the receiver set, not the disk (a sync
+  // to a daemon): there a buffered read costs a kernel copy per byte, the largest part of a
+  // sync client's CPU (docs/BENCHMARKS.md). A local copy stays faster buffered (readahead).
+  bool direct_reads = false;
 };
 
 // What opening found and repaired.
@@ -217,6 +222,7 @@ class LocalStore final : public Store {
     // faster with them even once direct reads went into huge-page buffers (docs/BENCHMARKS.md).
     io::Fd fd;
     io::Fd wfd;                // appends: O_DIRECT where the file system allows it
+    io::Fd dfd;                // ReadRecords with LocalStoreOptions::direct_reads: O_DIRECT
     uint64_t size = 0;         // bytes appended, including buffered ones
     uint64_t submitted = 0;    // bytes handed to the queue
     uint64_t durable = 0;      // bytes known fsynced
