@@ -116,8 +116,11 @@ std::string Place(const BackupStorage& s) {
 
 // Opens `storage`: a local store read-only (`writable` false: a source) or writable (a
 // destination, checking received records on `pool`), or a connection to its daemon.
+// `direct_reads`: a local source read past the page cache (LocalStoreOptions::direct_reads),
+// for a sync whose other side is a daemon.
 absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writable,
-                                        const io::QueueOptions& queue, engine::WorkerPool* pool) {
+                                        const io::QueueOptions& queue, engine::WorkerPool* pool,
+                                        bool direct_reads = false) {
   OpenedStore opened;
   if (storage.remote) {
     engine::RemoteOptions o;
@@ -149,6 +152,7 @@ absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writa
   }
   engine::LocalStoreOptions o;
   o.writable = writable;
+  o.direct_reads = direct_reads;
   o.queue = queue;
   o.pool = writable ? pool : nullptr;
   auto l = engine::LocalStore::Open(storage.path, o);
@@ -420,7 +424,8 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
 
   // The source first, and all its checks: a request that fails them does not touch the
   // destination (opening a local store writable and closing it rewrites its index snapshot).
-  auto src_store = OpenStorage(*src, /*writable=*/false, options_.queue, nullptr);
+  auto src_store = OpenStorage(*src, /*writable=*/false, options_.queue, nullptr,
+                               /*direct_reads=*/dst->remote);
   if (!src_store.ok()) {
     return fail(StatusError(
         absl::StrCat("cannot open source backup storage ", src->uuid, " (", Place(*src), ")"),
