@@ -269,9 +269,8 @@ class Net:
 # The corpus.
 
 class Corpus:
-    def __init__(self, v1, v2, generated):
+    def __init__(self, v1, v2):
         self.dirs = {"v1": v1, "v2": v2}
-        self.generated = generated
         self.files = sorted(f for f in os.listdir(v1) if os.path.isfile(os.path.join(v1, f)))
         if not self.files:
             sys.exit(f"compare.py: no images in {v1}")
@@ -894,7 +893,7 @@ def main():
     result["net"] = net_desc
     try:
         if args.images:
-            corpus = Corpus(os.path.abspath(args.images[0]), os.path.abspath(args.images[1]), False)
+            corpus = Corpus(os.path.abspath(args.images[0]), os.path.abspath(args.images[1]))
             result["corpus"] = f"images {args.images[0]} and {args.images[1]}"
         elif args.preset == "debian":
             root_size = "1G" if args.size == "quick" else root_size
@@ -903,7 +902,7 @@ def main():
             v1, v2 = debian_images(cache, root_size, data_size,
                                    os.path.join(build, "bench", "vmgen", "make_vm_group"),
                                    args.seed, runner)
-            corpus = Corpus(v1, v2, False)
+            corpus = Corpus(v1, v2)
             result["corpus"] = (f"a Debian 12 root file system (debootstrap minbase + "
                                 f"{DEBIAN_V1_PACKAGES}; v2 + {', '.join(DEBIAN_V2_PACKAGES)}; "
                                 f"mkfs.ext4 -d, {root_size}) and the generated Data volume "
@@ -913,7 +912,7 @@ def main():
             gen = os.path.join(build, "bench", "vmgen", "make_vm_group")
             runner.run([gen, "--out", images, "--root-size", root_size, "--data-size", data_size,
                         "--versions", "2", "--seed", str(args.seed)], timed=False)
-            corpus = Corpus(os.path.join(images, "v1"), os.path.join(images, "v2"), True)
+            corpus = Corpus(os.path.join(images, "v1"), os.path.join(images, "v2"))
             result["corpus"] = (f"the generated VM-like group (bench/vmgen, seed {args.seed}: "
                                 f"root {root_size} + data {data_size})")
         result["logical_bytes"] = corpus.logical

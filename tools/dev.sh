@@ -56,8 +56,12 @@ case "${1:-}" in
     JOBS=$jobs bash tools/fuzz.sh 10
     ;;
   bench)
-    size=${2:-quick}
-    shift $(($# < 2 ? $# : 2))
+    shift
+    size=quick
+    if [[ ${1:-} == quick || ${1:-} == full ]]; then
+      size=$1
+      shift
+    fi
     bash tools/install-deps.sh
     # The peers and the plots: the bench's own setup, not the tests'.
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

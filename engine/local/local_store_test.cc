@@ -135,12 +135,14 @@ class LocalStoreTest : public ::testing::TestWithParam<io::Backend> {
 
   absl::StatusOr<std::unique_ptr<LocalStore>> Open(bool writable = true,
                                                    uint64_t pack_target = 1ull << 30,
-                                                   WorkerPool* pool = nullptr) {
+                                                   WorkerPool* pool = nullptr,
+                                                   bool direct_reads = false) {
     LocalStoreOptions o;
     o.writable = writable;
     o.queue.backend = GetParam();
     o.pack_target = pack_target;
     o.pool = pool;
+    o.direct_reads = direct_reads;
     return LocalStore::Open(dir_, o);
   }
 
@@ -395,16 +397,8 @@ TEST_P(LocalStoreTest, DirectReadsGiveTheBytesAppended) {
     recs = AppendFlushed(**s, 1, 40);
     ASSERT_TRUE((*s)->Close().ok());
   }
-  auto open_direct = [&](bool writable) {
-    LocalStoreOptions o;
-    o.writable = writable;
-    o.queue.backend = GetParam();
-    o.pack_target = 64 << 10;
-    o.direct_reads = true;
-    return LocalStore::Open(dir_, o);
-  };
   {
-    auto s = open_direct(false);
+    auto s = Open(false, 64 << 10, nullptr, /*direct_reads=*/true);
     ASSERT_TRUE(s.ok()) << s.status();
     std::vector<std::vector<uint8_t>> got;
     ASSERT_TRUE(ReadRecordsFor(**s, AllIds(recs), &got).ok());
@@ -412,7 +406,7 @@ TEST_P(LocalStoreTest, DirectReadsGiveTheBytesAppended) {
     auto missing = MakeRecord((*s)->hasher(), 777).ids;
     EXPECT_EQ(ReadRecordsFor(**s, missing, &got).code(), absl::StatusCode::kNotFound);
   }
-  auto s = open_direct(true);
+  auto s = Open(true, 64 << 10, nullptr, /*direct_reads=*/true);
   ASSERT_TRUE(s.ok()) << s.status();
   auto rec = MakeRecord((*s)->hasher(), 1000);
   ASSERT_TRUE((*s)->AppendRecord(rec.bytes, rec.view()).ok());
