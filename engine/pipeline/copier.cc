@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "codec/record.h"
 #include "engine/format/manifest_delta.h"
 #include "io/status_macros.h"
 
@@ -34,7 +35,13 @@ class Copier {
   // then publishes `publish` when not null.
   absl::Status RunVolumes(const std::vector<std::string>& volume_uuids, const GroupRecord& like,
                           const GroupRecord* publish);
-  absl::Status Query();
+  // Asks the destination about the pending ids (a batch), then settles the batch asked before
+  // it: the destination answers the new question while the previous batch's records travel.
+  absl::Status Ask();
+  struct AskedBatch;
+  // Waits for the answer of `batch` and sends the records it lacks; asked_, when set, is the
+  // batch asked after it.
+  absl::Status Settle(std::unique_ptr<AskedBatch> batch);
   // Picks a base for each volume of `group` (see copier.h) and opens it on the source.
   absl::Status FindBases(const GroupRecord& group,
                          const std::vector<std::unique_ptr<ManifestSource>>& manifests);
@@ -48,8 +55,21 @@ class Copier {
   ProgressTicker ticker_;
   std::vector<std::unique_ptr<ManifestSource>> bases_;  // per volume; null: none
   std::vector<std::string> base_uuids_;
+  // The batch being planned: unique ids not known from a base, not asked yet.
   std::vector<codec::ChunkId> pending_;
   absl::flat_hash_set<codec::ChunkId> pending_set_;
+  // A batch asked and not settled yet. Its answer was taken before the records of the batch
+  // settled meanwhile were sent; chunks of those records that it names are in `sent_since_`,
+  // so that they do not travel twice.
+  struct AskedBatch {
+    std::vector<codec::ChunkId> ids;
+    absl::flat_hash_set<codec::ChunkId> id_set;
+    std::unique_ptr<Store::HaveQuery> answer;
+    uint64_t target_bytes = 0;  // planned_bytes_ when it was asked: done once it is settled
+    uint64_t target_chunks = 0;
+  };
+  std::unique_ptr<AskedBatch> asked_;
+  absl::flat_hash_set<codec::ChunkId> sent_since_;
   // Progress: logical bytes and data entries read from the manifests so far, and the part of
   // them whose chunks the destination holds (reported).
   uint64_t planned_bytes_ = 0;
@@ -78,10 +98,29 @@ absl::Status Copier::CheckDeadline() const {
                    " s, having sent ", stats_.bytes_sent, " bytes; nothing was published"));
 }
 
-absl::Status Copier::Query() {
+absl::Status Copier::Ask() {
   CF_RETURN_IF_ERROR(CheckDeadline());
-  // Once this query's chunks are there, every entry read so far is done.
-  const uint64_t target_bytes = planned_bytes_, target_chunks = planned_chunks_;
+  auto batch = std::make_unique<AskedBatch>();
+  batch->ids = std::move(pending_);
+  batch->id_set = std::move(pending_set_);
+  pending_ = {};
+  pending_set_ = {};
+  batch->target_bytes = planned_bytes_;
+  batch->target_chunks = planned_chunks_;
+  if (!batch->ids.empty()) {
+    const double asked = ticker_.Elapsed();
+    CF_ASSIGN_OR_RETURN(batch->answer, dst_.AskHave(batch->ids));
+    stats_.query_seconds += ticker_.Elapsed() - asked;
+  }
+  std::unique_ptr<AskedBatch> before = std::move(asked_);
+  asked_ = std::move(batch);
+  return before != nullptr ? Settle(std::move(before)) : absl::OkStatus();
+}
+
+absl::Status Copier::Settle(std::unique_ptr<AskedBatch> batch) {
+  CF_RETURN_IF_ERROR(CheckDeadline());
+  // Once this batch's chunks are there, every entry read before it was asked is done.
+  const uint64_t target_bytes = batch->target_bytes, target_chunks = batch->target_chunks;
   auto report = [&](double fraction) {
     ProgressState& p = ticker_.state();
     p.bytes_done = done_bytes_ + static_cast<uint64_t>(
@@ -98,27 +137,30 @@ absl::Status Copier::Query() {
     report(0);
     ticker_.Tick();
   };
-  if (pending_.empty()) {
+  if (batch->ids.empty()) {
+    sent_since_.clear();
     finish();
     return absl::OkStatus();
   }
   std::vector<bool> have;
   const double asked = ticker_.Elapsed();
-  CF_RETURN_IF_ERROR(dst_.HaveChunks(pending_, &have));
+  CF_RETURN_IF_ERROR(batch->answer->Wait(&have));
   stats_.query_seconds += ticker_.Elapsed() - asked;
   std::vector<codec::ChunkId> missing;
-  for (size_t i = 0; i < pending_.size(); ++i) {
-    if (!have[i]) missing.push_back(pending_[i]);
+  for (size_t i = 0; i < batch->ids.size(); ++i) {
+    if (!have[i] && !sent_since_.contains(batch->ids[i])) missing.push_back(batch->ids[i]);
   }
-  stats_.chunks_queried += pending_.size();
+  sent_since_.clear();
+  stats_.chunks_queried += batch->ids.size();
   stats_.chunks_missing += missing.size();
-  pending_.clear();
-  pending_set_.clear();
   if (missing.empty()) {
     finish();
     return absl::OkStatus();
   }
-  uint64_t moved_chunks = 0;  // chunks in the records sent for this query (from their headers)
+  // The batch asked after this one was answered before these records went: the chunks of
+  // theirs it names are held once they land.
+  const absl::flat_hash_set<codec::ChunkId>* next = asked_ != nullptr ? &asked_->id_set : nullptr;
+  uint64_t moved_chunks = 0;  // chunks in the records sent for this batch (from their headers)
   // Batches go straight from the source's read buffers to the destination, which checks them
   // in parallel and copies them once, into its pack buffers.
   auto sink = [&](absl::Span<const absl::Span<const uint8_t>> records) {
@@ -127,11 +169,17 @@ absl::Status Copier::Query() {
     stats_.records_sent += records.size();
     for (const auto& r : records) {
       stats_.bytes_sent += r.size();
-      // The record header's chunk count (u16 at offset 6, codec/record.h).
-      if (r.size() >= 8) {
-        const uint64_t n = uint64_t{r[6]} | (uint64_t{r[7]} << 8);
-        moved_chunks += n;
-        sent_chunks_ += n;
+      // The record header's chunk count (u16 at offset 6) and its chunk table (20-byte entries
+      // from offset 32, each starting with the id; codec/record.h).
+      if (r.size() < codec::kRecordFixedHeaderSize) continue;
+      const uint64_t n = uint64_t{r[6]} | (uint64_t{r[7]} << 8);
+      moved_chunks += n;
+      sent_chunks_ += n;
+      if (next == nullptr || next->empty() || r.size() < codec::RecordHeaderSize(n)) continue;
+      for (uint64_t k = 0; k < n; ++k) {
+        const codec::ChunkId id = codec::ChunkId::DecodeFrom(
+            r.data() + codec::kRecordFixedHeaderSize + k * codec::kRecordChunkEntrySize);
+        if (next->contains(id)) sent_since_.insert(id);
       }
     }
     report(std::min(1.0, static_cast<double>(moved_chunks) / static_cast<double>(missing.size())));
@@ -295,11 +343,12 @@ absl::Status Copier::RunVolumes(const std::vector<std::string>& volume_uuids,
           continue;
         }
         if (pending_set_.insert(e.id).second) pending_.push_back(e.id);
-        if (pending_.size() >= options_.ids_per_query) CF_RETURN_IF_ERROR(Query());
+        if (pending_.size() >= options_.ids_per_query) CF_RETURN_IF_ERROR(Ask());
       }
     }
   }
-  CF_RETURN_IF_ERROR(Query());
+  CF_RETURN_IF_ERROR(Ask());
+  CF_RETURN_IF_ERROR(Settle(std::move(asked_)));
   const double commit_started = ticker_.Elapsed();
   CF_RETURN_IF_ERROR(dst_.Flush());
   CF_RETURN_IF_ERROR(CheckDeadline());

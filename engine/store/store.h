@@ -79,6 +79,20 @@ class Store {
   [[nodiscard]] virtual absl::Status HaveChunks(absl::Span<const codec::ChunkId> ids,
                                                 std::vector<bool>* have) = 0;
 
+  // A have-query asked ahead of its answer (AskHave).
+  class HaveQuery {
+   public:
+    virtual ~HaveQuery() = default;
+    // Sets have[i] to the answer for the query's ids[i]: whether the store held it when the
+    // query was asked (records appended since may hold more).
+    [[nodiscard]] virtual absl::Status Wait(std::vector<bool>* have) = 0;
+  };
+  // HaveChunks(ids) asked now and answered by Wait(), so that a store across a network answers
+  // while its caller goes on (sends the records of the query before, say): a daemon's gets the
+  // question now. The default answers at once. `ids` need not outlive the call.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<HaveQuery>> AskHave(
+      absl::Span<const codec::ChunkId> ids);
+
   using RecordSink =
       std::function<absl::Status(absl::Span<const absl::Span<const uint8_t>> records)>;
   // Streams the records that hold `ids`, each record once, in an order the store picks for fast

@@ -246,6 +246,7 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
       s->takes_delete_ = welcome.takes_delete;
       s->takes_gc_ = welcome.takes_gc;
       s->takes_list_backups_ = welcome.takes_list_backups;
+      s->prefix_checksum_ = welcome.prefix_checksum;
       expect = welcome.info.uuid;
     } else if (welcome.info.uuid != expect) {
       return s->PeerStatus(absl::StatusCode::kFailedPrecondition,
@@ -253,6 +254,8 @@ absl::StatusOr<std::unique_ptr<RemoteStore>> RemoteStore::Connect(const RemoteOp
                                         ", connection 0 store ", expect));
     } else {
       s->max_frame_ = std::min(s->max_frame_, welcome.max_frame);
+      // APPEND frames go to any connection: the flag only when every one takes it.
+      s->prefix_checksum_ = s->prefix_checksum_ && welcome.prefix_checksum;
       s->max_inflight_ = std::min(s->max_inflight_, welcome.max_inflight);
     }
     Conn c;
@@ -642,45 +645,82 @@ absl::StatusOr<std::vector<uint8_t>> RemoteStore::Call(MsgType type,
 
 // ---- Chunks. ----
 
-absl::Status RemoteStore::HaveChunks(absl::Span<const codec::ChunkId> ids,
-                                     std::vector<bool>* have) {
+namespace {
+
+// The answers of HAVE frames sent ahead, filled in by their reply handlers; shared with them,
+// as they outlive a query dropped unanswered (its replies are then read and dropped).
+struct HaveAnswers {
+  std::vector<bool> have;
+  std::vector<size_t> asked;  // index in `have` of each id sent, in order
+  size_t outstanding = 0;     // HAVE frames without their reply
+  absl::Status status;
+};
+
+}  // namespace
+
+class RemoteStore::PendingHave : public Store::HaveQuery {
+ public:
+  PendingHave(RemoteStore* store, std::shared_ptr<HaveAnswers> answers)
+      : store_(store), answers_(std::move(answers)) {}
+  absl::Status Wait(std::vector<bool>* have) override {
+    HaveAnswers& a = *answers_;
+    CF_RETURN_IF_ERROR(store_->RunUntil([&a] { return a.outstanding == 0; }));
+    if (!a.status.ok()) return a.status;
+    *have = std::move(a.have);
+    return absl::OkStatus();
+  }
+
+ private:
+  RemoteStore* store_;
+  std::shared_ptr<HaveAnswers> answers_;
+};
+
+absl::StatusOr<std::unique_ptr<Store::HaveQuery>> RemoteStore::AskHave(
+    absl::Span<const codec::ChunkId> ids) {
   CF_RETURN_IF_ERROR(CheckUsable());
-  have->assign(ids.size(), false);
+  auto answers = std::make_shared<HaveAnswers>();
+  answers->have.assign(ids.size(), false);
   // Chunks on their way count as held (Store); the rest are asked, many per HAVE, pipelined.
-  std::vector<size_t> ask;
   std::vector<codec::ChunkId> ask_ids;
   for (size_t i = 0; i < ids.size(); ++i) {
     if (unacked_ids_.contains(ids[i])) {
-      (*have)[i] = true;
+      answers->have[i] = true;
     } else {
-      ask.push_back(i);
+      answers->asked.push_back(i);
       ask_ids.push_back(ids[i]);
     }
   }
   const size_t per = std::min(MaxIdsPerFrame(max_frame_), kMaxIdsPerRequest);
-  size_t outstanding = 0;
-  absl::Status status;
-  for (size_t start = 0; start < ask.size(); start += per) {
-    const size_t n = std::min(per, ask.size() - start);
+  for (size_t start = 0; start < ask_ids.size(); start += per) {
+    const size_t n = std::min(per, ask_ids.size() - start);
     const std::string payload = EncodeHave(absl::MakeConstSpan(ask_ids).subspan(start, n));
-    ++outstanding;
-    Enqueue(0, MakeFrame(MsgType::kHave, StrBytes(payload)),
-            [&, start, n](uint16_t t, absl::Span<const uint8_t> p) -> absl::StatusOr<bool> {
-              if (t == static_cast<uint16_t>(MsgType::kHaveReply)) {
-                auto bits = DecodeHaveReply(p, n);
-                if (!bits.ok()) return PeerStatus(bits.status().code(), bits.status().message());
-                for (size_t k = 0; k < n; ++k) (*have)[ask[start + k]] = (*bits)[k];
-              } else if (t == static_cast<uint16_t>(MsgType::kError)) {
-                if (status.ok()) status = PeerError(p);
-              } else {
-                return Unexpected(t, "HAVE_REPLY");
-              }
-              --outstanding;
-              return true;
-            });
+    ++answers->outstanding;
+    Enqueue(
+        0, MakeFrame(MsgType::kHave, StrBytes(payload)),
+        [this, answers, start, n](uint16_t t, absl::Span<const uint8_t> p) -> absl::StatusOr<bool> {
+          HaveAnswers& a = *answers;
+          if (t == static_cast<uint16_t>(MsgType::kHaveReply)) {
+            auto bits = DecodeHaveReply(p, n);
+            if (!bits.ok()) return PeerStatus(bits.status().code(), bits.status().message());
+            for (size_t k = 0; k < n; ++k) a.have[a.asked[start + k]] = (*bits)[k];
+          } else if (t == static_cast<uint16_t>(MsgType::kError)) {
+            if (a.status.ok()) a.status = PeerError(p);
+          } else {
+            return Unexpected(t, "HAVE_REPLY");
+          }
+          --a.outstanding;
+          return true;
+        });
   }
-  CF_RETURN_IF_ERROR(RunUntil([&] { return outstanding == 0; }));
-  return status;
+  // On their way now, not at the next wait.
+  CF_RETURN_IF_ERROR(Poll());
+  return std::make_unique<PendingHave>(this, std::move(answers));
+}
+
+absl::Status RemoteStore::HaveChunks(absl::Span<const codec::ChunkId> ids,
+                                     std::vector<bool>* have) {
+  CF_ASSIGN_OR_RETURN(std::unique_ptr<HaveQuery> query, AskHave(ids));
+  return query->Wait(have);
 }
 
 absl::Status RemoteStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
@@ -784,9 +824,14 @@ absl::Status RemoteStore::SealAppend() {
   prefix[1] = 0;
   StoreLE32(prefix + 2, o.records);
   const uint64_t payload_size = o.frame.bytes.size() - kFrameHeaderSize;
-  EncodeFrameHeader(static_cast<uint16_t>(MsgType::kAppend),
-                    absl::MakeConstSpan(o.frame.bytes.data() + kFrameHeaderSize, payload_size),
-                    std::span<uint8_t, kFrameHeaderSize>(o.frame.bytes.data(), kFrameHeaderSize));
+  // Every record checks itself (its header's and payload's XXH3-64), and the daemon checks them
+  // all: where it takes the flag, the frame's checksum covers the prefix alone.
+  const uint16_t flags = prefix_checksum_ ? kFrameFlagPrefixChecksum : 0;
+  const auto payload = absl::MakeConstSpan(o.frame.bytes.data() + kFrameHeaderSize, payload_size);
+  EncodeFrameHeader(static_cast<uint16_t>(MsgType::kAppend), static_cast<uint32_t>(payload_size),
+                    FrameChecksum(payload, flags),
+                    std::span<uint8_t, kFrameHeaderSize>(o.frame.bytes.data(), kFrameHeaderSize),
+                    flags);
   auto room = [&](const Conn& c) {
     return c.out.size() < kMaxQueuedFrames &&
            (c.unacked == 0 || c.unacked + payload_size <= max_inflight_);

@@ -99,6 +99,9 @@ class RemoteStore final : public Store {
   const StoreInfo& info() const override { return info_; }
   const std::string& location() const override { return location_; }  // "host:port"
   absl::Status HaveChunks(absl::Span<const codec::ChunkId> ids, std::vector<bool>* have) override;
+  // The HAVE frames go now, on connection 0 behind what it has queued; Wait() runs the I/O loop
+  // until their replies are in.
+  absl::StatusOr<std::unique_ptr<HaveQuery>> AskHave(absl::Span<const codec::ChunkId> ids) override;
   absl::Status ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
                               const RecordSink& sink) override;
   absl::Status AppendRecords(absl::Span<const absl::Span<const uint8_t>> records, VerifyMode mode,
@@ -143,6 +146,7 @@ class RemoteStore final : public Store {
 
  private:
   using Clock = std::chrono::steady_clock;
+  class PendingHave;
 
   // Called with each frame that answers a request (an ERROR included); returns true when the
   // reply is complete. An error return is a protocol error: the connection is given up.
@@ -273,6 +277,7 @@ class RemoteStore final : public Store {
   bool takes_delete_ = false;        // WELCOME's delete=1
   bool takes_gc_ = false;            // WELCOME's gc=1
   bool takes_list_backups_ = false;  // WELCOME's list_backups=1
+  bool prefix_checksum_ = false;     // every connection's WELCOME said prefix_checksum=1
   uint64_t deltas_sent_ = 0;
   uint64_t delta_fallbacks_ = 0;
 };

@@ -684,6 +684,30 @@ TEST_P(RemoteStoreTest, OneConnectionAndDefaultFramesWork) {
   }
 }
 
+// A daemon that predates PREFIX_CHECKSUM refuses any frame carrying it: the client sends its
+// APPENDs with the whole payload's checksum there, and the sync lands.
+TEST_P(RemoteStoreTest, ADaemonWithoutPrefixChecksumGetsWholeChecksums) {
+  const auto vols = BuildGroup(group_, 11);
+  ServerOptions o = ServerOptionsOnLoopback();
+  o.prefix_checksum = false;
+  StoreServer older(c_.get(), std::move(o));
+  ASSERT_TRUE(older.Start().ok());
+  RemoteOptions ro = Options(2);
+  ro.endpoint.port = older.port();
+  auto remote = ConnectOk(ro);
+  ASSERT_NE(remote, nullptr);
+  CopyStats push;
+  absl::Status st = CopyGroup(*a_, *remote, group_, CopyOptions(), &push);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_GT(push.records_sent, 0u);
+  ASSERT_TRUE(remote->Close().ok());
+  older.Stop();
+  for (size_t i = 0; i < vols.size(); ++i) {
+    EXPECT_TRUE(testing::RestoresIdentical(*c_, pool_, vols[i].meta.uuid, vols[i].image,
+                                           tmp_.Sub(absl::StrCat("older-out", i))));
+  }
+}
+
 // A daemon (or anyone in the path who holds the key) announcing 4 GiB frames could make each of
 // the client's connections allocate that much for one frame: the client refuses it, unless its
 // own limit says otherwise.
@@ -788,6 +812,33 @@ TEST_P(RemoteStoreTest, SilentDaemonFailsWithinTheConnectTimeout) {
   o = Options();
   o.connect_timeout_ms = 5'000;
   EXPECT_NE(ConnectOk(o), nullptr);
+}
+
+// Each have-query is asked before the records of the one before it travel (Copier): a record
+// holding chunks of both batches is still sent once, and the answers land in the right places.
+TEST_P(RemoteStoreTest, QueriesAskedAheadSendEachRecordOnce) {
+  const auto vols = BuildGroup(group_, 13);
+  auto remote = ConnectOk(Options());
+  ASSERT_NE(remote, nullptr);
+  for (size_t per_query : {size_t{7}, size_t{100}}) {
+    SCOPED_TRACE(per_query);
+    CopyOptions co;
+    co.ids_per_query = per_query;
+    CopyStats push;
+    absl::Status st = CopyGroup(*a_, *remote, group_, co, &push);
+    ASSERT_TRUE(st.ok()) << st;
+    if (per_query == 7) {
+      uint64_t new_chunks = 0;
+      for (const auto& v : vols) new_chunks += v.stats.new_chunks;
+      EXPECT_GT(push.chunks_queried, 3 * per_query);
+      EXPECT_EQ(push.appended.chunks_added, new_chunks);
+      EXPECT_EQ(push.appended.records_received, push.appended.records_appended);
+      EXPECT_EQ(push.bytes_sent, push.appended.bytes_appended);
+    } else {
+      EXPECT_EQ(push.bytes_sent, 0u);  // the second copy finds everything there
+    }
+  }
+  ExpectServedRestores(vols);
 }
 
 TEST_P(RemoteStoreTest, UnknownThingsAreNotFound) {

@@ -109,6 +109,7 @@ StoreServer::StoreServer(std::unique_ptr<ServedStore> served, ServerOptions opti
   // A daemon of a pool takes GC too, and answers why it does not collect (the pool's own gc).
   welcome_.takes_gc = true;
   welcome_.takes_list_backups = true;
+  welcome_.prefix_checksum = options_.prefix_checksum;
   welcome_.max_frame = options_.max_frame;
   welcome_.max_inflight = options_.max_inflight;
 }

@@ -78,8 +78,11 @@ struct ServerOptions {
   size_t max_pending_handshakes = 32;
   uint32_t max_frame = kDefaultMaxFrame;        // announced in WELCOME; >= kMinMaxFrame
   uint64_t max_inflight = kDefaultMaxInflight;  // announced in WELCOME; >= max_frame
-  int64_t idle_timeout_ms = 300'000;            // longest wait for a connection's next request
-  io::Backend backend = io::Backend::kAuto;     // of the connections' queues
+  // Announces prefix_checksum=1 in WELCOME and takes APPEND frames with kFrameFlagPrefixChecksum
+  // (wire_frame.h). Off only to play a daemon that predates the flag (the tests).
+  bool prefix_checksum = true;
+  int64_t idle_timeout_ms = 300'000;         // longest wait for a connection's next request
+  io::Backend backend = io::Backend::kAuto;  // of the connections' queues
   // How the daemon checks every record it receives; its own choice, not the sender's. kFull
   // decompresses and recomputes every chunk id, so no client (not even one holding the key) can
   // plant bytes under an id they do not hash to. kChecksum trusts the senders' ids (peers the

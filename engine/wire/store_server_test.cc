@@ -627,6 +627,91 @@ TEST_P(StoreServerTest, DamagedRecordHeaderIsAProtocolError) {
   EXPECT_TRUE(Logged("protocol error")) << LogText();
 }
 
+// Sends a frame whose checksum covers its prefix alone (kFrameFlagPrefixChecksum), raw.
+void SendPrefixChecksumFrame(WireConn& conn, MsgType type, absl::Span<const uint8_t> payload) {
+  std::string frame(kFrameHeaderSize, '\0');
+  EncodeFrameHeader(static_cast<uint16_t>(type), static_cast<uint32_t>(payload.size()),
+                    FrameChecksum(payload, kFrameFlagPrefixChecksum),
+                    std::span<uint8_t, kFrameHeaderSize>(reinterpret_cast<uint8_t*>(frame.data()),
+                                                         kFrameHeaderSize),
+                    kFrameFlagPrefixChecksum);
+  frame.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+  ASSERT_EQ(::send(conn.fd(), frame.data(), frame.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(frame.size()));
+}
+
+TEST_P(StoreServerTest, PrefixChecksumAppendStillChecksEveryRecord) {
+  StartServer();
+  Welcome welcome;
+  auto conn = Dial(KeyOf(1), &welcome);
+  ASSERT_NE(conn, nullptr);
+  EXPECT_TRUE(welcome.prefix_checksum);
+  // A damaged payload byte past the prefix: the frame passes, the record's own checksum (and,
+  // in full mode, its ids) do not, and nothing is appended.
+  for (VerifyMode mode : {VerifyMode::kFull, VerifyMode::kChecksum}) {
+    SCOPED_TRACE(mode == VerifyMode::kFull ? "full" : "checksum");
+    Records batch(records_.begin(), records_.begin() + 4);
+    batch[2].back() ^= 0x01;
+    const std::string payload = EncodeAppend(mode, Spans(batch));
+    SendPrefixChecksumFrame(*conn, MsgType::kAppend, Span(payload));
+    auto refused = conn->Expect(MsgType::kAppendAck);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss) << refused.status();
+    auto have = Have(*conn, IdsOf(batch));
+    ASSERT_TRUE(have.ok()) << have.status();
+    for (bool h : *have) EXPECT_FALSE(h);
+  }
+  // A damaged prefix (the verify mode byte) is caught by the frame's checksum: protocol error.
+  {
+    const Records batch(records_.begin(), records_.begin() + 4);
+    const std::string payload = EncodeAppend(VerifyMode::kFull, Spans(batch));
+    SendPrefixChecksumFrame(*conn, MsgType::kAppend, Span(payload));
+    auto ack = conn->Expect(MsgType::kAppendAck);
+    ASSERT_TRUE(ack.ok()) << ack.status();
+    auto stats = DecodeAppendAck(*ack);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->records_appended, 4u);
+    std::string damaged = EncodeAppend(VerifyMode::kFull, Spans(batch));
+    std::string frame(kFrameHeaderSize, '\0');
+    EncodeFrameHeader(static_cast<uint16_t>(MsgType::kAppend),
+                      static_cast<uint32_t>(damaged.size()),
+                      FrameChecksum(Span(damaged), kFrameFlagPrefixChecksum),
+                      std::span<uint8_t, kFrameHeaderSize>(reinterpret_cast<uint8_t*>(frame.data()),
+                                                           kFrameHeaderSize),
+                      kFrameFlagPrefixChecksum);
+    damaged[0] = 1;  // full → checksum, after the checksum was taken
+    frame += damaged;
+    ASSERT_EQ(::send(conn->fd(), frame.data(), frame.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(frame.size()));
+    EXPECT_FALSE(conn->Expect(MsgType::kAppendAck).ok());
+    EXPECT_TRUE(PeerCloses(conn->fd()));
+  }
+  EXPECT_TRUE(Logged("checksum mismatch")) << LogText();
+  // The flag on any other frame is a protocol error.
+  auto other = Dial();
+  ASSERT_NE(other, nullptr);
+  const std::string have = EncodeHave(IdsOf(records_));
+  SendPrefixChecksumFrame(*other, MsgType::kHave, Span(have));
+  EXPECT_FALSE(other->Expect(MsgType::kHaveReply).ok());
+  EXPECT_TRUE(PeerCloses(other->fd()));
+  EXPECT_TRUE(Logged("only on APPEND")) << LogText();
+}
+
+TEST_P(StoreServerTest, DaemonWithoutPrefixChecksumRefusesTheFlag) {
+  ServerOptions o = Options();
+  o.prefix_checksum = false;
+  StartServer(o);
+  Welcome welcome;
+  auto conn = Dial(KeyOf(1), &welcome);
+  ASSERT_NE(conn, nullptr);
+  EXPECT_FALSE(welcome.prefix_checksum);
+  const Records batch(records_.begin(), records_.begin() + 2);
+  const std::string payload = EncodeAppend(VerifyMode::kFull, Spans(batch));
+  SendPrefixChecksumFrame(*conn, MsgType::kAppend, Span(payload));
+  EXPECT_FALSE(conn->Expect(MsgType::kAppendAck).ok());
+  EXPECT_TRUE(PeerCloses(conn->fd()));
+  EXPECT_TRUE(Logged("on no frame")) << LogText();
+}
+
 TEST_P(StoreServerTest, ManifestNamingMissingChunksIsRefused) {
   StartServer();
   auto conn = Dial();

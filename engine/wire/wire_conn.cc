@@ -234,7 +234,7 @@ absl::StatusOr<WireFrame> WireConn::Recv(int64_t timeout_ms) {
     return absl::UnavailableError(
         absl::StrCat("peer ", peer_, " closed the connection in the middle of a frame"));
   }
-  auto parsed = ParseFrameHeader(header, max_recv_frame_);
+  auto parsed = ParseFrameHeader(header, max_recv_frame_, prefix_checksum_type_);
   if (!parsed.ok()) {
     SendError(parsed.status());  // the peer learns why before the close
     Shutdown();
@@ -406,6 +406,7 @@ absl::StatusOr<const ClientKey*> ServerHandshake(
     return named(st);
   }
   conn.set_max_recv_frame(welcome.max_frame);
+  if (welcome.prefix_checksum) conn.set_prefix_checksum_type(MsgType::kAppend);
   return client;
 }
 

@@ -82,6 +82,11 @@ class WireConn {
   // Largest payload the peer accepts (from WELCOME, for a client; own limit, for the daemon).
   uint32_t max_send_frame() const { return max_send_frame_; }
   void set_max_send_frame(uint32_t n) { max_send_frame_ = n; }
+  // Frames of `type` may carry kFrameFlagPrefixChecksum from now on (wire_frame.h); by default
+  // no frame may.
+  void set_prefix_checksum_type(MsgType type) {
+    prefix_checksum_type_ = static_cast<uint16_t>(type);
+  }
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t bytes_received() const { return bytes_received_; }
 
@@ -148,6 +153,7 @@ class WireConn {
   std::unique_ptr<io::Queue> queue_;
   uint32_t max_recv_frame_ = kHandshakeMaxFrame;
   uint32_t max_send_frame_ = kHandshakeMaxFrame;
+  uint16_t prefix_checksum_type_ = kNoPrefixChecksumType;
   bool broken_ = false;
   std::vector<uint8_t> recv_buf_;
   std::unique_ptr<TlsChannel> tls_;

@@ -1,5 +1,6 @@
 #include "engine/wire/wire_frame.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cstring>
 #include <limits>
@@ -33,16 +34,19 @@ std::string TypeLabel(uint16_t type) {
 
 }  // namespace
 
-uint32_t FrameChecksum(absl::Span<const uint8_t> payload) {
+uint32_t FrameChecksum(absl::Span<const uint8_t> payload, uint16_t flags) {
+  if ((flags & kFrameFlagPrefixChecksum) != 0) {
+    payload = payload.subspan(0, std::min(payload.size(), kPrefixChecksumBytes));
+  }
   return static_cast<uint32_t>(codec::Checksum64(payload));
 }
 
 void EncodeFrameHeader(uint16_t type, uint32_t payload_length, uint32_t payload_checksum,
-                       std::span<uint8_t, kFrameHeaderSize> out) {
+                       std::span<uint8_t, kFrameHeaderSize> out, uint16_t flags) {
   uint8_t* p = out.data();
   std::memcpy(p, kFrameMagic, sizeof(kFrameMagic));
   StoreU16(p + kTypeOffset, type);
-  StoreU16(p + kFlagsOffset, 0);
+  StoreU16(p + kFlagsOffset, flags);
   StoreU32(p + kLengthOffset, payload_length);
   StoreU32(p + kChecksumOffset, payload_checksum);
 }
@@ -70,7 +74,7 @@ absl::Status CheckFrameSize(size_t payload_size, uint32_t max_payload) {
 }
 
 absl::StatusOr<FrameHeader> ParseFrameHeader(std::span<const uint8_t, kFrameHeaderSize> header,
-                                             uint32_t max_payload) {
+                                             uint32_t max_payload, uint16_t prefix_checksum_type) {
   const uint8_t* p = header.data();
   if (std::memcmp(p, kFrameMagic, sizeof(kFrameMagic)) != 0) {
     const absl::string_view got(reinterpret_cast<const char*>(p), sizeof(kFrameMagic));
@@ -85,10 +89,19 @@ absl::StatusOr<FrameHeader> ParseFrameHeader(std::span<const uint8_t, kFrameHead
   h.flags = LoadU16(p + kFlagsOffset);
   h.payload_length = LoadU32(p + kLengthOffset);
   h.payload_checksum = LoadU32(p + kChecksumOffset);
-  if (h.flags != 0) {
+  const bool prefix_ok = prefix_checksum_type != kNoPrefixChecksumType &&
+                         h.type == prefix_checksum_type && h.flags == kFrameFlagPrefixChecksum;
+  if (h.flags != 0 && !prefix_ok) {
+    if (h.flags == kFrameFlagPrefixChecksum) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "frame ", TypeLabel(h.type), " has flags 0x1 (PREFIX_CHECKSUM), which this peer takes ",
+          prefix_checksum_type == kNoPrefixChecksumType
+              ? std::string("on no frame")
+              : absl::StrCat("only on ", TypeLabel(prefix_checksum_type))));
+    }
     return absl::InvalidArgumentError(absl::StrCat("frame ", TypeLabel(h.type), " has flags 0x",
                                                    absl::Hex(h.flags),
-                                                   "; protocol version 1 defines none"));
+                                                   "; protocol version 1 defines only 0x1"));
   }
   if (h.payload_length > max_payload) {
     return absl::ResourceExhaustedError(
@@ -104,7 +117,7 @@ absl::Status CheckFramePayload(const FrameHeader& header, absl::Span<const uint8
                                                    header.payload_length, " payload bytes, got ",
                                                    payload.size()));
   }
-  const uint32_t actual = FrameChecksum(payload);
+  const uint32_t actual = FrameChecksum(payload, header.flags);
   if (actual != header.payload_checksum) {
     return absl::DataLossError(
         absl::StrCat("frame ", TypeLabel(header.type), " payload checksum mismatch: header says 0x",

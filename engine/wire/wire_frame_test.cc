@@ -119,6 +119,49 @@ TEST(WireFrameTest, RefusesEveryNonzeroFlag) {
   }
 }
 
+TEST(WireFrameTest, PrefixChecksumOnlyOnTheTypeTheReceiverNames) {
+  const std::vector<uint8_t> payload = Payload(4096, 9);
+  Header h;
+  EncodeFrameHeader(12, static_cast<uint32_t>(payload.size()),
+                    FrameChecksum(payload, kFrameFlagPrefixChecksum), h, kFrameFlagPrefixChecksum);
+  EXPECT_EQ(h[6], 1);
+  EXPECT_EQ(h[7], 0);
+  // The checksum is the prefix's alone.
+  EXPECT_EQ(FrameChecksum(payload, kFrameFlagPrefixChecksum),
+            static_cast<uint32_t>(
+                codec::Checksum64(absl::MakeConstSpan(payload).first(kPrefixChecksumBytes))));
+  // Refused by default and on any other type, saying which type takes it.
+  absl::StatusOr<FrameHeader> refused = ParseFrameHeader(h, kDefaultMaxFrame);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "on no frame")) << refused.status();
+  refused = ParseFrameHeader(h, kDefaultMaxFrame, 13);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "only on")) << refused.status();
+  // Another flag next to it is refused even on the named type.
+  Header both = h;
+  both[6] = 3;
+  EXPECT_EQ(ParseFrameHeader(both, kDefaultMaxFrame, 12).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  absl::StatusOr<FrameHeader> parsed = ParseFrameHeader(h, kDefaultMaxFrame, 12);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->flags, kFrameFlagPrefixChecksum);
+  EXPECT_TRUE(CheckFramePayload(*parsed, payload).ok());
+  // A flipped byte of the prefix is caught; past it, the payload's own checksums must catch it.
+  for (size_t i = 0; i < payload.size(); i += 7) {
+    std::vector<uint8_t> bad = payload;
+    bad[i] ^= 0x40;
+    EXPECT_EQ(CheckFramePayload(*parsed, bad).code(),
+              i < kPrefixChecksumBytes ? absl::StatusCode::kDataLoss : absl::StatusCode::kOk)
+        << i;
+  }
+  // The length is still checked, and a payload shorter than the prefix is covered whole.
+  EXPECT_EQ(CheckFramePayload(*parsed, absl::MakeConstSpan(payload).first(4095)).code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::vector<uint8_t> tiny = Payload(5, 1);
+  EXPECT_EQ(FrameChecksum(tiny, kFrameFlagPrefixChecksum), FrameChecksum(tiny));
+}
+
 TEST(WireFrameTest, RefusesPayloadAboveTheLimitNamingBothNumbers) {
   Header h;
   EncodeFrameHeader(12, 1000, 0, h);

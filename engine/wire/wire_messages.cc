@@ -482,6 +482,7 @@ std::string EncodeWelcome(const Welcome& welcome) {
   if (welcome.takes_delete) kv.emplace_back("delete", "1");
   if (welcome.takes_gc) kv.emplace_back("gc", "1");
   if (welcome.takes_list_backups) kv.emplace_back("list_backups", "1");
+  if (welcome.prefix_checksum) kv.emplace_back("prefix_checksum", "1");
   EncodeKv(kv, &out);
   PutU32(&out, welcome.max_frame);
   PutU64(&out, welcome.max_inflight);
@@ -511,6 +512,7 @@ absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload) {
     if (key == "delete" && value == "1") w.takes_delete = true;
     if (key == "gc" && value == "1") w.takes_gc = true;
     if (key == "list_backups" && value == "1") w.takes_list_backups = true;
+    if (key == "prefix_checksum" && value == "1") w.prefix_checksum = true;
   }
   if (w.max_frame < kMinMaxFrame) {
     return Malformed(MsgType::kWelcome, "frame limit ", w.max_frame, " is below the minimum ",

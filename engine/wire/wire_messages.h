@@ -151,6 +151,9 @@ struct Welcome {
   bool takes_gc = false;
   // The daemon takes LIST_BACKUPS: WELCOME key `list_backups` = "1" (absent otherwise).
   bool takes_list_backups = false;
+  // The daemon takes APPEND frames whose checksum covers only their prefix (wire_frame.h's
+  // kFrameFlagPrefixChecksum): WELCOME key `prefix_checksum` = "1" (absent otherwise).
+  bool prefix_checksum = false;
 };
 std::string EncodeWelcome(const Welcome& welcome);
 [[nodiscard]] absl::StatusOr<Welcome> DecodeWelcome(absl::Span<const uint8_t> payload);

@@ -243,6 +243,8 @@ void DecodeBoth(uint16_t type, absl::Span<const uint8_t> payload) {
   DecodeAs(type, fixed);
 }
 
+constexpr uint16_t kAppendType = static_cast<uint16_t>(engine::MsgType::kAppend);
+
 // Parses a stream of frames; with `fix`, each header's length is cut to the bytes there and its
 // checksum recomputed first.
 void ParseFrames(absl::Span<const uint8_t> stream, bool fix) {
@@ -253,22 +255,27 @@ void ParseFrames(absl::Span<const uint8_t> stream, bool fix) {
     const size_t rest = buf.size() - pos - engine::kFrameHeaderSize;
     if (fix) {
       std::memcpy(h, engine::kFrameMagic, 4);
-      h[6] = h[7] = 0;  // flags
+      h[6] &= engine::kFrameFlagPrefixChecksum;  // flags: PREFIX_CHECKSUM kept where it was set
+      h[7] = 0;
       if (engine::LoadU32(h + 8) > rest) engine::StoreU32(h + 8, static_cast<uint32_t>(rest));
       const uint32_t len = engine::LoadU32(h + 8);
-      engine::StoreU32(h + 12, engine::FrameChecksum(absl::MakeConstSpan(h + 16, len)));
+      engine::StoreU32(h + 12, engine::FrameChecksum(absl::MakeConstSpan(h + 16, len), h[6]));
     }
     auto header = engine::ParseFrameHeader(
         std::span<const uint8_t, engine::kFrameHeaderSize>(h, engine::kFrameHeaderSize),
-        engine::kHandshakeMaxFrame);
+        engine::kHandshakeMaxFrame, kAppendType);
     if (!header.ok()) return;
-    FUZZ_CHECK(header->flags == 0 && header->payload_length <= engine::kHandshakeMaxFrame);
+    // As a daemon reads them: PREFIX_CHECKSUM on APPEND frames only.
+    FUZZ_CHECK(header->flags == 0 ||
+               (header->flags == engine::kFrameFlagPrefixChecksum && header->type == kAppendType));
+    FUZZ_CHECK(header->payload_length <= engine::kHandshakeMaxFrame);
     if (header->payload_length > rest) return;
     const auto payload = absl::MakeConstSpan(h + engine::kFrameHeaderSize, header->payload_length);
     if (!engine::CheckFramePayload(*header, payload).ok()) return;
     // A frame that checks out re-encodes to the same header.
     uint8_t again[engine::kFrameHeaderSize];
-    engine::EncodeFrameHeader(header->type, payload, again);
+    engine::EncodeFrameHeader(header->type, header->payload_length,
+                              engine::FrameChecksum(payload, header->flags), again, header->flags);
     FUZZ_CHECK(std::memcmp(again, h, engine::kFrameHeaderSize) == 0);
     (void)engine::MsgTypeName(header->type);
     DecodeBoth(header->type, payload);
