@@ -913,6 +913,78 @@ TEST_P(RemoteStoreTest, DamagedRecordIsRefusedAndNothingIsPublished) {
   }
 }
 
+// Records that lie back to back in the caller's memory go as one APPEND sent from there; the
+// daemon checks them as any others: a damaged one refuses the frame, nothing of it lands.
+TEST_P(RemoteStoreTest, AdjacentRecordsAreSentFromTheCallersMemory) {
+  const auto vols = BuildGroup(group_, 12);
+  std::vector<codec::ChunkId> ids;
+  for (const auto& v : vols) {
+    for (const auto& e : testing::ManifestEntries(*a_, v.meta.uuid)) {
+      if (!e.zero) ids.push_back(e.id);
+    }
+  }
+  std::vector<uint8_t> all;  // every record, back to back
+  std::vector<size_t> sizes;
+  ASSERT_TRUE(a_->ReadRecordsFor(ids, [&](absl::Span<const absl::Span<const uint8_t>> batch) {
+                  for (const auto& r : batch) {
+                    all.insert(all.end(), r.begin(), r.end());
+                    sizes.push_back(r.size());
+                  }
+                  return absl::OkStatus();
+                }).ok());
+  ASSERT_GT(all.size(), 1u << 20);
+  auto spans_of = [&](const std::vector<uint8_t>& bytes) {
+    std::vector<absl::Span<const uint8_t>> spans;
+    size_t at = 0;
+    for (size_t n : sizes) {
+      spans.push_back(absl::MakeConstSpan(bytes.data() + at, n));
+      at += n;
+    }
+    return spans;
+  };
+  std::vector<codec::ChunkId> held_ids;
+  for (const auto& r : spans_of(all)) {
+    auto view = codec::ParseRecord(r);
+    ASSERT_TRUE(view.ok());
+    for (uint32_t k = 0; k < view->chunk_count; ++k) held_ids.push_back(view->chunk(k).id);
+  }
+  // A payload byte of a record in the middle, damaged.
+  std::vector<uint8_t> damaged = all;
+  size_t middle = 0;
+  for (size_t i = 0; i < sizes.size() / 2; ++i) middle += sizes[i];
+  damaged[middle + sizes[sizes.size() / 2] - 1] ^= 0x10;
+  {
+    auto remote = ConnectOk(Options());
+    ASSERT_NE(remote, nullptr);
+    const auto spans = spans_of(damaged);
+    AppendStats stats;
+    absl::Status st = remote->AppendRecords(spans, VerifyMode::kChecksum, &stats);
+    if (st.ok()) st = remote->Flush();
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+    EXPECT_EQ(remote->borrowed_appends(), 1u);
+    EXPECT_EQ(stats.records_appended, 0u);
+  }
+  auto remote = ConnectOk(Options());
+  ASSERT_NE(remote, nullptr);
+  std::vector<bool> have;
+  ASSERT_TRUE(remote->HaveChunks(held_ids, &have).ok());
+  for (bool h : have) ASSERT_FALSE(h);
+  // Not adjacent (every other record): copied into frames as before.
+  const auto spans = spans_of(all);
+  std::vector<absl::Span<const uint8_t>> odd, even;
+  for (size_t i = 0; i < spans.size(); ++i) (i % 2 ? odd : even).push_back(spans[i]);
+  AppendStats stats;
+  ASSERT_TRUE(remote->AppendRecords(odd, VerifyMode::kFull, &stats).ok());
+  EXPECT_EQ(remote->borrowed_appends(), 0u);
+  ASSERT_TRUE(remote->AppendRecords(spans, VerifyMode::kFull, &stats).ok());
+  EXPECT_EQ(remote->borrowed_appends(), 1u);
+  ASSERT_TRUE(remote->Flush().ok());
+  EXPECT_EQ(stats.records_received, odd.size() + spans.size());
+  EXPECT_EQ(stats.records_appended, spans.size());
+  ASSERT_TRUE(remote->HaveChunks(held_ids, &have).ok());
+  for (bool h : have) EXPECT_TRUE(h);
+}
+
 TEST_P(RemoteStoreTest, DaemonGoingAwayFailsCleanly) {
   BuildGroup(group_, 7);
   auto remote = ConnectOk(Options());
