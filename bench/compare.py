@@ -61,7 +61,7 @@ LINKS = {"loopback": None, "10gbit": 10e9, "1gbit": 1e9}  # bits per second; Non
 PEERS = ("restic", "borg", "casync", "rsync", "zstd", "cp", "rclone")
 DOC_BEGIN = "<!-- bench/compare.py: begin (generated; edit the harness, not this) -->"
 DOC_END = "<!-- bench/compare.py: end -->"
-PORTS = {"cf": 7170, "rsync": 8730, "rest": 8000}
+PORTS = {"cf": 7170, "cf-base": 7171, "rsync": 8730, "rest": 8000}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,8 +360,19 @@ class Bench:
 
     # -- import ------------------------------------------------------------------------------
     def prepare_sources(self, rd):
-        p = {k: os.path.join(rd, k) for k in ("src", "borg", "restic", "cas", "zst", "cp")}
+        p = {k: os.path.join(rd, k) for k in ("src", "borg", "restic", "cas", "zst", "cp",
+                                             "src-base")}
         self.untimed([self.cf, "store", "init", "--store", p["src"], "--quiet"])
+        if self.a.baseline:
+            # The baseline's own source store (its formats may predate this build's), v1 only.
+            base, c = self.a.baseline, self.corpus
+            self.untimed([base, "store", "init", "--store", p["src-base"], "--quiet"])
+            for f in c.files:
+                self.untimed([base, "import", "--store", p["src-base"], "--image",
+                              os.path.join(c.dirs["v1"], f), "--group", self.group["v1"], "--vm",
+                              macro.VM_UUID, "--volume", macro.uuid_of(f"compare-vol-{f}"),
+                              "--uuid", self.backup_uuid("v1", f), "--type", c.vtype(f),
+                              "--quiet"])
         self.untimed(["borg", "init", "-e", "none", p["borg"]])
         self.untimed(["restic", "-r", p["restic"], "init", "-q"])
         os.makedirs(os.path.join(p["cas"], "store"))
@@ -420,6 +431,12 @@ class Bench:
             daemons["cf"] = Daemon("chunkferry-serve", [
                 cf, "serve", "--store", dst, "--io", self.a.io,
                 "--listen", f"{listen}:{PORTS['cf']}"], net, PORTS["cf"], ld)
+            base_dst = os.path.join(ld, "cf-base-dst")
+            if self.a.baseline and link == "loopback":
+                self.untimed([self.a.baseline, "store", "init", "--store", base_dst, "--quiet"])
+                daemons["cf-base"] = Daemon("chunkferry-baseline-serve", [
+                    self.a.baseline, "serve", "--store", base_dst, "--io", self.a.io,
+                    "--listen", f"{listen}:{PORTS['cf-base']}"], net, PORTS["cf-base"], ld)
             daemons["rsync"] = Daemon("rsyncd", [
                 "rsync", "--daemon", "--no-detach", f"--config={conf}", f"--port={PORTS['rsync']}",
                 f"--address={listen}"], net, PORTS["rsync"], ld)
@@ -438,6 +455,15 @@ class Bench:
                                       "--key-file", key, "--connections", self.a.connections,
                                       "--json", "--quiet", "--io", self.a.io]], daemons["cf"])
                 s["json"] = json.loads(s["outputs"][0])
+                return s
+
+            def baseline_sync():  # v1 into an empty store, as chunkferry's first step
+                s = self.step([cli + [self.a.baseline, "sync", "--from", p["src-base"], "--to",
+                                      f"tcp://{addr}:{PORTS['cf-base']}", "--group",
+                                      self.group["v1"], "--key-file",
+                                      os.path.join(base_dst, "auth.key"), "--connections",
+                                      self.a.connections, "--json", "--quiet", "--io",
+                                      self.a.io]], daemons["cf-base"])
                 return s
 
             def restic_copy(v):
@@ -470,7 +496,9 @@ class Bench:
                 ("rsync-images-z", lambda: rsync(["--sparse", "-z"], (v1, "whole-z-v1/"),
                                                  (v2, "whole-z-v2/"))),
                 ("rsync-casync", lambda: rsync([], (cas, "casync-full/"))),
-            ])
+            ] + ([("chunkferry-baseline", baseline_sync)] if "cf-base" in daemons else []))
+            if "chunkferry-baseline" in first:
+                out["baseline"] = first.pop("chunkferry-baseline")
             second = macro.alternate(run_index, [
                 ("chunkferry", lambda: cf_sync("v2")),
                 ("restic", lambda: restic_copy("v2")),
@@ -702,12 +730,24 @@ def summarize(result):
     cpu_v1 = full["first_cpu_s"] + full["first_daemon_cpu_s"]
     target("full sync CPU (client + daemon) per GB of v1 records, CPU-s",
            cpu_v1 / (stored["v1"] / 1e9), "<=", 1.125 / 0.592, unit=" CPU-s/GB")
+    base = [r["links"]["loopback"]["baseline"] for r in runs
+            if "baseline" in r["links"].get("loopback", {})]
+    baseline = None
+    if base:
+        # The same v1 sync by the baseline build, alternating with this one in the same run: the
+        # figure the issue asks for (25% below), free of the machine's day-to-day drift.
+        bc, bd = med([b["cpu_s"] for b in base]), med([b["daemon"]["cpu_s"] for b in base])
+        baseline = {"rev": result.get("baseline_rev", "baseline"), "client_s": bc, "daemon_s": bd,
+                    "wall_s": med([b["wall_s"] for b in base]),
+                    "runs_cpu_s": [b["cpu_s"] + b["daemon"]["cpu_s"] for b in base]}
+        target(f"full sync CPU (client + daemon) vs {baseline['rev']} in the same run",
+               cpu_v1 / (bc + bd), "<=", 0.75)
     rss = max([d["peak_rss_mib"] for k in table for t, d in table[k].items()
                if t == "chunkferry"] + [r["daemon_peak_rss_kib"].get("cf", 0) / 1024 for r in runs])
     target("peak RSS of every chunkferry process, MiB", rss, "<=", 256, unit=" MiB")
     return {"table": table, "targets": targets, "cpu_full_v1": {
         "client_s": full["first_cpu_s"], "daemon_s": full["first_daemon_cpu_s"],
-        "stored_v1_bytes": stored["v1"]}}
+        "stored_v1_bytes": stored["v1"], "baseline": baseline}}
 
 
 PHASE_TITLES = {"import_v1": "import v1", "import_v2": "import v2 (store holds v1)",
@@ -768,7 +808,14 @@ def render_markdown(result, summary, plots):
     c = summary["cpu_full_v1"]
     lines += [f"Full sync of v1 (empty destination, full verification on the daemon): client "
               f"{c['client_s']:.2f} + daemon {c['daemon_s']:.2f} CPU-seconds for "
-              f"{c['stored_v1_bytes'] / MB:,.1f} MB of records.", ""]
+              f"{c['stored_v1_bytes'] / MB:,.1f} MB of records."]
+    b = c.get("baseline")
+    if b:
+        lines += [f"The same sync by chunkferry {b['rev']} (its own build, source store and "
+                  f"daemon; alternating with this build in each run): client {b['client_s']:.2f} "
+                  f"+ daemon {b['daemon_s']:.2f} CPU-seconds, wall {b['wall_s']:.2f} s; per run "
+                  + ", ".join(f"{x:.2f}" for x in b["runs_cpu_s"]) + " CPU-s."]
+    lines += [""]
     for name, title in plots:
         lines += [f"![{title}](bench/{name})", ""]
     lines += ["Commands of each step: `compare.json` (`runs[].…commands`).", "", DOC_END]
@@ -847,6 +894,10 @@ def main():
     ap.add_argument("--links", default=",".join(LINKS),
                     help="links to sync over, of " + ", ".join(LINKS))
     ap.add_argument("--no-netns", action="store_true", help="loopback of the host only")
+    ap.add_argument("--baseline", metavar="BIN", default=None,
+                    help="a chunkferry binary of an earlier build: its v1 full sync (loopback) "
+                         "alternates with this build's, for the CPU target in the same run")
+    ap.add_argument("--baseline-rev", default="baseline", help="names --baseline in the report")
     ap.add_argument("--connections", default="2")
     ap.add_argument("--io", default="auto")
     ap.add_argument("--warm", action="store_true", help="do not drop the page cache")
@@ -891,6 +942,11 @@ def main():
                          "mem_mib": macro.meminfo().get("MemTotal"),
                          "kernel": platform.release()}
     result["net"] = net_desc
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
+        if not os.access(args.baseline, os.X_OK):
+            sys.exit(f"compare.py: --baseline {args.baseline} is not an executable")
+        result["baseline_rev"] = args.baseline_rev
     try:
         if args.images:
             corpus = Corpus(os.path.abspath(args.images[0]), os.path.abspath(args.images[1]))

@@ -6,6 +6,7 @@
 #   tools/dev.sh bench [quick|full] [compare.py flags...]
 #                       install the peers and the plotting library, build, and run
 #                       bench/compare.py (full: 3 runs at 2G + 1G, and docs/BENCHMARKS.md updated)
+#                       against a build of e03b7e3 too (CF_BENCH_BASELINE=REV, or empty for none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -69,6 +70,21 @@ case "${1:-}" in
     build build
     extra=()
     [[ $size == full ]] && extra+=(--update-docs)
+    # The CPU target is a cut against the issue's baseline build (e03b7e3, before the CPU work),
+    # measured in the same run: built once from git into /var/tmp, kept for later runs.
+    # CF_BENCH_BASELINE= (empty) skips it.
+    base=${CF_BENCH_BASELINE-e03b7e3}
+    if [[ -n $base ]] && git rev-parse -q --verify "$base^{commit}" >/dev/null; then
+      bdir=/var/tmp/cf-baseline-$base
+      if [[ ! -x $bdir/build/tools/chunkferry ]]; then
+        rm -rf "$bdir" && mkdir -p "$bdir/src"
+        git archive "$base" | tar -x -C "$bdir/src"
+        cmake -S "$bdir/src" -B "$bdir/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+          -DCHUNKFERRY_BENCH=OFF >/dev/null
+        cmake --build "$bdir/build" -j "$jobs" --target chunkferry
+      fi
+      extra+=(--baseline "$bdir/build/tools/chunkferry" --baseline-rev "$base")
+    fi
     # Debian's python3: the one python3-matplotlib installs into.
     exec /usr/bin/python3 bench/compare.py --build build --size "$size" "${extra[@]}" "$@"
     ;;
