@@ -573,6 +573,7 @@ class Bench:
         return {"restore": restore, "verify": verify}
 
     def run(self, r):
+        macro.empty_trash(self.work)
         rd = os.path.join(self.work, f"run{r}")
         os.makedirs(rd)
         p = self.prepare_sources(rd)

@@ -182,6 +182,18 @@ def discard_later(path, work):
     os.rename(path, os.path.join(trash, f"{len(os.listdir(trash))}-{os.path.basename(path)}"))
 
 
+def empty_trash(work, settle_s=5):
+    """Deletes what discard_later put aside, then syncs and waits for the discards to pass:
+    between runs, where nothing is timed (three full-size runs of bench/compare.py would not fit
+    the disk with every run's trash kept)."""
+    trash = os.path.join(work, "trash")
+    if not os.path.isdir(trash):
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+    os.sync()
+    time.sleep(settle_s)
+
+
 def proc_status_kib(pid, field):
     """A `field:` line of /proc/PID/status in KiB (VmHWM, VmRSS); 0 when unreadable."""
     try:
