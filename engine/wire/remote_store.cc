@@ -32,10 +32,6 @@ namespace {
 
 // APPEND frames queued per connection, the one being sent included.
 constexpr size_t kMaxQueuedFrames = 2;
-// Fewest bytes of adjacent records AppendRecords sends as a frame of their own, from the
-// caller's memory: below it, a frame's fixed costs (an APPEND_ACK, a daemon batch) outweigh
-// the copy saved.
-constexpr size_t kMinBorrowedAppend = 256u << 10;
 // MANIFEST_DATA frames queued on connection 0 while a manifest streams out.
 constexpr size_t kMaxQueuedManifestFrames = 4;
 // Most ids in one HAVE or READ (besides the frame limit): small enough to pipeline.
@@ -392,14 +388,8 @@ absl::Status RemoteStore::Post(int64_t* wait_ms) {
         left = run.size();
       } else if (!c.out.empty()) {
         OutFrame& f = c.out.front();
-        if (f.sent < f.bytes.size()) {
-          buf = f.bytes.data() + f.sent;
-          left = f.bytes.size() - f.sent;
-        } else {
-          const size_t at = f.sent - f.bytes.size();
-          buf = const_cast<uint8_t*>(f.borrowed.data() + at);  // a send only reads it
-          left = f.borrowed.size() - at;
-        }
+        buf = f.bytes.data() + f.sent;
+        left = f.bytes.size() - f.sent;
       }
       const size_t n = send_bucket_.limited() ? std::min(left, piece_) : left;
       if (n > 0 && send_bucket_.Take(n, wait_ms)) {
@@ -473,7 +463,7 @@ absl::Status RemoteStore::HandleCompletion(const io::Completion& completion) {
     }
     OutFrame& f = c.out.front();
     f.sent += static_cast<size_t>(res);
-    if (f.sent == f.size()) {
+    if (f.sent == f.bytes.size()) {
       ReturnBuffer(std::move(f.bytes));
       c.out.pop_front();
     }
@@ -842,150 +832,68 @@ absl::Status RemoteStore::SealAppend() {
                     FrameChecksum(payload, flags),
                     std::span<uint8_t, kFrameHeaderSize>(o.frame.bytes.data(), kFrameHeaderSize),
                     flags);
-  absl::StatusOr<size_t> best = ConnectionWithRoom(payload_size, /*idle=*/false);
-  if (!best.ok()) {
+  auto room = [&](const Conn& c) {
+    return c.out.size() < kMaxQueuedFrames &&
+           (c.unacked == 0 || c.unacked + payload_size <= max_inflight_);
+  };
+  absl::Status st = RunUntil([&] {
+    for (const Conn& c : conns_) {
+      if (room(c)) return true;
+    }
+    return false;
+  });
+  if (!st.ok()) {
     ForgetIds(o.ids);
     o.ids.clear();
-    return best.status();
+    return st;
   }
-  Enqueue(*best, std::move(o.frame), AppendAckHandler(o.stats, std::move(o.ids)), payload_size);
+  size_t best = conns_.size();
+  for (size_t i = 0; i < conns_.size(); ++i) {
+    if (!room(conns_[i])) continue;
+    if (best == conns_.size() || conns_[i].unacked < conns_[best].unacked) best = i;
+  }
+  AppendStats* stats = o.stats;
+  Enqueue(
+      best, std::move(o.frame),
+      [this, stats, ids = std::move(o.ids)](uint16_t t,
+                                            absl::Span<const uint8_t> p) -> absl::StatusOr<bool> {
+        if (t == static_cast<uint16_t>(MsgType::kAppendAck)) {
+          auto ack = DecodeAppendAck(p);
+          if (!ack.ok()) return PeerStatus(ack.status().code(), ack.status().message());
+          if (stats != nullptr) {
+            stats->records_received += ack->records_received;
+            stats->records_appended += ack->records_appended;
+            stats->bytes_appended += ack->bytes_appended;
+            stats->chunks_added += ack->chunks_added;
+          }
+        } else if (t == static_cast<uint16_t>(MsgType::kError)) {
+          if (append_error_.ok()) append_error_ = PeerError(p);
+        } else {
+          return Unexpected(t, "APPEND_ACK");
+        }
+        ForgetIds(ids);
+        return true;
+      },
+      payload_size);
   o.frame = OutFrame();
   o.ids = {};
   o.records = 0;
   return absl::OkStatus();
 }
 
-absl::StatusOr<size_t> RemoteStore::ConnectionWithRoom(uint64_t payload_size, bool idle) {
-  auto room = [&](const Conn& c) {
-    const bool queue_ok =
-        idle ? c.out.empty() && !c.send_in_flight : c.out.size() < kMaxQueuedFrames;
-    return queue_ok && (c.unacked == 0 || c.unacked + payload_size <= max_inflight_);
-  };
-  CF_RETURN_IF_ERROR(RunUntil([&] {
-    for (const Conn& c : conns_) {
-      if (room(c)) return true;
-    }
-    return false;
-  }));
-  size_t best = conns_.size();
-  for (size_t i = 0; i < conns_.size(); ++i) {
-    if (!room(conns_[i])) continue;
-    if (best == conns_.size() || conns_[i].unacked < conns_[best].unacked) best = i;
-  }
-  return best;
-}
-
-RemoteStore::ReplyHandler RemoteStore::AppendAckHandler(AppendStats* stats,
-                                                        std::vector<codec::ChunkId> ids) {
-  return [this, stats, ids = std::move(ids)](uint16_t t,
-                                             absl::Span<const uint8_t> p) -> absl::StatusOr<bool> {
-    if (t == static_cast<uint16_t>(MsgType::kAppendAck)) {
-      auto ack = DecodeAppendAck(p);
-      if (!ack.ok()) return PeerStatus(ack.status().code(), ack.status().message());
-      if (stats != nullptr) {
-        stats->records_received += ack->records_received;
-        stats->records_appended += ack->records_appended;
-        stats->bytes_appended += ack->bytes_appended;
-        stats->chunks_added += ack->chunks_added;
-      }
-    } else if (t == static_cast<uint16_t>(MsgType::kError)) {
-      if (append_error_.ok()) append_error_ = PeerError(p);
-    } else {
-      return Unexpected(t, "APPEND_ACK");
-    }
-    ForgetIds(ids);
-    return true;
-  };
-}
-
-absl::Status RemoteStore::SendBorrowedAppend(absl::Span<const uint8_t> records, uint32_t count,
-                                             VerifyMode mode, AppendStats* stats,
-                                             std::vector<codec::ChunkId> ids) {
-  const uint64_t payload_size = kAppendPrefixSize + records.size();
-  // The header, the prefix and the payload's first bytes (for the checksum): the prefix is
-  // ours; the records are sent from where they lie.
-  OutFrame f;
-  f.bytes = TakeBuffer();
-  f.bytes.resize(kFrameHeaderSize + kAppendPrefixSize);
-  uint8_t* prefix = f.bytes.data() + kFrameHeaderSize;
-  prefix[0] = mode == VerifyMode::kFull ? 0 : 1;
-  prefix[1] = 0;
-  StoreLE32(prefix + 2, count);
-  uint8_t head[kPrefixChecksumBytes];
-  const size_t from_records = std::min(records.size(), kPrefixChecksumBytes - kAppendPrefixSize);
-  std::memcpy(head, prefix, kAppendPrefixSize);
-  std::memcpy(head + kAppendPrefixSize, records.data(), from_records);
-  EncodeFrameHeader(static_cast<uint16_t>(MsgType::kAppend), static_cast<uint32_t>(payload_size),
-                    FrameChecksum(absl::MakeConstSpan(head, kAppendPrefixSize + from_records),
-                                  kFrameFlagPrefixChecksum),
-                    std::span<uint8_t, kFrameHeaderSize>(f.bytes.data(), kFrameHeaderSize),
-                    kFrameFlagPrefixChecksum);
-  f.borrowed = records;
-  // A connection with nothing queued, so that this frame goes out now and the wait below is for
-  // its own bytes only.
-  absl::StatusOr<size_t> c = ConnectionWithRoom(payload_size, /*idle=*/true);
-  if (!c.ok()) {
-    ForgetIds(ids);
-    ReturnBuffer(std::move(f.bytes));
-    return c.status();
-  }
-  Conn& conn = conns_[*c];
-  Enqueue(*c, std::move(f), AppendAckHandler(stats, std::move(ids)), payload_size);
-  ++borrowed_appends_;
-  // The caller's memory is only valid until this returns. Should the wait fail, the store is
-  // broken (RunUntil) and its sockets shut down, so the rest of the frame never goes.
-  return RunUntil([&conn] { return conn.out.empty() && !conn.send_in_flight; });
-}
-
-absl::StatusOr<codec::RecordView> RemoteStore::ParseOutgoing(absl::Span<const uint8_t> record,
-                                                             size_t i) const {
-  absl::StatusOr<codec::RecordView> view = codec::ParseRecord(record);
-  if (!view.ok() || view->size != record.size()) {
-    return absl::Status(
-        view.ok() ? absl::StatusCode::kInvalidArgument : view.status().code(),
-        absl::StrCat("record ", i, " of a batch for ", peer_, " is malformed: ",
-                     view.ok() ? "bytes follow the record" : view.status().message()));
-  }
-  return view;
-}
-
 absl::Status RemoteStore::AppendRecords(absl::Span<const absl::Span<const uint8_t>> records,
                                         VerifyMode mode, AppendStats* stats) {
   CF_RETURN_IF_ERROR(CheckUsable());
   if (!append_error_.ok()) return append_error_;
-  // Records back to back in the caller's memory (a local store's read of a pack range) go as a
-  // frame of their own, sent from there: no copy into a frame buffer (a sixth of the client's
-  // CPU in a full sync). TLS encrypts from the frames, and a daemon without PREFIX_CHECKSUM
-  // wants the whole payload hashed first: both take the copy.
-  if (prefix_checksum_ && conns_[0].tls == nullptr && !records.empty()) {
-    bool adjacent = true;
-    size_t total = records[0].size();
-    for (size_t i = 1; i < records.size() && adjacent; ++i) {
-      adjacent = records[i].data() == records[i - 1].data() + records[i - 1].size();
-      total += records[i].size();
-    }
-    if (adjacent && total >= kMinBorrowedAppend && kAppendPrefixSize + total <= max_frame_) {
-      std::vector<codec::ChunkId> ids;
-      for (size_t i = 0; i < records.size(); ++i) {
-        absl::StatusOr<codec::RecordView> view = ParseOutgoing(records[i], i);
-        if (!view.ok()) {
-          ForgetIds(ids);
-          return view.status();
-        }
-        for (uint32_t k = 0; k < view->chunk_count; ++k) {
-          ids.push_back(view->chunk(k).id);
-          ++unacked_ids_[ids.back()];
-        }
-      }
-      CF_RETURN_IF_ERROR(SendBorrowedAppend(absl::MakeConstSpan(records[0].data(), total),
-                                            static_cast<uint32_t>(records.size()), mode, stats,
-                                            std::move(ids)));
-      return append_error_;
-    }
-  }
   for (size_t i = 0; i < records.size(); ++i) {
     const absl::Span<const uint8_t> r = records[i];
-    CF_ASSIGN_OR_RETURN(const codec::RecordView view, ParseOutgoing(r, i));
+    auto view = codec::ParseRecord(r);
+    if (!view.ok() || view->size != r.size()) {
+      return absl::Status(
+          view.ok() ? absl::StatusCode::kInvalidArgument : view.status().code(),
+          absl::StrCat("record ", i, " of a batch for ", peer_, " is malformed: ",
+                       view.ok() ? "bytes follow the record" : view.status().message()));
+    }
     if (kAppendPrefixSize + r.size() > max_frame_) {
       return absl::ResourceExhaustedError(absl::StrCat("record of ", r.size(),
                                                        " bytes does not fit a frame of ", peer_,
@@ -1007,8 +915,8 @@ absl::Status RemoteStore::AppendRecords(absl::Span<const absl::Span<const uint8_
     }
     open_.frame.bytes.insert(open_.frame.bytes.end(), r.begin(), r.end());
     ++open_.records;
-    for (uint32_t k = 0; k < view.chunk_count; ++k) {
-      const codec::ChunkId id = view.chunk(k).id;
+    for (uint32_t k = 0; k < view->chunk_count; ++k) {
+      const codec::ChunkId id = view->chunk(k).id;
       open_.ids.push_back(id);
       ++unacked_ids_[id];
     }

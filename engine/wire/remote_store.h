@@ -145,8 +145,6 @@ class RemoteStore final : public Store {
   // deltas or fell back to a whole manifest after a delta was refused.
   bool daemon_takes_manifest_delta() const { return manifest_delta_; }
   uint64_t manifest_deltas_sent() const { return deltas_sent_; }
-  // APPEND frames sent from the caller's memory (AppendRecords of adjacent records).
-  uint64_t borrowed_appends() const { return borrowed_appends_; }
   uint64_t manifest_delta_fallbacks() const { return delta_fallbacks_; }
   // Tests: pretend the daemon did (not) announce manifest_delta.
   void set_daemon_takes_manifest_delta(bool takes) { manifest_delta_ = takes; }
@@ -160,12 +158,8 @@ class RemoteStore final : public Store {
   using ReplyHandler =
       std::function<absl::StatusOr<bool>(uint16_t type, absl::Span<const uint8_t> payload)>;
   struct OutFrame {
-    std::vector<uint8_t> bytes;  // header and payload (or the payload's start, see `borrowed`)
-    // The rest of the payload, sent after `bytes` straight from the caller's memory: set only by
-    // SendBorrowedAppend, which waits until it is sent. Never under TLS.
-    absl::Span<const uint8_t> borrowed;
-    size_t sent = 0;  // of bytes, then borrowed
-    size_t size() const { return bytes.size() + borrowed.size(); }
+    std::vector<uint8_t> bytes;  // header and payload
+    size_t sent = 0;
   };
   struct Pending {
     ReplyHandler on_frame;
@@ -260,24 +254,8 @@ class RemoteStore final : public Store {
   // (`type`, `header`), then MANIFEST_END; returns the reply (OK, or the ERROR's status).
   absl::Status SendManifestStream(MsgType type, const std::string& header, const std::string& path);
 
-  // Parses record `i` of a batch to send: InvalidArgument/DataLoss naming it when malformed or
-  // followed by other bytes.
-  absl::StatusOr<codec::RecordView> ParseOutgoing(absl::Span<const uint8_t> record,
-                                                  size_t i) const;
   // Sends the open APPEND frame to the least loaded connection that has room.
   absl::Status SealAppend();
-  // Picks the least loaded connection with room for `payload_size` more unacknowledged bytes
-  // (and, with `idle`, nothing queued to send), running the I/O loop until one has.
-  absl::StatusOr<size_t> ConnectionWithRoom(uint64_t payload_size, bool idle);
-  // The reply handler of an APPEND: counts its APPEND_ACK into `stats` (or keeps its ERROR for
-  // append_error_) and forgets `ids` as unacknowledged.
-  ReplyHandler AppendAckHandler(AppendStats* stats, std::vector<codec::ChunkId> ids);
-  // Sends `records`, which lie back to back in the caller's memory, as one APPEND frame read
-  // from there (no copy), and returns once the socket has taken them all. Records already
-  // checked; ids their chunk ids.
-  absl::Status SendBorrowedAppend(absl::Span<const uint8_t> records, uint32_t count,
-                                  VerifyMode mode, AppendStats* stats,
-                                  std::vector<codec::ChunkId> ids);
   void ForgetIds(absl::Span<const codec::ChunkId> ids);
 
   RemoteOptions options_;
@@ -306,7 +284,6 @@ class RemoteStore final : public Store {
   bool takes_list_backups_ = false;  // WELCOME's list_backups=1
   bool prefix_checksum_ = false;     // every connection's WELCOME said prefix_checksum=1
   uint64_t deltas_sent_ = 0;
-  uint64_t borrowed_appends_ = 0;
   uint64_t delta_fallbacks_ = 0;
 };
 

@@ -614,12 +614,17 @@ absl::StatusOr<std::vector<bool>> DecodeHaveReply(absl::Span<const uint8_t> payl
   return have;
 }
 
+void EncodeAppendPrefix(VerifyMode mode, uint32_t record_count, uint8_t out[kAppendPrefixSize]) {
+  out[0] = static_cast<uint8_t>(mode);
+  out[1] = 0;
+  StoreU32(out + 2, record_count);
+}
+
 std::string EncodeAppend(VerifyMode mode, absl::Span<const absl::Span<const uint8_t>> records) {
-  std::string out;
+  std::string out(kAppendPrefixSize, '\0');
   out.reserve(kAppendPrefixSize + TotalSize(records));
-  out.push_back(static_cast<char>(mode));
-  out.push_back('\0');
-  PutU32(&out, static_cast<uint32_t>(records.size()));
+  EncodeAppendPrefix(mode, static_cast<uint32_t>(records.size()),
+                     reinterpret_cast<uint8_t*>(out.data()));
   return EncodeRecordsAfter(std::move(out), records);
 }
 

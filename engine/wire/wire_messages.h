@@ -212,6 +212,9 @@ struct AppendView {
   std::vector<absl::Span<const uint8_t>> records;  // into the payload
 };
 std::string EncodeAppend(VerifyMode mode, absl::Span<const absl::Span<const uint8_t>> records);
+// Writes an APPEND's prefix (mode, reserved, record count) into `out`, for a sender that lays
+// the records after it itself.
+void EncodeAppendPrefix(VerifyMode mode, uint32_t record_count, uint8_t out[kAppendPrefixSize]);
 // Splits the records with codec::ParseRecord (which checks each header's checksum, not the
 // payloads: the store verifies those) and refuses records that do not tile the payload exactly.
 [[nodiscard]] absl::StatusOr<AppendView> DecodeAppend(absl::Span<const uint8_t> payload);
