@@ -48,10 +48,6 @@ constexpr int64_t kByeTimeoutMs = 2'000;
 
 uint64_t Tag(size_t conn, bool recv) { return conn * 2 + (recv ? 1 : 0); }
 
-void StoreLE32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
 // A daemon that turned the connection away for now ("too many connections"): worth retrying.
 bool IsBusy(const absl::Status& status) {
   return absl::IsResourceExhausted(status) &&
@@ -819,10 +815,7 @@ void RemoteStore::ForgetIds(absl::Span<const codec::ChunkId> ids) {
 absl::Status RemoteStore::SealAppend() {
   OpenAppend& o = open_;
   o.open = false;
-  uint8_t* prefix = o.frame.bytes.data() + kFrameHeaderSize;
-  prefix[0] = o.mode == VerifyMode::kFull ? 0 : 1;
-  prefix[1] = 0;
-  StoreLE32(prefix + 2, o.records);
+  EncodeAppendPrefix(o.mode, o.records, o.frame.bytes.data() + kFrameHeaderSize);
   const uint64_t payload_size = o.frame.bytes.size() - kFrameHeaderSize;
   // Every record checks itself (its header's and payload's XXH3-64), and the daemon checks them
   // all: where it takes the flag, the frame's checksum covers the prefix alone.

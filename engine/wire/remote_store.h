@@ -14,13 +14,11 @@
 // Push: AppendRecords() copies the records once into an APPEND frame (up to
 // RemoteOptions::append_frame_bytes), sends full frames to the connection with the least
 // unacknowledged payload, and returns while they travel; APPEND_ACKs add into the AppendStats of
-// their batch as they come back. A batch of records that lie back to back (a local store's read
-// of a pack range, 256 KiB or more) is not copied: it goes as a frame of its own, sent from the
-// caller's memory, and AppendRecords returns once the socket has taken it (no TLS, and only to
-// a daemon that takes PREFIX_CHECKSUM, as the frame's checksum covers only its prefix).
-// HAVE questions can be asked ahead (AskHave) and answered while records travel. The unacknowledged APPEND payload per connection stays at or
-// below WELCOME's max_inflight, and frame buffers come from a bounded pool, so memory stays
-// bounded however much is pushed. An ERROR reply is remembered and returned by the next
+// their batch as they come back; to a daemon that takes PREFIX_CHECKSUM, a frame's checksum
+// covers its prefix only. HAVE questions can be asked ahead (AskHave) and answered while records
+// travel. The unacknowledged APPEND payload per connection stays at or below WELCOME's
+// max_inflight, and frame buffers come from a bounded pool, so memory stays bounded however much
+// is pushed. An ERROR reply is remembered and returned by the next
 // AppendRecords() or Flush(). Flush() waits for every APPEND_ACK, then FLUSH → FLUSH_ACK.
 //
 // Pull: ReadRecordsFor() splits the ids over the connections, pipelines READs on each, and hands

@@ -627,8 +627,8 @@ TEST_P(StoreServerTest, DamagedRecordHeaderIsAProtocolError) {
   EXPECT_TRUE(Logged("protocol error")) << LogText();
 }
 
-// Sends a frame whose checksum covers its prefix alone (kFrameFlagPrefixChecksum), raw.
-void SendPrefixChecksumFrame(WireConn& conn, MsgType type, absl::Span<const uint8_t> payload) {
+// A whole frame whose checksum covers its prefix alone (kFrameFlagPrefixChecksum).
+std::string PrefixChecksumFrame(MsgType type, absl::Span<const uint8_t> payload) {
   std::string frame(kFrameHeaderSize, '\0');
   EncodeFrameHeader(static_cast<uint16_t>(type), static_cast<uint32_t>(payload.size()),
                     FrameChecksum(payload, kFrameFlagPrefixChecksum),
@@ -636,8 +636,16 @@ void SendPrefixChecksumFrame(WireConn& conn, MsgType type, absl::Span<const uint
                                                          kFrameHeaderSize),
                     kFrameFlagPrefixChecksum);
   frame.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+  return frame;
+}
+
+void SendRaw(WireConn& conn, const std::string& frame) {
   ASSERT_EQ(::send(conn.fd(), frame.data(), frame.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(frame.size()));
+}
+
+void SendPrefixChecksumFrame(WireConn& conn, MsgType type, absl::Span<const uint8_t> payload) {
+  SendRaw(conn, PrefixChecksumFrame(type, payload));
 }
 
 TEST_P(StoreServerTest, PrefixChecksumAppendStillChecksEveryRecord) {
@@ -670,18 +678,9 @@ TEST_P(StoreServerTest, PrefixChecksumAppendStillChecksEveryRecord) {
     auto stats = DecodeAppendAck(*ack);
     ASSERT_TRUE(stats.ok()) << stats.status();
     EXPECT_EQ(stats->records_appended, 4u);
-    std::string damaged = EncodeAppend(VerifyMode::kFull, Spans(batch));
-    std::string frame(kFrameHeaderSize, '\0');
-    EncodeFrameHeader(static_cast<uint16_t>(MsgType::kAppend),
-                      static_cast<uint32_t>(damaged.size()),
-                      FrameChecksum(Span(damaged), kFrameFlagPrefixChecksum),
-                      std::span<uint8_t, kFrameHeaderSize>(reinterpret_cast<uint8_t*>(frame.data()),
-                                                           kFrameHeaderSize),
-                      kFrameFlagPrefixChecksum);
-    damaged[0] = 1;  // full → checksum, after the checksum was taken
-    frame += damaged;
-    ASSERT_EQ(::send(conn->fd(), frame.data(), frame.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(frame.size()));
+    std::string frame = PrefixChecksumFrame(MsgType::kAppend, Span(payload));
+    frame[kFrameHeaderSize] = 1;  // full → checksum, after the checksum was taken
+    SendRaw(*conn, frame);
     EXPECT_FALSE(conn->Expect(MsgType::kAppendAck).ok());
     EXPECT_TRUE(PeerCloses(conn->fd()));
   }
