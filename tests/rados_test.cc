@@ -70,6 +70,26 @@ class RadosStoreTest : public ::testing::Test {
     return g;
   }
 
+  // Two related groups copied into the pool, the first deleted: what a collection reclaims and
+  // rewrites. Returns the second group's volumes; *group is its uuid.
+  std::vector<Volume> RelatedGroupAfterADelete(uint64_t seed, std::string* group) {
+    std::vector<Volume> v1;
+    const std::string g1 = NewUuid();
+    *group = NewUuid();
+    auto src = Source("src", g1, seed, &v1);
+    if (src == nullptr) return {};
+    auto v2 = testing::ImportRelatedGroup(*src, pool_, tmp_, *group, v1[0].image, v1[1].image);
+    EXPECT_TRUE(src->Flush().ok());
+    auto w = OpenOk(Options());
+    if (w == nullptr) return {};
+    CopyStats stats;
+    EXPECT_TRUE(CopyGroup(*src, *w, g1, CopyOptions(), &stats).ok());
+    EXPECT_TRUE(CopyGroup(*src, *w, *group, CopyOptions(), &stats).ok());
+    EXPECT_TRUE(w->DeleteGroup(g1).ok());
+    EXPECT_TRUE(w->Close().ok());
+    return v2;
+  }
+
   RadosStoreOptions Options() {
     RadosStoreOptions o;
     o.client = testing::TestRadosClient();
@@ -82,16 +102,22 @@ class RadosStoreTest : public ::testing::Test {
     return s.ok() ? *std::move(s) : nullptr;
   }
 
-  // Copies `group` out of the pool into a new local store and restores its volumes there.
-  void ExpectRestores(const std::string& group, const std::vector<Volume>& vols) {
-    auto pool_store = OpenOk(Options());
-    ASSERT_NE(pool_store, nullptr);
+  // Copies `group` out of the pool (through `from`, else a store opened here) into a new local
+  // store and restores its volumes there.
+  void ExpectRestores(const std::string& group, const std::vector<Volume>& vols,
+                      RadosStore* from = nullptr) {
+    std::unique_ptr<RadosStore> opened;
+    if (from == nullptr) {
+      opened = OpenOk(Options());
+      ASSERT_NE(opened, nullptr);
+      from = opened.get();
+    }
     const std::string dir = tmp_.Sub(absl::StrCat("back-", group));
     testing::InitStore(dir);
     auto back = testing::OpenStore(dir, io::Backend::kThreads, true, &pool_);
     ASSERT_TRUE(back.ok());
     CopyStats stats;
-    absl::Status st = CopyGroup(*pool_store, **back, group, CopyOptions(), &stats);
+    absl::Status st = CopyGroup(*from, **back, group, CopyOptions(), &stats);
     ASSERT_TRUE(st.ok()) << st;
     for (size_t i = 0; i < vols.size(); ++i) {
       EXPECT_TRUE(testing::RestoresIdentical(**back, pool_, vols[i].meta.uuid, vols[i].image,
@@ -193,20 +219,9 @@ TEST_F(RadosStoreTest, ACollectionNeverRunsBesideAWriter) {
 }
 
 TEST_F(RadosStoreTest, ACollectionReclaimsWhatIsDeletedAndKeepsWhatIsNamed) {
-  std::vector<Volume> v1;
-  const std::string g1 = NewUuid(), g2 = NewUuid();
-  auto src = Source("src", g1, 7, &v1);
-  ASSERT_NE(src, nullptr);
-  auto v2 = testing::ImportRelatedGroup(*src, pool_, tmp_, g2, v1[0].image, v1[1].image);
-  ASSERT_TRUE(src->Flush().ok());
-  {
-    auto w = OpenOk(Options());
-    CopyStats stats;
-    ASSERT_TRUE(CopyGroup(*src, *w, g1, CopyOptions(), &stats).ok());
-    ASSERT_TRUE(CopyGroup(*src, *w, g2, CopyOptions(), &stats).ok());
-    ASSERT_TRUE(w->DeleteGroup(g1).ok());
-    ASSERT_TRUE(w->Close().ok());
-  }
+  std::string g2;
+  const std::vector<Volume> v2 = RelatedGroupAfterADelete(7, &g2);
+  ASSERT_FALSE(v2.empty());
   RadosStoreOptions gco = Options();
   gco.exclusive = true;
   gco.gc_grace_seconds = 0;
@@ -234,6 +249,40 @@ TEST_F(RadosStoreTest, ACollectionReclaimsWhatIsDeletedAndKeepsWhatIsNamed) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->packs_removed, 0u);
   EXPECT_EQ(again->records_live, again->records_total);
+}
+
+// A collection on another node rewrites packs between a reader's index lookup and its reads: the
+// reader finds those packs gone, looks their chunks up again and reads them where they are now,
+// instead of calling the moved records lost.
+TEST_F(RadosStoreTest, AReadMovedByACollectionMeanwhileIsLookedUpAgain) {
+  std::string g2;
+  const std::vector<Volume> v2 = RelatedGroupAfterADelete(11, &g2);
+  ASSERT_FALSE(v2.empty());
+  GcStats collected;
+  bool collected_once = false;
+  RadosStoreOptions ro = Options();
+  ro.writable = false;
+  ro.after_lookup_for_test = [&] {
+    if (collected_once) return;
+    collected_once = true;
+    RadosStoreOptions gco = Options();
+    gco.exclusive = true;
+    gco.gc_grace_seconds = 0;
+    auto gc = OpenOk(gco);
+    ASSERT_NE(gc, nullptr);
+    GcOptions o;
+    o.repack_below = 1.0;  // every pack that holds anything of g1 is rewritten
+    auto r = gc->CollectGarbage(o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    collected = *r;
+    ASSERT_TRUE(gc->Close().ok());
+  };
+  auto reader = OpenOk(ro);
+  ASSERT_NE(reader, nullptr);
+  ExpectRestores(g2, v2, reader.get());
+  ASSERT_TRUE(collected_once);
+  EXPECT_GT(collected.packs_rewritten, 0u);
+  EXPECT_GT(reader->reads_retried(), 0u);
 }
 
 TEST_F(RadosStoreTest, AWriterThatLostItsLockPublishesNothing) {

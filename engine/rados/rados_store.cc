@@ -393,8 +393,25 @@ absl::Status RadosStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
       break;
     }
   }
+  // A collection may move records between a lookup and its read (it rewrites the live records of
+  // a pack into a new one, points the index there and removes the old pack): the ids of a pack
+  // found gone are looked up again and read where they are now.
+  std::vector<codec::ChunkId> moved;
+  CF_RETURN_IF_ERROR(ReadLookedUp(ids, sink, /*last_try=*/false, &moved));
+  for (int retry = 1; !moved.empty(); ++retry) {
+    ++reads_retried_;
+    const std::vector<codec::ChunkId> again = std::move(moved);
+    moved.clear();
+    CF_RETURN_IF_ERROR(ReadLookedUp(again, sink, retry == kReadRetries, &moved));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RadosStore::ReadLookedUp(absl::Span<const codec::ChunkId> ids, const RecordSink& sink,
+                                      bool last_try, std::vector<codec::ChunkId>* moved) {
   std::vector<std::optional<RecordLocation>> found;
   CF_RETURN_IF_ERROR(Lookup(ids, &found));
+  if (options_.after_lookup_for_test) options_.after_lookup_for_test();
   std::vector<RecordLocation> locs;
   locs.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -436,11 +453,16 @@ absl::Status RadosStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
     r.last = i + 1;
   }
   absl::Status status;
+  absl::flat_hash_set<uint32_t> gone;  // packs removed since the lookup
   std::vector<absl::Span<const uint8_t>> batch;
   auto finish = [&](Range& r) {
     if (!r.aio.submitted()) return;
     const int rc = r.aio.Wait();
     if (!status.ok()) return;
+    if (rc == -ENOENT && !last_try) {
+      gone.insert(r.pack);
+      return;
+    }
     if (rc < 0) {
       status = rc == -ENOENT ? absl::DataLossError(absl::StrCat(
                                    "store ", location(), ": the index names records in ",
@@ -484,6 +506,11 @@ absl::Status RadosStore::ReadRecordsFor(absl::Span<const codec::ChunkId> ids,
     }
   }
   while (done < ranges.size()) finish(ranges[done++]);
+  if (status.ok() && !gone.empty()) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (gone.contains(found[i]->pack)) moved->push_back(ids[i]);
+    }
+  }
   return status;
 }
 

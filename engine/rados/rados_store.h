@@ -84,6 +84,9 @@ struct RadosStoreOptions {
   // writer whose lock ran out while it stalled may still name (it checks its lock before it
   // indexes or publishes anything, so it fails rather than naming a removed object).
   uint32_t gc_grace_seconds = 120;
+  // Tests only: runs in ReadRecordsFor between the index lookup and the reads, where a collection
+  // on another node may move the records looked up.
+  std::function<void()> after_lookup_for_test;
 };
 
 struct RadosInitOptions {
@@ -154,6 +157,8 @@ class RadosStore final : public Store {
   RadosPool& rados() { return *pool_; }
   // Packs written whole by this store since it was opened (tests, benchmarks).
   uint64_t packs_written() const { return packs_written_; }
+  // Reads looked up again because a collection had moved their records meanwhile (tests).
+  uint64_t reads_retried() const { return reads_retried_; }
 
  private:
   // A pack being filled or written: its bytes (header and records) and the index entries of the
@@ -186,6 +191,13 @@ class RadosStore final : public Store {
   // Index lookups, many in flight: found[i] is where ids[i]'s record is, when the index has it.
   absl::Status Lookup(absl::Span<const codec::ChunkId> ids,
                       std::vector<std::optional<RecordLocation>>* found);
+  // One lookup of `ids` and the reads of their records into `sink`. The ids whose pack was gone
+  // when read go to *moved (to be looked up again), unless `last_try`: then that is DataLoss.
+  absl::Status ReadLookedUp(absl::Span<const codec::ChunkId> ids, const RecordSink& sink,
+                            bool last_try, std::vector<codec::ChunkId>* moved);
+  // How often ReadRecordsFor looks up again ids whose pack a collection removed meanwhile: each
+  // time means another collection ran between a lookup and its read.
+  static constexpr int kReadRetries = 3;
 
   uint32_t NewPackId();
   absl::Status StartPack();
@@ -261,6 +273,7 @@ class RadosStore final : public Store {
   absl::flat_hash_set<codec::ChunkId> vouched_;    // in the index, seen by this store (vouch_max)
   absl::Status failed_;  // an asynchronous write's error, returned by the next call
   uint64_t packs_written_ = 0;
+  uint64_t reads_retried_ = 0;
 
   std::vector<codec::Decompressor> decompressors_;  // one per pool slot
   std::vector<std::vector<uint8_t>> scratch_;
