@@ -117,7 +117,7 @@ std::string Place(const BackupStorage& s) {
 // Opens `storage`: a local store read-only (`writable` false: a source) or writable (a
 // destination, checking received records on `pool`), or a connection to its daemon.
 // `direct_reads`: a local source read past the page cache (LocalStoreOptions::direct_reads),
-// for a sync whose other side is a daemon.
+// for a sync whose other side is a daemon or a pool.
 absl::StatusOr<OpenedStore> OpenStorage(const BackupStorage& storage, bool writable,
                                         const io::QueueOptions& queue, engine::WorkerPool* pool,
                                         bool direct_reads = false) {
@@ -425,7 +425,7 @@ SyncResult SyncService::Sync(const SyncRequest& request, const engine::ProgressF
   // The source first, and all its checks: a request that fails them does not touch the
   // destination (opening a local store writable and closing it rewrites its index snapshot).
   auto src_store = OpenStorage(*src, /*writable=*/false, options_.queue, nullptr,
-                               /*direct_reads=*/dst->remote);
+                               /*direct_reads=*/dst->remote || dst->rados);
   if (!src_store.ok()) {
     return fail(StatusError(
         absl::StrCat("cannot open source backup storage ", src->uuid, " (", Place(*src), ")"),

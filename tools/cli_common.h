@@ -67,7 +67,7 @@ absl::StatusOr<std::shared_ptr<engine::TlsContext>> MakeServerTls(const Flags& f
 absl::StatusOr<engine::VerifyMode> ParseVerifyMode(const std::string& text);
 
 // `direct_reads`: LocalStoreOptions::direct_reads (a sync's source when the other side is a
-// daemon).
+// daemon or a pool).
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenStore(const Context& ctx,
                                                               const std::string& dir, bool writable,
                                                               bool direct_reads = false);

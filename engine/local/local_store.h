@@ -40,8 +40,8 @@ struct LocalStoreOptions {
   ChunkIndexOptions index;            // the memory the chunk index may use
   // ReadRecords (and so ReadRecordsFor) bypass the page cache (O_DIRECT where the file system
   // allows it). For a sender whose pace the network and the receiver set, not the disk (a sync
-  // to a daemon): there a buffered read costs a kernel copy per byte, the largest part of a
-  // sync client's CPU (docs/BENCHMARKS.md). A local copy stays faster buffered (readahead).
+  // to a daemon or a pool): there a buffered read costs a kernel copy per byte, the largest part of
+  // a sync client's CPU (docs/BENCHMARKS.md). A local copy stays faster buffered (readahead).
   bool direct_reads = false;
 };
 
