@@ -9,14 +9,18 @@ file in the work dir) and, per run, in a namespace of its own:
   yardstick   rados bench write then seq, 16 MiB objects 4 in flight (chunkferry's packs) and
               4 MiB objects 16 in flight (the issue's figure), 5 s each, removed after
   full        chunkferry sync of group v1 from a local store into an empty pool store
+  full_checksum  the same with --verify checksum (records' checksums only, no decompression)
   incremental the pool store holds v1: chunkferry sync of group v2
   pull        chunkferry sync of group v2 from the pool store into an empty local store
   import      chunkferry import of group v1's images straight into an empty pool store
   restore     chunkferry restore of v1's volumes from that pool store (and, to compare, from
               the local source store)
 Throughput counts stored bytes (the compressed records that travel, are written or are read), as
-the yardstick counts the bytes it writes. Reported per step: wall, CPU (user+sys) and peak RSS of the chunkferry process,
-and the OSD's and monitor's peak RSS at the end.
+the yardstick counts the bytes it writes. Reported per step: wall, CPU (user+sys) and peak RSS of
+the chunkferry process, the OSD's CPU during the step, and the OSD's and monitor's peak RSS at the
+end. The client and the OSD share the machine's cores, so a step cannot take less than (client +
+OSD CPU-s) / cores: `floor_mb_s`, the throughput at which both cores would be busy all the time,
+says whether the 0.8x-of-yardstick target is reachable here at all.
 
 Python 3.11 standard library only; shares macro.py's runner.
 """
@@ -34,7 +38,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import macro  # noqa: E402  (same directory)
 
 MB = 1_000_000
-PHASES = ("full", "incremental", "pull", "import", "restore", "restore_local")
+PHASES = ("full", "full_checksum", "incremental", "pull", "import", "restore", "restore_local")
+
+
+class OsdCpu:
+    """The OSD's CPU seconds spent between start() and stop()."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.at = 0.0
+
+    def start(self):
+        self.at = macro.proc_cpu_seconds(self.pid)
+
+    def stop(self):
+        return macro.proc_cpu_seconds(self.pid) - self.at
 
 
 def rados_bench(runner, conf, ns, mode, size, threads, seconds=5):
@@ -52,12 +70,12 @@ def rados_bench(runner, conf, ns, mode, size, threads, seconds=5):
 def new_step():
     """A step made of several processes (one per volume): their summed figures."""
     return {"seconds": 0.0, "user_s": 0.0, "sys_s": 0.0, "maxrss_kib": 0, "stored_bytes": 0,
-            "image_bytes": 0}
+            "image_bytes": 0, "osd_cpu_s": 0.0}
 
 
 def add_to_step(step, r):
     """Adds one import's or restore's run_json result r to step (peak RSS: the largest)."""
-    for k in ("seconds", "user_s", "sys_s"):
+    for k in ("seconds", "user_s", "sys_s", "osd_cpu_s"):
         step[k] += r[k]
     step["maxrss_kib"] = max(step["maxrss_kib"], r["maxrss_kib"])
     step["stored_bytes"] += r["json"]["storedBytes"]
@@ -90,6 +108,18 @@ def main():
         conf = subprocess.run([script, "start", cluster], check=True, capture_output=True,
                               text=True, env=env).stdout.strip()
         ceph = ["--ceph-conf", conf]
+        osd_pid = subprocess.run(["pgrep", "-f", f"ceph-osd .*{cluster}"], capture_output=True,
+                                 text=True).stdout.split()
+        if not osd_pid:
+            sys.exit("rados_bench.py: the cluster's OSD is not running")
+        osd = OsdCpu(int(osd_pid[0]))
+
+        def with_osd_cpu(run):
+            """run() → its result, with the OSD's CPU seconds meanwhile as osd_cpu_s."""
+            osd.start()
+            r = run()
+            r["osd_cpu_s"] = osd.stop()
+            return r
         common = ["--json", "--quiet", "--io", args.io]
         images = os.path.join(work, "images")
         runner.run([gen, "--out", images, "--root-size", args.root_size, "--data-size",
@@ -104,11 +134,10 @@ def main():
             step = new_step()
             step["uuids"] = []
             for f, vtype in vols:
-                r = macro.run_json(runner, [cf, "import", "--store", store, "--image",
-                                            os.path.join(images, v, f), "--group", group[v],
-                                            "--vm", macro.VM_UUID, "--volume",
-                                            macro.uuid_of(f"vol-{f}"), "--type", vtype] +
-                                   list(extra) + common)
+                r = with_osd_cpu(lambda: macro.run_json(
+                    runner, [cf, "import", "--store", store, "--image", os.path.join(images, v, f),
+                             "--group", group[v], "--vm", macro.VM_UUID, "--volume",
+                             macro.uuid_of(f"vol-{f}"), "--type", vtype] + list(extra) + common))
                 add_to_step(step, r)
                 step["uuids"].append(r["json"]["uuid"])
             step["mb_s"] = step["stored_bytes"] / step["seconds"] / MB
@@ -119,8 +148,9 @@ def main():
             step = new_step()
             out = os.path.join(work, "restored.img")
             for uuid in uuids:
-                r = macro.run_json(runner, [cf, "restore", "--store", store, "--backup", uuid,
-                                            "--output", out, "--force"] + ceph + common)
+                r = with_osd_cpu(lambda: macro.run_json(
+                    runner, [cf, "restore", "--store", store, "--backup", uuid, "--output", out,
+                             "--force"] + ceph + common))
                 os.remove(out)
                 add_to_step(step, r)
             step["mb_s"] = step["stored_bytes"] / step["seconds"] / MB
@@ -139,10 +169,10 @@ def main():
             steps = {}
             yard_ns = f"yard{r}"
             for name, size, threads in (("16m_t4", 16 << 20, 4), ("4m_t16", 4 << 20, 16)):
-                steps[f"yard_write_{name}"] = rados_bench(runner, conf, yard_ns, "write", size,
-                                                          threads)
-                steps[f"yard_read_{name}"] = rados_bench(runner, conf, yard_ns, "seq", size,
-                                                         threads)
+                for key, mode in ((f"yard_write_{name}", "write"), (f"yard_read_{name}", "seq")):
+                    osd.start()
+                    steps[key] = rados_bench(runner, conf, yard_ns, mode, size, threads)
+                    steps[f"{key}_osd_cpu_s"] = osd.stop()
                 subprocess.run(["rados", "-c", conf, "-p", "chunkferry", "-N", yard_ns,
                                 "cleanup"], check=True, capture_output=True)
             pool = f"rados:chunkferry/run{r}"
@@ -150,11 +180,16 @@ def main():
             local = os.path.join(work, f"pulled{r}")
             runner.run([cf, "store", "init", "--store", local, "--quiet"], timed=False)
 
-            def sync(frm, to, v):
-                res = macro.run_json(runner, [cf, "sync", "--from", frm, "--to", to, "--group",
-                                              group[v]] + ceph + common)
+            def sync(frm, to, v, extra=()):
+                res = with_osd_cpu(lambda: macro.run_json(
+                    runner, [cf, "sync", "--from", frm, "--to", to, "--group", group[v]] +
+                    list(extra) + ceph + common))
                 res["mb_s"] = res["json"]["bytesSent"] / res["seconds"] / MB
                 return res
+            checksum_pool = f"rados:chunkferry/checksum{r}"
+            runner.run([cf, "store", "init", "--store", checksum_pool, "--quiet"] + ceph,
+                       timed=False)
+            steps["full_checksum"] = sync(src, checksum_pool, "v1", ["--verify", "checksum"])
             steps["full"] = sync(src, pool, "v1")
             steps["incremental"] = sync(src, pool, "v2")
             steps["pull"] = sync(pool, local, "v2")
@@ -172,9 +207,10 @@ def main():
                 moved = s["json"]["bytesSent"] if "json" in s else s["stored_bytes"]
                 macro.log(f"  {k}: {moved} B in {s['seconds']:.2f} s = "
                           f"{s['mb_s']:.0f} MB/s, cpu {s['user_s'] + s['sys_s']:.2f} s, "
-                          f"rss {s['maxrss_kib'] // 1024} MiB")
-            macro.log("  yardstick: " + ", ".join(f"{k} {v:.0f} MB/s" for k, v in steps.items()
-                                                  if k.startswith("yard")))
+                          f"osd cpu {s['osd_cpu_s']:.2f} s, rss {s['maxrss_kib'] // 1024} MiB")
+            macro.log("  yardstick: " + ", ".join(
+                f"{k} osd cpu {v:.2f} s" if k.endswith("_osd_cpu_s") else f"{k} {v:.0f} MB/s"
+                for k, v in steps.items() if k.startswith("yard")))
         for name in ("ceph-osd", "ceph-mon"):
             pid = subprocess.run(["pgrep", "-f", f"{name} .*{cluster}"], capture_output=True,
                                  text=True).stdout.split()
@@ -191,7 +227,17 @@ def main():
             summary[f"{k}_rss_mib"] = max(run[k]["maxrss_kib"] for run in result["runs"]) / 1024
             summary[f"{k}_cpu_s"] = statistics.median(
                 run[k]["user_s"] + run[k]["sys_s"] for run in result["runs"])
+            summary[f"{k}_osd_cpu_s"] = med(k, "osd_cpu_s")
+            # Both cores busy the whole step: the most this machine could do for its CPU-s.
+            moved = [run[k]["json"]["bytesSent"] if "json" in run[k] else run[k]["stored_bytes"]
+                     for run in result["runs"]]
+            cpu = [run[k]["user_s"] + run[k]["sys_s"] + run[k]["osd_cpu_s"]
+                   for run in result["runs"]]
+            summary[f"{k}_floor_mb_s"] = statistics.median(
+                b / (c / os.cpu_count()) / MB for b, c in zip(moved, cpu) if c > 0)
         summary["full_vs_yard_write_16m"] = summary["full_mb_s"] / summary["yard_write_16m_t4"]
+        summary["full_checksum_vs_yard_write_16m"] = (summary["full_checksum_mb_s"] /
+                                                      summary["yard_write_16m_t4"])
         summary["pull_vs_yard_read_16m"] = summary["pull_mb_s"] / summary["yard_read_16m_t4"]
         summary["import_vs_yard_write_16m"] = summary["import_mb_s"] / summary["yard_write_16m_t4"]
         summary["restore_vs_yard_read_16m"] = (summary["restore_mb_s"] /
