@@ -204,6 +204,23 @@ TEST_P(SyncTest, RestoreStraightFromADaemon) {
     }
   }
   EXPECT_LT(testing::AllocatedBytes(out), uint64_t{5 * kMiB}) << "holes were written out";
+  // To standard output, from the directory and from the daemon: the image's bytes alone (the
+  // --json report goes to standard error), and the same report of holes.
+  const auto image = testing::ReadFile(data);
+  std::vector<Json> reports;
+  for (const std::string& store : {a, plain.url()}) {
+    std::vector<std::string> args = {"restore",  "--store", store,    "--backup", volumes[1].first,
+                                     "--output", "-",       "--json", "--quiet"};
+    if (store != a) args.insert(args.end(), {"--key-file", a + "/auth.key"});
+    const auto r = Run(args);
+    EXPECT_TRUE(std::vector<uint8_t>(r.out.begin(), r.out.end()) == image)
+        << store << ": standard output is not the image (" << r.out.size() << " bytes)";
+    reports.push_back(ParseJson(r.err));
+  }
+  EXPECT_GT(reports[0].value("holeBytes", uint64_t{0}), 0u) << reports[0].dump();
+  EXPECT_EQ(reports[0].value("holeBytes", uint64_t{0}), reports[1].value("holeBytes", uint64_t{1}))
+      << reports[0].dump() << " " << reports[1].dump();
+  EXPECT_EQ(reports[0].value("dataBytes", uint64_t{0}), reports[1].value("dataBytes", uint64_t{1}));
   const auto refused = Run({"restore", "--store", keyed.url(), "--key-file", k + "/auth.key",
                             "--backup", volumes[2].first, "--output", tmp_.Sub("never")},
                            2);

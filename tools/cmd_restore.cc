@@ -85,16 +85,18 @@ int CmdRestore(const std::vector<std::string>& args) {
     if (!st.ok()) return Fail(kCmd, st);
   }
   if (ctx->json) {
-    std::printf("%s\n", Json{{"backup", f.Get("backup")},
-                             {"output", o.output},
-                             {"size", stats.bytes},
-                             {"dataBytes", stats.data_bytes},
-                             {"holeBytes", stats.hole_bytes},
-                             {"records", stats.records_read},
-                             {"storedBytes", stats.stored_bytes},
-                             {"seconds", stats.seconds}}
-                            .dump(2)
-                            .c_str());
+    // With the image on standard output the report goes to standard error, never into the image.
+    std::fprintf(o.output == "-" ? stderr : stdout, "%s\n",
+                 Json{{"backup", f.Get("backup")},
+                      {"output", o.output},
+                      {"size", stats.bytes},
+                      {"dataBytes", stats.data_bytes},
+                      {"holeBytes", stats.hole_bytes},
+                      {"records", stats.records_read},
+                      {"storedBytes", stats.stored_bytes},
+                      {"seconds", stats.seconds}}
+                     .dump(2)
+                     .c_str());
   } else if (o.output != "-") {
     std::printf("restored %s to %s: %s in %.2f s (%s), %s of it holes\n", f.Get("backup").c_str(),
                 o.output.c_str(), HumanBytes(stats.bytes).c_str(), stats.seconds,

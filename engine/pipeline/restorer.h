@@ -27,7 +27,7 @@ struct RestoreOptions {
 struct RestoreStats {
   uint64_t bytes = 0;       // size of the image
   uint64_t data_bytes = 0;  // bytes written
-  uint64_t hole_bytes = 0;  // bytes left as holes
+  uint64_t hole_bytes = 0;  // bytes left as holes (written as zeros to standard output)
   uint64_t records_read = 0;
   uint64_t stored_bytes = 0;  // of the records read
   double seconds = 0;

@@ -187,6 +187,7 @@ absl::Status StoreRestorer::Write(int group, const Arena& a) {
     for (const auto& e : a.entries) {
       if (e.zero) {
         CF_RETURN_IF_ERROR(writer_->AppendZeros(e.length));
+        stats_.hole_bytes += e.length;  // as the local restorer counts them: the backup's holes
       } else {
         CF_RETURN_IF_ERROR(
             writer_->Append(absl::MakeConstSpan(a.data.data() + a.data_off[k++], e.length)));
