@@ -22,6 +22,9 @@
 #include "engine/pipeline/readback_verifier.h"
 #include "engine/rados/rados_store.h"
 #include "engine/wire/auth.h"
+#include "engine/wire/remote_store.h"
+#include "engine/wire/served_store.h"
+#include "engine/wire/store_server.h"
 #include "gtest/gtest.h"
 #include "tests/cli_fixture.h"
 #include "tests/rados_test_env.h"
@@ -733,6 +736,78 @@ TEST_F(RadosStoreTest, AManifestBaseIsTheOneThePoolPublished) {
   absl::Status unpublished_base = put(forged, forged, NewUuid());
   EXPECT_TRUE(absl::IsFailedPrecondition(unpublished_base)) << unpublished_base;
   EXPECT_TRUE(absl::IsNotFound(store->OpenManifest(meta.uuid).status()));
+}
+
+// A daemon serving the pool publishes a manifest sent as a delta against its base as a sync
+// straight into the pool does: it looks up the chunks the base does not name, not the volume's.
+TEST_F(RadosStoreTest, ADaemonPublishesADeltaLookingUpOnlyWhatTheBaseLacks) {
+  testing::InitStore(tmp_.Sub("src"));
+  auto src = testing::OpenStore(tmp_.Sub("src"), io::Backend::kThreads, true, &pool_);
+  ASSERT_TRUE(src.ok()) << src.status();
+  const std::string volume = NewUuid(), g1 = NewUuid(), g2 = NewUuid();
+  const std::string v1 = tmp_.Sub("v1.img"), v2 = tmp_.Sub("v2.img");
+  testing::WriteRandomFile(v1, 4 * kMiB, 61);
+  std::vector<uint8_t> bytes = testing::ReadFile(v1);
+  uint64_t rewrites = 0;
+  for (size_t b = 5; (b + 1) * 4096 <= bytes.size(); b += 50, ++rewrites) {
+    const auto fresh = testing::RandomBytes(4096, 7000 + b);
+    std::copy(fresh.begin(), fresh.end(), bytes.begin() + static_cast<long>(b * 4096));
+  }
+  testing::WriteFile(v2, bytes);
+  std::vector<Volume> vols;
+  for (const auto& [image, group, date] :
+       {std::tuple{v1, g1, 1700000000}, std::tuple{v2, g2, 1700086400}}) {
+    ImportOptions o;
+    o.source = image;
+    o.meta = testing::NewMeta(group, "Root");
+    o.meta.volume_uuid = volume;
+    o.meta.create_date = date;
+    ImportStats stats;
+    auto meta = ImportVolume(**src, pool_, o, &stats);
+    ASSERT_TRUE(meta.ok()) << meta.status();
+    vols.push_back(Volume{image, *meta, stats});
+  }
+  ASSERT_TRUE((*src)->Flush().ok());
+  {  // v1 straight into the pool, so that the daemon's store has vouched for none of it
+    auto w = OpenOk(Options());
+    ASSERT_NE(w, nullptr);
+    ASSERT_TRUE(CopyGroup(**src, *w, g1, CopyOptions(), nullptr).ok());
+    ASSERT_TRUE(w->Close().ok());
+  }
+  RadosStoreOptions so = Options();
+  so.lock_on_demand = true;
+  auto served = OpenOk(so);
+  ASSERT_NE(served, nullptr);
+  RadosStore* s = served.get();
+  auto any = ServeAnyStore(*s, s->hasher(),
+                           {[s] { return s->BeginWrites(); }, [s] { return s->EndWrites(); }});
+  ASSERT_TRUE(any.ok()) << any.status();
+  auto key = NewAuthKey();
+  ASSERT_TRUE(key.ok());
+  ServerOptions server_options;
+  server_options.listen = io::Endpoint{"127.0.0.1", 0};
+  server_options.key = *key;
+  server_options.backend = io::Backend::kThreads;
+  StoreServer server(*std::move(any), server_options);
+  ASSERT_TRUE(server.Start().ok());
+  RemoteOptions ro;
+  ro.endpoint = io::Endpoint{"127.0.0.1", server.port()};
+  ro.key = *key;
+  ro.backend = io::Backend::kThreads;
+  auto remote = RemoteStore::Connect(ro);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  CopyStats stats;
+  absl::Status st = CopyGroup(**src, **remote, g2, CopyOptions(), &stats);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(stats.volumes_with_base, 1u);
+  EXPECT_EQ((*remote)->manifest_deltas_sent(), 1u);
+  // The new chunks were appended through this store (it vouches for them); the rest the base
+  // names. Looking up every chunk of the volume would be about 1024.
+  EXPECT_LE(s->manifest_lookups(), rewrites) << "of " << stats.chunks_referenced << " chunks";
+  remote->reset();
+  server.Stop();
+  ASSERT_TRUE(served->Close().ok());
+  ExpectRestores(g2, {vols[1]});
 }
 
 }  // namespace

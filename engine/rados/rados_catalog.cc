@@ -149,6 +149,7 @@ absl::Status RadosStore::CheckChunksDurable(const VolumeBackupMeta& meta, Manife
         if (!vouched_.contains(e.id)) ids.push_back(e.id);
       }
     }
+    manifest_lookups_ += ids.size();
     CF_RETURN_IF_ERROR(Lookup(ids, &found));
     for (size_t i = 0; i < ids.size(); ++i) {
       if (!found[i]) {

@@ -159,6 +159,8 @@ class RadosStore final : public Store {
   uint64_t packs_written() const { return packs_written_; }
   // Reads looked up again because a collection had moved their records meanwhile (tests).
   uint64_t reads_retried() const { return reads_retried_; }
+  // Chunks looked up in the index to publish manifests (tests: what a base spared).
+  uint64_t manifest_lookups() const { return manifest_lookups_; }
 
  private:
   // A pack being filled or written: its bytes (header and records) and the index entries of the
@@ -274,6 +276,7 @@ class RadosStore final : public Store {
   absl::Status failed_;  // an asynchronous write's error, returned by the next call
   uint64_t packs_written_ = 0;
   uint64_t reads_retried_ = 0;
+  uint64_t manifest_lookups_ = 0;
 
   std::vector<codec::Decompressor> decompressors_;  // one per pool slot
   std::vector<std::vector<uint8_t>> scratch_;

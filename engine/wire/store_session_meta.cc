@@ -179,7 +179,9 @@ absl::Status StoreSession::HandlePutManifestDelta(absl::Span<const uint8_t> payl
                                                        put->backup_uuid, " is the delta of ",
                                                        delta->meta().uuid));
       }
-      return store_.PutManifest(delta->meta(), *delta);
+      // With its base named, a store can trust the entries the base's published manifest
+      // shares (a pool then looks up only the new chunks, not the whole volume's).
+      return store_.PutManifestWithBase(delta->meta(), *delta, base->get(), put->base_uuid);
     }();
   }
   if (!st.ok()) return RequestError(kReq, st);
