@@ -121,7 +121,7 @@ absl::StatusOr<std::unique_ptr<engine::Store>> OpenStoreAt(const Context& ctx,
                                                            const StoreLocation& where,
                                                            bool writable,
                                                            bool direct_reads = false);
-// For what works on a local store alone (verify --repair, repair, the local gc): opens
+// For what takes a directory only here (a local import, verify, the local gc): opens
 // the directory `text`, and refuses a rados: store with Unimplemented saying what to do instead.
 absl::StatusOr<std::unique_ptr<engine::LocalStore>> OpenLocalStoreAt(const Context& ctx,
                                                                      absl::string_view flag,

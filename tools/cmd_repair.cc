@@ -1,6 +1,6 @@
-// chunkferry repair: brings a local store good copies of the chunks its backups name but it
-// lacks (what `verify --repair` quarantined, or lost), from another store: a directory or a
-// daemon. Lists the backups that were broken and those that still are.
+// chunkferry repair: brings a store (a directory or a pool) good copies of the chunks its backups
+// name but it lacks (what `verify --repair` quarantined, or lost), from another store: a
+// directory, a pool or a daemon. Lists the backups that were broken and those that still are.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -45,8 +45,10 @@ void PrintReport(const engine::RepairReport& r, const Context& ctx) {
 
 int CmdRepair(const std::vector<std::string>& args) {
   std::vector<FlagSpec> specs = {
-      {"store", "the local store to repair"},
-      {"from", "a store holding good copies: a directory, or a daemon as tcp://HOST:PORT"},
+      {"store", "the store to repair: a directory, or rados:POOL[/NAMESPACE]"},
+      {"from",
+       "a store holding good copies: a directory, rados:POOL[/NAMESPACE], or a daemon as "
+       "tcp://HOST:PORT"},
       {"key-file",
        "shared key of the daemon (default: the repaired store's DIR/auth.key, when it exists)",
        true, ""},
@@ -72,10 +74,18 @@ int CmdRepair(const std::vector<std::string>& args) {
   if (!mode.ok()) return Usage(kCmd, mode.status().message(), help);
   auto ctx = MakeContext(f);
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), help);
+  auto where = ParseStoreLocation("store", f.Get("store"));
+  if (!where.ok()) return Usage(kCmd, where.status().message(), help);
+  if (where->remote) {
+    return Usage(kCmd,
+                 "--store names a daemon: repair its store on its own node (or sync the group to "
+                 "it again)",
+                 help);
+  }
   auto from_where = ParseStoreLocation("from", f.Get("from"));
   if (!from_where.ok()) return Usage(kCmd, from_where.status().message(), help);
   std::string key_file = f.Get("key-file");
-  if (from_where->remote && key_file.empty()) {
+  if (from_where->remote && key_file.empty() && !where->is_rados) {
     key_file = absl::StrCat(f.Get("store"), "/auth.key");
     if (!FileExists(key_file)) {
       return Usage(
@@ -87,7 +97,7 @@ int CmdRepair(const std::vector<std::string>& args) {
     return Usage(kCmd, misuse, help);
   }
 
-  auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), true);
+  auto store = OpenStoreAt(*ctx, *where, true);
   if (!store.ok()) return Fail(kCmd, store.status());
   std::unique_ptr<engine::Store> from_local;
   std::unique_ptr<engine::RemoteStore> from_remote;

@@ -308,18 +308,22 @@ int CmdVerify(const std::vector<std::string>& args) {
   size_t quarantined = 0;
   if (engine::rados::IsRadosUrl(f.Get("store"))) {
     // A pool's packs are not files to scan: every chunk a published backup names is read back.
-    if (repair) {
-      return Usage("verify",
-                   "--repair works on a local store only (a pool's damaged chunks "
-                   "are brought back by `chunkferry repair --from`)",
-                   "");
-    }
+    // --repair takes the pool's shared write lock (so no collection runs meanwhile) and removes
+    // the index entries of the damaged records.
     auto url = engine::rados::ParseRadosUrl(f.Get("store"));
     if (!url.ok()) return Usage("verify", url.status().message(), "");
-    auto store = OpenRadosStore(*ctx, *url, false);
+    auto store = OpenRadosStore(*ctx, *url, repair);
     if (!store.ok()) return Fail("verify", store.status());
     report = engine::VerifyByReadingBack(**store, (*store)->hasher(), *ctx->pool, *mode, progress);
     if (!report.ok()) return Fail("verify", report.status());
+    if (repair && !report->bad_chunks.empty()) {
+      auto forgotten = (*store)->ForgetDamagedChunks(report->bad_chunks, *mode);
+      if (!forgotten.ok()) return Fail("verify", forgotten.status());
+      quarantined = *forgotten;
+    }
+    if (repair) {
+      if (absl::Status closed = (*store)->Close(); !closed.ok()) return Fail("verify", closed);
+    }
   } else {
     auto store = OpenLocalStoreAt(*ctx, "store", f.Get("store"), repair);
     if (!store.ok()) return Fail("verify", store.status());

@@ -1,5 +1,6 @@
 #include "engine/pipeline/readback_verifier.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -199,6 +200,8 @@ absl::StatusOr<VerifyReport> VerifyByReadingBack(Store& store, const codec::Chun
   ChunkFindings findings;
   ReadBack reader(store, hasher, pool, mode, &report, &ticker);
   CF_RETURN_IF_ERROR(reader.Run(named, &findings));
+  report.bad_chunks.assign(findings.damaged.begin(), findings.damaged.end());
+  std::sort(report.bad_chunks.begin(), report.bad_chunks.end());
 
   // Name the volume backups that the findings break.
   for (const auto& uuid : backups) {

@@ -17,8 +17,9 @@ namespace chunkferry::engine {
 
 // `hasher` makes the store's chunk ids (kFull recomputes them). The report's records, chunks and
 // stored_bytes count what was read back; bad_records the records that failed their check;
-// bad_chunks stays empty (nothing here can quarantine). An error only when verification itself
-// could not run (the store did not answer).
+// bad_chunks the chunks held in a record that failed its check or could not be handed out (what
+// RadosStore::ForgetDamagedChunks quarantines: verify --repair). An error only when verification
+// itself could not run (the store did not answer).
 [[nodiscard]] absl::StatusOr<VerifyReport> VerifyByReadingBack(
     Store& store, const codec::ChunkHasher& hasher, WorkerPool& pool, VerifyMode mode,
     const ProgressFn* progress = nullptr);

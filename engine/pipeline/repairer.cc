@@ -12,9 +12,23 @@ namespace {
 
 constexpr size_t kIdsPerQuery = 16384;
 
+// The chunks of `ids` that `store` lacks, asked in batches.
+absl::Status Lacking(Store& store, absl::Span<const codec::ChunkId> ids,
+                     std::vector<codec::ChunkId>* lacking) {
+  std::vector<bool> have;
+  for (size_t begin = 0; begin < ids.size(); begin += kIdsPerQuery) {
+    const auto batch = ids.subspan(begin, std::min(kIdsPerQuery, ids.size() - begin));
+    CF_RETURN_IF_ERROR(store.HaveChunks(batch, &have));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!have[i]) lacking->push_back(batch[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
-absl::StatusOr<RepairReport> RepairFrom(LocalStore& store, Store& from, VerifyMode mode) {
+absl::StatusOr<RepairReport> RepairFrom(Store& store, Store& from, VerifyMode mode) {
   if (store.info().uuid == from.info().uuid) {
     return absl::InvalidArgumentError(
         absl::StrCat("a store cannot be repaired from itself (", store.info().uuid, ")"));
@@ -29,27 +43,35 @@ absl::StatusOr<RepairReport> RepairFrom(LocalStore& store, Store& from, VerifyMo
   absl::flat_hash_map<std::string, std::vector<codec::ChunkId>> lacking_by_backup;
   absl::flat_hash_set<codec::ChunkId> lacking;
   std::vector<codec::ChunkId> order;
-  CF_ASSIGN_OR_RETURN(std::vector<std::string> backups, store.ListManifests());
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> backups, store.ListBackups());
   std::vector<ManifestEntry> entries;
+  std::vector<codec::ChunkId> ids, absent;
   for (const std::string& uuid : backups) {
-    auto reader = store.OpenManifestReader(uuid);
+    auto reader = store.OpenManifest(uuid);
     if (!reader.ok()) {
       report.unreadable.push_back(absl::StrCat(uuid, ": ", reader.status().message()));
       continue;
     }
     ++report.manifests;
+    // Each chunk asked once per backup (a store far away answers in batches).
+    absl::flat_hash_set<codec::ChunkId> named;
+    ids.clear();
     for (;;) {
       CF_ASSIGN_OR_RETURN(size_t n, (*reader)->Next(&entries, 4096));
       if (n == 0) break;
       for (const ManifestEntry& e : entries) {
-        if (e.zero || store.index().Contains(e.id)) continue;
-        lacking_by_backup[uuid].push_back(e.id);
-        if (lacking.insert(e.id).second) order.push_back(e.id);
+        if (!e.zero && named.insert(e.id).second) ids.push_back(e.id);
       }
+    }
+    absent.clear();
+    CF_RETURN_IF_ERROR(Lacking(store, ids, &absent));
+    for (const codec::ChunkId& id : absent) {
+      lacking_by_backup[uuid].push_back(id);
+      if (lacking.insert(id).second) order.push_back(id);
     }
   }
   report.chunks_lacking = order.size();
-  for (const auto& [uuid, ids] : lacking_by_backup) report.broken_before.push_back(uuid);
+  for (const auto& entry : lacking_by_backup) report.broken_before.push_back(entry.first);
   std::sort(report.broken_before.begin(), report.broken_before.end());
 
   // Ask the other store, a query at a time, and copy what it has.
@@ -76,11 +98,9 @@ absl::StatusOr<RepairReport> RepairFrom(LocalStore& store, Store& from, VerifyMo
   CF_RETURN_IF_ERROR(store.Flush());
 
   for (const std::string& uuid : report.broken_before) {
-    const auto& ids = lacking_by_backup[uuid];
-    if (std::any_of(ids.begin(), ids.end(),
-                    [&](const codec::ChunkId& id) { return !store.index().Contains(id); })) {
-      report.still_broken.push_back(uuid);
-    }
+    absent.clear();
+    CF_RETURN_IF_ERROR(Lacking(store, lacking_by_backup[uuid], &absent));
+    if (!absent.empty()) report.still_broken.push_back(uuid);
   }
   return report;
 }

@@ -1,8 +1,9 @@
-// Repair: brings a local store good copies of the chunks its backups name but it does not hold
-// (quarantined by verify --repair, or lost), from another store that has them: a local store or
-// a daemon, through the Store interface. Only those chunks travel, checked where they land as a
-// sync's are. In the spirit of Proxmox Backup Server, whose verify renames bad chunks so that the
-// next backup uploads them again; here a sync or an import brings them back as well.
+// Repair: brings a store (a directory or a pool) good copies of the chunks its backups name but it
+// does not hold (quarantined by verify --repair, or lost), from another store that has them: a
+// local store, a pool or a daemon, through the Store interface. Only those chunks travel, checked
+// where they land as a sync's are. In the spirit of Proxmox Backup Server, whose verify renames bad
+// chunks so that the next backup uploads them again; here a sync or an import brings them back as
+// well.
 #ifndef CHUNKFERRY_ENGINE_PIPELINE_REPAIRER_H_
 #define CHUNKFERRY_ENGINE_PIPELINE_REPAIRER_H_
 
@@ -11,7 +12,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/local/local_store.h"
 #include "engine/store/store.h"
 
 namespace chunkferry::engine {
@@ -29,8 +29,7 @@ struct RepairReport {
 // Fetches from `from` every chunk that a manifest of `store` names and `store` lacks, and makes
 // it durable in `store`. An error only when the repair could not run; what could not be found is
 // in the report.
-[[nodiscard]] absl::StatusOr<RepairReport> RepairFrom(LocalStore& store, Store& from,
-                                                      VerifyMode mode);
+[[nodiscard]] absl::StatusOr<RepairReport> RepairFrom(Store& store, Store& from, VerifyMode mode);
 
 }  // namespace chunkferry::engine
 

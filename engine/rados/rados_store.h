@@ -149,6 +149,13 @@ class RadosStore final : public Store {
   // live records' locations. (GcOptions::mark_batch, copy_batch_bytes, before_step: unused.)
   [[nodiscard]] absl::StatusOr<GcStats> CollectGarbage(const GcOptions& options);
 
+  // The pool's quarantine (verify --repair): removes the index entries of `ids` whose record,
+  // read and checked again here (`mode`), fails its check or cannot be read, so that those chunks
+  // count as absent and the next sync, import or repair brings good copies. An entry that changed
+  // meanwhile is left. Returns how many records lost their entries. Needs the write lock.
+  [[nodiscard]] absl::StatusOr<uint64_t> ForgetDamagedChunks(absl::Span<const codec::ChunkId> ids,
+                                                             VerifyMode mode);
+
   // The metas of every published volume backup, from the catalog alone (no manifest is read).
   [[nodiscard]] absl::StatusOr<std::vector<VolumeBackupMeta>> ListBackupMetas();
 
@@ -190,6 +197,10 @@ class RadosStore final : public Store {
   void RenewLoop();
   void StopRenewing();
 
+  enum class RecordCheck { kIntact, kDamaged };
+  // Reads the record at `loc` and checks it (`mode`) and that it holds `id`.
+  absl::StatusOr<RecordCheck> CheckStoredRecord(const RecordLocation& loc, const codec::ChunkId& id,
+                                                VerifyMode mode);
   // Index lookups, many in flight: found[i] is where ids[i]'s record is, when the index has it.
   absl::Status Lookup(absl::Span<const codec::ChunkId> ids,
                       std::vector<std::optional<RecordLocation>>* found);
