@@ -4,6 +4,7 @@
 #ifndef CHUNKFERRY_ENGINE_STORE_SCRATCH_MANIFEST_H_
 #define CHUNKFERRY_ENGINE_STORE_SCRATCH_MANIFEST_H_
 
+#include <chrono>
 #include <string>
 
 #include "absl/status/status.h"
@@ -13,7 +14,14 @@
 
 namespace chunkferry::engine {
 
-// A private directory ($TMPDIR or /tmp, mode 0700), removed with the manifest files in it.
+// Scratch directories are named chunkferry-<pid>-XXXXXX. Removes those under `base` whose process
+// is gone and in which nothing changed for `quiet_for` (left by a process killed while it held
+// one), owned by this user; only the files a ScratchDir makes, then the directory.
+void RemoveAbandonedScratchDirs(const std::string& base, std::chrono::seconds quiet_for);
+inline constexpr std::chrono::seconds kAbandonedAfter{600};
+
+// A private directory ($TMPDIR or /tmp, mode 0700), removed with the manifest files in it. Making
+// one first removes abandoned ones (RemoveAbandonedScratchDirs, kAbandonedAfter).
 class ScratchDir {
  public:
   [[nodiscard]] static absl::StatusOr<ScratchDir> Make();
