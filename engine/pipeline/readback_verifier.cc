@@ -207,24 +207,17 @@ absl::StatusOr<VerifyReport> VerifyByReadingBack(Store& store, const codec::Chun
   for (const auto& uuid : backups) {
     if (!readable.contains(uuid)) continue;
     CF_ASSIGN_OR_RETURN(std::unique_ptr<ManifestSource> source, store.OpenManifest(uuid));
-    DamagedBackup d;
-    d.uuid = uuid;
-    d.group_uuid = source->meta().group_uuid;
-    d.name = source->meta().name.value_or("");
-    CF_RETURN_IF_ERROR(ForEachDataEntry(*source, [&](const ManifestEntry& e) {
-      if (findings.missing.contains(e.id)) {
-        ++d.missing_chunks;
-      } else if (findings.damaged.contains(e.id)) {
-        ++d.damaged_chunks;
-      } else if (auto it = named.find(e.id); it != named.end() && it->second != e.length) {
-        ++d.damaged_chunks;  // two manifests give one chunk two lengths: one of them is wrong
-      }
-    }));
-    if (d.missing_chunks || d.damaged_chunks) report.damaged.push_back(std::move(d));
+    // Lengths as the first manifest naming each chunk gave them: two manifests that give one
+    // chunk two lengths name one wrong.
+    CF_RETURN_IF_ERROR(NameDamage(
+        uuid, *source, named,
+        [&](const codec::ChunkId& id) {
+          if (findings.missing.contains(id)) return EntryState::kMissing;
+          return findings.damaged.contains(id) ? EntryState::kDamaged : EntryState::kIntact;
+        },
+        &report));
   }
-  CF_RETURN_IF_ERROR(CheckGroups(store, readable, &report));
-  report.seconds = ticker.Elapsed();
-  ticker.Tick(true);
+  CF_RETURN_IF_ERROR(FinishReport(store, readable, ticker, &report));
   return report;
 }
 

@@ -38,6 +38,49 @@ absl::Status CheckGroups(Store& store, const absl::flat_hash_set<std::string>& r
   return absl::OkStatus();
 }
 
+absl::Status NameDamage(const std::string& uuid, ManifestSource& source,
+                        const absl::flat_hash_map<codec::ChunkId, uint32_t>& lengths,
+                        const std::function<EntryState(const codec::ChunkId&)>& classify,
+                        VerifyReport* report) {
+  DamagedBackup d;
+  d.uuid = uuid;
+  d.group_uuid = source.meta().group_uuid;
+  d.name = source.meta().name.value_or("");
+  std::vector<ManifestEntry> entries;
+  for (;;) {
+    CF_ASSIGN_OR_RETURN(size_t n, source.Next(&entries, 4096));
+    if (n == 0) break;
+    for (const auto& e : entries) {
+      if (e.zero) continue;
+      EntryState state = classify(e.id);
+      if (state == EntryState::kIntact) {
+        auto len = lengths.find(e.id);
+        if (len != lengths.end() && len->second != e.length) state = EntryState::kDamaged;
+      }
+      switch (state) {
+        case EntryState::kIntact:
+          break;
+        case EntryState::kMissing:
+          ++d.missing_chunks;
+          break;
+        case EntryState::kDamaged:
+          ++d.damaged_chunks;
+          break;
+      }
+    }
+  }
+  if (d.missing_chunks || d.damaged_chunks) report->damaged.push_back(std::move(d));
+  return absl::OkStatus();
+}
+
+absl::Status FinishReport(Store& store, const absl::flat_hash_set<std::string>& readable,
+                          ProgressTicker& ticker, VerifyReport* report) {
+  CF_RETURN_IF_ERROR(CheckGroups(store, readable, report));
+  report->seconds = ticker.Elapsed();
+  ticker.Tick(true);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, VerifyMode mode,
                                          const ProgressFn* progress) {
   VerifyReport report;
@@ -142,7 +185,6 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
   // Name the volume backups that the findings break.
   CF_ASSIGN_OR_RETURN(std::vector<std::string> backups, store.ListManifests());
   absl::flat_hash_set<std::string> readable;
-  std::vector<ManifestEntry> entries;
   for (const auto& uuid : backups) {
     ++report.manifests;
     auto reader = store.OpenManifestReader(uuid);
@@ -154,29 +196,16 @@ absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool, Ve
       continue;
     }
     readable.insert(uuid);
-    DamagedBackup d;
-    d.uuid = uuid;
-    d.group_uuid = (*reader)->meta().group_uuid;
-    d.name = (*reader)->meta().name.value_or("");
-    for (;;) {
-      CF_ASSIGN_OR_RETURN(size_t n, (*reader)->Next(&entries, 4096));
-      if (n == 0) break;
-      for (const auto& e : entries) {
-        if (e.zero) continue;
-        if (!store.index().Contains(e.id)) {
-          ++d.missing_chunks;
-        } else if (bad_chunks.contains(e.id)) {
-          ++d.damaged_chunks;
-        } else if (auto len = lengths.find(e.id); len != lengths.end() && len->second != e.length) {
-          ++d.damaged_chunks;  // the manifest's length disagrees with the chunk: restore refuses
-        }
-      }
-    }
-    if (d.missing_chunks || d.damaged_chunks) report.damaged.push_back(std::move(d));
+    // Lengths from the records' tables.
+    CF_RETURN_IF_ERROR(NameDamage(
+        uuid, **reader, lengths,
+        [&](const codec::ChunkId& id) {
+          if (!store.index().Contains(id)) return EntryState::kMissing;
+          return bad_chunks.contains(id) ? EntryState::kDamaged : EntryState::kIntact;
+        },
+        &report));
   }
-  CF_RETURN_IF_ERROR(CheckGroups(store, readable, &report));
-  report.seconds = ticker.Elapsed();
-  ticker.Tick(true);
+  CF_RETURN_IF_ERROR(FinishReport(store, readable, ticker, &report));
   return report;
 }
 

@@ -4,9 +4,11 @@
 #ifndef CHUNKFERRY_ENGINE_PIPELINE_VERIFIER_H_
 #define CHUNKFERRY_ENGINE_PIPELINE_VERIFIER_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "codec/chunk_id.h"
@@ -48,6 +50,20 @@ struct VerifyReport {
 [[nodiscard]] absl::Status CheckGroups(Store& store,
                                        const absl::flat_hash_set<std::string>& readable,
                                        VerifyReport* report);
+
+// What a verifier found about the chunk of one data entry of a manifest.
+enum class EntryState { kIntact, kMissing, kDamaged };
+// Adds to report->damaged the backup `uuid` (manifest `source`) when `classify` finds any of its
+// data entries missing or damaged, with their counts. An entry whose length differs from the
+// chunk's in `lengths` (when there) is damaged too: restore would refuse it.
+[[nodiscard]] absl::Status NameDamage(
+    const std::string& uuid, ManifestSource& source,
+    const absl::flat_hash_map<codec::ChunkId, uint32_t>& lengths,
+    const std::function<EntryState(const codec::ChunkId&)>& classify, VerifyReport* report);
+// The last steps of every verifier: the groups checked (CheckGroups), the time taken.
+[[nodiscard]] absl::Status FinishReport(Store& store,
+                                        const absl::flat_hash_set<std::string>& readable,
+                                        ProgressTicker& ticker, VerifyReport* report);
 
 // Returns the report; an error only when verification itself could not run.
 [[nodiscard]] absl::StatusOr<VerifyReport> VerifyStore(LocalStore& store, WorkerPool& pool,
