@@ -610,6 +610,81 @@ TEST_F(RadosStoreTest, VerifyRepairQuarantinesAndRepairBringsGoodCopies) {
             2);
 }
 
+// The sync API with a pool in its registry: a group synced from a directory into the pool, and
+// from the pool into another directory, answers the platform's inventories and restores byte for
+// byte; ls and inventory on the pool name it.
+TEST_F(RadosStoreTest, TheApiSyncsIntoAPoolAndOutOfIt) {
+  const std::string url = url_.ToString(), conf = testing::TestCephConf();
+  const std::string a = tmp_.Sub("api-a"), c = tmp_.Sub("api-c");
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), CHUNKFERRY_CLI);
+    auto r = testing::RunProcess(args);
+    EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << "\n" << r.err;
+    return r.out;
+  };
+  for (const auto& dir : {a, c}) cli({"store", "init", "--store", dir, "--quiet"});
+  const std::string root = tmp_.Sub("api-root.img"), data = tmp_.Sub("api-data.img");
+  testing::WriteMixedFile(root, 3 * kMiB + 100, 71);
+  testing::WriteTextFile(data, 2 * kMiB, 72);
+  const std::string group = NewUuid(), vm = NewUuid();
+  std::vector<std::pair<std::string, std::string>> volumes;  // backup uuid, image
+  for (const auto& [image, type] : {std::pair{root, "Root"}, std::pair{data, "Data"}}) {
+    const auto out = cli({"import", "--store", a, "--image", image, "--group", group, "--volume",
+                          NewUuid(), "--type", type, "--vm", vm, "--json", "--quiet"});
+    volumes.emplace_back(nlohmann::json::parse(out).value("uuid", ""), image);
+  }
+  const std::string src = NewUuid(), pool = NewUuid(), dst = NewUuid(), session = NewUuid();
+  const nlohmann::json registry = {
+      {"backupStorages",
+       {{{"uuid", src}, {"name", "local"}, {"store", a}},
+        {{"uuid", pool}, {"name", "pool"}, {"store", url}, {"cephConf", conf}},
+        {{"uuid", dst}, {"name", "other"}, {"store", c}}}},
+      {"sessions", {session}}};
+  const std::string config = tmp_.Sub("registry.json"), text = registry.dump(2);
+  testing::WriteFile(config, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  ASSERT_EQ(::chmod(config.c_str(), 0600), 0);
+  testing::DaemonProcess api({CHUNKFERRY_CLI, "api", "--config", config, "--listen", "127.0.0.1:0"},
+                             tmp_.Sub("api-ready"));
+  ASSERT_FALSE(api.address().empty()) << "the API daemon did not start";
+  auto sync = [&](const std::string& from, const std::string& to) {
+    const std::string body =
+        nlohmann::json{{"syncVmBackupFromImageStoreBackupStorage",
+                        {{"srcBackupStorageUuid", from}, {"dstBackupStorageUuid", to}}}}
+            .dump();
+    auto r = testing::RunProcess(
+        {"/usr/bin/curl", "-s", "-w", "\n%{http_code}", "-X", "PUT", "-H",
+         "Authorization: OAuth " + session, "-H", "Content-Type: application/json;charset=UTF-8",
+         "--data-binary", body,
+         absl::StrCat("http://", api.address(), "/zstack/v1/vm-backups/", group, "/actions")});
+    const size_t nl = r.out.rfind('\n');
+    EXPECT_EQ(r.out.substr(nl + 1), "200") << r.out << r.err;
+    return nlohmann::json::parse(r.out.substr(0, nl), nullptr, /*allow_exceptions=*/false);
+  };
+  const auto into = sync(src, pool);
+  ASSERT_FALSE(into.is_discarded());
+  ASSERT_EQ(into["inventories"].size(), 2u) << into.dump();
+  for (const auto& inv : into["inventories"]) {
+    bool refers = false;
+    for (const auto& ref : inv["backupStorageRefs"])
+      refers |= ref.value("backupStorageUuid", "") == pool;
+    EXPECT_TRUE(refers) << inv.dump();
+  }
+  const auto out_of = sync(pool, dst);
+  ASSERT_FALSE(out_of.is_discarded());
+  ASSERT_EQ(out_of["inventories"].size(), 2u) << out_of.dump();
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const std::string out = tmp_.Sub(absl::StrCat("api-out", i));
+    cli({"restore", "--store", c, "--backup", volumes[i].first, "--output", out, "--quiet"});
+    EXPECT_TRUE(testing::FilesEqual(volumes[i].second, out)) << i;
+  }
+  const std::string listed = cli({"ls", "--store", url, "--ceph-conf", conf});
+  EXPECT_TRUE(absl::StrContains(listed, group)) << listed;
+  const auto inventory = nlohmann::json::parse(
+      cli({"inventory", "--store", url, "--ceph-conf", conf, "--group", group}), nullptr, false);
+  EXPECT_FALSE(inventory.is_discarded());
+  EXPECT_TRUE(absl::StrContains(inventory.dump(), volumes[0].first)) << inventory.dump();
+}
+
 TEST_F(RadosStoreTest, TheCliImportsIntoThePoolAndRestoresFromIt) {
   const std::string url = url_.ToString(), conf = testing::TestCephConf();
   const std::string image = tmp_.Sub("cli.img"), out = tmp_.Sub("cli.out");
