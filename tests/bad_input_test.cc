@@ -227,6 +227,9 @@ TEST(BadInputCliTest, UnknownFlagsAreUsageErrors) {
            {"copy", "--from", store},                  // missing required flags
            {"store", "init", "--store", store, "--chunker", "fixed:3k"},
            {"store", "init", "--store", store, "--zstd-level", "99"},
+           {"store", "init", "--store", store, "--data-pool", "ec"},  // a directory has none
+           {"store", "init", "--store", "rados:chunkferry/x", "--data-pool", "e c"},
+           {"repair", "--store", "tcp://127.0.0.1:1", "--from", store},
            {"verify", "--store", store, "--verify", "sometimes"},
            {"ls", "--store", "rados:chunkferry", "--ceph-timeout", "0"},
            {"ls", "--store", "rados:chunkferry", "--ceph-timeout", "soon"},

@@ -1,6 +1,6 @@
 // The RADOS store against clusters of its own (tools/ceph_cluster.sh), for what the shared test
-// cluster must not see: its only OSD going away in the middle of a sync, and cephx with the least
-// capabilities chunkferry needs.
+// cluster must not see: its only OSD going away in the middle of a sync, cephx with the least
+// capabilities chunkferry needs, and packs in an erasure-coded pool (three OSDs).
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,9 +14,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "engine/local/local_store.h"
 #include "engine/pipeline/copier.h"
+#include "engine/pipeline/readback_verifier.h"
 #include "engine/rados/rados_store.h"
 #include "gtest/gtest.h"
 #include "io/fd.h"
@@ -32,9 +34,10 @@ constexpr size_t kMiB = 1 << 20;
 // A cluster of the test's own, stopped and removed with it.
 class Cluster {
  public:
-  explicit Cluster(const std::string& dir, bool cephx) : dir_(dir) {
+  explicit Cluster(const std::string& dir, bool cephx, bool ec = false) : dir_(dir) {
     std::vector<std::string> argv = {kScript, "start", dir};
     if (cephx) argv.push_back("--cephx");
+    if (ec) argv.push_back("--ec");
     auto r = testing::RunProcess(argv);
     started_ = r.exit_code == 0;
     EXPECT_TRUE(started_) << r.err;
@@ -72,6 +75,15 @@ class RadosClusterTest : public ::testing::Test {
     return *std::move(s);
   }
 
+  // A writer's options: small packs (many of them), records checked on the test's pool.
+  RadosStoreOptions WriterOptions(const RadosClientOptions& client) {
+    RadosStoreOptions o;
+    o.client = client;
+    o.pack_target = 1 << 20;
+    o.pool = &pool_;
+    return o;
+  }
+
   void ExpectRestores(Store& from, const std::string& group, const std::vector<Volume>& vols) {
     const std::string dir = tmp_.Sub("back");
     testing::InitStore(dir);
@@ -90,14 +102,15 @@ class RadosClusterTest : public ::testing::Test {
   TempDir tmp_;
 };
 
-size_t CountPacks(RadosStore& store) {
+// Packs of `store` in `io` (its pool, or its data pool).
+size_t CountPacks(librados::IoCtx& io) {
   size_t packs = 0;
-  for (auto it = store.rados().io().nobjects_begin(); it != store.rados().io().nobjects_end();
-       ++it) {
+  for (auto it = io.nobjects_begin(); it != io.nobjects_end(); ++it) {
     packs += absl::StartsWith(it->get_oid(), "pack.") ? 1 : 0;
   }
   return packs;
 }
+size_t CountPacks(RadosStore& store) { return CountPacks(store.rados().io()); }
 
 TEST_F(RadosClusterTest, TheClusterGoingAwayMidSyncFailsClearlyAndTheNextRunConverges) {
   Cluster cluster(tmp_.Sub("ceph"), /*cephx=*/false);
@@ -114,10 +127,7 @@ TEST_F(RadosClusterTest, TheClusterGoingAwayMidSyncFailsClearlyAndTheNextRunConv
   auto src = Source(group, {40 * kMiB, 16 * kMiB, 16 * kMiB}, &vols);
   ASSERT_NE(src, nullptr);
 
-  RadosStoreOptions o;
-  o.client = client;
-  o.pack_target = 1 << 20;
-  o.pool = &pool_;
+  RadosStoreOptions o = WriterOptions(client);
   auto writer = RadosStore::Open(url, o);
   ASSERT_TRUE(writer.ok()) << writer.status();
   RadosStoreOptions ro = o;
@@ -224,6 +234,69 @@ TEST_F(RadosClusterTest, CephxWithTheLeastCapabilities) {
   EXPECT_TRUE(absl::IsPermissionDenied(refused.status()) ||
               absl::IsDeadlineExceeded(refused.status()))
       << refused.status();
+}
+
+// Packs in an erasure-coded pool (store init --data-pool), the index, catalog and manifests in the
+// replicated one: every operation a store makes on packs (exclusive create and whole write, ranged
+// reads, a collection's listing, rewrite and removal) works there, and nothing else goes there.
+TEST_F(RadosClusterTest, PacksInAnErasureCodedPool) {
+  Cluster cluster(tmp_.Sub("ceph-ec"), /*cephx=*/false, /*ec=*/true);
+  ASSERT_TRUE(cluster.started());
+  RadosUrl url{"chunkferry", "ec"};
+  RadosClientOptions client;
+  client.conf_path = cluster.conf();
+  StoreInitOptions init;
+  init.chunker = *codec::ChunkerSpec::Parse("fixed:4k");
+  RadosInitOptions ec;
+  ec.data_pool = "no-such-pool";
+  EXPECT_TRUE(absl::IsNotFound(RadosStore::Init(url, client, init, ec))) << "a missing data pool";
+  ec.data_pool = "chunkferry-ec";
+  ASSERT_TRUE(RadosStore::Init(url, client, init, ec).ok());
+  std::vector<Volume> vols;
+  const std::string g1 = NewUuid();
+  auto src = Source(g1, {6 * kMiB, 2 * kMiB, 2 * kMiB}, &vols);
+  ASSERT_NE(src, nullptr);
+  auto g2_vols =
+      testing::ImportRelatedGroup(*src, pool_, tmp_, NewUuid(), vols[0].image, vols[1].image);
+  const std::string g2 = g2_vols[0].meta.group_uuid;
+  ASSERT_TRUE(src->Flush().ok());
+
+  RadosStoreOptions o = WriterOptions(client);
+  {
+    auto w = RadosStore::Open(url, o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_EQ((*w)->rados().data_pool(), "chunkferry-ec");
+    CopyStats stats;
+    ASSERT_TRUE(CopyGroup(*src, **w, g1, CopyOptions(), &stats).ok());
+    ASSERT_TRUE(CopyGroup(*src, **w, g2, CopyOptions(), &stats).ok());
+    EXPECT_GT(CountPacks((*w)->rados().data_io()), 3u);
+    EXPECT_EQ(CountPacks((*w)->rados().io()), 0u) << "packs in the replicated pool";
+    ASSERT_TRUE((*w)->DeleteGroup(g1).ok());
+    ASSERT_TRUE((*w)->Close().ok());
+  }
+  // A collection lists, rewrites and removes packs in the EC pool.
+  RadosStoreOptions gco = o;
+  gco.exclusive = true;
+  gco.gc_grace_seconds = 0;
+  auto gc = RadosStore::Open(url, gco);
+  ASSERT_TRUE(gc.ok()) << gc.status();
+  const size_t packs_before = CountPacks((*gc)->rados().data_io());
+  GcOptions everything;
+  everything.repack_below = 1.0;
+  auto collected = (*gc)->CollectGarbage(everything);
+  ASSERT_TRUE(collected.ok()) << collected.status();
+  EXPECT_EQ(collected->packs_before, packs_before);
+  EXPECT_GT(collected->packs_removed + collected->packs_rewritten, 0u);
+  EXPECT_GT(collected->bytes_reclaimed, 0u);
+  ASSERT_TRUE((*gc)->Close().ok());
+  gc->reset();
+  o.writable = false;
+  auto reader = RadosStore::Open(url, o);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto verified = VerifyByReadingBack(**reader, (*reader)->hasher(), pool_, VerifyMode::kFull);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_TRUE(verified->ok()) << absl::StrJoin(verified->problems, "; ");
+  ExpectRestores(**reader, g2, g2_vols);
 }
 
 }  // namespace

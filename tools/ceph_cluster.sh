@@ -3,7 +3,7 @@
 # monitor and one BlueStore OSD on a sparse file, no manager, no systemd, everything (config,
 # data, logs, sockets) under DIR. Needs ceph-mon, ceph-osd and ceph-common (tools/install-deps.sh).
 #
-#   tools/ceph_cluster.sh start DIR [--cephx]   start; prints DIR/ceph.conf when writable
+#   tools/ceph_cluster.sh start DIR [--cephx] [--ec]   start; prints DIR/ceph.conf when writable
 #   tools/ceph_cluster.sh start-osd DIR          start its stopped OSD again; returns once it is up
 #   tools/ceph_cluster.sh stop DIR              stop both daemons and remove DIR
 #
@@ -14,6 +14,10 @@
 # --cephx turns authentication on: DIR/keyring then holds client.admin's key, and
 # DIR/chunkferry.keyring a user `client.chunkferry` with only the capabilities chunkferry needs on
 # pool `chunkferry` (docs/OPERATORS.md). Pools `chunkferry` (and `chunkferry2`) are created.
+#
+# --ec starts three OSDs instead of one and adds pool `chunkferry-ec`, erasure-coded (k=2, m=1,
+# one chunk per OSD): the data pool of a store whose packs go to an EC pool (store init
+# --data-pool). The first OSD is osd.0 as always; osd.1 and osd.2 live in DIR/osd1, DIR/osd2.
 set -euo pipefail
 
 die() { echo "ceph_cluster.sh: $*" >&2; exit 1; }
@@ -23,8 +27,16 @@ free_port() {
 }
 
 start() {
-  local dir=$1 auth=none
-  [[ ${2:-} == --cephx ]] && auth=cephx
+  local dir=$1 auth=none osds=1 opt
+  shift
+  for opt in "$@"; do
+    case $opt in
+      --cephx) auth=cephx ;;
+      --ec) osds=3 ;;
+      "") ;;
+      *) die "unknown option $opt" ;;
+    esac
+  done
   for b in ceph-mon ceph-osd ceph monmaptool ceph-authtool; do
     command -v $b >/dev/null || die "$b is missing: run tools/install-deps.sh"
   done
@@ -75,6 +87,16 @@ osd crush update on start = false
 osd class update on start = false
 keyring = $dir/osd/keyring
 CONF
+  local id
+  for ((id = 1; id < osds; id++)); do
+    mkdir -p "$dir/osd$id"
+    cat >>"$dir/ceph.conf" <<CONF
+[osd.$id]
+osd data = $dir/osd$id
+bluestore block path = $dir/osd$id.block
+keyring = $dir/osd$id/keyring
+CONF
+  done
   monmaptool --create --addv a "[v1:127.0.0.1:$port]" --fsid "$fsid" "$dir/monmap" >/dev/null
   if [[ $auth == cephx ]]; then
     ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
@@ -87,7 +109,6 @@ CONF
   fi
   ceph-mon -i a -c "$dir/ceph.conf" 2>>"$dir/log/mon-start.log" ||
     die "ceph-mon did not start (status $?): see $dir/log"
-  osd_uuid=$(cat /proc/sys/kernel/random/uuid)
   local c=(ceph -c "$dir/ceph.conf" --connect-timeout 30) i
   # The monitor answers commands once it has formed its quorum of one.
   for i in $(seq 1 100); do
@@ -95,25 +116,38 @@ CONF
     ((i < 100)) || die "the monitor in $dir did not answer in 20 s: see $dir/log"
     sleep 0.2
   done
-  if [[ $auth == cephx ]]; then
-    local secret
-    secret=$(ceph-authtool --gen-print-key)
-    echo "{\"cephx_secret\": \"$secret\"}" >"$dir/osd-secret.json"
-    "${c[@]}" osd new "$osd_uuid" -i "$dir/osd-secret.json" >/dev/null
-    ceph-authtool --create-keyring "$dir/osd/keyring" --name osd.0 --add-key "$secret" >/dev/null
-  else
-    "${c[@]}" osd new "$osd_uuid" >/dev/null
-  fi
-  "${c[@]}" osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>&1 ||
-    die "could not place osd.0 in the CRUSH map: see $dir/log"
-  ceph-osd -i 0 --mkfs --osd-uuid "$osd_uuid" -c "$dir/ceph.conf" 2>>"$dir/log/mkfs.log" ||
-    die "ceph-osd --mkfs failed: see $dir/log"
-  ceph-osd -i 0 -c "$dir/ceph.conf" 2>>"$dir/log/osd-start.log"
-  wait_osd_up "$dir"
+  local osd_dir
+  for ((id = 0; id < osds; id++)); do
+    osd_uuid=$(cat /proc/sys/kernel/random/uuid)
+    osd_dir=$dir/osd$id
+    ((id == 0)) && osd_dir=$dir/osd
+    if [[ $auth == cephx ]]; then
+      local secret
+      secret=$(ceph-authtool --gen-print-key)
+      echo "{\"cephx_secret\": \"$secret\"}" >"$dir/osd-secret.json"
+      "${c[@]}" osd new "$osd_uuid" $id -i "$dir/osd-secret.json" >/dev/null
+      ceph-authtool --create-keyring "$osd_dir/keyring" --name osd.$id --add-key "$secret" >/dev/null
+    else
+      "${c[@]}" osd new "$osd_uuid" $id >/dev/null
+    fi
+    "${c[@]}" osd crush add osd.$id 1.0 root=default host=localhost >/dev/null 2>&1 ||
+      die "could not place osd.$id in the CRUSH map: see $dir/log"
+    ceph-osd -i $id --mkfs --osd-uuid "$osd_uuid" -c "$dir/ceph.conf" 2>>"$dir/log/mkfs.log" ||
+      die "ceph-osd --mkfs of osd.$id failed: see $dir/log"
+    ceph-osd -i $id -c "$dir/ceph.conf" 2>>"$dir/log/osd-start.log"
+  done
+  wait_osd_up "$dir" "$osds"
   for pool in chunkferry chunkferry2; do
     "${c[@]}" osd pool create $pool 8 >/dev/null 2>&1
     "${c[@]}" osd pool application enable $pool chunkferry >/dev/null 2>&1
   done
+  if ((osds >= 3)); then
+    "${c[@]}" osd erasure-code-profile set chunkferry-ec k=2 m=1 crush-failure-domain=osd \
+      >/dev/null 2>&1 || die "could not make the erasure-code profile: see $dir/log"
+    "${c[@]}" osd pool create chunkferry-ec 8 8 erasure chunkferry-ec >/dev/null 2>&1 ||
+      die "could not create the erasure-coded pool: see $dir/log"
+    "${c[@]}" osd pool application enable chunkferry-ec chunkferry >/dev/null 2>&1
+  fi
   if [[ $auth == cephx ]]; then
     # The least chunkferry needs: read, write and the lock class on its own pool.
     "${c[@]}" auth get-or-create client.chunkferry mon 'profile simple-rados-client' \
@@ -121,8 +155,11 @@ CONF
   fi
   # Writable: a probe object goes in and out.
   for i in $(seq 1 60); do
-    if echo probe | timeout 20 rados -c "$dir/ceph.conf" -p chunkferry put probe - 2>/dev/null; then
+    if echo probe | timeout 20 rados -c "$dir/ceph.conf" -p chunkferry put probe - 2>/dev/null &&
+      { ((osds < 3)) ||
+        echo probe | timeout 20 rados -c "$dir/ceph.conf" -p chunkferry-ec put probe - 2>/dev/null; }; then
       rados -c "$dir/ceph.conf" -p chunkferry rm probe
+      ((osds < 3)) || rados -c "$dir/ceph.conf" -p chunkferry-ec rm probe
       echo "$dir/ceph.conf"
       return 0
     fi
@@ -131,26 +168,29 @@ CONF
   die "the cluster in $dir did not become writable in 60 s: see $dir/log"
 }
 
-# Waits until the OSD is up in the map. An OSD can die at start (pacific's OSD sometimes asks the
-# monitor before it has the monitor map, is told 'wrong fsid' and exits), and nothing that talks
-# to its pool would ever return then: fail, so that the start is retried.
+# Waits until the OSDs (1, or $2) are up in the map. An OSD can die at start (pacific's OSD
+# sometimes asks the monitor before it has the monitor map, is told 'wrong fsid' and exits), and
+# nothing that talks to its pool would ever return then: fail, so that the start is retried.
 wait_osd_up() {
-  local dir=$1 pid i
+  local dir=$1 want=${2:-1} pid i f
   for i in $(seq 1 150); do
-    pid=$(cat "$dir/run/osd.0.pid" 2>/dev/null || true)
-    [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && die "ceph-osd exited at start: see $dir/log"
-    ceph -c "$dir/ceph.conf" --connect-timeout 10 osd stat 2>/dev/null | grep -q ' 1 up' && return 0
+    for f in "$dir"/run/osd.*.pid; do
+      pid=$(cat "$f" 2>/dev/null || true)
+      [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null && die "ceph-osd exited at start: see $dir/log"
+    done
+    ceph -c "$dir/ceph.conf" --connect-timeout 10 osd stat 2>/dev/null | grep -q " $want up" &&
+      return 0
     sleep 0.2
   done
-  die "the OSD in $dir was not up in 30 s: see $dir/log"
+  die "the OSDs in $dir were not up in 30 s: see $dir/log"
 }
 
 stop() {
-  local dir=$1 name pid
+  local dir=$1 f pid
   [[ -d $dir ]] || return 0
-  for name in osd.0 mon.a; do
-    [[ -f $dir/run/$name.pid ]] || continue
-    pid=$(cat "$dir/run/$name.pid")
+  for f in "$dir"/run/osd.*.pid "$dir"/run/mon.a.pid; do
+    [[ -f $f ]] || continue
+    pid=$(cat "$f")
     kill "$pid" 2>/dev/null || continue
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
@@ -188,8 +228,8 @@ start_osd() {
 }
 
 case ${1:-} in
-  start) [[ $# -ge 2 ]] || die "usage: start DIR [--cephx]"; start_with_retries "$2" "${3:-}" ;;
+  start) [[ $# -ge 2 ]] || die "usage: start DIR [--cephx] [--ec]"; start_with_retries "${@:2}" ;;
   start-osd) [[ $# -ge 2 ]] || die "usage: start-osd DIR"; start_osd "$2" ;;
   stop) [[ $# -ge 2 ]] || die "usage: stop DIR"; stop "$2" ;;
-  *) die "usage: $0 start DIR [--cephx] | start-osd DIR | stop DIR" ;;
+  *) die "usage: $0 start DIR [--cephx] [--ec] | start-osd DIR | stop DIR" ;;
 esac

@@ -41,6 +41,12 @@ int InitRadosStore(const Flags& f, const std::string& text, const engine::StoreI
   if (!ctx.ok()) return Usage(kCmd, ctx.status().message(), "");
   engine::rados::RadosInitOptions ro;
   ro.index_shards = static_cast<uint32_t>(*shards);
+  ro.data_pool = f.Get("data-pool");
+  if (f.Has("data-pool")) {
+    if (absl::Status st = engine::rados::CheckPoolName(ro.data_pool); !st.ok()) {
+      return Usage(kCmd, absl::StrCat("--data-pool: ", st.message()), "");
+    }
+  }
   absl::Status st = engine::rados::RadosStore::Init(*url, ctx->rados, o, ro);
   if (!st.ok()) return Fail(kCmd, st);
   engine::rados::RadosStoreOptions open;
@@ -53,11 +59,14 @@ int InitRadosStore(const Flags& f, const std::string& text, const engine::StoreI
     PrintJson(Json{{"store", url->ToString()},
                    {"uuid", info.uuid},
                    {"chunker", info.chunker.ToString()},
-                   {"indexShards", (*opened)->index_shards()}});
+                   {"indexShards", (*opened)->index_shards()},
+                   {"dataPool", (*opened)->rados().data_pool()}});
   } else if (!f.GetBool("quiet")) {
-    std::printf("created store %s (uuid %s, chunker %s, %u index shards)\n",
+    std::printf("created store %s (uuid %s, chunker %s, %u index shards%s%s)\n",
                 url->ToString().c_str(), info.uuid.c_str(), info.chunker.ToString().c_str(),
-                (*opened)->index_shards());
+                (*opened)->index_shards(),
+                (*opened)->rados().data_pool().empty() ? "" : ", packs in pool ",
+                (*opened)->rados().data_pool().c_str());
   }
   return kExitOk;
 }
@@ -79,7 +88,11 @@ int CmdStore(const std::vector<std::string>& args) {
            {"id-key-file", "file holding a hex secret that keys chunk ids", true, ""},
            {"uuid", "store uuid (default: a new random one)", true, ""},
            {"index-shards", "for a rados: store, the objects its chunk index is spread over", true,
-            "64"}},
+            "64"},
+           {"data-pool",
+            "for a rados: store, the pool its packs go to (e.g. erasure-coded; the index and "
+            "catalog stay in the store's replicated pool)",
+            true, ""}},
           std::vector<std::string>(args.begin() + 1, args.end()), &f)) {
     return *rc;
   }
@@ -105,6 +118,7 @@ int CmdStore(const std::vector<std::string>& args) {
   }
   o.uuid = f.Get("uuid");
   if (engine::rados::IsRadosUrl(*dir)) return InitRadosStore(f, *dir, o);
+  if (f.Has("data-pool")) return Usage("store init", "--data-pool is for a rados: store", "");
   absl::Status st = engine::LocalStore::Init(*dir, o);
   if (!st.ok()) return Fail("store init", st);
   // The key `chunkferry serve` authenticates clients with, so that a first run needs no setup.

@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "io/status_macros.h"
 
 namespace chunkferry::engine::rados {
 
@@ -73,20 +74,32 @@ absl::StatusOr<std::unique_ptr<RadosPool>> RadosPool::Connect(const RadosUrl& ur
   r = p->cluster_.connect();
   if (r < 0) return RadosError(r, "connect as", name, where);
   p->connected_ = true;
-  r = p->cluster_.ioctx_create(url.pool.c_str(), p->io_);
-  if (r < 0) {
-    if (r == -ENOENT) {
-      return absl::NotFoundError(absl::StrCat("the Ceph cluster has no pool '", url.pool,
-                                              "' (create it: docs/OPERATORS.md)"));
-    }
-    return RadosError(r, "open pool", url.pool, where);
-  }
-  p->io_.set_namespace(url.ns);
+  CF_RETURN_IF_ERROR(p->OpenPool(url.pool, &p->io_));
   return p;
+}
+
+absl::Status RadosPool::OpenPool(const std::string& pool, librados::IoCtx* io) {
+  const int r = cluster_.ioctx_create(pool.c_str(), *io);
+  if (r == -ENOENT) {
+    return absl::NotFoundError(
+        absl::StrCat("the Ceph cluster has no pool '", pool, "' (create it: docs/OPERATORS.md)"));
+  }
+  if (r < 0)
+    return RadosError(r, "open pool", pool, absl::StrCat("the Ceph cluster of ", location_));
+  io->set_namespace(url_.ns);
+  return absl::OkStatus();
+}
+
+absl::Status RadosPool::OpenDataPool(const std::string& pool) {
+  if (pool.empty() || pool == url_.pool) return absl::OkStatus();
+  CF_RETURN_IF_ERROR(OpenPool(pool, &data_io_));
+  data_pool_ = pool;
+  return absl::OkStatus();
 }
 
 RadosPool::~RadosPool() {
   if (connected_) {
+    if (!data_pool_.empty()) data_io_.close();
     io_.close();
     cluster_.shutdown();
   }

@@ -25,6 +25,12 @@ class RadosPool {
   RadosPool& operator=(const RadosPool&) = delete;
 
   librados::IoCtx& io() { return io_; }
+  // Opens `pool` (same namespace) as the one packs live in: an erasure-coded pool, say, beside the
+  // replicated one that holds the omap objects (EC pools hold no omap). NotFound naming it.
+  [[nodiscard]] absl::Status OpenDataPool(const std::string& pool);
+  // Where packs live: the data pool when one is open, else io().
+  librados::IoCtx& data_io() { return data_pool_.empty() ? io_ : data_io_; }
+  const std::string& data_pool() const { return data_pool_; }
   const RadosUrl& url() const { return url_; }
   const std::string& location() const { return location_; }
   // This client's address and instance, as the cluster sees it (lock owners, logs).
@@ -32,9 +38,13 @@ class RadosPool {
 
  private:
   RadosPool() = default;
+  // Opens `pool` into *io, in the URL's namespace.
+  absl::Status OpenPool(const std::string& pool, librados::IoCtx* io);
   librados::Rados cluster_;
   bool connected_ = false;
   librados::IoCtx io_;
+  librados::IoCtx data_io_;  // open when data_pool_ is not empty
+  std::string data_pool_;
   RadosUrl url_;
   std::string location_;
 };

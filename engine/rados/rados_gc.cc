@@ -138,30 +138,39 @@ absl::StatusOr<GcStats> RadosStore::CollectGarbage(const GcOptions& options) {
   const time_t now = std::time(nullptr);
   struct Object {
     std::string name;
-    uint32_t pack = 0;  // 0: a manifest part
+    uint32_t pack = 0;              // 0: a manifest part
+    librados::IoCtx* io = nullptr;  // the pool it is in
     uint64_t size = 0;
     time_t mtime = 0;
     Aio aio;
   };
   std::deque<Object> objects;
+  // Packs are in the data pool, manifest parts in the store's own (one and the same without a
+  // data pool).
+  librados::IoCtx& meta_io = pool_->io();
+  librados::IoCtx& data_io = pool_->data_io();
   try {
-    for (auto it = pool_->io().nobjects_begin(); it != pool_->io().nobjects_end(); ++it) {
-      const std::string& name = it->get_oid();
-      uint32_t id = 0;
-      std::string owner;
-      if (ParsePackObject(name, &id)) {
-        objects.push_back(Object{name, id, 0, 0, Aio()});
-      } else if (ParseManifestPart(name, &owner) && !named_parts.contains(owner)) {
-        objects.push_back(Object{name, 0, 0, 0, Aio()});
+    std::vector<librados::IoCtx*> pools = {&meta_io};
+    if (&data_io != &meta_io) pools.push_back(&data_io);
+    for (librados::IoCtx* io : pools) {
+      for (auto it = io->nobjects_begin(); it != io->nobjects_end(); ++it) {
+        const std::string& name = it->get_oid();
+        uint32_t id = 0;
+        std::string owner;
+        if (io == &data_io && ParsePackObject(name, &id)) {
+          objects.push_back(Object{name, id, io, 0, 0, Aio()});
+        } else if (io == &meta_io && ParseManifestPart(name, &owner) &&
+                   !named_parts.contains(owner)) {
+          objects.push_back(Object{name, 0, io, 0, 0, Aio()});
+        }
       }
     }
   } catch (const std::exception& e) {
     return absl::UnavailableError(absl::StrCat("list the objects of ", location(), ": ", e.what()));
   }
   for (auto& o : objects) {
-    const int r = o.aio.Submit([&](librados::AioCompletion* c) {
-      return pool_->io().aio_stat(o.name, c, &o.size, &o.mtime);
-    });
+    const int r = o.aio.Submit(
+        [&](librados::AioCompletion* c) { return o.io->aio_stat(o.name, c, &o.size, &o.mtime); });
     if (r < 0) return RadosError(r, "stat", o.name, location());
   }
   std::vector<Object*> remove;
@@ -221,7 +230,7 @@ absl::StatusOr<GcStats> RadosStore::CollectGarbage(const GcOptions& options) {
         to = from + 1;
       }
       librados::bufferlist bl;
-      const int r = pool_->io().read(PackObject(p), bl, end - first.offset, first.offset);
+      const int r = pool_->data_io().read(PackObject(p), bl, end - first.offset, first.offset);
       if (r < 0) return RadosError(r, "read", PackObject(p), location());
       if (bl.length() != end - first.offset) {
         return absl::DataLossError(absl::StrCat("store ", location(), ": ", PackObject(p),
@@ -272,8 +281,8 @@ absl::StatusOr<GcStats> RadosStore::CollectGarbage(const GcOptions& options) {
   std::deque<std::pair<Object*, Aio>> removing;
   for (Object* o : remove) {
     auto& [obj, aio] = removing.emplace_back(o, Aio());
-    const int r = aio.Submit(
-        [&](librados::AioCompletion* c) { return pool_->io().aio_remove(obj->name, c); });
+    const int r =
+        aio.Submit([&](librados::AioCompletion* c) { return obj->io->aio_remove(obj->name, c); });
     if (r < 0) return RadosError(r, "remove", obj->name, location());
   }
   for (auto& [o, aio] : removing) {

@@ -1,5 +1,7 @@
 #include "engine/rados/rados_layout.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -60,6 +62,14 @@ absl::StatusOr<RadosUrl> ParseRadosUrl(absl::string_view text) {
     if (absl::Status st = check(url.ns, "namespace", false); !st.ok()) return st;
   }
   return url;
+}
+
+absl::Status CheckPoolName(absl::string_view pool) {
+  if (pool.empty() || !std::all_of(pool.begin(), pool.end(), IsNameChar)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", pool, "' is not a pool name: letters, digits, '.', '_' and '-', at least one"));
+  }
+  return absl::OkStatus();
 }
 
 std::string PackObject(uint32_t pack_id) { return absl::StrFormat("pack.%08x", pack_id); }

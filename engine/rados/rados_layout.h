@@ -1,15 +1,18 @@
 // Where a RADOS store keeps what in its pool (docs/FORMATS.md, "RADOS store"), as pure encoders
 // and decoders, so that the layout is tested without a cluster:
-//
-//   chunkferry.store            the store descriptor (store_descriptor.h), plus rados_index_shards
-//   chunkferry.id_key           optional: the secret that keys chunk ids (hex)
-//   chunkferry.catalog          omap: g/<uuid> → group record, b/<uuid> → published manifest,
-//                               d/<uuid> → a delete being finished; every change is a
-//                               compare-and-write on the object's version
-//   chunkferry.lock             lock-class locks: writers share "write", a collection holds it
-//   alone index.<nn>                  omap: 16-byte chunk id → record location (16 bytes), sharded
-//   by id pack.<8 hex>                a pack: the local pack format byte for byte, written once,
-//   whole manifest.<uuid>.<tag>.<n>   part n of a manifest file (the local format), written once
+// clang-format off
+//   chunkferry.store         the store descriptor (store_descriptor.h), plus rados_index_shards
+//                            and, with a data pool, rados_data_pool
+//   chunkferry.id_key        optional: the secret that keys chunk ids (hex)
+//   chunkferry.catalog       omap: g/<uuid> → group record, b/<uuid> → published manifest,
+//                            d/<uuid> → a delete being finished; every change is a
+//                            compare-and-write on the object's version
+//   chunkferry.lock          lock-class locks: writers share "write", a collection holds it alone
+//   index.<nn>               omap: 16-byte chunk id → record location (16 bytes), sharded by id
+//   pack.<8 hex>             a pack: the local pack format byte for byte, written once, whole
+//                            (in the data pool, same namespace, when the store has one)
+//   manifest.<uuid>.<tag>.<n>  part n of a manifest file (the local format), written once
+// clang-format on
 #ifndef CHUNKFERRY_ENGINE_RADOS_RADOS_LAYOUT_H_
 #define CHUNKFERRY_ENGINE_RADOS_RADOS_LAYOUT_H_
 
@@ -34,6 +37,9 @@ inline constexpr char kWriteLockName[] = "write";
 // The descriptor key that fixes the number of index shards for the store's life.
 inline constexpr char kIndexShardsKey[] = "rados_index_shards";
 inline constexpr uint32_t kDefaultIndexShards = 64;
+// The optional descriptor key naming the pool that holds the packs (an erasure-coded pool beside
+// the replicated one of the store's URL), fixed for the store's life.
+inline constexpr char kDataPoolKey[] = "rados_data_pool";
 inline constexpr uint32_t kMaxIndexShards = 4096;
 // Bytes of each manifest part object (the last may be shorter): well under the OSDs' object size
 // limit (osd_max_object_size, 128 MiB by default).
@@ -65,6 +71,8 @@ bool IsRadosUrl(absl::string_view text);
 // InvalidArgument naming what is wrong (empty pool, a second '/', characters outside
 // [A-Za-z0-9._-]).
 [[nodiscard]] absl::StatusOr<RadosUrl> ParseRadosUrl(absl::string_view text);
+// InvalidArgument unless `pool` is a pool name as a URL takes it (non-empty, [A-Za-z0-9._-]).
+[[nodiscard]] absl::Status CheckPoolName(absl::string_view pool);
 
 std::string PackObject(uint32_t pack_id);
 std::string IndexObject(uint32_t shard);

@@ -30,6 +30,13 @@ TEST(RadosUrlTest, RefusesWhatNamesNoPool) {
   EXPECT_FALSE(IsRadosUrl("/srv/rados:x"));
 }
 
+TEST(RadosUrlTest, DataPoolNamesAreCheckedAsPoolsOfUrls) {
+  EXPECT_TRUE(CheckPoolName("chunkferry-bs-a.data_1").ok());
+  for (const char* bad : {"", "a b", "a/b", "pool$", "\xff"}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(CheckPoolName(bad))) << bad;
+  }
+}
+
 TEST(RadosLayoutTest, IndexKeysAndValuesRoundTrip) {
   codec::ChunkId id{0x0123456789abcdefull, 0xfedcba9876543210ull};
   auto back = ParseIndexKey(IndexKey(id));

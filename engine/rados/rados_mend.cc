@@ -17,7 +17,7 @@ absl::StatusOr<RadosStore::RecordCheck> RadosStore::CheckStoredRecord(const Reco
                                                                       const codec::ChunkId& id,
                                                                       VerifyMode mode) {
   librados::bufferlist bl;
-  const int r = pool_->io().read(PackObject(loc.pack), bl, loc.size, loc.offset);
+  const int r = pool_->data_io().read(PackObject(loc.pack), bl, loc.size, loc.offset);
   if (r == -ENOENT) return RecordCheck::kDamaged;  // the pack is gone: nothing to read
   if (r < 0) return RadosError(r, "read", PackObject(loc.pack), location());
   if (bl.length() < loc.size) return RecordCheck::kDamaged;

@@ -48,7 +48,11 @@ absl::Status RadosStore::Init(const RadosUrl& url, const RadosClientOptions& cli
     return absl::InvalidArgumentError(
         absl::StrCat("index shards must be between 1 and ", kMaxIndexShards));
   }
+  if (!rados.data_pool.empty()) CF_RETURN_IF_ERROR(CheckPoolName(rados.data_pool));
   CF_ASSIGN_OR_RETURN(std::unique_ptr<RadosPool> pool, RadosPool::Connect(url, client));
+  // The data pool must exist now, and take a write: an EC pool with no room or rights fails here,
+  // not at the first sync.
+  CF_RETURN_IF_ERROR(pool->OpenDataPool(rados.data_pool));
   librados::IoCtx& io = pool->io();
   uint64_t size = 0;
   time_t mtime = 0;
@@ -76,8 +80,18 @@ absl::Status RadosStore::Init(const RadosUrl& url, const RadosClientOptions& cli
   };
   if (!options.id_key_hex.empty()) CF_RETURN_IF_ERROR(create(kIdKeyObject, options.id_key_hex));
   CF_RETURN_IF_ERROR(create(kCatalogObject, ""));
+  if (!pool->data_pool().empty()) {
+    constexpr char kProbe[] = "chunkferry.data_probe";
+    librados::bufferlist probe;
+    probe.append("probe");
+    int rc = pool->data_io().write_full(kProbe, probe);
+    if (rc >= 0) rc = pool->data_io().remove(kProbe);
+    if (rc < 0)
+      return RadosError(rc, "write a probe into data pool", rados.data_pool, url.ToString());
+  }
   // The descriptor goes last: a pool without one holds no store.
-  const DescriptorExtras extras = {{kIndexShardsKey, absl::StrCat(rados.index_shards)}};
+  DescriptorExtras extras = {{kIndexShardsKey, absl::StrCat(rados.index_shards)}};
+  if (!pool->data_pool().empty()) extras[kDataPoolKey] = pool->data_pool();
   return create(kDescriptorObject, FormatStoreDescriptor(info, extras));
 }
 
@@ -107,11 +121,16 @@ absl::StatusOr<std::unique_ptr<RadosStore>> RadosStore::Open(const RadosUrl& url
       s->info_,
       ParseStoreDescriptor(bl.to_str(), absl::StrCat(where, " ", kDescriptorObject), &extras));
   auto shards = extras.find(kIndexShardsKey);
+  auto data_pool = extras.find(kDataPoolKey);
   if (shards == extras.end() || !absl::SimpleAtoi(shards->second, &s->index_shards_) ||
-      s->index_shards_ == 0 || s->index_shards_ > kMaxIndexShards || extras.size() != 1) {
+      s->index_shards_ == 0 || s->index_shards_ > kMaxIndexShards ||
+      extras.size() != 1 + (data_pool != extras.end() ? 1 : 0) ||
+      (data_pool != extras.end() && !CheckPoolName(data_pool->second).ok())) {
     return absl::DataLossError(absl::StrCat("store descriptor ", where, ": ", kIndexShardsKey,
-                                            " is missing or out of range, or a key is unknown"));
+                                            " is missing or out of range, ", kDataPoolKey,
+                                            " is not a pool name, or a key is unknown"));
   }
+  if (data_pool != extras.end()) CF_RETURN_IF_ERROR(s->pool_->OpenDataPool(data_pool->second));
   librados::bufferlist key;
   r = io.read(kIdKeyObject, key, 4096, 0);
   if (r >= 0) {
@@ -498,7 +517,7 @@ absl::Status RadosStore::ReadLookedUp(absl::Span<const codec::ChunkId> ids, cons
     while (next - done >= options_.reads_in_flight) finish(ranges[done++]);
     Range& r = ranges[next];
     const int rc = r.aio.Submit([&](librados::AioCompletion* c) {
-      return pool_->io().aio_read(PackObject(r.pack), c, &r.bl, r.length, r.offset);
+      return pool_->data_io().aio_read(PackObject(r.pack), c, &r.bl, r.length, r.offset);
     });
     if (rc < 0) {
       status = RadosError(rc, "read", PackObject(r.pack), location());
@@ -548,7 +567,7 @@ absl::Status RadosStore::SubmitPack(PackWrite& pack) {
   librados::bufferlist bl =
       librados::bufferlist::static_from_mem(pack.bytes.data(), pack.bytes.size());
   op.write_full(bl);
-  const int r = pool_->io().aio_operate(PackObject(pack.id), pack.completion, &op);
+  const int r = pool_->data_io().aio_operate(PackObject(pack.id), pack.completion, &op);
   if (r < 0) {
     pack.completion->release();
     pack.completion = nullptr;  // nothing in flight: ReapPack reports it

@@ -91,6 +91,10 @@ struct RadosStoreOptions {
 
 struct RadosInitOptions {
   uint32_t index_shards = kDefaultIndexShards;
+  // The pool the packs go to, in the same namespace (empty: the URL's pool). For an erasure-coded
+  // pool: the index, catalog, lock and manifests are omap and small objects, which stay on the
+  // URL's replicated pool; packs are written whole, once, which EC pools take without overwrites.
+  std::string data_pool;
 };
 
 class RadosStore final : public Store {
