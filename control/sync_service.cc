@@ -1,6 +1,7 @@
 #include "control/sync_service.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -22,6 +24,7 @@
 #include "engine/store/worker_pool.h"
 #include "engine/wire/remote_store.h"
 #include "io/net.h"
+#include "io/status_macros.h"
 
 namespace chunkferry::control {
 namespace {
@@ -554,6 +557,32 @@ SyncResult SyncService::DeleteEverywhere(engine::DeleteKind kind, const std::str
   return result;
 }
 
+namespace {
+
+// The metas of the volume backups the groups of `store` name that `wanted` accepts (each once; one
+// deleted meanwhile is left out): what a daemon too old for LIST_BACKUPS can tell.
+absl::StatusOr<std::vector<engine::VolumeBackupMeta>> GroupedBackupMetas(
+    engine::Store& store, const std::function<bool(const std::string& uuid)>& wanted) {
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> groups, store.ListGroups());
+  std::vector<engine::VolumeBackupMeta> metas;
+  absl::flat_hash_set<std::string> seen;
+  for (const std::string& g : groups) {
+    auto record = store.GetGroup(g);
+    if (absl::IsNotFound(record.status())) continue;  // deleted meanwhile
+    if (!record.ok()) return record.status();
+    for (const std::string& b : record->volume_uuids) {
+      if (!seen.insert(b).second || !wanted(b)) continue;
+      auto manifest = store.OpenManifest(b);
+      if (absl::IsNotFound(manifest.status())) continue;
+      if (!manifest.ok()) return manifest.status();
+      metas.push_back((*manifest)->meta());
+    }
+  }
+  return metas;
+}
+
+}  // namespace
+
 std::optional<ApiError> SyncService::ListInventories(const std::vector<std::string>& storage_uuids,
                                                      std::vector<Json>* out) {
   const std::shared_ptr<const Registry> registry = this->registry();
@@ -575,37 +604,24 @@ std::optional<ApiError> SyncService::ListInventories(const std::vector<std::stri
     };
     if (!opened.ok()) return failed(opened.status());
     engine::Store& store = opened->store();
-    // Every volume backup, grouped or not; a daemon too old for LIST_BACKUPS tells only those
-    // its groups name.
-    absl::StatusOr<std::vector<std::string>> listed = store.ListBackups();
-    std::vector<std::string> backups;
-    if (listed.ok()) {
-      backups = *std::move(listed);
-    } else if (absl::IsUnimplemented(listed.status())) {
-      auto groups = store.ListGroups();
-      if (!groups.ok()) return failed(groups.status());
-      for (const std::string& g : *groups) {
-        auto record = store.GetGroup(g);
-        if (absl::IsNotFound(record.status())) continue;  // deleted meanwhile
-        if (!record.ok()) return failed(record.status());
-        backups.insert(backups.end(), record->volume_uuids.begin(), record->volume_uuids.end());
+    // Every volume backup's meta, grouped or not (a pool reads them all from its catalog); a
+    // daemon too old for LIST_BACKUPS tells only those its groups name.
+    // A backup found on an earlier storage needs only this one added: its meta is not read again.
+    const auto wanted = [&](const std::string& uuid) {
+      auto it = found.find(uuid);
+      if (it == found.end()) return true;
+      auto& storages = it->second.storages;
+      if (std::find(storages.begin(), storages.end(), storage.uuid) == storages.end()) {
+        storages.push_back(storage.uuid);
       }
-    } else {
-      return failed(listed.status());
-    }
-    for (const std::string& b : backups) {
-      auto it = found.find(b);
-      if (it != found.end()) {
-        if (std::find(it->second.storages.begin(), it->second.storages.end(), storage.uuid) ==
-            it->second.storages.end()) {
-          it->second.storages.push_back(storage.uuid);
-        }
-        continue;
-      }
-      auto manifest = store.OpenManifest(b);
-      if (absl::IsNotFound(manifest.status())) continue;  // deleted meanwhile
-      if (!manifest.ok()) return failed(manifest.status());
-      found.emplace(b, Found{(*manifest)->meta(), {storage.uuid}});
+      return false;
+    };
+    absl::StatusOr<std::vector<engine::VolumeBackupMeta>> metas = store.ListBackupMetas(wanted);
+    if (absl::IsUnimplemented(metas.status())) metas = GroupedBackupMetas(store, wanted);
+    if (!metas.ok()) return failed(metas.status());
+    for (engine::VolumeBackupMeta& meta : *metas) {
+      const std::string uuid = meta.uuid;
+      found.emplace(uuid, Found{std::move(meta), {storage.uuid}});
     }
     if (absl::Status closed = opened->store().Close(); !closed.ok()) return failed(closed);
   }

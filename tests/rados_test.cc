@@ -677,6 +677,16 @@ TEST_F(RadosStoreTest, TheApiSyncsIntoAPoolAndOutOfIt) {
     cli({"restore", "--store", c, "--backup", volumes[i].first, "--output", out, "--quiet"});
     EXPECT_TRUE(testing::FilesEqual(volumes[i].second, out)) << i;
   }
+  // QueryVolumeBackup sees each volume on all three storages (the pool's metas from its catalog).
+  auto query = testing::RunProcess(
+      {"/usr/bin/curl", "-s", "-H", "Authorization: OAuth " + session,
+       absl::StrCat("http://", api.address(), "/zstack/v1/volume-backups?q=groupUuid%3D", group)});
+  const auto queried = nlohmann::json::parse(query.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(queried.is_discarded()) << query.out << query.err;
+  ASSERT_EQ(queried["inventories"].size(), 2u) << queried.dump();
+  for (const auto& inv : queried["inventories"]) {
+    EXPECT_EQ(inv["backupStorageRefs"].size(), 3u) << inv.dump();
+  }
   const std::string listed = cli({"ls", "--store", url, "--ceph-conf", conf});
   EXPECT_TRUE(absl::StrContains(listed, group)) << listed;
   const auto inventory = nlohmann::json::parse(

@@ -429,11 +429,15 @@ absl::StatusOr<std::vector<std::string>> RadosStore::ListBackups() {
   return UuidsOf(view.values, kBackupPrefix);
 }
 
-absl::StatusOr<std::vector<VolumeBackupMeta>> RadosStore::ListBackupMetas() {
+absl::StatusOr<std::vector<VolumeBackupMeta>> RadosStore::ListBackupMetas(
+    const std::function<bool(const std::string& uuid)>& wanted) {
   if (closed_) return CheckWritable();
   CF_ASSIGN_OR_RETURN(CatalogView view, ReadCatalogPrefix(kBackupPrefix));
   std::vector<VolumeBackupMeta> out;
   for (const auto& [k, v] : view.values) {
+    if (!absl::StartsWith(k, kBackupPrefix) || !wanted(k.substr(sizeof(kBackupPrefix) - 1))) {
+      continue;
+    }
     CF_ASSIGN_OR_RETURN(ManifestRef ref, DecodeManifestRef(v, k));
     out.push_back(std::move(ref.meta));
   }

@@ -160,8 +160,9 @@ class RadosStore final : public Store {
   [[nodiscard]] absl::StatusOr<uint64_t> ForgetDamagedChunks(absl::Span<const codec::ChunkId> ids,
                                                              VerifyMode mode);
 
-  // The metas of every published volume backup, from the catalog alone (no manifest is read).
-  [[nodiscard]] absl::StatusOr<std::vector<VolumeBackupMeta>> ListBackupMetas();
+  // From the catalog alone: no manifest is read.
+  absl::StatusOr<std::vector<VolumeBackupMeta>> ListBackupMetas(
+      const std::function<bool(const std::string& uuid)>& wanted) override;
 
   const codec::ChunkHasher& hasher() const { return hasher_; }
   uint32_t index_shards() const { return index_shards_; }

@@ -22,6 +22,20 @@ class AnsweredHave : public Store::HaveQuery {
 
 }  // namespace
 
+absl::StatusOr<std::vector<VolumeBackupMeta>> Store::ListBackupMetas(
+    const std::function<bool(const std::string& uuid)>& wanted) {
+  CF_ASSIGN_OR_RETURN(std::vector<std::string> backups, ListBackups());
+  std::vector<VolumeBackupMeta> metas;
+  for (const std::string& uuid : backups) {
+    if (!wanted(uuid)) continue;
+    auto manifest = OpenManifest(uuid);
+    if (absl::IsNotFound(manifest.status())) continue;  // deleted meanwhile
+    if (!manifest.ok()) return manifest.status();
+    metas.push_back((*manifest)->meta());
+  }
+  return metas;
+}
+
 absl::StatusOr<std::unique_ptr<Store::HaveQuery>> Store::AskHave(
     absl::Span<const codec::ChunkId> ids) {
   std::vector<bool> have;

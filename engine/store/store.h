@@ -155,6 +155,12 @@ class Store {
   // Every volume backup the store holds, whether a group names it or not (one synced alone).
   // Unimplemented from a daemon too old to tell.
   [[nodiscard]] virtual absl::StatusOr<std::vector<std::string>> ListBackups() = 0;
+  // The metas of the volume backups ListBackups names that `wanted` (called with each uuid)
+  // accepts; one deleted meanwhile is left out. Here each is read from its manifest (a daemon
+  // sends it whole: ask only for those needed); a store that keeps metas apart answers without
+  // reading manifests (a pool, from its catalog). Unimplemented as ListBackups is.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<VolumeBackupMeta>> ListBackupMetas(
+      const std::function<bool(const std::string& uuid)>& wanted);
 
   // Deletes group `group_uuid` and the volume backups it names (those that no other group names
   // too). The group is unreachable when this returns, whatever happens after; a crash part way
