@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "control/api_error.h"
 #include "control/chunkferry.h"
+#include "control/query_string.h"
 #include "control/registry.h"
 #include "control/sync_service.h"
 #include "control/volume_backup_query.h"
@@ -167,9 +168,10 @@ int Query(chunkferry_handle* h, const char* query, char** response) {
     SetOut(response, "the handle is NULL");
     return kHttpBadRequest;
   }
-  httplib::Params params;  // decoded as the HTTP API's are
-  if (query != nullptr) httplib::detail::parse_query_text(query, params);
-  const ParsedQuery parsed = ParseVolumeBackupQuery({params.begin(), params.end()}, std::nullopt);
+  // Read as the HTTP API reads its query strings.
+  const ParsedQuery parsed = ParseVolumeBackupQuery(
+      query != nullptr ? ParseQueryString(query) : std::multimap<std::string, std::string>{},
+      std::nullopt);
   if (!parsed.bad_request.empty()) {
     SetOut(response, parsed.bad_request);
     return kHttpBadRequest;

@@ -285,6 +285,11 @@ static void TestFamily(chunkferry* h) {
   CHECK(status == 200 && response != NULL && strcmp(response, "{\"total\":1,\"schema\":{}}") == 0,
         "count answered %d: %s", status, response ? response : "(null)");
   chunkferry_free(response);
+  /* '=' unencoded, as curl users write it: split at the first '=', as the platform does. */
+  status = chunkferry_query(h, "q=type=Root&count=true", &response);
+  CHECK(status == 200 && response != NULL && strcmp(response, "{\"total\":1,\"schema\":{}}") == 0,
+        "raw '=' answered %d: %s", status, response ? response : "(null)");
+  chunkferry_free(response);
   status = chunkferry_query(h, "q=type", &response);
   CHECK(status == 400 && response != NULL && strstr(response, "query operator") != NULL,
         "no operator answered %d: %s", status, response ? response : "(null)");

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "control/caller.h"
 #include "control/http_gate.h"
+#include "control/query_string.h"
 #include "control/volume_backup_query.h"
 #include "control/webhook.h"
 #include "io/net.h"
@@ -159,6 +160,13 @@ Route Match(absl::string_view path) {
     return {Route::kProgress, std::string(parts[4])};
   }
   return {};
+}
+
+// The query string's parameters (query_string.h).
+std::multimap<std::string, std::string> QueryParams(const httplib::Request& req) {
+  const size_t mark = req.target.find('?');
+  if (mark == std::string::npos) return {};
+  return ParseQueryString(absl::string_view(req.target).substr(mark + 1));
 }
 
 absl::string_view StatusText(int status) {
@@ -413,11 +421,11 @@ ApiServer::PreparedCall ApiServer::Prepare(int kind, const std::string& uuid,
   // backupStorageUuids repeated (or indexed, "backupStorageUuids.0"), deleteMode and
   // handleDependency once each (accepted; what they would change does not apply to a store).
   std::vector<std::string> storages;
-  for (const auto& [key, value] : req.params) {
+  const std::multimap<std::string, std::string> params = QueryParams(req);
+  for (const auto& [key, value] : params) {
     if (key == "backupStorageUuids" || absl::StartsWith(key, "backupStorageUuids.")) {
       storages.push_back(value);
-    } else if ((key == "deleteMode" || key == "handleDependency") &&
-               req.get_param_value_count(key.c_str()) > 1) {
+    } else if ((key == "deleteMode" || key == "handleDependency") && params.count(key) > 1) {
       call.bad_request =
           absl::StrCat("Invalid query parameter[", key,
                        "], only one value is allowed for the parameter but multiple values found");
@@ -462,7 +470,7 @@ void ApiServer::HandleQuery(const std::string& uuid, const httplib::Request& req
     SendJson(res, 503, ErrorBody(*caller->refusal));
     return;
   }
-  std::multimap<std::string, std::string> params(req.params.begin(), req.params.end());
+  const std::multimap<std::string, std::string> params = QueryParams(req);
   const ParsedQuery parsed = ParseVolumeBackupQuery(
       params, uuid.empty() ? std::nullopt : std::optional<std::string>(uuid));
   if (!parsed.bad_request.empty()) {

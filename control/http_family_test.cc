@@ -279,6 +279,9 @@ TEST_F(HttpFamilyTest, QueryVolumeBackupSearchesEveryStorage) {
   EXPECT_EQ(uuids("q=backupStorageRef.backupStorageUuid%3D" + dst2_uuid_),
             std::vector<std::string>{alone});
   EXPECT_EQ(uuids("q=type%3DRoot").size(), 1u);
+  // As curl users write them (the platform's servlet splits at the first '='), and '+' a space.
+  EXPECT_EQ(uuids("q=type=Root"), uuids("q=type%3DRoot"));
+  EXPECT_EQ(uuids("q=groupUuid=" + group_ + "&q=type!=Root").size(), 2u);
   EXPECT_EQ(uuids("q=type!%3DRoot&q=groupUuid%3D" + group_).size(), 2u);
   std::vector<std::string> two = {volumes_[0].backup_uuid, alone};
   std::sort(two.begin(), two.end());
