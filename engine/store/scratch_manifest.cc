@@ -10,9 +10,9 @@
 #include <ctime>
 #include <vector>
 
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "io/fd.h"
 #include "io/status_macros.h"
 
