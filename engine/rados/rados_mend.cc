@@ -4,8 +4,8 @@
 // or `chunkferry repair --from` that has them sends good copies, and their new entries point there.
 #include <map>
 #include <set>
+#include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "codec/record.h"
 #include "engine/rados/rados_store.h"
@@ -40,22 +40,25 @@ absl::StatusOr<uint64_t> RadosStore::ForgetDamagedChunks(absl::Span<const codec:
   // Checked again here, by this store, whatever the caller found: only an entry that names a
   // record failing its check is removed. Chunks of one record share its verdict.
   std::map<RecordLocation, RecordCheck> verdicts;
-  std::set<RecordLocation> forgotten;  // records some of whose entries were removed
+  std::vector<size_t> damaged;  // into ids
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!found[i]) continue;
-    const RecordLocation& loc = *found[i];
-    auto it = verdicts.find(loc);
+    auto it = verdicts.find(*found[i]);
     if (it == verdicts.end()) {
-      CF_ASSIGN_OR_RETURN(RecordCheck check, CheckStoredRecord(loc, ids[i], mode));
-      it = verdicts.emplace(loc, check).first;
+      CF_ASSIGN_OR_RETURN(RecordCheck check, CheckStoredRecord(*found[i], ids[i], mode));
+      it = verdicts.emplace(*found[i], check).first;
     }
-    if (it->second == RecordCheck::kIntact) continue;
-    // Before each change: a writer whose lock lapsed must not go on, nor may this one.
-    CF_RETURN_IF_ERROR(CheckLockHeld());
+    if (it->second == RecordCheck::kDamaged) damaged.push_back(i);
+  }
+  if (damaged.empty()) return 0;
+  // Before changing the index: a writer whose lock lapsed must not go on, nor may this one.
+  CF_RETURN_IF_ERROR(CheckLockHeld());
+  std::set<RecordLocation> forgotten;  // records some of whose entries were removed
+  for (size_t i : damaged) {
     // Removed only while it still names that record: a writer may have indexed a good copy of
     // the chunk since the lookup, and that entry stays.
     const std::string key = IndexKey(ids[i]);
-    const std::string value = EncodeIndexValue(loc);
+    const std::string value = EncodeIndexValue(*found[i]);
     librados::bufferlist expected;
     expected.append(value.data(), value.size());
     std::map<std::string, std::pair<librados::bufferlist, int>> assertions;
@@ -69,7 +72,7 @@ absl::StatusOr<uint64_t> RadosStore::ForgetDamagedChunks(absl::Span<const codec:
     if (r == -ECANCELED) continue;  // changed meanwhile: no longer the damaged record's entry
     if (r < 0) return RadosError(r, "forget chunk in", shard, location());
     vouched_.erase(ids[i]);
-    forgotten.insert(loc);
+    forgotten.insert(*found[i]);
   }
   return forgotten.size();
 }
