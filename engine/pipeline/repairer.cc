@@ -53,22 +53,27 @@ absl::StatusOr<RepairReport> RepairFrom(Store& store, Store& from, VerifyMode mo
       continue;
     }
     ++report.manifests;
-    // Each chunk asked once per backup (a store far away answers in batches).
-    absl::flat_hash_set<codec::ChunkId> named;
-    ids.clear();
+    // Asked a batch at a time as the manifest streams by (a store far away answers in batches;
+    // memory stays bounded by a batch, not by the volume).
+    const auto ask = [&]() -> absl::Status {
+      absent.clear();
+      CF_RETURN_IF_ERROR(Lacking(store, ids, &absent));
+      for (const codec::ChunkId& id : absent) {
+        lacking_by_backup[uuid].push_back(id);
+        if (lacking.insert(id).second) order.push_back(id);
+      }
+      ids.clear();
+      return absl::OkStatus();
+    };
     for (;;) {
       CF_ASSIGN_OR_RETURN(size_t n, (*reader)->Next(&entries, 4096));
       if (n == 0) break;
       for (const ManifestEntry& e : entries) {
-        if (!e.zero && named.insert(e.id).second) ids.push_back(e.id);
+        if (!e.zero) ids.push_back(e.id);
       }
+      if (ids.size() >= kIdsPerQuery) CF_RETURN_IF_ERROR(ask());
     }
-    absent.clear();
-    CF_RETURN_IF_ERROR(Lacking(store, ids, &absent));
-    for (const codec::ChunkId& id : absent) {
-      lacking_by_backup[uuid].push_back(id);
-      if (lacking.insert(id).second) order.push_back(id);
-    }
+    CF_RETURN_IF_ERROR(ask());
   }
   report.chunks_lacking = order.size();
   for (const auto& entry : lacking_by_backup) report.broken_before.push_back(entry.first);
