@@ -22,6 +22,7 @@
 #include "engine/pipeline/copier.h"
 #include "engine/pipeline/readback_verifier.h"
 #include "engine/rados/rados_store.h"
+#include "engine/store/store_descriptor.h"
 #include "engine/wire/auth.h"
 #include "engine/wire/remote_store.h"
 #include "engine/wire/served_store.h"
@@ -693,6 +694,44 @@ TEST_F(RadosStoreTest, TheApiSyncsIntoAPoolAndOutOfIt) {
       cli({"inventory", "--store", url, "--ceph-conf", conf, "--group", group}), nullptr, false);
   EXPECT_FALSE(inventory.is_discarded());
   EXPECT_TRUE(absl::StrContains(inventory.dump(), volumes[0].first)) << inventory.dump();
+}
+
+// A descriptor whose data pool is missing from the cluster, or is no pool name at all, is refused
+// at open with the reason; nothing in the pool changes, and with the descriptor put back the store
+// restores as before.
+TEST_F(RadosStoreTest, ADescriptorNamingABadDataPoolIsRefused) {
+  std::vector<Volume> vols;
+  const std::string g = GroupInThePool(13, &vols);
+  ASSERT_FALSE(HasFailure());
+  auto raw = RadosPool::Connect(url_, testing::TestRadosClient());
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  librados::IoCtx& io = (*raw)->io();
+  librados::bufferlist original;
+  ASSERT_GE(io.read(kDescriptorObject, original, 1 << 20, 0), 0);
+  DescriptorExtras extras;
+  auto info = ParseStoreDescriptor(original.to_str(), "descriptor", &extras);
+  ASSERT_TRUE(info.ok()) << info.status();
+  for (const auto& [pool, missing] : {std::pair{"no-such-pool", true}, std::pair{"a b", false}}) {
+    DescriptorExtras forged_extras = extras;
+    forged_extras[kDataPoolKey] = pool;
+    librados::bufferlist forged;
+    forged.append(FormatStoreDescriptor(*info, forged_extras));
+    ASSERT_EQ(io.write_full(kDescriptorObject, forged), 0);
+    const auto before = PoolContents(io);
+    for (bool writable : {false, true}) {
+      RadosStoreOptions o = Options();
+      o.writable = writable;
+      auto refused = RadosStore::Open(url_, o);
+      ASSERT_FALSE(refused.ok()) << pool;
+      EXPECT_TRUE(missing ? absl::IsNotFound(refused.status()) : absl::IsDataLoss(refused.status()))
+          << refused.status();
+      EXPECT_TRUE(absl::StrContains(refused.status().message(), missing ? pool : kDataPoolKey))
+          << refused.status();
+    }
+    EXPECT_TRUE(PoolContents(io) == before) << pool;
+  }
+  ASSERT_EQ(io.write_full(kDescriptorObject, original), 0);
+  ExpectRestores(g, vols);
 }
 
 TEST_F(RadosStoreTest, TheCliImportsIntoThePoolAndRestoresFromIt) {
